@@ -1,0 +1,128 @@
+// What every HPC cmdlet shares: the -Scheduler default, the call into Python, and the
+// translation of backend records and failures into PowerShell objects and ErrorRecords.
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+
+namespace Microsoft.ComputeCluster.CCPPSH
+{
+    /// <summary>A scheduler failure as PowerShell users see it; the Python original is the inner exception.</summary>
+    public sealed class HpcException : Exception
+    {
+        public HpcException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>Calls that are not made by a cmdlet (object methods): failures throw.</summary>
+    internal static class Backend
+    {
+        public static List<Dictionary<string, object>> Run(string command, Hashtable arguments)
+        {
+            List<Dictionary<string, object>> records = PythonBridge.Call(command, arguments);
+            Dictionary<string, object> failure = records.FirstOrDefault(Errors.IsError);
+            if (failure != null) throw new RuntimeException(Errors.ToRecord(failure, command).Exception.Message, null, Errors.ToRecord(failure, command));
+            return records;
+        }
+
+        public static Dictionary<string, object> Single(string command, Hashtable arguments) =>
+            Run(command, arguments).FirstOrDefault() ?? throw new ItemNotFoundException($"{command} returned nothing.");
+    }
+
+    internal static class Errors
+    {
+        public static bool IsError(Dictionary<string, object> record) => record.ContainsKey("__error__");
+
+        public static ErrorRecord ToRecord(Dictionary<string, object> record, string command)
+        {
+            var error = (Dictionary<string, object>)record["__error__"];
+            var inner = new BackendException((string)error["error_id"], (string)error["category"], (string)error["message"], error["target"], null);
+            return ToRecord(inner);
+        }
+
+        public static ErrorRecord ToRecord(BackendException e)
+        {
+            if (!Enum.TryParse(e.Category, out ErrorCategory category)) category = ErrorCategory.NotSpecified;
+            return new ErrorRecord(new HpcException(e.Message, e), e.ErrorId, category, e.Target);
+        }
+    }
+
+    public abstract class HpcCmdlet : PSCmdlet
+    {
+        /// <summary>Head node(s) to use; without it, CCP_SCHEDULER, then the local embedded head node.</summary>
+        [Parameter]
+        public string[] Scheduler { get; set; }
+
+        /// <summary>The bound parameters as the backend receives them (plus the resolved scheduler).</summary>
+        protected Hashtable Arguments(params (string Name, object Value)[] extra)
+        {
+            var args = new Hashtable(StringComparer.OrdinalIgnoreCase);
+            foreach (KeyValuePair<string, object> p in MyInvocation.BoundParameters)
+            {
+                if (!CommonParameters.Contains(p.Key)) args[p.Key] = p.Value;
+            }
+            args["Scheduler"] = Scheduler ?? DefaultScheduler();
+            foreach ((string name, object value) in extra) args[name] = value;
+            return args;
+        }
+
+        private static string[] DefaultScheduler()
+        {
+            string env = Environment.GetEnvironmentVariable("CCP_SCHEDULER");
+            return string.IsNullOrWhiteSpace(env) ? null : env.Split(',').Select(s => s.Trim()).Where(s => s.Length > 0).ToArray();
+        }
+
+        private static readonly HashSet<string> CommonParameters = new HashSet<string>(
+            PSCmdlet.CommonParameters.Concat(PSCmdlet.OptionalCommonParameters), StringComparer.OrdinalIgnoreCase);
+
+        /// <summary>Calls the backend; error records become non-terminating errors, the rest are returned.</summary>
+        protected List<Dictionary<string, object>> Call(string command, Hashtable arguments)
+        {
+            List<Dictionary<string, object>> records;
+            try
+            {
+                records = PythonBridge.Call(command, arguments);
+            }
+            catch (BackendException e)
+            {
+                ThrowTerminatingError(Errors.ToRecord(e));
+                throw; // not reached
+            }
+            catch (InvalidOperationException e)
+            {
+                ThrowTerminatingError(new ErrorRecord(e, "PythonEnvironmentUnavailable", ErrorCategory.ResourceUnavailable, null));
+                throw;
+            }
+            var results = new List<Dictionary<string, object>>();
+            foreach (Dictionary<string, object> record in records)
+            {
+                if (Errors.IsError(record)) WriteError(Errors.ToRecord(record, MyInvocation.MyCommand.Name));
+                else results.Add(record);
+            }
+            return results;
+        }
+
+        /// <summary>Calls the backend and writes the objects it returns.</summary>
+        protected void Emit(string command, Hashtable arguments)
+        {
+            foreach (Dictionary<string, object> record in Call(command, arguments))
+            {
+                WriteObject(Records.Build(record));
+            }
+        }
+
+        /// <summary>
+        /// The uniform change pattern: the backend plans (resolves and describes each item), the user
+        /// confirms each one through ShouldProcess, and the backend acts on the confirmed keys only.
+        /// </summary>
+        protected List<object> Confirm(string command, Hashtable arguments)
+        {
+            var confirmed = new List<object>();
+            foreach (Dictionary<string, object> plan in Call(command + ":plan", arguments))
+            {
+                if (ShouldProcess((string)plan["target"], (string)plan["action"])) confirmed.Add(plan["key"]);
+            }
+            return confirmed;
+        }
+    }
+}

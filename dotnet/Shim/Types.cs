@@ -1,0 +1,244 @@
+// The objects scripts see: HPC Pack's type names, states and properties, filled from the
+// backend's records. Behaviour (refresh, cancel, requeue) goes back to the backend.
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Reflection;
+
+namespace Microsoft.Hpc.Scheduler.Properties
+{
+    [Flags]
+    public enum JobState
+    {
+        Configuring = 1, Submitted = 2, Validating = 4, ExternalValidation = 8, Queued = 16, Running = 32,
+        Finishing = 64, Finished = 128, Failed = 256, Canceled = 512, Canceling = 1024, All = 2047,
+    }
+
+    [Flags]
+    public enum TaskState
+    {
+        Configuring = 1, Submitted = 2, Validating = 4, Queued = 8, Dispatching = 16, Running = 32,
+        Finishing = 64, Finished = 128, Failed = 256, Canceled = 512, Canceling = 1024, All = 2047,
+    }
+
+    public enum TaskType
+    {
+        Basic = 0, ParametricSweep = 1, NodePrep = 2, NodeRelease = 3, Service = 4,
+    }
+}
+
+namespace Microsoft.ComputeCluster.CCPPSH
+{
+    using Microsoft.Hpc.Scheduler.Properties;
+
+    /// <summary>An object the backend knows by a key; passed to Python as that key.</summary>
+    public interface IHpcRecord
+    {
+        object Key { get; }
+    }
+
+    /// <summary>Builds typed objects from backend records ("__type__" names the class).</summary>
+    internal static class Records
+    {
+        private static readonly Dictionary<string, Type> Types = new Dictionary<string, Type>(StringComparer.Ordinal)
+        {
+            ["HpcJob"] = typeof(HpcJob),
+            ["HpcTask"] = typeof(HpcTask),
+            ["HpcJobHistory"] = typeof(HpcJobHistory),
+            ["HpcVariable"] = typeof(HpcVariable),
+        };
+
+        public static object Build(Dictionary<string, object> record)
+        {
+            if (!record.TryGetValue("__type__", out object typeName) || !Types.TryGetValue((string)typeName, out Type type))
+            {
+                throw new InvalidOperationException($"The backend returned a record of unknown type '{typeName}'.");
+            }
+            object target = Activator.CreateInstance(type);
+            Fill(target, record);
+            return target;
+        }
+
+        public static void Fill(object target, Dictionary<string, object> record)
+        {
+            foreach (KeyValuePair<string, object> field in record)
+            {
+                PropertyInfo property = target.GetType().GetProperty(field.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+                if (property == null || !property.CanWrite) continue;
+                property.SetValue(target, Convert(field.Value, property.PropertyType));
+            }
+        }
+
+        private static object Convert(object value, Type type)
+        {
+            Type underlying = Nullable.GetUnderlyingType(type) ?? type;
+            if (value == null) return type.IsValueType && underlying == type ? Activator.CreateInstance(type) : null;
+            if (underlying.IsEnum) return Enum.Parse(underlying, value.ToString(), ignoreCase: true);
+            if (underlying == typeof(DateTime)) return DateTime.Parse((string)value, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToLocalTime();
+            if (underlying == typeof(TimeSpan)) return TimeSpan.FromSeconds(System.Convert.ToDouble(value, CultureInfo.InvariantCulture));
+            if (underlying == typeof(string[])) return ((IEnumerable)value).Cast<object>().Select(o => o?.ToString()).ToArray();
+            if (underlying == typeof(int[])) return ((IEnumerable)value).Cast<object>().Select(o => System.Convert.ToInt32(o, CultureInfo.InvariantCulture)).ToArray();
+            if (underlying == typeof(Hashtable)) return new Hashtable((IDictionary)value, StringComparer.OrdinalIgnoreCase);
+            return System.Convert.ChangeType(value, underlying, CultureInfo.InvariantCulture);
+        }
+    }
+
+    /// <summary>A job as HPC Pack's PowerShell module shows it.</summary>
+    public class HpcJob : IHpcRecord
+    {
+        public int Id { get; set; }
+        public string Name { get; set; }
+        public string Owner { get; set; }
+        public string UserName { get; set; }
+        public JobState State { get; set; }
+        public JobState PreviousState { get; set; }
+        public string Priority { get; set; }
+        public int ExpandedPriority { get; set; }
+        public string Project { get; set; }
+        public string Template { get; set; }
+        public DateTime? CreateTime { get; set; }
+        public DateTime? SubmitTime { get; set; }
+        public DateTime? StartTime { get; set; }
+        public DateTime? EndTime { get; set; }
+        public DateTime? ChangeTime { get; set; }
+        public string ErrorMessage { get; set; }
+        public string RequestCancel { get; set; }
+        public int RequeueCount { get; set; }
+        public bool RunUntilCanceled { get; set; }
+        public bool IsExclusive { get; set; }
+        public bool FailOnTaskFailure { get; set; }
+        public string UnitType { get; set; }
+        public int MinCores { get; set; }
+        public int MaxCores { get; set; }
+        public int MinNodes { get; set; }
+        public int MaxNodes { get; set; }
+        public int MinSockets { get; set; }
+        public int MaxSockets { get; set; }
+        public bool AutoCalculateMin { get; set; }
+        public bool AutoCalculateMax { get; set; }
+        public int Runtime { get; set; }
+        public string NodeGroups { get; set; }
+        public string[] RequestedNodes { get; set; }
+        public string[] AllocatedNodes { get; set; }
+        public string[] ExcludedNodes { get; set; }
+        public int CurrentAllocation { get; set; }
+        public int[] ParentJobIds { get; set; }
+        public Hashtable EnvironmentVariables { get; set; }
+        public int Progress { get; set; }
+        public string ProgressMessage { get; set; }
+        public int NumberOfTasks { get; set; }
+        public int TaskExecutionFailureRetryLimit { get; set; }
+        public string ValidExitCodes { get; set; }
+        public string Scheduler { get; set; }
+
+        object IHpcRecord.Key => Id;
+
+        /// <summary>Reads the job's current properties from the head node.</summary>
+        public void Refresh()
+        {
+            Records.Fill(this, Backend.Single("Get-HpcJob", new Hashtable { ["Id"] = Id, ["Scheduler"] = Scheduler }));
+        }
+
+        public void Cancel() => Cancel(false, false);
+
+        public void Cancel(bool isForced, bool isGraceful)
+        {
+            Backend.Run("Stop-HpcJob", new Hashtable { ["Id"] = new[] { Id }, ["Force"] = isForced, ["Graceful"] = isGraceful, ["Scheduler"] = Scheduler });
+            Refresh();
+        }
+
+        public void Finish() => Finish(false, false);
+
+        public void Finish(bool isForced, bool isGraceful)
+        {
+            Backend.Run("Stop-HpcJob", new Hashtable { ["Id"] = new[] { Id }, ["State"] = "Finished", ["Force"] = isForced, ["Graceful"] = isGraceful, ["Scheduler"] = Scheduler });
+            Refresh();
+        }
+
+        public override string ToString() => Id.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>A task (or a parametric sweep's subtask) of a job.</summary>
+    public class HpcTask : IHpcRecord
+    {
+        public int JobId { get; set; }
+        public int TaskId { get; set; }
+        public int SubTaskId { get; set; }
+        public string Id { get; set; }
+        public string Name { get; set; }
+        public string CommandLine { get; set; }
+        public TaskState State { get; set; }
+        public TaskState PreviousState { get; set; }
+        public TaskType Type { get; set; }
+        public int? ExitCode { get; set; }
+        public string ErrorMessage { get; set; }
+        public string Output { get; set; }
+        public TimeSpan Runtime { get; set; }
+        public int MinCores { get; set; }
+        public int MaxCores { get; set; }
+        public string[] DependsOn { get; set; }
+        public string WorkDirectory { get; set; }
+        public string StdInFilePath { get; set; }
+        public string StdOutFilePath { get; set; }
+        public string StdErrFilePath { get; set; }
+        public bool IsRerunnable { get; set; }
+        public bool IsParametric { get; set; }
+        public int StartValue { get; set; }
+        public int EndValue { get; set; }
+        public int IncrementValue { get; set; }
+        public int RequeueCount { get; set; }
+        public string[] AllocatedNodes { get; set; }
+        public Hashtable EnvironmentVariables { get; set; }
+        public DateTime? CreateTime { get; set; }
+        public DateTime? SubmitTime { get; set; }
+        public DateTime? StartTime { get; set; }
+        public DateTime? EndTime { get; set; }
+        public string Scheduler { get; set; }
+
+        object IHpcRecord.Key => new Hashtable { ["JobId"] = JobId, ["TaskId"] = TaskId, ["SubTaskId"] = SubTaskId };
+
+        private Hashtable Address() => new Hashtable { ["JobId"] = JobId, ["TaskId"] = TaskId, ["SubTaskId"] = SubTaskId, ["Scheduler"] = Scheduler };
+
+        public void Refresh() => Records.Fill(this, Backend.Single("Get-HpcTask", Address()));
+
+        public void Cancel()
+        {
+            Backend.Run("Stop-HpcTask", Address());
+            Refresh();
+        }
+
+        public void Requeue()
+        {
+            Backend.Run("Requeue-HpcTask", Address());
+            Refresh();
+        }
+
+        public void Submit()
+        {
+            Backend.Run("Submit-HpcTask", Address());
+            Refresh();
+        }
+
+        public override string ToString() => Id;
+    }
+
+    /// <summary>One audit row of a job's life: who did what, and when.</summary>
+    public class HpcJobHistory
+    {
+        public int JobId { get; set; }
+        public string Event { get; set; }
+        public string Actor { get; set; }
+        public string Message { get; set; }
+        public string Details { get; set; }
+        public DateTime? Time { get; set; }
+    }
+
+    /// <summary>A cluster property or environment variable, as Get-HpcClusterProperty returns it.</summary>
+    public class HpcVariable
+    {
+        public string Name { get; set; }
+        public string Value { get; set; }
+    }
+}

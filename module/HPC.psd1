@@ -1,0 +1,25 @@
+@{
+    RootModule           = 'bin/CCPPSH.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '6f1c1a9e-3c0b-4d0a-9a43-6b2f3f8d7c21'
+    Author               = 'The HPC module authors'
+    CompanyName          = 'HPC module for Linux'
+    Copyright            = '(c) The HPC module authors. MIT License.'
+    Description          = 'Microsoft HPC Pack job scheduler cmdlets for pwsh on Linux, backed by an embedded head node.'
+    PowerShellVersion    = '7.2'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @('HPC.Format.ps1xml')
+    TypesToProcess       = @()
+    CmdletsToExport      = @(
+        'Stop-HpcJob'
+    )
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('HPC', 'HpcPack', 'Scheduler', 'Linux')
+            ProjectUri = 'https://example.invalid/hpcpack'
+        }
+    }
+}

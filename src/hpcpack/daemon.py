@@ -1,0 +1,156 @@
+"""The head node process: owns the store, runs the loop, serves clients on a Unix socket.
+
+    hpc-headnode [--state-dir DIR] [--socket PATH]
+
+One instance per state folder (a lock file decides). It starts on a client's first call when none
+is running, or as a system service; it keeps running, with its jobs, after clients go away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, protocol
+from .config import SOCKET_NAME, HeadNodeConfig, default_state_dir
+from .errors import HpcError
+from .headnode import HeadNode, Waiter
+from .identity import Caller, identify, peer_credentials
+from .model import now
+from .requests import Requests
+
+log = logging.getLogger("hpcpack.headnode")
+CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
+
+
+class Daemon:
+    def __init__(self, state_dir: Path, socket_path: Path) -> None:
+        self.state_dir = state_dir
+        self.socket_path = socket_path
+        self.config = HeadNodeConfig.load(state_dir)
+        self.head = HeadNode(state_dir, self.config)
+        self.requests = Requests(self.head, self)
+        self.wake = asyncio.Event()
+        self.stopping = False
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    async def until_ended(self, ids: list[int], timeout: float) -> dict[str, Any]:
+        """Resolves when every job is in a final state, or at the deadline (never waits forever)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.head.waiters.append(Waiter(ids, now() + timeout, future))
+        self.poke()
+        return await future
+
+    def _resolve_waiters(self) -> None:
+        for waiter in list(self.head.waiters):
+            jobs = [self.head.jobs.get(i) for i in waiter.ids]
+            done = all(j is None or j.terminal for j in jobs)
+            if done or now() >= waiter.deadline:
+                self.head.waiters.remove(waiter)
+                if not waiter.done.done():
+                    waiter.done.set_result({str(j.id): j.state.name for j in jobs if j is not None})
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop)
+        loop.add_signal_handler(signal.SIGCHLD, self.poke)
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        server = await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path))
+        os.chmod(self.socket_path, self.config.socket_mode)
+        self.head.recover()
+        log.info("head node %s serving %s (pid %d)", self.head.name, self.socket_path, os.getpid())
+        async with server:
+            while not self.stopping:
+                self.head.step()
+                self._resolve_waiters()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.head.next_wakeup())
+                except TimeoutError:
+                    pass
+                self.wake.clear()
+        self.socket_path.unlink(missing_ok=True)
+        self.head.store.close()
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.poke()
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, uid, gid = peer_credentials(writer.get_extra_info("socket"))
+        caller = identify(uid, gid, self.config)
+        try:
+            while True:
+                try:
+                    header = await reader.readexactly(protocol.HEADER.size)
+                    body = await reader.readexactly(protocol.frame_length(header))
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                writer.write(protocol.encode(await self._answer(caller, body)))
+                await writer.drain()
+        except HpcError as e:  # a malformed frame: say why, then hang up
+            writer.write(protocol.encode(protocol.reply_error(e)))
+        finally:
+            writer.close()
+
+    async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
+        try:
+            message = protocol.decode(body)
+            result = await self.requests.handle(caller, str(message.get("op")), message.get("args") or {})
+            return protocol.reply_ok(result)
+        except HpcError as e:
+            return protocol.reply_error(e)
+        except Exception as e:  # a bug must not take the head node down with it
+            log.exception("request failed")
+            return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
+        finally:
+            self.poke()
+
+
+def acquire_lock(state_dir: Path) -> int | None:
+    """The single-instance lock: held for the life of the process."""
+    fd = os.open(state_dir / "headnode.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hpc-headnode", description="Run the HPC head node.")
+    parser.add_argument("--state-dir", type=Path, default=None, help="state folder (default: HPCPACK_HOME, "
+                        "/var/lib/hpcpack for root, else ~/.local/state/hpcpack)")
+    parser.add_argument("--socket", type=Path, default=None, help="socket path (default: <state-dir>/headnode.sock)")
+    parser.add_argument("--version", action="version", version=__version__)
+    args = parser.parse_args(argv)
+    state_dir = (args.state_dir or default_state_dir()).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=state_dir / "headnode.log", level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    lock = acquire_lock(state_dir)
+    if lock is None:
+        print(f"hpc-headnode: a head node already runs for {state_dir}", file=sys.stderr)
+        return 3
+    from .executor import become_subreaper
+    become_subreaper()
+    daemon = Daemon(state_dir, args.socket or state_dir / SOCKET_NAME)
+    asyncio.run(daemon.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Scheduler errors with HPC Pack's codes, and the PowerShell error id and category each maps to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Only the fields PowerShell needs: a stable id, an ErrorCategory name, HPC Pack's HRESULT.
+_KINDS: dict[str, tuple[str, int]] = {
+    "InvalidJobId": ("ObjectNotFound", 0x80040206),
+    "InvalidTaskId": ("ObjectNotFound", 0x80040207),
+    "InvalidCancelJobState": ("InvalidOperation", 0x80040208),
+    "InvalidCancelTaskState": ("InvalidOperation", 0x80040209),
+    "OnlyConfigJobsCanBeSubmitted": ("InvalidOperation", 0x80040202),
+    "OnlyFailedCancelledJobsCanBeRequeued": ("InvalidOperation", 0x8004020A),
+    "PermissionDenied": ("PermissionDenied", 0x8004020B),
+    "InvalidOperation": ("InvalidOperation", 0x8004020F),
+    "JobModifyFailed": ("InvalidOperation", 0x80040220),
+    "CancelMessageIsTooLong": ("InvalidArgument", 0x800402D3),
+    "CannotConnectWithScheduler": ("ConnectionError", 0x800402CF),
+    "ForcedGracefulConflict": ("InvalidArgument", 0x8004020F),
+    "ForcedFinishNotSupported": ("InvalidArgument", 0x8004020F),
+    "ArgumentOutOfRange": ("InvalidArgument", 0x80040205),
+    "InvalidArgument": ("InvalidArgument", 0x80040205),
+    "CancelIncomplete": ("OperationTimeout", 0x8004020F),
+    "InvalidJobFile": ("InvalidData", 0x80040205),
+    "IllegalTaskType": ("InvalidOperation", 0x80040253),
+    "ProtocolError": ("ProtocolError", 0x8004020F),
+}
+
+
+class HpcError(Exception):
+    """A failure the user can act on. `error_id` is stable; PowerShell shows it in FullyQualifiedErrorId."""
+
+    def __init__(self, error_id: str, message: str, target: Any = None) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+        self.message = message
+        self.target = target
+        self.category, self.code = _KINDS.get(error_id, ("NotSpecified", 0x8004020F))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"error_id": self.error_id, "message": self.message, "target": self.target}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> HpcError:
+        return cls(data["error_id"], data["message"], data.get("target"))
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A per-item failure returned (not raised) so that the other items still get processed."""
+
+    error: HpcError
+
+    def to_record(self) -> dict[str, Any]:
+        e = self.error
+        return {"__error__": {"error_id": e.error_id, "category": e.category, "message": e.message,
+                              "target": e.target}}
+
+
+def invalid_argument(message: str, target: Any = None) -> HpcError:
+    return HpcError("InvalidArgument", message, target)

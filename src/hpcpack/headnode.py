@@ -1,0 +1,820 @@
+"""The head node's logic: jobs and tasks through their lives, cores, processes, cancels, recovery.
+
+It is synchronous and single-threaded: the daemon calls `step()` whenever something happened
+(a request, a child exited, a deadline passed) and each step is one of a short list of named
+phases. Every state change goes through the transition table and is written to the store
+before anyone can observe it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from . import executor, jobspec, scheduler
+from .config import PROPERTY_DEFAULTS, HeadNodeConfig
+from .errors import HpcError
+from .identity import Caller, user_name
+from .model import CancelRequest, Job, Task, now
+from .params import MAX_MESSAGE
+from .states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
+from .store import Store
+
+# HPC Pack's error codes stored on cancelled jobs and tasks.
+CANCELED_BY_USER = 0x80040201
+FINISHED_BY_USER = 0x80040370
+TASKS_JOB_CANCELED = 0x800409D3
+TASK_FAILURE = 0x800409DC
+
+_CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel value)
+    (False, False, False): ("cancel", "CancelByUser"),
+    (True, False, False): ("force", "CancelForceByUser"),
+    (False, True, False): ("graceful", "CancelGraceful"),
+    (False, False, True): ("finish", "Finish"),
+    (True, False, True): ("finish", "FinishForce"),
+    (False, True, True): ("finish", "FinishGraceful"),
+}
+SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
+
+
+@dataclass
+class Waiter:
+    ids: list[int]
+    deadline: float
+    done: Any  # a callable taking the result; set by the daemon
+
+
+class HeadNode:
+    def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
+        self.state_dir = state_dir
+        self.config = config
+        self.store = Store(state_dir / "headnode.db")
+        self.head_id = self._head_id()
+        self.output_dir = state_dir / "output"
+        self.name = socket.gethostname().upper()
+        self.jobs: dict[int, Job] = {j.id: j for j in self.store.load_jobs()}
+        self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
+        self.popen: dict[int, Popen[bytes]] = {}
+        self.adopted: dict[str, tuple[Job, Task]] = {}  # units found running after a restart
+        self.waiters: list[Waiter] = []
+        self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
+        self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
+        orders = [j.queue_order for j in self.jobs.values()]
+        self._next_order = max([0.0, *orders]) + 1
+
+    # ------------------------------------------------------------------ helpers
+
+    def _head_id(self) -> str:
+        props = self.store.properties()
+        if "HeadNodeId" not in props:
+            self.store.set_property("HeadNodeId", uuid.uuid4().hex[:12])
+            props = self.store.properties()
+        return props["HeadNodeId"]
+
+    def property(self, name: str) -> int:
+        value = self.store.properties().get(name)
+        return int(value) if value is not None else PROPERTY_DEFAULTS[name]
+
+    def job(self, job_id: int) -> Job:
+        job = self.jobs.get(int(job_id))
+        if job is None:
+            raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
+        return job
+
+    def authorize(self, caller: Caller, job: Job) -> None:
+        if not (caller.admin or caller.name == job.owner):
+            raise HpcError("PermissionDenied", f"The user {caller.name} does not have permission to change job "
+                           f"{job.id}, which belongs to {job.owner}.", job.id)
+
+    def history(self, job: Job, actor: str, event: str, message: str = "", details: str = "") -> None:
+        self.store.add_history(job.id, now(), actor, event, message, details)
+
+    def save(self, job: Job, *tasks: Task) -> None:
+        with self.store.transaction():
+            self.store.save_job(job)
+            for task in tasks:
+                self.store.save_task(task)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with self.store.transaction():
+            yield
+
+    # ------------------------------------------------------------------ requests
+
+    def new_job(self, caller: Caller, spec: dict[str, Any]) -> Job:
+        job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
+        jobspec.apply_job_properties(job, spec)
+        job.id = self.store.allocate_job_id()
+        with self.batch():
+            self.store.insert_job(job)
+            self.history(job, caller.name, "create")
+        self.jobs[job.id] = job
+        return job
+
+    def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        jobspec.allowed_to_add(job)
+        first = max([0, *(t.task_id for t in job.tasks)]) + 1
+        tasks = jobspec.build_tasks(job, spec, first)
+        submitted = job.state not in (JobState.Configuring,)
+        with self.batch():
+            for task in tasks:
+                if submitted:
+                    self._queue_task(task)
+                job.tasks.append(task)
+                self.store.insert_task(task)
+            job.change_time = now()
+            self.store.save_job(job)
+        return tasks
+
+    def _queue_task(self, task: Task) -> None:
+        for unit in [task, *task.instances]:
+            if unit.state == TaskState.Configuring:
+                unit.move("submit")
+                unit.submit_time = now()
+
+    def submit_job(self, caller: Caller, job_id: int) -> Job:
+        """Submits a Configuring job, or requeues a Canceled or Failed one."""
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        if job.state in (JobState.Canceled, JobState.Failed):
+            return self._requeue(caller, job)
+        if job.state != JobState.Configuring:
+            raise HpcError("OnlyConfigJobsCanBeSubmitted", f"Job {job.id} is {job.state.name}; only a Configuring "
+                           "job can be submitted, and only a Canceled or Failed one requeued.", job.id)
+        job.move("submit")
+        job.submit_time = now()
+        job.queue_order = self._take_order()
+        with self.batch():
+            self.store.save_job(job)
+            self.history(job, caller.name, "submit")
+        return job
+
+    def _take_order(self, front: bool = False) -> float:
+        self._next_order += 1
+        return -self._next_order if front else self._next_order
+
+    def _requeue(self, caller: Caller, job: Job) -> Job:
+        """Finished tasks stay Finished, tasks cancelled on their own stay Canceled, the rest queue again."""
+        job.move("requeue")
+        job.requeue_count += 1
+        job.submit_time = now()
+        job.queue_order = self._take_order(front=True)
+        job.end_time = job.start_time = None
+        job.cancel = None
+        job.error_message, job.error_code, job.request_cancel = "", 0, "None"
+        changed: list[Task] = []
+        for task in job.tasks:
+            if task.is_node_task:
+                task.instances = []
+                continue
+            for unit in task.instances if task.parametric else [task]:
+                keep = unit.state == TaskState.Finished or (
+                    unit.state == TaskState.Canceled and unit.error_code == CANCELED_BY_USER)
+                if keep:
+                    continue
+                unit.move("requeue")
+                unit.requeue_count += 1
+                unit.exit_code, unit.error_message, unit.error_code = None, "", 0
+                unit.start_time = unit.end_time = None
+                unit.pid, unit.node, unit.output = 0, "", ""
+                changed.append(unit)
+        with self.batch():
+            for task in job.tasks:
+                if task.is_node_task:
+                    self.store.delete_instances(job.id, task.task_id)
+            self.store.save_job(job)
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, caller.name, "requeue", details=f"{len(changed)} tasks queued again")
+        return job
+
+    def set_job(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> Job:
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        jobspec.check_changeable(job, spec)
+        jobspec.apply_job_properties(job, spec)
+        job.change_time = now()
+        with self.batch():
+            self.store.save_job(job)
+            self.history(job, caller.name, "modify", details=", ".join(sorted(k for k, v in spec.items() if v is not None)))
+        return job
+
+    def check_cancel_request(self, message: str | None, force: bool, graceful: bool) -> None:
+        if force and graceful:
+            raise HpcError("ForcedGracefulConflict", "Force and Graceful cannot be used together: Force stops "
+                           "running tasks at once, Graceful lets them finish.")
+        if message is not None and len(message) > MAX_MESSAGE:
+            raise HpcError("CancelMessageIsTooLong", f"The cancel message is {len(message)} characters long; "
+                           f"the limit is {MAX_MESSAGE}.", "Message")
+
+    def cancel_job(self, caller: Caller, job_id: int, message: str | None, force: bool, graceful: bool,
+                   finish: bool) -> Job:
+        self.check_cancel_request(message, force, graceful)
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        kind, request = _CANCEL_KINDS[(force, graceful, finish)]
+        if job.state == JobState.Canceling and job.cancel is not None:
+            return self._escalate(caller, job, kind, force, graceful, message)
+        if job.state not in JOB_CANCELABLE:
+            raise HpcError("InvalidCancelJobState", f"You cannot cancel job {job.id} in its current state "
+                           f"({job.state.name}).", job.id)
+        was_running = job.state == JobState.Running
+        job.move("cancel")
+        job.request_cancel = request
+        job.error_code = FINISHED_BY_USER if finish else CANCELED_BY_USER
+        job.error_message = message or ("Finished by user." if finish else "Canceled by user.")
+        job.cancel = CancelRequest(kind=kind, final_state="Finished" if finish else "Canceled", force=force,
+                                   graceful=graceful, message=message or "", actor=caller.name, at=now())
+        changed = self._cancel_waiting_units(job)
+        if was_running and not graceful:
+            changed += self._stop_running_units(job, force)
+        with self.batch():
+            self.store.save_job(job)
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, caller.name, kind, message or "")
+        return job
+
+    def _escalate(self, caller: Caller, job: Job, kind: str, force: bool, graceful: bool,
+                  message: str | None) -> Job:
+        """A repeat request while Canceling: a graceful cancel can become a plain or forced one."""
+        assert job.cancel is not None
+        changed: list[Task] = []
+        if job.cancel.graceful and not graceful:
+            job.cancel.graceful = False
+            changed = self._stop_running_units(job, force)
+        if force and not job.cancel.force:
+            job.cancel.force = True
+            changed += self._stop_running_units(job, True)
+        if message:
+            job.cancel.message = job.error_message = message
+        with self.batch():
+            self.store.save_job(job)
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, caller.name, kind, message or "", details="repeated while Canceling")
+        return job
+
+    def _cancel_waiting_units(self, job: Job) -> list[Task]:
+        changed = []
+        for unit in job.units():
+            if unit.state in TASK_WAITING:
+                unit.move("cancel")
+                unit.error_code = TASKS_JOB_CANCELED
+                unit.error_message = "The job to which the task belongs was canceled."
+                unit.end_time = now()
+                changed.append(unit)
+        return changed
+
+    def _stop_running_units(self, job: Job, force: bool) -> list[Task]:
+        """SIGTERM (or SIGKILL with force) to every running unit; the grace clock starts now."""
+        assert job.cancel is not None
+        changed = []
+        units = [u for u in job.units() if u.state in (TaskState.Running, TaskState.Canceling)]
+        for unit in units:
+            if unit.state == TaskState.Running:
+                unit.move("stop")
+                changed.append(unit)
+        grace = 0 if force else self.property("TaskCancelGracePeriod")
+        sig = signal.SIGKILL if force or grace == 0 else signal.SIGTERM
+        self._signal_units(job, units, sig)
+        deadline = now() + grace
+        if job.cancel.term_deadline is None or deadline < job.cancel.term_deadline:
+            job.cancel.term_deadline = deadline
+        return changed
+
+    def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
+        pids = [pid for u in units for pid in self._unit_processes(u)]
+        failed = executor.signal_all(pids, sig, [u.pid for u in units if u.pid])
+        if failed and job.cancel is not None:
+            job.cancel.survivors = failed
+
+    def cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, message: str | None,
+                    force: bool, finish: bool) -> Task:
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        self.check_cancel_request(message, force, False)
+        task = self._find_task(job, task_id, sub_id)
+        units = task.instances if (task.parametric and not sub_id) else [task]
+        if all(u.state in TASK_TERMINAL for u in units):
+            raise HpcError("InvalidCancelTaskState", f"You cannot cancel task {task.key} in its current state "
+                           f"({task.shown_state.name}).", task.key)
+        changed = []
+        for unit in units:
+            if unit.state in TASK_WAITING:
+                unit.move("cancel")
+                unit.error_code, unit.end_time = CANCELED_BY_USER, now()
+                unit.error_message = message or "The task was canceled by the user."
+                changed.append(unit)
+            elif unit.state == TaskState.Running:
+                unit.move("stop")
+                unit.error_message = message or "The task was canceled by the user."
+                unit.error_code = FINISHED_BY_USER if finish else CANCELED_BY_USER
+                changed.append(unit)
+                self._signal_units(job, [unit], signal.SIGKILL if force else signal.SIGTERM)
+                if not force:
+                    self._kill_later(job, unit)
+        with self.batch():
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, caller.name, "task " + ("finish" if finish else "cancel"), message or "", task.key)
+        return task
+
+    def _kill_later(self, job: Job, unit: Task) -> None:
+        self._task_deadlines[unit.key] = (now() + self.property("TaskCancelGracePeriod"), job, unit)
+
+    def _find_task(self, job: Job, task_id: int, sub_id: int) -> Task:
+        task = job.task(int(task_id))
+        if task is not None and sub_id:
+            task = next((i for i in task.instances if i.sub_id == int(sub_id)), None)
+        if task is None:
+            suffix = f".{sub_id}" if sub_id else ""
+            raise HpcError("InvalidTaskId", f"Task {job.id}.{task_id}{suffix} does not exist.", f"{job.id}.{task_id}")
+        return task
+
+    def requeue_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        task = self._find_task(job, task_id, sub_id)
+        units = task.instances if (task.parametric and not sub_id) else [task]
+        changed = []
+        for unit in units:
+            if unit.state in (TaskState.Failed, TaskState.Canceled):
+                unit.move("requeue")
+                unit.requeue_count += 1
+                unit.exit_code, unit.error_message, unit.error_code = None, "", 0
+                unit.start_time = unit.end_time = None
+                changed.append(unit)
+        if not changed:
+            raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Failed or Canceled "
+                           "tasks can be requeued.", task.key)
+        if job.state != JobState.Configuring and job.terminal:
+            raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; requeue the job with "
+                           "Submit-HpcJob instead.", job.id)
+        with self.batch():
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, caller.name, "task requeue", details=task.key)
+        return task
+
+    def submit_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        task = self._find_task(job, task_id, sub_id)
+        if job.state == JobState.Configuring:
+            raise HpcError("InvalidOperation", f"Job {job.id} is not submitted yet; submit the job instead.", job.id)
+        units = [u for u in [task, *task.instances] if u.state == TaskState.Configuring]
+        if not units:
+            raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Configuring tasks "
+                           "can be submitted.", task.key)
+        self._queue_task(task)
+        with self.batch():
+            for unit in units:
+                self.store.save_task(unit)
+        return task
+
+    def set_property(self, caller: Caller, name: str, value: int) -> None:
+        if not caller.admin:
+            raise HpcError("PermissionDenied", f"Only an administrator can change cluster properties; "
+                           f"{caller.name} is not one.", name)
+        if name not in PROPERTY_DEFAULTS:
+            raise HpcError("InvalidArgument", f"'{name}' is not a cluster property this head node knows; "
+                           f"use one of {', '.join(PROPERTY_DEFAULTS)}.", name)
+        if value < 0:
+            raise HpcError("ArgumentOutOfRange", f"{name} must not be negative.", name)
+        self.store.set_property(name, str(value))
+
+    # ------------------------------------------------------------------ the loop's steps
+
+    def step(self) -> None:
+        self.begin()
+        self.reap_exited_units()
+        self.watch_adopted_units()
+        self.enforce_task_deadlines()
+        self.complete_finished_jobs()
+        self.advance_ending_jobs()
+        self.validate_submitted_jobs()
+        self.allocate_queued_jobs()
+        self.start_ready_units()
+
+    def next_wakeup(self) -> float:
+        """Seconds until some step has work to do without an outside event."""
+        deadlines = [w.deadline for w in self.waiters]
+        deadlines += [d for d, _, _ in self._task_deadlines.values()]
+        polling = bool(self.adopted)
+        for job in self.jobs.values():
+            if job.state in (JobState.Canceling, JobState.Finishing):
+                polling = True
+                if job.cancel and job.cancel.term_deadline:
+                    deadlines.append(job.cancel.term_deadline)
+        wait = min(deadlines, default=now() + 5.0) - now()
+        if polling:
+            wait = min(wait, 0.01)
+        return max(0.0, wait)
+
+    def reap_exited_units(self) -> None:
+        for pid, status in executor.reap():
+            popen = self.popen.pop(pid, None)
+            if popen is not None:
+                popen.returncode = executor.exit_code(status)
+            entry = self.running.pop(pid, None)
+            if entry is not None:
+                self._unit_exited(entry[0], entry[1], executor.exit_code(status))
+
+    def watch_adopted_units(self) -> None:
+        for key, (job, unit) in list(self.adopted.items()):
+            if not self._unit_processes(unit):
+                del self.adopted[key]
+                code = executor.read_exit_code(self._exit_path(unit))
+                self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
+
+    def enforce_task_deadlines(self) -> None:
+        for key, (deadline, job, unit) in list(self._task_deadlines.items()):
+            if unit.state in TASK_TERMINAL:
+                del self._task_deadlines[key]
+            elif now() >= deadline:
+                del self._task_deadlines[key]
+                self._signal_units(job, [unit], signal.SIGKILL)
+
+    def processes(self) -> list[executor.ProcessInfo]:
+        if self._processes is None:
+            self._processes = executor.snapshot()
+        return self._processes
+
+    def _unit_processes(self, unit: Task) -> list[int]:
+        return [p.pid for p in self.processes() if (unit.token and p.task == unit.token)
+                or (unit.pid and p.session == unit.pid)]
+
+    def _job_processes(self, job: Job, exclude: frozenset[str] | set[str] = frozenset()) -> list[int]:
+        """Live processes of the job (by marker or by a unit's session), minus units in `exclude`."""
+        marker = executor.job_marker(self.head_id, job.id)
+        sessions = {u.pid for u in job.units() if u.pid and u.token not in exclude}
+        return [p.pid for p in self.processes()
+                if (p.job == marker or p.session in sessions) and p.task not in exclude]
+
+    def begin(self) -> None:
+        """Forget the last process scan: called before each request and each step."""
+        self._processes = None
+
+    def _unit_exited(self, job: Job, unit: Task, code: int) -> None:
+        unit.exit_code = code
+        unit.end_time = now()
+        unit.output = executor.read_output(self._output_path(unit))
+        stopping = unit.state == TaskState.Canceling
+        if not stopping or job.state != JobState.Canceling:
+            # Nothing outlives its task: leftovers of a task that ended are killed at once.
+            executor.signal_all(self._unit_processes(unit), signal.SIGKILL)
+        if stopping:
+            finished = unit.error_code == FINISHED_BY_USER
+            unit.move("stopped_finished" if finished else "stopped")
+            if job.state == JobState.Canceling and not unit.error_message:
+                unit.error_code = TASKS_JOB_CANCELED
+                unit.error_message = "The job to which the task belongs was canceled."
+        elif self._exit_ok(job, code):
+            unit.move("exited_ok")
+        else:
+            unit.move("exited_failed")
+            unit.error_code = TASK_FAILURE
+            unit.error_message = (f"The task was killed by {executor.signal_name(code)}." if code < 0
+                                  else f"The task failed with exit code {code}.")
+        with self.batch():
+            self.store.save_task(unit)
+        if unit.state == TaskState.Failed and job.state == JobState.Running and (
+                job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
+            self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
+
+    def _exit_ok(self, job: Job, code: int) -> bool:
+        return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
+
+    def _fail_job(self, job: Job, reason: str) -> None:
+        job.move("cancel")
+        job.error_message, job.error_code = reason, TASK_FAILURE
+        job.cancel = CancelRequest(kind="fail", final_state="Failed", force=False, graceful=False,
+                                   message=reason, actor="scheduler", at=now())
+        changed = self._cancel_waiting_units(job) + self._stop_running_units(job, False)
+        with self.batch():
+            self.store.save_job(job)
+            for unit in changed:
+                self.store.save_task(unit)
+            self.history(job, "scheduler", "fail", reason)
+
+    def validate_submitted_jobs(self) -> None:
+        cluster_cores = sum(n.cores for n in self.config.nodes)
+        node_names = {n.name.lower() for n in self.config.nodes}
+        for job in [j for j in self.jobs.values() if j.state == JobState.Submitted]:
+            job.move("validate")
+            problem = self._validation_problem(job, cluster_cores, node_names)
+            units = []
+            if problem:
+                job.move("reject")
+                job.error_message, job.end_time = problem, now()
+            else:
+                job.move("accept")
+                for task in job.tasks:
+                    if not task.is_node_task:
+                        self._queue_task(task)
+                        units += [task, *task.instances]
+            with self.batch():
+                self.store.save_job(job, expected=int(JobState.Submitted))
+                for unit in units:
+                    self.store.save_task(unit)
+                if problem:
+                    self.history(job, "scheduler", "validation failed", problem)
+
+    def _validation_problem(self, job: Job, cluster_cores: int, node_names: set[str]) -> str:
+        if job.run_until_canceled and (job.min_units is None or job.max_units is None):
+            return ("A RunUntilCanceled job needs an explicit minimum and maximum: give NumCores, NumSockets or "
+                    "NumNodes as min-max.")
+        minimum, _ = self._core_demand(job)
+        if minimum > cluster_cores:
+            return f"The job needs at least {minimum} cores; the cluster has {cluster_cores}."
+        unknown = [n for n in job.requested_nodes if n.lower() not in node_names]
+        if unknown:
+            return f"Requested nodes do not exist: {', '.join(unknown)}."
+        names = {t.name for t in job.tasks if t.name}
+        for task in job.tasks:
+            missing = [d for d in task.depends if d not in names]
+            if missing:
+                return f"Task {task.key} depends on tasks that do not exist: {', '.join(missing)}."
+        return ""
+
+    def _core_demand(self, job: Job) -> tuple[int, int]:
+        per_unit = [u.min_cores for u in job.units() if not u.is_node_task] or [1]
+        per_node = max((n.cores for n in self.config.nodes), default=1)
+        scale = {"Core": 1, "Socket": 1, "Node": per_node}[job.unit_type]
+        low = job.min_units * scale if job.min_units is not None else max(per_unit)
+        high = job.max_units * scale if job.max_units is not None else max(low, sum(per_unit))
+        return low, high
+
+    def allocate_queued_jobs(self) -> None:
+        queued = [j for j in self.jobs.values() if j.state == JobState.Queued and self._parents_done(j)]
+        if not queued:
+            return
+        free = {n.name: n.cores for n in self.config.nodes}
+        for job in self.jobs.values():
+            for node, cores in job.allocation.items():
+                free[node] = free.get(node, 0) - cores
+        idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
+        demands = []
+        for job in queued:
+            low, high = self._core_demand(job)
+            allowed = tuple(n.name for n in self.config.nodes if n.name not in job.excluded_nodes
+                            and (not job.requested_nodes or n.name.lower() in {r.lower() for r in job.requested_nodes}))
+            demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
+                                            job.exclusive or job.unit_type == "Node", allowed))
+        for job_id, grant in scheduler.plan(free, idle, demands).items():
+            job = self.jobs[job_id]
+            job.allocation = grant
+            job.move("start")
+            job.start_time = now()
+            prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
+            instances = self._node_instances(job, prep) if prep else []
+            with self.batch():
+                self.store.save_job(job)
+                for unit in instances:
+                    self.store.save_task(unit)
+
+    def _parents_done(self, job: Job) -> bool:
+        return all(self.jobs.get(p) is not None and self.jobs[p].state == JobState.Finished
+                   for p in job.parent_job_ids)
+
+    def _node_instances(self, job: Job, template: Task) -> list[Task]:
+        template.instances = [jobspec.node_instance(template, i + 1, node)
+                              for i, node in enumerate(sorted(job.allocation))]
+        for unit in template.instances:
+            unit.move("submit")
+        return template.instances
+
+    def start_ready_units(self) -> None:
+        for job in self.jobs.values():
+            if job.state == JobState.Running:
+                self._start_units(job, [u for u in job.units() if u.type != "NodeRelease"])
+            elif job.state in (JobState.Canceling, JobState.Finishing):
+                self._start_units(job, [u for u in job.units() if u.type == "NodeRelease"])
+
+    def _start_units(self, job: Job, units: list[Task]) -> None:
+        waiting = [u for u in units if u.state == TaskState.Queued]
+        if not waiting:
+            return
+        used: dict[str, int] = {}
+        for unit in units:
+            if unit.state in (TaskState.Running, TaskState.Canceling) and unit.type not in ("NodePrep", "NodeRelease"):
+                used[unit.node] = used.get(unit.node, 0) + unit.min_cores
+        prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
+        prepared = {u.node for u in prep.instances if u.state == TaskState.Finished} if prep else None
+        by_name: dict[str, list[Task]] = {}
+        for task in job.tasks:
+            by_name.setdefault(task.name, []).append(task)
+        for unit in waiting:
+            if unit.is_node_task:
+                self._launch(job, unit, unit.node)
+                continue
+            blocked = self._dependency_state(unit, by_name)
+            if blocked == "never":
+                self._cancel_unreachable(job, unit)
+                continue
+            if blocked == "wait":
+                continue
+            node = next((n for n, cores in job.allocation.items()
+                         if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)), None)
+            if node is None:
+                continue
+            used[node] = used.get(node, 0) + unit.min_cores
+            self._launch(job, unit, node)
+
+    def _dependency_state(self, unit: Task, by_name: dict[str, list[Task]]) -> str:
+        states = [t.shown_state for name in unit.depends for t in by_name.get(name, [])]
+        if any(s in (TaskState.Failed, TaskState.Canceled) for s in states):
+            return "never"
+        return "ready" if all(s == TaskState.Finished for s in states) else "wait"
+
+    def _cancel_unreachable(self, job: Job, unit: Task) -> None:
+        unit.move("cancel")
+        unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
+        unit.error_message = "A task this task depends on did not finish, so it cannot run."
+        with self.batch():
+            self.store.save_task(unit)
+
+    def _output_path(self, unit: Task) -> Path:
+        return self.output_dir / str(unit.job_id) / f"{unit.task_id}.{unit.sub_id}.{unit.requeue_count}.out"
+
+    def _exit_path(self, unit: Task) -> Path:
+        return self.output_dir / str(unit.job_id) / f"{unit.task_id}.{unit.sub_id}.{unit.requeue_count}.rc"
+
+    def _launch(self, job: Job, unit: Task, node: str) -> None:
+        unit.node = node
+        unit.move("start")
+        unit.start_time = now()
+        unit.token = executor.task_marker(self.head_id, job.id, unit.key, unit.requeue_count)
+        try:
+            spec = self._run_spec(job, unit)
+            popen = executor.start(spec)
+        except (OSError, KeyError, ValueError) as e:
+            unit.move("exited_failed")
+            unit.end_time, unit.error_code = now(), TASK_FAILURE
+            unit.error_message = f"The task could not be started: {e}"
+        else:
+            unit.pid = popen.pid
+            self.running[popen.pid] = (job, unit)
+            self.popen[popen.pid] = popen
+        with self.batch():
+            self.store.save_task(unit)
+
+    def _run_spec(self, job: Job, unit: Task) -> executor.RunSpec:
+        account = pwd.getpwuid(job.owner_uid) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        env = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
+               "SHELL": account.pw_shell or "/bin/sh", "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+               "LANG": os.environ.get("LANG", "C.UTF-8")}
+        nodes = " ".join(f"{n} {c}" for n, c in sorted(job.allocation.items()))
+        env.update({
+            "CCP_JOBID": str(job.id), "CCP_TASKID": str(unit.task_id), "CCP_TASKINSTANCEID": str(unit.sub_id),
+            "CCP_JOBNAME": job.name, "CCP_TASKNAME": unit.name, "CCP_NODES": f"{len(job.allocation)} {nodes}",
+            "CCP_NUMCPUS": str(unit.min_cores), "CCP_SCHEDULER": self.name, "CCP_RERUNNABLE": str(unit.rerunnable),
+            "CCP_OWNER": job.owner, "COMPUTERNAME": unit.node, "CCP_WORKDIR": unit.work_dir,
+        })
+        for source in (job.env, unit.env):
+            for name, value in source.items():
+                if value is None:
+                    env.pop(name, None)
+                else:
+                    env[name] = value
+        cwd = unit.work_dir or account.pw_dir
+        if not os.path.isdir(cwd):
+            cwd = "/"
+        groups = os.getgrouplist(account.pw_name, account.pw_gid)
+        return executor.RunSpec(
+            command=unit.command, env=env, cwd=cwd, uid=account.pw_uid, gid=account.pw_gid, groups=groups,
+            job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
+            output_path=self._output_path(unit), exit_path=self._exit_path(unit),
+            stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
+
+    def complete_finished_jobs(self) -> None:
+        for job in [j for j in self.jobs.values() if j.state == JobState.Running]:
+            work = [u for u in job.units() if not u.is_node_task]
+            if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work):
+                continue
+            if any(u.state not in TASK_TERMINAL for u in job.units()):
+                continue
+            job.move("complete")
+            with self.batch():
+                self.store.save_job(job)
+
+    def advance_ending_jobs(self) -> None:
+        for job in [j for j in self.jobs.values() if j.state in (JobState.Canceling, JobState.Finishing)]:
+            self._advance_ending(job)
+
+    def _advance_ending(self, job: Job) -> None:
+        """Grace period -> kill -> node release -> verify nothing is left -> final state."""
+        if self._work_still_running(job) or self._release_pending(job) or self._survivors_remain(job):
+            return
+        self._finalize(job)
+
+    def _work_still_running(self, job: Job) -> bool:
+        cancel = job.cancel
+        work = [u for u in job.units() if u.type != "NodeRelease"]
+        running = [u for u in work if u.state in (TaskState.Running, TaskState.Canceling)]
+        if cancel is not None and cancel.graceful and running:
+            return True
+        release_tokens = {u.token for u in job.units() if u.type == "NodeRelease" and u.token}
+        left = self._job_processes(job, exclude=release_tokens)
+        if not running and not left:
+            return False
+        if cancel is None or (cancel.term_deadline is not None and now() >= cancel.term_deadline):
+            self._kill(job, left, running)
+        return True
+
+    def _release_pending(self, job: Job) -> bool:
+        release = next((t for t in job.tasks if t.type == "NodeRelease"), None)
+        if release is None or not job.allocation or (job.cancel is not None and job.cancel.force):
+            return False
+        if not release.instances:
+            job.release_deadline = now() + self.property("NodeReleaseTaskTimeout")
+            with self.batch():
+                self.store.save_job(job)
+                for unit in self._node_instances(job, release):
+                    self.store.save_task(unit)
+            return True
+        pending = [u for u in release.instances if u.state not in TASK_TERMINAL]
+        if pending and job.release_deadline is not None and now() >= job.release_deadline:
+            self._signal_units(job, pending, signal.SIGKILL)
+        return bool(pending)
+
+    def _survivors_remain(self, job: Job) -> bool:
+        """The proof step: no process of the job may be left; survivors are killed and, if they
+        outlast SIGKILL, reported on the job instead of a false success."""
+        left = self._job_processes(job)
+        if not left:
+            return False
+        self._kill(job, left, [])
+        return True
+
+    def _kill(self, job: Job, pids: list[int], units: list[Task]) -> None:
+        failed = executor.signal_all(pids, signal.SIGKILL, [u.pid for u in units if u.pid])
+        since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else None
+        if since is None:
+            return
+        if job.cancel is not None:
+            job.cancel.survivors = sorted(set(pids) | set(failed))
+        if now() - since > SURVIVOR_REPORT_AFTER and pids:
+            message = (f"Cancel incomplete: {len(pids)} process(es) of job {job.id} survive SIGKILL "
+                       f"(pids {', '.join(map(str, pids[:10]))}).")
+            if job.error_message != message:
+                job.error_message = message
+                with self.batch():
+                    self.store.save_job(job)
+                    self.history(job, "scheduler", "trouble", message)
+
+    def _finalize(self, job: Job) -> None:
+        work = [u for u in job.units() if not u.is_node_task]
+        if job.state == JobState.Finishing:
+            failed = any(u.state == TaskState.Failed for u in work)
+            event = "failed" if failed else "finished"
+            if failed and not job.error_message:
+                job.error_message = "One or more tasks failed."
+        else:
+            assert job.cancel is not None
+            event = {"Canceled": "canceled", "Finished": "finished_by_user", "Failed": "failed"}[
+                job.cancel.final_state]
+        expected = int(job.state)
+        job.move(event)
+        job.end_time = now()
+        job.allocation = {}
+        job.release_deadline = None
+        if job.cancel is not None:
+            job.cancel.survivors = []
+        with self.batch():
+            self.store.save_job(job, expected=expected)
+            self.history(job, "scheduler", "end", job.state.name)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> None:
+        """After a restart: units that were running are adopted if alive, else closed from their exit file."""
+        for job in self.jobs.values():
+            for unit in job.units():
+                if unit.state not in (TaskState.Running, TaskState.Canceling):
+                    continue
+                if self._unit_processes(unit):  # alive: keep it, watch it
+                    self.adopted[unit.key] = (job, unit)
+                else:
+                    code = executor.read_exit_code(self._exit_path(unit))
+                    self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
+            if job.state == JobState.Canceling:
+                self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")
+
+    # ------------------------------------------------------------------ queries
+
+    def caller_name(self, uid: int) -> str:
+        return user_name(uid)

@@ -1,0 +1,245 @@
+"""Turning what a user asked for (cmdlet parameters, CLI options, job XML) into jobs and tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import HpcError, invalid_argument
+from .model import TASK_TYPES, Job, Task
+from .params import (
+    MAX_NAME,
+    check_length,
+    parse_env,
+    parse_priority,
+    parse_range,
+    parse_runtime,
+    sweep_values,
+    substitute_sweep,
+)
+from .states import JobState
+
+# Job properties a Running job still accepts (HPC Pack's list).
+RUNNING_CHANGEABLE = {"Name", "Project", "RunTime", "RunUntilCanceled", "Priority", "NotifyOnCompletion",
+                      "Progress", "ProgressMessage", "JobEnv", "AddExcludedNodes", "RemoveExcludedNodes",
+                      "ClearExcludedNodes"}
+_UNIT_PARAMETERS = (("NumCores", "Core"), ("NumSockets", "Socket"), ("NumNodes", "Node"))
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    text = str(value).strip().lower()
+    if text in ("true", "$true", "1", "yes"):
+        return True
+    if text in ("false", "$false", "0", "no", ""):
+        return False
+    raise invalid_argument(f"{what} must be $true or $false, not '{value}'.", what)
+
+
+def _int(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise invalid_argument(f"{what} must be a whole number, not '{value}'.", what) from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise HpcError("ArgumentOutOfRange", f"{what} must be between {low} and {high}; {number} is not.", what)
+    return number
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def apply_job_properties(job: Job, spec: dict[str, Any]) -> None:
+    """Sets the job properties named in `spec` (PowerShell parameter names), validating each."""
+    units = [(name, unit) for name, unit in _UNIT_PARAMETERS if spec.get(name) not in (None, "")]
+    if len(units) > 1:
+        raise invalid_argument("Give only one of NumCores, NumSockets and NumNodes.", units[1][0])
+    for name, value in spec.items():
+        if value is None:
+            continue
+        setter = _JOB_SETTERS.get(name.lower())
+        if setter is None:
+            job.extra[name] = str(value)
+        else:
+            setter(job, value)
+    for name, unit in units:
+        requested = parse_range(spec[name], name)
+        job.unit_type, job.min_units, job.max_units = unit, requested.min, requested.max
+
+
+def _set_progress(job: Job, value: Any) -> None:
+    job.progress = _int(value, "Progress", 0, 100)
+
+
+def _set_exclusive_nodes(field_name: str) -> Any:
+    def setter(job: Job, value: Any) -> None:
+        nodes = list(getattr(job, field_name))
+        for node in _list(value):
+            if node not in nodes:
+                nodes.append(node)
+        setattr(job, field_name, nodes)
+    return setter
+
+
+def _remove_excluded(job: Job, value: Any) -> None:
+    job.excluded_nodes = [n for n in job.excluded_nodes if n not in _list(value)]
+
+
+def _clear_excluded(job: Job, value: Any) -> None:
+    if _bool(value, "ClearExcludedNodes"):
+        job.excluded_nodes = []
+
+
+def _set_env(job: Job, value: Any) -> None:
+    for name, text in parse_env(_list(value) if not isinstance(value, list) else value, "JobEnv").items():
+        if text is None:
+            job.env.pop(name, None)
+        else:
+            job.env[name] = text
+
+
+_JOB_SETTERS: dict[str, Any] = {
+    "name": lambda j, v: setattr(j, "name", check_length(str(v), MAX_NAME, "Name")),
+    "project": lambda j, v: setattr(j, "project", check_length(str(v), MAX_NAME, "Project")),
+    "templatename": lambda j, v: setattr(j, "template", check_length(str(v), MAX_NAME, "TemplateName")),
+    "priority": lambda j, v: setattr(j, "priority", parse_priority(v)),
+    "runtime": lambda j, v: setattr(j, "runtime", parse_runtime(str(v))),
+    "exclusive": lambda j, v: setattr(j, "exclusive", _bool(v, "Exclusive")),
+    "rununtilcanceled": lambda j, v: setattr(j, "run_until_canceled", _bool(v, "RunUntilCanceled")),
+    "failontaskfailure": lambda j, v: setattr(j, "fail_on_task_failure", _bool(v, "FailOnTaskFailure")),
+    "requestednodes": lambda j, v: setattr(j, "requested_nodes", _list(v)),
+    "nodegroups": lambda j, v: setattr(j, "node_groups", _list(v)),
+    "parentjobids": lambda j, v: setattr(j, "parent_job_ids", [_int(x, "ParentJobIds", 1) for x in _list(v)]),
+    "jobenv": _set_env,
+    "progress": _set_progress,
+    "progressmessage": lambda j, v: setattr(j, "progress_message", check_length(str(v), MAX_NAME,
+                                                                                  "ProgressMessage")),
+    "validexitcodes": lambda j, v: setattr(j, "valid_exit_codes", str(v)),
+    "taskexecutionfailureretrylimit": lambda j, v: setattr(j, "task_retry_limit",
+                                                           _int(v, "TaskExecutionFailureRetryLimit", 0)),
+    "username": lambda j, v: setattr(j, "user_name", str(v)),
+    "addexcludednodes": _set_exclusive_nodes("excluded_nodes"),
+    "removeexcludednodes": _remove_excluded,
+    "clearexcludednodes": _clear_excluded,
+    # Handled by apply_job_properties itself.
+    "numcores": lambda j, v: None,
+    "numsockets": lambda j, v: None,
+    "numnodes": lambda j, v: None,
+}
+
+
+def check_changeable(job: Job, spec: dict[str, Any]) -> None:
+    """Set-HpcJob's state rules: nothing changes on a Finished job; a Running one takes a short list."""
+    asked = {k for k, v in spec.items() if v is not None}
+    if job.state in (JobState.Finished, JobState.Finishing):
+        raise HpcError("JobModifyFailed", f"Job modification failed: job {job.id} is {job.state.name}; a "
+                       "finished job cannot be changed.", job.id)
+    if job.state in (JobState.Running, JobState.Canceling):
+        refused = sorted(a for a in asked if a not in RUNNING_CHANGEABLE)
+        if refused:
+            raise HpcError("JobModifyFailed", f"Job modification failed: job {job.id} is {job.state.name}; "
+                           f"{', '.join(refused)} cannot be changed while it runs.", job.id)
+
+
+def valid_exit_codes(text: str) -> list[tuple[int, int]]:
+    """'0..max', 'min..-1,5', '0,3' -> inclusive ranges; empty means just 0."""
+    if not text.strip():
+        return [(0, 0)]
+    ranges = []
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("..")
+        try:
+            lo = -(2**31) if low.strip().lower() == "min" else int(low)
+            hi = lo if not sep else (2**31 - 1 if high.strip().lower() == "max" else int(high))
+        except ValueError:
+            raise invalid_argument(f"ValidExitCodes '{text}' is not valid: use numbers, ranges a..b, min and max.",
+                                   "ValidExitCodes") from None
+        ranges.append((lo, hi))
+    return ranges
+
+
+def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
+    """Add-HpcTask's parameters -> one task (with its sweep instances), checked against the job."""
+    task_type = _task_type(spec)
+    command = spec.get("CommandLine")
+    if not command:
+        raise invalid_argument("CommandLine is required (or a TaskFile that gives one).", "CommandLine")
+    task = Task(job_id=job.id, task_id=first_id, type=task_type, command=str(command))
+    task.name = check_length(str(spec.get("Name") or ""), MAX_NAME, "Name") or ""
+    cores = parse_range(spec["NumCores"], "NumCores", allow_auto=False) if spec.get("NumCores") else None
+    if cores is not None:
+        task.min_cores, task.max_cores = int(cores.min or 1), int(cores.max or 1)
+    task.depends = _list(spec.get("Depend"))
+    task.env = parse_env(spec.get("Env"), "Env")
+    for key, attr in (("WorkDir", "work_dir"), ("Stdin", "stdin"), ("Stdout", "stdout"), ("Stderr", "stderr")):
+        setattr(task, attr, check_length(str(spec.get(key) or ""), 160, key) or "")
+    if spec.get("Rerunnable") is not None:
+        task.rerunnable = _bool(spec["Rerunnable"], "Rerunnable")
+    if spec.get("Exclusive") is not None:
+        task.exclusive = _bool(spec["Exclusive"], "Exclusive")
+    if spec.get("FailJobOnFailure") is not None:
+        task.fail_job_on_failure = _bool(spec["FailJobOnFailure"], "FailJobOnFailure")
+    if spec.get("RunTime"):
+        task.runtime_limit = parse_runtime(str(spec["RunTime"]))
+    if task.is_node_task or task_type == "Service":
+        _check_special_task(job, task)
+    if task.parametric:
+        start = _int(spec.get("Start", 1), "Start")
+        end = _int(spec.get("End", start), "End")
+        increment = _int(spec.get("Increment", 1), "Increment")
+        task.start_value, task.end_value, task.increment_value = start, end, increment
+        task.instances = [_instance(task, n + 1, substitute_sweep(task.command, value))
+                          for n, value in enumerate(sweep_values(start, end, increment))]
+    return [task]
+
+
+def _task_type(spec: dict[str, Any]) -> str:
+    wanted = str(spec.get("Type") or "").strip()
+    parametric = _bool(spec.get("Parametric") or False, "Parametric")
+    if not wanted:
+        return "ParametricSweep" if parametric else "Basic"
+    match = next((t for t in TASK_TYPES if t.lower() == wanted.lower()), None)
+    if match is None:
+        raise invalid_argument(f"Type '{wanted}' is not a task type; use one of {', '.join(TASK_TYPES)}.", "Type")
+    if parametric and match != "ParametricSweep":
+        raise invalid_argument(f"-Parametric cannot be used with a {match} task.", "Type")
+    return match
+
+
+def _check_special_task(job: Job, task: Task) -> None:
+    if job.state != JobState.Configuring:
+        raise HpcError("IllegalTaskType", f"A {task.type} task can only be added before the job is submitted "
+                       f"(job {job.id} is {job.state.name}).", job.id)
+    if task.depends:
+        raise invalid_argument(f"A {task.type} task cannot depend on other tasks.", "Depend")
+    if any(t.type == task.type for t in job.tasks):
+        raise HpcError("IllegalTaskType", f"Job {job.id} already has a {task.type} task; a job has at most one.",
+                       job.id)
+    task.rerunnable = False
+    task.min_cores = task.max_cores = 1
+
+
+def _instance(parent: Task, sub_id: int, command: str) -> Task:
+    return Task(job_id=parent.job_id, task_id=parent.task_id, sub_id=sub_id, name=parent.name, command=command,
+                type=parent.type, min_cores=parent.min_cores, max_cores=parent.max_cores, depends=parent.depends,
+                work_dir=parent.work_dir, stdin=parent.stdin, stdout=parent.stdout, stderr=parent.stderr,
+                env=dict(parent.env), rerunnable=parent.rerunnable, runtime_limit=parent.runtime_limit,
+                fail_job_on_failure=parent.fail_job_on_failure)
+
+
+def node_instance(template: Task, sub_id: int, node: str) -> Task:
+    instance = _instance(template, sub_id, template.command)
+    instance.node = node
+    return instance
+
+
+def allowed_to_add(job: Job) -> None:
+    if job.state in (JobState.Finished, JobState.Finishing):
+        raise HpcError("InvalidOperation", f"Tasks cannot be added to job {job.id}: it is {job.state.name}.", job.id)

@@ -1,0 +1,256 @@
+"""Jobs and tasks: plain data, with their state changed only through `states` transitions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from .params import priority_name
+from .states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState, job_transition, task_transition
+
+TASK_TYPES = ("Basic", "ParametricSweep", "NodePrep", "NodeRelease", "Service")
+NODE_TASK_TYPES = ("NodePrep", "NodeRelease")
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
+
+@dataclass
+class CancelRequest:
+    """What a Stop-HpcJob asked for. `kind` is the history word: cancel, force, graceful or finish."""
+
+    kind: str
+    final_state: str  # "Canceled" or "Finished"
+    force: bool
+    graceful: bool
+    message: str
+    actor: str
+    at: float
+    term_deadline: float | None = None
+    survivors: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Task:
+    job_id: int
+    task_id: int
+    sub_id: int = 0
+    name: str = ""
+    command: str = ""
+    type: str = "Basic"
+    state: TaskState = TaskState.Configuring
+    previous_state: TaskState = TaskState.Configuring
+    exit_code: int | None = None
+    error_message: str = ""
+    error_code: int = 0
+    min_cores: int = 1
+    max_cores: int = 1
+    depends: list[str] = field(default_factory=list)
+    work_dir: str = ""
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    env: dict[str, str | None] = field(default_factory=dict)
+    rerunnable: bool = True
+    exclusive: bool = False
+    runtime_limit: int = -1
+    start_value: int = 0
+    end_value: int = 0
+    increment_value: int = 1
+    requeue_count: int = 0
+    create_time: float = field(default_factory=now)
+    submit_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    node: str = ""
+    pid: int = 0
+    token: str = ""
+    output: str = ""
+    fail_job_on_failure: bool = False
+    instances: list[Task] = field(default_factory=list, repr=False)
+
+    @property
+    def parametric(self) -> bool:
+        return self.type == "ParametricSweep"
+
+    @property
+    def is_node_task(self) -> bool:
+        return self.type in NODE_TASK_TYPES
+
+    @property
+    def key(self) -> str:
+        return f"{self.job_id}.{self.task_id}" + (f".{self.sub_id}" if self.sub_id else "")
+
+    @property
+    def shown_state(self) -> TaskState:
+        """A sweep's state is derived from its subtasks; every other task has its own."""
+        if not self.parametric or self.sub_id or not self.instances:
+            return self.state
+        states = [i.state for i in self.instances]
+        for candidate in (TaskState.Running, TaskState.Canceling, TaskState.Queued):
+            if candidate in states:
+                return candidate
+        if all(s in TASK_TERMINAL for s in states):
+            if TaskState.Failed in states:
+                return TaskState.Failed
+            return TaskState.Canceled if TaskState.Canceled in states else TaskState.Finished
+        return self.state
+
+    def move(self, event: str) -> None:
+        new = task_transition(self.state, event)
+        self.previous_state, self.state = self.state, new
+
+    def to_row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("instances")
+        data["state"] = int(self.state)
+        data["previous_state"] = int(self.previous_state)
+        return data
+
+    @classmethod
+    def from_row(cls, data: dict[str, Any]) -> Task:
+        known = {f.name for f in fields(cls)}
+        task = cls(**{k: v for k, v in data.items() if k in known and k != "instances"})
+        task.state = TaskState(data["state"])
+        task.previous_state = TaskState(data["previous_state"])
+        return task
+
+    def to_record(self, scheduler: str) -> dict[str, Any]:
+        runtime = 0.0
+        if self.start_time:
+            runtime = (self.end_time or now()) - self.start_time
+        return {
+            "__type__": "HpcTask", "JobId": self.job_id, "TaskId": self.task_id, "SubTaskId": self.sub_id,
+            "Id": self.key, "Name": self.name, "CommandLine": self.command,
+            "State": self.shown_state.name, "PreviousState": self.previous_state.name, "Type": self.type,
+            "ExitCode": self.exit_code, "ErrorMessage": self.error_message, "Output": self.output,
+            "Runtime": runtime, "MinCores": self.min_cores, "MaxCores": self.max_cores,
+            "DependsOn": list(self.depends), "WorkDirectory": self.work_dir, "StdInFilePath": self.stdin,
+            "StdOutFilePath": self.stdout, "StdErrFilePath": self.stderr, "IsRerunnable": self.rerunnable,
+            "IsParametric": self.parametric, "StartValue": self.start_value, "EndValue": self.end_value,
+            "IncrementValue": self.increment_value, "RequeueCount": self.requeue_count,
+            "AllocatedNodes": [self.node] if self.node else [],
+            "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
+            "CreateTime": iso(self.create_time), "SubmitTime": iso(self.submit_time),
+            "StartTime": iso(self.start_time), "EndTime": iso(self.end_time), "Scheduler": scheduler,
+        }
+
+
+@dataclass
+class Job:
+    id: int
+    owner: str
+    owner_uid: int
+    name: str = ""
+    user_name: str = ""
+    state: JobState = JobState.Configuring
+    previous_state: JobState = JobState.Configuring
+    priority: int = 2000
+    project: str = ""
+    template: str = "Default"
+    create_time: float = field(default_factory=now)
+    submit_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    change_time: float = field(default_factory=now)
+    error_message: str = ""
+    error_code: int = 0
+    request_cancel: str = "None"
+    requeue_count: int = 0
+    run_until_canceled: bool = False
+    exclusive: bool = False
+    fail_on_task_failure: bool = False
+    unit_type: str = "Core"
+    min_units: int | None = None  # None: calculated from the tasks (`*`)
+    max_units: int | None = None
+    runtime: int = -1
+    node_groups: list[str] = field(default_factory=list)
+    requested_nodes: list[str] = field(default_factory=list)
+    excluded_nodes: list[str] = field(default_factory=list)
+    parent_job_ids: list[int] = field(default_factory=list)
+    env: dict[str, str | None] = field(default_factory=dict)
+    progress: int = 0
+    progress_message: str = ""
+    task_retry_limit: int = 0
+    valid_exit_codes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+    allocation: dict[str, int] = field(default_factory=dict)
+    release_deadline: float | None = None
+    queue_order: float = 0.0
+    cancel: CancelRequest | None = None
+    tasks: list[Task] = field(default_factory=list, repr=False)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in JOB_TERMINAL
+
+    def move(self, event: str) -> None:
+        new = job_transition(self.state, event)
+        self.previous_state, self.state = self.state, new
+        self.change_time = now()
+
+    def task(self, task_id: int) -> Task | None:
+        return next((t for t in self.tasks if t.task_id == task_id), None)
+
+    def units(self) -> list[Task]:
+        """Everything that runs as a process: tasks, sweep subtasks, node-task instances."""
+        out: list[Task] = []
+        for t in self.tasks:
+            out.extend(t.instances if (t.parametric or t.is_node_task) else [t])
+        return out
+
+    def to_row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("tasks")
+        data["state"] = int(self.state)
+        data["previous_state"] = int(self.previous_state)
+        return data
+
+    @classmethod
+    def from_row(cls, data: dict[str, Any]) -> Job:
+        known = {f.name for f in fields(cls)}
+        job = cls(**{k: v for k, v in data.items() if k in known and k != "tasks"})
+        job.state = JobState(data["state"])
+        job.previous_state = JobState(data["previous_state"])
+        if isinstance(job.cancel, dict):
+            job.cancel = CancelRequest(**job.cancel)
+        return job
+
+    def to_record(self, scheduler: str) -> dict[str, Any]:
+        cores = sum(self.allocation.values())
+        return {
+            "__type__": "HpcJob", "Id": self.id, "Name": self.name, "Owner": self.owner,
+            "UserName": self.user_name or self.owner, "State": self.state.name,
+            "PreviousState": self.previous_state.name, "Priority": priority_name(self.priority),
+            "ExpandedPriority": self.priority, "Project": self.project, "Template": self.template,
+            "CreateTime": iso(self.create_time), "SubmitTime": iso(self.submit_time),
+            "StartTime": iso(self.start_time), "EndTime": iso(self.end_time),
+            "ChangeTime": iso(self.change_time), "ErrorMessage": self.error_message,
+            "RequestCancel": self.request_cancel, "RequeueCount": self.requeue_count,
+            "RunUntilCanceled": self.run_until_canceled, "IsExclusive": self.exclusive,
+            "FailOnTaskFailure": self.fail_on_task_failure, "UnitType": self.unit_type,
+            "MinCores": self.min_units or 0, "MaxCores": self.max_units or 0,
+            "AutoCalculateMin": self.min_units is None, "AutoCalculateMax": self.max_units is None,
+            "Runtime": self.runtime, "NodeGroups": ",".join(self.node_groups),
+            "RequestedNodes": list(self.requested_nodes), "AllocatedNodes": sorted(self.allocation),
+            "ExcludedNodes": list(self.excluded_nodes), "CurrentAllocation": cores,
+            "ParentJobIds": list(self.parent_job_ids),
+            "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
+            "Progress": self.progress or self._derived_progress(), "ProgressMessage": self.progress_message,
+            "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
+            "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler,
+        }
+
+    def _derived_progress(self) -> int:
+        units = [u for u in self.units() if not u.is_node_task]
+        if not units:
+            return 100 if self.state == JobState.Finished else 0
+        done = sum(1 for u in units if u.state in TASK_TERMINAL)
+        return done * 100 // len(units)

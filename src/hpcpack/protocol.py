@@ -1,0 +1,70 @@
+"""The wire protocol between clients and the head node: length-prefixed JSON frames.
+
+A request is {"op": name, "args": {...}}; a reply is {"ok": true, "result": ...} or
+{"ok": false, "error": {"error_id", "message", "target"}}. The transport (a Unix socket today)
+only moves frames, so another one can replace it without touching either end's logic.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+from .errors import HpcError
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 64 * 1024 * 1024
+PROTOCOL_VERSION = 1
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise HpcError("ProtocolError", f"a message of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except ValueError as e:
+        raise HpcError("ProtocolError", f"malformed message: {e}") from None
+    if not isinstance(message, dict):
+        raise HpcError("ProtocolError", "a message must be a JSON object")
+    return message
+
+
+def frame_length(header: bytes) -> int:
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise HpcError("ProtocolError", f"a frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+    return int(length)
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(encode(message))
+
+
+def receive(sock: socket.socket) -> dict[str, Any]:
+    return decode(_read_exactly(sock, frame_length(_read_exactly(sock, HEADER.size))))
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the head node closed the connection")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def reply_ok(result: Any) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def reply_error(error: HpcError) -> dict[str, Any]:
+    return {"ok": False, "error": error.to_wire()}

@@ -1,0 +1,197 @@
+"""Durable state of the head node: one SQLite file in WAL mode, a versioned schema, explicit transactions.
+
+Rows are written as compare-and-set on their state: an update whose expected state no longer
+holds changes nothing and raises `StaleState`, so no change is ever silently lost or doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .model import Job, Task
+
+# Each entry upgrades the schema from version N-1 to N. Never edit one that has shipped: add another.
+MIGRATIONS: list[str] = [
+    # 1: jobs, tasks, history, cluster properties.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (id INTEGER PRIMARY KEY, state INTEGER NOT NULL, owner TEXT NOT NULL, data TEXT NOT NULL);
+    CREATE TABLE tasks (
+        job_id INTEGER NOT NULL REFERENCES jobs(id), task_id INTEGER NOT NULL, sub_id INTEGER NOT NULL,
+        state INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, task_id, sub_id));
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, time REAL NOT NULL,
+        actor TEXT NOT NULL, event TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
+        details TEXT NOT NULL DEFAULT '');
+    CREATE INDEX history_by_job ON history(job_id);
+    CREATE INDEX history_by_time ON history(time);
+    CREATE TABLE cluster_properties (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('next_job_id', '1');
+    """,
+    # 2: allocations get their own table, so that node queries need not read every job.
+    """
+    CREATE TABLE allocations (
+        job_id INTEGER NOT NULL REFERENCES jobs(id), node TEXT NOT NULL, cores INTEGER NOT NULL,
+        PRIMARY KEY (job_id, node));
+    INSERT INTO allocations (job_id, node, cores)
+        SELECT jobs.id, a.key, a.value FROM jobs, json_each(json_extract(jobs.data, '$.allocation')) AS a;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StaleState(Exception):
+    """A compare-and-set update found another state than the one it expected."""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {current}; this head node knows up to "
+                               f"{SCHEMA_VERSION}. Upgrade the software instead of opening it.")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def allocate_job_id(self) -> int:
+        with self.transaction():
+            value = int(self.db.execute("SELECT value FROM meta WHERE key='next_job_id'").fetchone()[0])
+            self.db.execute("UPDATE meta SET value=? WHERE key='next_job_id'", (str(value + 1),))
+        return value
+
+    def insert_job(self, job: Job) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO jobs (id, state, owner, data) VALUES (?, ?, ?, ?)",
+                            (job.id, int(job.state), job.owner, _dump(job.to_row())))
+            for task in job.tasks:
+                self.insert_task(task)
+
+    def insert_task(self, task: Task) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO tasks (job_id, task_id, sub_id, state, data) VALUES (?, ?, ?, ?, ?)",
+                            (task.job_id, task.task_id, task.sub_id, int(task.state), _dump(task.to_row())))
+            for instance in task.instances:
+                self.insert_task(instance)
+
+    def save_job(self, job: Job, expected: int | None = None) -> None:
+        """Writes the job; with `expected`, only if its stored state is still that one."""
+        expected = int(job.previous_state) if expected is None else expected
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE jobs SET state=?, data=? WHERE id=? AND state IN (?, ?)",
+                (int(job.state), _dump(job.to_row()), job.id, expected, int(job.state)))
+            if cursor.rowcount != 1:
+                raise StaleState(f"job {job.id} is no longer in the state this change expected")
+            self.db.execute("DELETE FROM allocations WHERE job_id=?", (job.id,))
+            self.db.executemany("INSERT INTO allocations (job_id, node, cores) VALUES (?, ?, ?)",
+                                [(job.id, node, cores) for node, cores in job.allocation.items()])
+
+    def save_task(self, task: Task, expected: int | None = None) -> None:
+        expected = int(task.previous_state) if expected is None else expected
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE tasks SET state=?, data=? WHERE job_id=? AND task_id=? AND sub_id=? AND state IN (?, ?)",
+                (int(task.state), _dump(task.to_row()), task.job_id, task.task_id, task.sub_id, expected,
+                 int(task.state)))
+            if cursor.rowcount == 0:
+                exists = self.db.execute("SELECT 1 FROM tasks WHERE job_id=? AND task_id=? AND sub_id=?",
+                                         (task.job_id, task.task_id, task.sub_id)).fetchone()
+                if exists:
+                    raise StaleState(f"task {task.key} is no longer in the state this change expected")
+                self.insert_task(task)
+
+    def delete_instances(self, job_id: int, task_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM tasks WHERE job_id=? AND task_id=? AND sub_id>0", (job_id, task_id))
+
+    def load_jobs(self) -> list[Job]:
+        jobs = {row[0]: Job.from_row(json.loads(row[1])) for row in
+                self.db.execute("SELECT id, data FROM jobs ORDER BY id")}
+        tasks: dict[tuple[int, int], Task] = {}
+        for (data,) in self.db.execute("SELECT data FROM tasks ORDER BY job_id, task_id, sub_id"):
+            task = Task.from_row(json.loads(data))
+            if task.sub_id == 0:
+                tasks[(task.job_id, task.task_id)] = task
+                jobs[task.job_id].tasks.append(task)
+            else:
+                tasks[(task.job_id, task.task_id)].instances.append(task)
+        return list(jobs.values())
+
+    def add_history(self, job_id: int, time: float, actor: str, event: str, message: str = "",
+                    details: str = "") -> None:
+        self.db.execute("INSERT INTO history (job_id, time, actor, event, message, details) VALUES (?,?,?,?,?,?)",
+                        (job_id, time, actor, event, message, details))
+
+    def history(self, job_id: int | None = None, start: float | None = None,
+                end: float | None = None) -> list[dict[str, Any]]:
+        clauses, values = [], []
+        for clause, value in (("job_id = ?", job_id), ("time >= ?", start), ("time < ?", end)):
+            if value is not None:
+                clauses.append(clause)
+                values.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.db.execute(f"SELECT job_id, time, actor, event, message, details FROM history{where} "
+                               "ORDER BY seq", values)
+        keys = ("job_id", "time", "actor", "event", "message", "details")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def properties(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, value FROM cluster_properties").fetchall())
+
+    def set_property(self, name: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO cluster_properties (name, value) VALUES (?, ?) "
+                            "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
