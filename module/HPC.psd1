@@ -11,7 +11,8 @@
     FormatsToProcess     = @('HPC.Format.ps1xml')
     TypesToProcess       = @()
     CmdletsToExport      = @(
-        'Stop-HpcJob'
+        'Add-HpcTask', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
+        'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -111,6 +111,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
         }
 
+        /// <summary>Asks ShouldProcess for each planned item, then lets the backend act on the confirmed ones.</summary>
+        protected void ConfirmThenEmit(string command, Hashtable arguments)
+        {
+            List<object> confirmed = Confirm(command, arguments);
+            if (confirmed.Count == 0) return;
+            arguments["Confirmed"] = confirmed.ToArray();
+            Emit(command, arguments);
+        }
+
         /// <summary>
         /// The uniform change pattern: the backend plans (resolves and describes each item), the user
         /// confirms each one through ShouldProcess, and the backend acts on the confirmed keys only.

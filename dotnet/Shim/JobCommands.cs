@@ -2,6 +2,7 @@
 using System.Collections;
 using System.Collections.Generic;
 using System.Management.Automation;
+using Microsoft.Hpc.Scheduler.Properties;
 
 namespace Microsoft.ComputeCluster.CCPPSH
 {
@@ -35,8 +36,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         protected override void ProcessRecord()
         {
-            Hashtable args = Arguments(("Id", Id), ("Job", Job));
-            _pending.AddRange(Confirm("Stop-HpcJob", args));
+            _pending.AddRange(Confirm("Stop-HpcJob", Arguments()));
             while (_pending.Count >= BatchSize) Flush(BatchSize);
         }
 
@@ -52,11 +52,103 @@ namespace Microsoft.ComputeCluster.CCPPSH
             _pending.RemoveRange(0, count);
             if (_stopped > 0 || _pending.Count > 0)
             {
-                var progress = new ProgressRecord(0, "Stop-HpcJob", $"Stopping jobs {_stopped + 1}-{_stopped + batch.Length}");
-                WriteProgress(progress);
+                WriteProgress(new ProgressRecord(0, "Stop-HpcJob", $"Stopping jobs {_stopped + 1}-{_stopped + batch.Length}"));
             }
-            Call("Stop-HpcJob", Arguments(("Id", batch), ("Job", null)));
+            Call("Stop-HpcJob", Arguments(("Confirmed", batch)));
             _stopped += batch.Length;
         }
+    }
+
+    [Cmdlet(VerbsCommon.New, "HpcJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(HpcJob))]
+    public sealed class NewHpcJobCommand : JobPropertyCmdlet
+    {
+        [Parameter] public string JobFile { get; set; }
+
+        [Parameter(ValueFromPipeline = true)] public HpcJob Job { get; set; }
+
+        protected override void ProcessRecord() => ConfirmThenEmit("New-HpcJob", Arguments());
+    }
+
+    [Cmdlet(VerbsCommon.Set, "HpcJob", DefaultParameterSetName = "id", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(HpcJob))]
+    public sealed class SetHpcJobCommand : JobPropertyCmdlet
+    {
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int Id { get; set; }
+
+        [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
+
+        [Parameter] public PSCredential Credential { get; set; }
+        [Parameter] public string[] AddExcludedNodes { get; set; }
+        [Parameter] public string[] RemoveExcludedNodes { get; set; }
+        [Parameter] public SwitchParameter ClearExcludedNodes { get; set; }
+
+        protected override void ProcessRecord() => ConfirmThenEmit("Set-HpcJob", Arguments(("Credential", null)));
+    }
+
+    [Cmdlet(VerbsLifecycle.Submit, "HpcJob", DefaultParameterSetName = "job", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(HpcJob))]
+    public sealed class SubmitHpcJobCommand : HpcCmdlet
+    {
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int[] Id { get; set; }
+
+        [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob[] Job { get; set; }
+
+        [Parameter] public PSCredential Credential { get; set; }
+
+        protected override void ProcessRecord() => ConfirmThenEmit("Submit-HpcJob", Arguments(("Credential", null)));
+    }
+
+    [Cmdlet(VerbsCommon.Get, "HpcJob", DefaultParameterSetName = "id")]
+    [OutputType(typeof(HpcJob))]
+    public sealed class GetHpcJobCommand : HpcCmdlet
+    {
+        [Parameter(ParameterSetName = "id", Position = 1, ValueFromPipeline = true)] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id")] public Microsoft.Hpc.Scheduler.Properties.JobState State { get; set; }
+        [Parameter(ParameterSetName = "id")] public string Name { get; set; }
+        [Parameter(ParameterSetName = "id")] public string Project { get; set; }
+        [Parameter(ParameterSetName = "id")] public string TemplateName { get; set; }
+        [Parameter(ParameterSetName = "id")] public string Pool { get; set; }
+        [Parameter(ParameterSetName = "id")] public string Owner { get; set; }
+        [Parameter(ParameterSetName = "id")] public System.DateTime BeginSubmitDate { get; set; }
+        [Parameter(ParameterSetName = "id")] public System.DateTime EndSubmitDate { get; set; }
+        [Parameter(ParameterSetName = "nodename", Mandatory = true)] public string[] NodeName { get; set; }
+
+        protected override void ProcessRecord() => Emit("Get-HpcJob", Arguments());
+    }
+
+    [Cmdlet(VerbsCommon.Add, "HpcTask", DefaultParameterSetName = "job", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(HpcTask))]
+    public sealed class AddHpcTaskCommand : HpcCmdlet
+    {
+        [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] public int JobId { get; set; }
+        [Parameter] public string TaskFile { get; set; }
+        [Parameter] public string CommandLine { get; set; }
+        [Parameter] public string Name { get; set; }
+        [Parameter] public bool Exclusive { get; set; }
+        [Parameter] public bool FailJobOnFailure { get; set; }
+        [Parameter] public int FailJobOnFailureCount { get; set; }
+        [Parameter] public bool Rerunnable { get; set; }
+        [Parameter] public string RunTime { get; set; }
+        [Parameter] public string NumNodes { get; set; }
+        [Parameter] public string NumSockets { get; set; }
+        [Parameter] public string NumCores { get; set; }
+        [Parameter] public string[] RequiredNodes { get; set; }
+        [Parameter] public string WorkDir { get; set; }
+        [Parameter] public string Stdin { get; set; }
+        [Parameter] public string Stdout { get; set; }
+        [Parameter] public string Stderr { get; set; }
+        [Parameter] public string ValidExitCodes { get; set; }
+        [Parameter] public string[] Depend { get; set; }
+        [Parameter] public string[] CustomProperties { get; set; }
+        [Parameter] public string[] Env { get; set; }
+        [Parameter] public SwitchParameter Parametric { get; set; }
+        [Parameter] public TaskType Type { get; set; }
+        [Parameter] public int Start { get; set; }
+        [Parameter] public int End { get; set; }
+        [Parameter] public int Increment { get; set; }
+
+        protected override void ProcessRecord() => ConfirmThenEmit("Add-HpcTask", Arguments());
     }
 }

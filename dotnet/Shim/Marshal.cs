@@ -18,7 +18,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 case null: return PyObject.None;
                 case PSObject ps: return ToPython(ps.BaseObject);
                 case string s: return new PyString(s);
-                case bool b: return b ? PyObject.FromManagedObject(true) : PyObject.FromManagedObject(false);
+                case bool b: return Builtin(b ? "True" : "False");
                 case SwitchParameter sw: return ToPython(sw.IsPresent);
                 case int i: return new PyInt(i);
                 case long l: return new PyInt(l);
@@ -26,7 +26,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 case DateTime t: return new PyString(t.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture));
                 case TimeSpan span: return new PyFloat(span.TotalSeconds);
                 case Enum e: return new PyString(e.ToString());
-                case IHpcRecord record: return ToPython(record.Key);
+                case IHpcRecord record: return ToPython(record.GetKey());
                 case IDictionary dict:
                     var pyDict = new PyDict();
                     foreach (DictionaryEntry entry in dict)
@@ -44,6 +44,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 default:
                     return new PyString(value.ToString());
             }
+        }
+
+        private static PyObject Builtin(string name)
+        {
+            using (PyObject builtins = Py.Import("builtins")) return builtins.GetAttr(name);
         }
 
         public static List<Dictionary<string, object>> ToRecords(PyObject result)

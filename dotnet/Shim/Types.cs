@@ -36,7 +36,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     /// <summary>An object the backend knows by a key; passed to Python as that key.</summary>
     public interface IHpcRecord
     {
-        object Key { get; }
+        object GetKey();
     }
 
     /// <summary>Builds typed objects from backend records ("__type__" names the class).</summary>
@@ -133,7 +133,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public string ValidExitCodes { get; set; }
         public string Scheduler { get; set; }
 
-        object IHpcRecord.Key => Id;
+        object IHpcRecord.GetKey() => Id;
 
         /// <summary>Reads the job's current properties from the head node.</summary>
         public void Refresh()
@@ -197,7 +197,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public DateTime? EndTime { get; set; }
         public string Scheduler { get; set; }
 
-        object IHpcRecord.Key => new Hashtable { ["JobId"] = JobId, ["TaskId"] = TaskId, ["SubTaskId"] = SubTaskId };
+        object IHpcRecord.GetKey() => new Hashtable { ["JobId"] = JobId, ["TaskId"] = TaskId, ["SubTaskId"] = SubTaskId };
 
         private Hashtable Address() => new Hashtable { ["JobId"] = JobId, ["TaskId"] = TaskId, ["SubTaskId"] = SubTaskId, ["Scheduler"] = Scheduler };
 

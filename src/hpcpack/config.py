@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+
 
 from .errors import HpcError
 
@@ -22,7 +22,7 @@ LOCAL_NAMES = {"", ".", "localhost", "127.0.0.1", "::1"}
 PROPERTY_DEFAULTS: dict[str, int] = {
     "TaskCancelGracePeriod": 15,
     "NodeReleaseTaskTimeout": 15,
-    "TTLCompletedJobs": 5,  # days
+    "TtlCompletedJobs": 5,  # days
     "ExcludedNodesLimit": 10,
 }
 
@@ -83,6 +83,8 @@ class HeadNodeConfig:
 
     @classmethod
     def load(cls, state_dir: Path) -> HeadNodeConfig:
+        import yaml  # only the head node reads its configuration; clients need the standard library only
+
         path = state_dir / CONFIG_NAME
         data: dict[str, Any] = {}
         if path.exists():

@@ -121,6 +121,33 @@ class HeadNode:
         self.jobs[job.id] = job
         return job
 
+    def copy_job(self, caller: Caller, source_id: int, spec: dict[str, Any]) -> Job:
+        """New-HpcJob -Job: a new Configuring job with the source's properties and tasks."""
+        source = self.job(source_id)
+        job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
+        for name in ("name", "priority", "project", "template", "run_until_canceled", "exclusive",
+                     "fail_on_task_failure", "unit_type", "min_units", "max_units", "runtime", "node_groups",
+                     "requested_nodes", "excluded_nodes", "parent_job_ids", "env", "valid_exit_codes",
+                     "task_retry_limit", "extra"):
+            value = getattr(source, name)
+            setattr(job, name, type(value)(value) if isinstance(value, list | dict) else value)
+        jobspec.apply_job_properties(job, spec)
+        job.id = self.store.allocate_job_id()
+        for task in source.tasks:
+            copy = Task.from_row({**task.to_row(), "job_id": job.id, "state": 1, "previous_state": 1})
+            copy.instances = [Task.from_row({**i.to_row(), "job_id": job.id, "state": 1, "previous_state": 1})
+                              for i in task.instances if task.parametric]
+            for unit in [copy, *copy.instances]:
+                unit.exit_code, unit.error_message, unit.error_code, unit.output = None, "", 0, ""
+                unit.start_time = unit.end_time = unit.submit_time = None
+                unit.pid, unit.node, unit.token, unit.requeue_count = 0, "", "", 0
+            job.tasks.append(copy)
+        with self.batch():
+            self.store.insert_job(job)
+            self.history(job, caller.name, "create", details=f"copied from job {source.id}")
+        self.jobs[job.id] = job
+        return job
+
     def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
         job = self.job(job_id)
         self.authorize(caller, job)
@@ -246,6 +273,32 @@ class HeadNode:
                 self.store.save_task(unit)
             self.history(job, caller.name, kind, message or "")
         return job
+
+    def describe_cancel(self, caller: Caller, job: Job, force: bool, graceful: bool, finish: bool) -> str:
+        """The cancel's effect on this job, in words; raises what cancel_job would raise."""
+        self.authorize(caller, job)
+        if job.state not in JOB_CANCELABLE and job.state != JobState.Canceling:
+            raise HpcError("InvalidCancelJobState", f"You cannot cancel job {job.id} in its current state "
+                           f"({job.state.name}).", job.id)
+        running = sum(1 for u in job.units() if u.state in (TaskState.Running, TaskState.Canceling))
+        waiting = sum(1 for u in job.units() if u.state in TASK_WAITING)
+        parts = []
+        if waiting:
+            parts.append(f"cancel {waiting} waiting task(s)")
+        if running and graceful:
+            parts.append(f"let {running} running task(s) finish")
+        elif running and force:
+            parts.append(f"kill {running} running task(s) now")
+        elif running:
+            grace = self.property("TaskCancelGracePeriod")
+            parts.append(f"stop {running} running task(s) (SIGTERM, {grace} s grace, then SIGKILL)")
+        release = any(t.type == "NodeRelease" for t in job.tasks)
+        if release and job.allocation:
+            parts.append("skip the node-release task" if force else "run the node-release task")
+        if job.allocation:
+            parts.append(f"free {sum(job.allocation.values())} core(s)")
+        parts.append("end Finished" if finish else "end Canceled")
+        return "Stop-HpcJob: " + ", ".join(parts)
 
     def _escalate(self, caller: Caller, job: Job, kind: str, force: bool, graceful: bool,
                   message: str | None) -> Job:

@@ -66,6 +66,9 @@ class Requests:
     def op_new_job(self, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         return self._record(self.head.new_job(caller, args.get("spec") or {}))
 
+    def op_copy_job(self, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+        return self._record(self.head.copy_job(caller, int(args["id"]), args.get("spec") or {}))
+
     def op_add_task(self, caller: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
         tasks = self.head.add_task(caller, int(args["job_id"]), args.get("spec") or {})
         return [t.to_record(self.head.name) for t in tasks]
@@ -98,8 +101,36 @@ class Requests:
                                    lambda i: self.head.cancel_job(caller, i, message, force, graceful, finish))
 
     async def op_wait_jobs(self, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        timeout = min(float(args.get("timeout", 60)), 3600.0)
+        """Waits for the jobs' final states; by default as long as a cancel can take, plus a margin."""
+        default = self.head.property("TaskCancelGracePeriod") + self.head.property("NodeReleaseTaskTimeout") + 30
+        timeout = min(float(args.get("timeout") or default), 3600.0)
         return await self.daemon.until_ended(_ids(args.get("ids")), timeout)
+
+    def op_lookup_jobs(self, caller: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per id: the job, or why it cannot be had (unlike get_jobs, which fails on the first bad id)."""
+        results: list[dict[str, Any]] = []
+        for job_id in _ids(args.get("ids")):
+            try:
+                results.append({"id": job_id, "job": self._record(self.head.job(job_id))})
+            except HpcError as e:
+                results.append({"id": job_id, "error": e.to_wire()})
+        return results
+
+    def op_plan_cancel(self, caller: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """What a cancel would do to each job, in words, for -WhatIf and -Confirm."""
+        force, graceful = bool(args.get("force")), bool(args.get("graceful"))
+        self.head.check_cancel_request(args.get("message"), force, graceful)
+        finish = str(args.get("state") or "").lower() == "finished"
+        results = []
+        for entry in self.op_lookup_jobs(caller, args):
+            if "job" in entry:
+                job = self.head.jobs[entry["id"]]
+                try:
+                    entry["action"] = self.head.describe_cancel(caller, job, force, graceful, finish)
+                except HpcError as e:
+                    entry = {"id": entry["id"], "error": e.to_wire()}
+            results.append(entry)
+        return results
 
     def op_get_jobs(self, caller: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
         return [self._record(j) for j in self._select_jobs(caller, args)]

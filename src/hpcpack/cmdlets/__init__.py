@@ -1,0 +1,1 @@
+"""The PowerShell cmdlets' behaviour, one module per family; the C# shim only declares them."""

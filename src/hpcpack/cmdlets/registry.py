@@ -1,0 +1,87 @@
+"""Registration of cmdlet commands and the helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..client import Client, for_scheduler
+from ..errors import ErrorRecord, HpcError
+
+Record = dict[str, Any]
+Handler = Callable[["Args"], list[Record]]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = handler
+        return handler
+    return register
+
+
+class Args:
+    """A cmdlet's bound parameters, by name, case-insensitively (as PowerShell names them)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = {str(k).lower(): _plain(v) for k, v in values.items()}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self._values.get(name.lower())
+        return default if value is None else value
+
+    def has(self, name: str) -> bool:
+        return self._values.get(name.lower()) is not None
+
+    def flag(self, name: str) -> bool:
+        return bool(self._values.get(name.lower()))
+
+    def ints(self, name: str) -> list[int]:
+        value = self.get(name)
+        if value is None:
+            return []
+        return [int(v) for v in (value if isinstance(value, list) else [value])]
+
+    def client(self) -> Client:
+        return for_scheduler(self.get("Scheduler"))
+
+    def pick(self, *names: str) -> dict[str, Any]:
+        """The given parameters that were bound, under their PowerShell names."""
+        return {n: self.get(n) for n in names if self.has(n)}
+
+
+def _plain(value: Any) -> Any:
+    """Converts pythonnet's CLR collection wrappers into lists and dicts."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        return {str(k): _plain(value[k]) for k in value.keys()}
+    if hasattr(value, "__iter__"):
+        return [_plain(v) for v in value]
+    return value
+
+
+def error(error_id: str, message: str, target: Any = None) -> Record:
+    return ErrorRecord(HpcError(error_id, message, target)).to_record()
+
+
+def per_item(results: list[Record]) -> list[Record]:
+    """Daemon per-item results -> objects and error records, in order."""
+    out = []
+    for entry in results:
+        if "error" in entry:
+            out.append(ErrorRecord(HpcError.from_wire(entry["error"])).to_record())
+        elif entry.get("job") is not None:
+            out.append(entry["job"])
+    return out
+
+
+def plan(target: str, action: str, key: Any) -> Record:
+    return {"__type__": "Plan", "target": target, "action": action, "key": key}
+
+
+def job_target(job: Record) -> str:
+    name = f" '{job['Name']}'" if job.get("Name") else ""
+    return f"Job {job['Id']}{name} ({job['State']}, owner {job['Owner']})"

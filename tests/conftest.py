@@ -1,0 +1,195 @@
+"""Shared fixtures: a real head node per test (own state folder, own socket), real pwsh runs."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import sqlite3
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcpack import executor
+from hpcpack.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+PWSH = ROOT / "bin" / "pwsh"
+MODULE = ROOT / "module" / "HPC.psd1"
+SYSTEM_PYTHON = "/usr/bin/python3"
+TEST_USERS = ("hpcalice", "hpcbob", "hpcadmin")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Polls until `predicate()` is truthy; fails the test at the deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class HeadNodeProcess:
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "headnode.sock"
+
+    def client(self) -> Client:
+        return Client(f"unix:{self.socket}")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HPCPACK_HOME": str(self.state_dir), "CCP_SCHEDULER": f"unix:{self.socket}"}
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_head_node(state_dir: Path, config: str = "") -> HeadNodeProcess:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if config:
+        (state_dir / "headnode.yaml").write_text(config)
+    process = subprocess.Popen([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)],
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    node = HeadNodeProcess(state_dir, process)
+    wait_until(lambda: _answers(node) or process.poll() is not None, 15)
+    assert process.poll() is None, f"head node exited with {process.returncode}"
+    return node
+
+
+def _answers(node: HeadNodeProcess) -> bool:
+    import socket as sockets
+    probe = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    try:
+        probe.connect(str(node.socket))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+DEFAULT_CONFIG = """
+nodes:
+  - {name: NODE1, cores: 4}
+  - {name: NODE2, cores: 4}
+socket_mode: "0666"
+administrators: [hpcadmin]
+"""
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: other test users must reach the socket, so the folder is world-readable.
+    path = Path(tempfile.mkdtemp(prefix="hpc-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def head(state_dir: Path) -> Iterator[HeadNodeProcess]:
+    node = start_head_node(state_dir, DEFAULT_CONFIG)
+    client = node.client()
+    client.call("set_property", values={"TaskCancelGracePeriod": 2, "NodeReleaseTaskTimeout": 5})
+    client.close()
+    yield node
+    node.stop()
+    if (state_dir / "headnode.db").exists():
+        _kill_leftovers(state_dir)
+
+
+def head_id(state_dir: Path) -> str:
+    with sqlite3.connect(state_dir / "headnode.db") as db:
+        return str(db.execute("SELECT value FROM cluster_properties WHERE name='HeadNodeId'").fetchone()[0])
+
+
+def job_processes(state_dir: Path, job_id: int | None = None) -> list[int]:
+    """Live processes of a job (or of any job) of this head node, found by their markers."""
+    prefix = f"{head_id(state_dir)}/" + (f"{job_id}" if job_id is not None else "")
+    return [p.pid for p in executor.snapshot()
+            if p.job == prefix.rstrip("/") or (job_id is None and p.job.startswith(prefix))]
+
+
+def _kill_leftovers(state_dir: Path) -> None:
+    """Nothing a test started may outlive it, even when the test failed (the test has already said so)."""
+    for pid in job_processes(state_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def client(head: HeadNodeProcess) -> Iterator[Client]:
+    c = head.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def users() -> dict[str, pwd.struct_passwd]:
+    """Real Unix users for permission tests (the tests run as root, as CI does)."""
+    assert os.geteuid() == 0, "these tests create Unix users and must run as root"
+    for name in TEST_USERS:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    return {name: pwd.getpwnam(name) for name in TEST_USERS}
+
+
+def as_user(user: str, head: HeadNodeProcess, code: str) -> subprocess.CompletedProcess[str]:
+    """Runs Python client code as another Unix user (the system Python: the client needs only stdlib)."""
+    script = f"import sys, json; sys.path.insert(0, {str(ROOT / 'src')!r})\n" \
+             f"from hpcpack.client import Client\nfrom hpcpack.errors import HpcError\n" \
+             f"c = Client('unix:{head.socket}')\n" + code
+    return subprocess.run(["runuser", "-u", user, "--", SYSTEM_PYTHON, "-c", script], capture_output=True,
+                          text=True, timeout=60, cwd="/tmp")
+
+
+@dataclass
+class PwshResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_pwsh(script: str, env: dict[str, str] | None = None, stdin: str = "", args: tuple[str, ...] = (),
+             import_module: bool = True, timeout: float = 120) -> PwshResult:
+    """Runs a script in a fresh pwsh (bin/pwsh: the real engine) with the HPC module imported."""
+    prelude = f"Import-Module '{MODULE}'\n" if import_module else ""
+    full = prelude + script
+    result = subprocess.run([str(PWSH), "-NoProfile", *args, "-Command", full], input=stdin, capture_output=True,
+                            text=True, env={**(env or os.environ), "POWERSHELL_TELEMETRY_OPTOUT": "1"},
+                            timeout=timeout)
+    return PwshResult(result.returncode, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def pwsh(head: HeadNodeProcess) -> Callable[..., PwshResult]:
+    def run(script: str, **kwargs: Any) -> PwshResult:
+        return run_pwsh(script, env=head.env(), **kwargs)
+    return run
