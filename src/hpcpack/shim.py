@@ -7,6 +7,8 @@ errors ("__error__"). An exception it raises stops the whole cmdlet (a terminati
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from .cmdlets import registry
@@ -18,4 +20,15 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
     handler = registry.COMMANDS.get(command)
     if handler is None:
         raise HpcError("InvalidOperation", f"The HPC backend has no command '{command}'.")
-    return handler(registry.Args(dict(arguments)))
+    args = registry.Args(dict(arguments))
+    _trace(command, args)
+    return handler(args)
+
+
+def _trace(command: str, args: registry.Args) -> None:
+    """With HPCPACK_SHIM_TRACE=<file>, every call from PowerShell is appended there as a JSON line:
+    what the shim passed, exactly (for the module's own tests and for debugging)."""
+    path = os.environ.get("HPCPACK_SHIM_TRACE")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"command": command, "args": args.as_dict()}, default=str) + "\n")

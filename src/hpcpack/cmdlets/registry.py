@@ -26,6 +26,9 @@ class Args:
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = {str(k).lower(): _plain(v) for k, v in values.items()}
 
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if v is not None}
+
     def get(self, name: str, default: Any = None) -> Any:
         value = self._values.get(name.lower())
         return default if value is None else value

@@ -1,0 +1,210 @@
+"""Stop-HpcJob's PowerShell surface, through bin/pwsh (the real engine) and the real head node."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcpack.client import Client
+
+from .conftest import MODULE, HeadNodeProcess, PwshResult, run_pwsh
+from .jobs import job, make_job, wait_state
+
+Pwsh = Callable[..., PwshResult]
+
+
+def ok(result: PwshResult) -> str:
+    assert result.returncode == 0, f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def traced(head: HeadNodeProcess, tmp_path: Path, script: str) -> tuple[PwshResult, list[dict[str, Any]]]:
+    """Runs the script with the shim's trace on: the arguments each call passed to Python."""
+    trace = tmp_path / "trace.jsonl"
+    # In the process environment: what pwsh sets with $env: is not seen by the embedded Python.
+    result = run_pwsh(script, env={**head.env(), "HPCPACK_SHIM_TRACE": str(trace)})
+    calls = [json.loads(line) for line in trace.read_text().splitlines()] if trace.exists() else []
+    return result, calls
+
+
+def test_get_command_shows_the_specs_parameter_sets_and_attributes(pwsh: Pwsh) -> None:
+    script = r"""
+$c = Get-Command Stop-HpcJob
+foreach ($set in $c.ParameterSets) {
+  foreach ($p in $set.Parameters) {
+    '{0}|{1}|{2}|{3}|{4}|{5}|{6}|{7}' -f $set.Name, $set.IsDefault, $p.Name, $p.ParameterType.Name, $p.Position, $p.IsMandatory, $p.ValueFromPipeline, ($p.Aliases -join ',')
+  }
+}
+$attr = $c.ImplementingType.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $false)[0]
+'impact|' + $attr.ConfirmImpact + '|' + $attr.SupportsShouldProcess + '|' + $attr.DefaultParameterSetName
+'validate|' + ($c.Parameters['State'].Attributes | Where-Object { $_ -is [System.Management.Automation.ValidateSetAttribute] }).ValidValues
+'output|' + $c.OutputType.Count
+"""
+    lines = ok(pwsh(script)).splitlines()
+    rows = {(r[0], r[2]): r for r in (line.split("|") for line in lines if line.count("|") == 7)}
+    named = "-2147483648"
+    expected = {
+        ("id", "Id"): ["id", "True", "Id", "Int32[]", "1", "True", "False", ""],
+        ("job", "Job"): ["job", "False", "Job", "HpcJob[]", named, "True", "True", ""],
+    }
+    for key, row in expected.items():
+        assert rows[key] == row
+    for set_name in ("id", "job"):
+        for name, type_name in (("Message", "String"), ("State", "String"), ("Force", "SwitchParameter"),
+                                ("Graceful", "SwitchParameter"), ("Scheduler", "String[]")):
+            assert rows[(set_name, name)][3:7] == [type_name, named, "False", "False"], (set_name, name)
+        assert rows[(set_name, "WhatIf")][7] == "wi"
+        assert rows[(set_name, "Confirm")][7] == "cf"
+    assert ("id", "Job") not in rows and ("job", "Id") not in rows
+    assert "impact|Medium|True|id" in lines
+    assert "validate|Finished" in lines
+    assert "output|1" in lines
+
+
+def test_the_first_positional_argument_binds_to_id(head: HeadNodeProcess, tmp_path: Path) -> None:
+    result, calls = traced(head, tmp_path, "Stop-HpcJob 45 -ErrorAction SilentlyContinue")
+    assert calls[0]["command"] == "Stop-HpcJob:plan"
+    assert calls[0]["args"]["id"] == [45]
+
+
+def test_id_list_stops_every_job(pwsh: Pwsh, client: Client) -> None:
+    ids = [make_job(client, "sleep 300") for _ in range(3)]
+    ok(pwsh(f"Stop-HpcJob -Id {','.join(map(str, ids))} -Force"))
+    assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
+
+
+def test_id_and_job_together_is_the_engines_parameter_set_error(pwsh: Pwsh) -> None:
+    result = pwsh("$j = New-HpcJob\ntry { Stop-HpcJob -Id 1 -Job $j -ErrorAction Stop } "
+                  "catch { $_.FullyQualifiedErrorId; $_.CategoryInfo.Category }")
+    assert ok(result).split() == ["AmbiguousParameterSet,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand",
+                                  "InvalidArgument"]
+
+
+def test_a_state_other_than_finished_is_refused_by_validation_naming_finished(pwsh: Pwsh) -> None:
+    result = pwsh("try { Stop-HpcJob -Id 1 -State Foo -ErrorAction Stop } "
+                  "catch { $_.FullyQualifiedErrorId; $_.Exception.Message }")
+    lines = ok(result).splitlines()
+    assert lines[0] == "ParameterArgumentValidationError,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
+    assert 'The argument "Foo" does not belong to the set "Finished"' in lines[1]
+
+
+def test_missing_id_under_noninteractive_is_the_missing_parameter_error(head: HeadNodeProcess) -> None:
+    result = run_pwsh("try { Stop-HpcJob -ErrorAction Stop } catch { $_.FullyQualifiedErrorId }",
+                      env=head.env(), args=("-NonInteractive",))
+    assert ok(result).strip() == "MissingMandatoryParameter,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
+
+
+def test_piped_jobs_arrive_one_by_one_in_order(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+    ids = [make_job(client, "sleep 300", submit=False) for _ in range(3)]
+    script = f"$jobs = {','.join(map(str, ids))} | ForEach-Object {{ Get-HpcJob -Id $_ }}\n$jobs | Stop-HpcJob"
+    result, calls = traced(head, tmp_path, script)
+    ok(result)
+    plans = [c["args"]["job"] for c in calls if c["command"] == "Stop-HpcJob:plan"]
+    assert plans == [[i] for i in ids]
+    assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
+
+
+def test_whatif_prints_one_line_per_job_and_changes_nothing(pwsh: Pwsh, client: Client) -> None:
+    ids = [make_job(client, "sleep 300", submit=False) for _ in range(2)]
+    out = ok(pwsh(f"Stop-HpcJob -Id {ids[0]},{ids[1]} -WhatIf"))
+    lines = [line for line in out.splitlines() if line.startswith("What if: ")]
+    assert len(lines) == 2
+    assert lines[0] == (f'What if: Performing the operation "Stop-HpcJob: cancel 1 waiting task(s), end Canceled" '
+                        f'on target "Job {ids[0]} (Configuring, owner root)".')
+    assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
+
+
+def test_confirm_preference_medium_prompts_and_no_changes_nothing(pwsh: Pwsh, client: Client) -> None:
+    job_id = make_job(client, "sleep 300", submit=False)
+    out = ok(pwsh(f"$ConfirmPreference = 'Medium'\nStop-HpcJob -Id {job_id}", stdin="N\n"))
+    assert "Are you sure you want to perform this action?" in out
+    assert "[Y] Yes  [A] Yes to All  [N] No  [L] No to All  [S] Suspend  [?] Help" in out
+    assert job(client, job_id)["State"] == "Configuring"
+    ok(pwsh(f"$ConfirmPreference = 'Medium'\nStop-HpcJob -Id {job_id}", stdin="Y\n"))
+    assert wait_state(client, job_id, "Canceled")
+
+
+def test_confirm_false_never_prompts_and_the_default_preference_does_not_either(
+        pwsh: Pwsh, client: Client) -> None:
+    first, second = (make_job(client, "sleep 300", submit=False) for _ in range(2))
+    out = ok(pwsh(f"$ConfirmPreference = 'Low'\nStop-HpcJob -Id {first} -Confirm:$false"))
+    assert "Are you sure" not in out
+    out = ok(pwsh(f"Stop-HpcJob -Id {second}"))
+    assert "Are you sure" not in out
+    assert job(client, first)["State"] == job(client, second)["State"] == "Canceled"
+
+
+def test_no_to_all_skips_the_rest(pwsh: Pwsh, client: Client) -> None:
+    ids = [make_job(client, "sleep 300", submit=False) for _ in range(3)]
+    out = ok(pwsh(f"Stop-HpcJob -Id {','.join(map(str, ids))} -Confirm", stdin="Y\nL\n"))
+    assert out.count("Are you sure") == 2
+    assert [job(client, i)["State"] for i in ids] == ["Canceled", "Configuring", "Configuring"]
+
+
+def test_force_with_graceful_is_a_clear_terminating_error(pwsh: Pwsh, client: Client) -> None:
+    job_id = make_job(client, "sleep 300", submit=False)
+    result = pwsh(f"try {{ Stop-HpcJob -Id {job_id} -Force -Graceful -ErrorAction Stop }} "
+                  "catch { $_.FullyQualifiedErrorId; $_.CategoryInfo.Category; $_.Exception.Message }")
+    lines = ok(result).splitlines()
+    assert lines[0] == "ForcedGracefulConflict,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
+    assert lines[1] == "InvalidArgument"
+    assert "cannot be used together" in lines[2]
+    assert job(client, job_id)["State"] == "Configuring"
+
+
+def test_per_job_errors_are_non_terminating_with_stable_ids_and_the_rest_still_stop(
+        pwsh: Pwsh, client: Client) -> None:
+    job_id = make_job(client, "sleep 300", submit=False)
+    script = (f"Stop-HpcJob -Id 424242,{job_id} -ErrorVariable errs -ErrorAction SilentlyContinue\n"
+              "$e = $errs[0]\n$e.FullyQualifiedErrorId\n$e.CategoryInfo.Category\n$e.TargetObject\n"
+              "$e.Exception.GetType().FullName\n$e.Exception.InnerException.GetType().Name\n$errs.Count")
+    lines = ok(pwsh(script)).splitlines()
+    assert lines == ["InvalidJobId,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand", "ObjectNotFound", "424242",
+                     "Microsoft.ComputeCluster.CCPPSH.HpcException", "BackendException", "1"]
+    assert job(client, job_id)["State"] == "Canceled"
+
+
+def test_scheduler_defaults_to_ccp_scheduler(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+    job_id = make_job(client, "sleep 300", submit=False)
+    env = {**head.env(), "HPCPACK_HOME": str(tmp_path / "elsewhere")}  # the default head node is not ours
+    script = f"$env:CCP_SCHEDULER = 'unix:{head.socket}'\nStop-HpcJob -Id {job_id}"
+    ok(run_pwsh(script, env=env))
+    assert job(client, job_id)["State"] == "Canceled"
+    bad = run_pwsh(f"try {{ Stop-HpcJob -Id {job_id} -Scheduler far.away.example -ErrorAction Stop }} "
+                   "catch { $_.FullyQualifiedErrorId }", env=env)
+    assert ok(bad).strip() == "CannotConnectWithScheduler,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
+
+
+def test_the_module_imports_twice_and_in_two_runspaces(pwsh: Pwsh, client: Client) -> None:
+    job_id = make_job(client, "true", submit=False)
+    script = f"""
+Import-Module '{MODULE}' -Force
+Import-Module '{MODULE}' -Force
+# Two runspaces working at the same time on their own threads, each importing the module.
+$shells = foreach ($i in 1..2) {{
+  $rs = [runspacefactory]::CreateRunspace([initialsessionstate]::CreateDefault2()); $rs.Open()
+  $ps = [powershell]::Create(); $ps.Runspace = $rs
+  $null = $ps.AddScript("Import-Module '{MODULE}'; foreach (`$n in 1..20) {{ (Get-HpcJob -Id {job_id}).State }}")
+  [pscustomobject]@{{ Shell = $ps; Handle = $ps.BeginInvoke() }}
+}}
+$results = foreach ($s in $shells) {{ $s.Shell.EndInvoke($s.Handle); $s.Shell.HadErrors }}
+($results | Where-Object {{ $_ -eq 'Configuring' }}).Count
+($results | Where-Object {{ $_ -is [bool] -and $_ }}).Count
+(Get-HpcJob -Id {job_id}).Name -eq ''
+"""
+    assert ok(pwsh(script)).splitlines()[-3:] == ["40", "0", "True"]
+
+
+def test_stop_waits_for_the_final_state_and_graceful_returns_at_once(pwsh: Pwsh, client: Client,
+                                                                      tmp_path: Path) -> None:
+    plain = make_job(client, "sleep 300")
+    wait_state(client, plain, "Running")
+    assert ok(pwsh(f"Stop-HpcJob -Id {plain}; (Get-HpcJob -Id {plain}).State")).strip() == "Canceled"
+    graceful = make_job(client, f"while [ ! -e {tmp_path}/gate ]; do sleep 0.05; done")
+    wait_state(client, graceful, "Running")
+    assert ok(pwsh(f"Stop-HpcJob -Id {graceful} -Graceful; (Get-HpcJob -Id {graceful}).State")).strip() \
+        == "Canceling"
+    (tmp_path / "gate").touch()
+    assert wait_state(client, graceful, "Canceled")
