@@ -15,7 +15,7 @@ def render_about(path: Path) -> str:
     page = parse_page(path)
     lines: list[str] = []
     for top in page.root.children:
-        lines += ["TOPIC", f"    {top.title.lower() if top.title.lower().startswith('about_') else top.title}", ""]
+        lines += ["TOPIC", f"    {top.title}", ""]
         _blocks(top, lines, 4)
         for section in top.children:
             _section(section, lines, 0)
