@@ -121,6 +121,9 @@ def _tree(path: Path, body: str, first_line: int) -> Section:
             while stack[-1].level >= level:
                 stack.pop()
             if level > stack[-1].level + 1:
+                if len(stack) == 1:
+                    raise HelpError(path, first_line + start, f"heading '{title}' comes before the page's "
+                                    "'# Command-Name' heading")
                 raise HelpError(path, first_line + start, f"heading '{title}' is one level too deep")
             section = Section(level, title, first_line + start)
             stack[-1].children.append(section)
