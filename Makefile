@@ -50,8 +50,12 @@ help: module/en-US/CCPPSH.dll-Help.xml
 check-help: $(VENV)/.installed
 	$(PY) -m hpcpack.helpc.build --check help module
 
+# The demo gets a head node of its own (so it changes nothing of yours) and stops it afterwards.
+DEMO_HOME := $(CURDIR)/build/demo-headnode
 demo: build
-	bin/pwsh -NoProfile -NonInteractive -File demo/demo.ps1
+	rm -rf $(DEMO_HOME)
+	HPCPACK_HOME=$(DEMO_HOME) bin/pwsh -NoProfile -NonInteractive -File demo/demo.ps1; \
+	status=$$?; $(PY) -m hpcpack.daemon --state-dir $(DEMO_HOME) --stop; exit $$status
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

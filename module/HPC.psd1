@@ -12,7 +12,7 @@
     TypesToProcess       = @()
     CmdletsToExport      = @(
         'Add-HpcTask', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
-        'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob'
+        'Export-HpcJob', 'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

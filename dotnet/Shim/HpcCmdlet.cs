@@ -59,7 +59,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
             var args = new Hashtable(StringComparer.OrdinalIgnoreCase);
             foreach (KeyValuePair<string, object> p in MyInvocation.BoundParameters)
             {
-                if (!CommonParameters.Contains(p.Key)) args[p.Key] = p.Value;
+                if (CommonParameters.Contains(p.Key)) continue;
+                // Paths are relative to PowerShell's location, which Python cannot see.
+                args[p.Key] = PathParameters.Contains(p.Key) && p.Value is string path && path.Length > 0
+                    ? SessionState.Path.GetUnresolvedProviderPathFromPSPath(path)
+                    : p.Value;
             }
             args["Scheduler"] = Scheduler ?? DefaultScheduler();
             foreach ((string name, object value) in extra) args[name] = value;
@@ -71,6 +75,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
             string env = Environment.GetEnvironmentVariable("CCP_SCHEDULER");
             return string.IsNullOrWhiteSpace(env) ? null : env.Split(',').Select(s => s.Trim()).Where(s => s.Length > 0).ToArray();
         }
+
+        private static readonly HashSet<string> PathParameters = new HashSet<string>(
+            new[] { "Path", "JobFile", "TaskFile", "WorkDir", "Stdin", "Stdout", "Stderr" }, StringComparer.OrdinalIgnoreCase);
 
         private static readonly HashSet<string> CommonParameters = new HashSet<string>(
             PSCmdlet.CommonParameters.Concat(PSCmdlet.OptionalCommonParameters), StringComparer.OrdinalIgnoreCase);
@@ -127,9 +134,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
         protected List<object> Confirm(string command, Hashtable arguments)
         {
             var confirmed = new List<object>();
+            bool force = MyInvocation.BoundParameters.TryGetValue("Force", out object f) && f is SwitchParameter s && s.IsPresent;
+            bool yesToAll = false, noToAll = false;
             foreach (Dictionary<string, object> plan in Call(command + ":plan", arguments))
             {
-                if (ShouldProcess((string)plan["target"], (string)plan["action"])) confirmed.Add(plan["key"]);
+                if (!ShouldProcess((string)plan["target"], (string)plan["action"])) continue;
+                // A plan with a query (an existing file to overwrite) also needs -Force or a yes.
+                if (plan.TryGetValue("query", out object query) && query is string text && !force
+                    && !ShouldContinue(text, "Confirm", ref yesToAll, ref noToAll)) continue;
+                confirmed.Add(plan["key"]);
             }
             return confirmed;
         }

@@ -151,4 +151,16 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         protected override void ProcessRecord() => ConfirmThenEmit("Add-HpcTask", Arguments());
     }
+
+    [Cmdlet(VerbsData.Export, "HpcJob", DefaultParameterSetName = "job", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(void))]
+    public sealed class ExportHpcJobCommand : HpcCmdlet
+    {
+        [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int Id { get; set; }
+        [Parameter(Mandatory = true)] public string Path { get; set; }
+        [Parameter] public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord() => ConfirmThenEmit("Export-HpcJob", Arguments());
+    }
 }

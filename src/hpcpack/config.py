@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-
 from .errors import HpcError
 
 SYSTEM_STATE_DIR = Path("/var/lib/hpcpack")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -74,10 +75,8 @@ class Daemon:
             while not self.stopping:
                 self.head.step()
                 self._resolve_waiters()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self.head.next_wakeup())
-                except TimeoutError:
-                    pass
                 self.wake.clear()
         self.socket_path.unlink(missing_ok=True)
         self.head.store.close()
@@ -130,14 +129,27 @@ def acquire_lock(state_dir: Path) -> int | None:
     return fd
 
 
+def stop_head_node(socket_path: Path) -> int:
+    from .client import Client
+    try:
+        Client(f"unix:{socket_path}").call("shutdown")
+    except HpcError as e:
+        print(f"hpc-headnode: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpc-headnode", description="Run the HPC head node.")
     parser.add_argument("--state-dir", type=Path, default=None, help="state folder (default: HPCPACK_HOME, "
                         "/var/lib/hpcpack for root, else ~/.local/state/hpcpack)")
     parser.add_argument("--socket", type=Path, default=None, help="socket path (default: <state-dir>/headnode.sock)")
+    parser.add_argument("--stop", action="store_true", help="ask the running head node to stop, then exit")
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
     state_dir = (args.state_dir or default_state_dir()).resolve()
+    if args.stop:
+        return stop_head_node(args.socket or state_dir / SOCKET_NAME)
     state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=state_dir / "headnode.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")

@@ -235,7 +235,8 @@ class HeadNode:
         job.change_time = now()
         with self.batch():
             self.store.save_job(job)
-            self.history(job, caller.name, "modify", details=", ".join(sorted(k for k, v in spec.items() if v is not None)))
+            changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
+            self.history(job, caller.name, "modify", details=changed)
         return job
 
     def check_cancel_request(self, message: str | None, force: bool, graceful: bool) -> None:
@@ -576,9 +577,8 @@ class HeadNode:
             else:
                 job.move("accept")
                 for task in job.tasks:
-                    if not task.is_node_task:
-                        self._queue_task(task)
-                        units += [task, *task.instances]
+                    self._queue_task(task)
+                    units += [task, *task.instances]
             with self.batch():
                 self.store.save_job(job, expected=int(JobState.Submitted))
                 for unit in units:
@@ -843,13 +843,19 @@ class HeadNode:
         expected = int(job.state)
         job.move(event)
         job.end_time = now()
+        never_ran = [u for t in job.tasks for u in [t, *t.instances] if u.state in TASK_WAITING]
+        for unit in never_ran:  # e.g. a node-release task that Force skipped
+            unit.move("cancel")
+            unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
         job.allocation = {}
         job.release_deadline = None
         if job.cancel is not None:
             job.cancel.survivors = []
         with self.batch():
             self.store.save_job(job, expected=expected)
-            self.history(job, "scheduler", "end", job.state.name)
+            for unit in never_ran:
+                self.store.save_task(unit)
+            self.history(job, "scheduler", "end", job.state.name or "")
 
     # ------------------------------------------------------------------ recovery
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -36,10 +37,8 @@ def user_name(uid: int) -> str:
 
 def groups_of(name: str, gid: int) -> set[str]:
     names = {g.gr_name for g in grp.getgrall() if name in g.gr_mem}
-    try:
+    with contextlib.suppress(KeyError):
         names.add(grp.getgrgid(gid).gr_name)
-    except KeyError:
-        pass
     return names
 
 

@@ -13,8 +13,8 @@ from .params import (
     parse_priority,
     parse_range,
     parse_runtime,
-    sweep_values,
     substitute_sweep,
+    sweep_values,
 )
 from .states import JobState
 

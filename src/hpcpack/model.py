@@ -90,8 +90,8 @@ class Task:
 
     @property
     def shown_state(self) -> TaskState:
-        """A sweep's state is derived from its subtasks; every other task has its own."""
-        if not self.parametric or self.sub_id or not self.instances:
+        """A sweep's or node task's state is derived from its instances; every other task has its own."""
+        if not (self.parametric or self.is_node_task) or self.sub_id or not self.instances:
             return self.state
         states = [i.state for i in self.instances]
         for candidate in (TaskState.Running, TaskState.Canceling, TaskState.Queued):
@@ -245,7 +245,7 @@ class Job:
             "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
             "Progress": self.progress or self._derived_progress(), "ProgressMessage": self.progress_message,
             "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
-            "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler,
+            "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
         }
 
     def _derived_progress(self) -> int:

@@ -193,8 +193,9 @@ class Requests:
                 raise HpcError("InvalidTaskId", f"Task {job.id}.{task_id}.{sub_id} does not exist.",
                                f"{job.id}.{task_id}.{sub_id}")
         else:
-            # Without a task id, sweeps show as their subtasks (HPC Pack's rule).
-            units = [u for t in job.tasks for u in (t.instances if t.parametric and t.instances else [t])]
+            # Without a task id, sweeps show as their subtasks (HPC Pack's rule), unless asked not to.
+            expand = args.get("expand", True)
+            units = [u for t in job.tasks for u in (t.instances if expand and t.parametric and t.instances else [t])]
         return [u.to_record(self.head.name) for u in units if int(u.shown_state) & mask]
 
     def _task_args(self, args: dict[str, Any]) -> tuple[int, int, int]:

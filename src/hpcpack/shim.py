@@ -11,8 +11,7 @@ import json
 import os
 from typing import Any
 
-from .cmdlets import registry
-from .cmdlets import cluster, jobs, tasks  # noqa: F401  (they register their commands)
+from .cmdlets import cluster, jobs, registry, tasks  # noqa: F401  (they register their commands)
 from .errors import HpcError
 
 

@@ -122,9 +122,9 @@ def parse_flags(enum: type[JobState] | type[TaskState], text: str | list[str]) -
             if name.isdigit():
                 value |= int(name)
                 continue
-            member = next((m for m in enum if m.name and m.name.lower() == name.lower()), None)
+            member = next((m for key, m in enum.__members__.items() if key.lower() == name.lower()), None)
             if member is None:
-                names = ", ".join(m.name for m in enum if m.name)
+                names = ", ".join(enum.__members__)
                 raise ValueError(f"'{name}' is not a {enum.__name__}; use one of: {names}")
             value |= member.value
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorRecord, HpcError
@@ -171,3 +172,24 @@ def set_job(args: Args) -> list[Record]:
         except HpcError as e:
             out.append(ErrorRecord(e).to_record())
     return out
+
+
+@command("Export-HpcJob:plan")
+def export_job_plan(args: Args) -> list[Record]:
+    path = Path(str(args.get("Path")))
+    query = f"The file {path} exists. Overwrite it?" if path.exists() else None
+    return [{**p, "query": query} if "__error__" not in p else p
+            for p in _lookup_plans(args, lambda job: f"Export-HpcJob: write job {job['Id']} to {path}")]
+
+
+@command("Export-HpcJob")
+def export_job(args: Args) -> list[Record]:
+    from ..jobxml import write_job_file
+    client = args.client()
+    path = Path(str(args.get("Path")))
+    for job_id in _job_ids(args):
+        job = client.call("get_jobs", ids=[job_id])[0]
+        tasks = client.call("get_tasks", job_id=job_id, expand=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(write_job_file(job, tasks))
+    return []

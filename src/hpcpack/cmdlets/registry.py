@@ -60,7 +60,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if hasattr(value, "keys") and hasattr(value, "__getitem__"):
-        return {str(k): _plain(value[k]) for k in value.keys()}
+        return {str(k): _plain(value[k]) for k in value}
     if hasattr(value, "__iter__"):
         return [_plain(v) for v in value]
     return value

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .about import render_about
 from .errors import HelpError
-from .markdown import parse_page
 from .maml import document, serialize
+from .markdown import parse_page
 from .model import CommandHelp, build
 
 CULTURE = "en-US"
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"hpc-help: {path} does not match {args.help_dir}; run 'make help' and commit it", file=sys.stderr)
         return 1 if stale else 0
-    for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_bytes() != data:
-            path.write_bytes(data)
+    for target, data in files.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
     return 0
 
 

@@ -47,7 +47,7 @@ def document(commands: list[CommandHelp], description_tag: str = "maml:descripti
 
 
 def _command(help: CommandHelp, description_tag: str) -> etree._Element:
-    element = etree.Element(_q("command:command"), nsmap=NS)  # type: ignore[arg-type]
+    element = etree.Element(_q("command:command"), nsmap=NS)
     details = _add(element, "command:details")
     _add(details, "command:name", help.name)
     _add(details, "command:verb", help.verb)
