@@ -54,7 +54,7 @@ def _parse(path: str) -> Element:
     except OSError as e:
         raise HpcError("InvalidJobFile", f"Cannot read the job file {path}: {e.strerror}.", path) from None
     try:
-        root = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
         raise HpcError("InvalidJobFile", f"{path} is refused: {e.__class__.__name__} (job files may not use "
                        "DTDs or entities).", path) from None
