@@ -59,7 +59,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             var args = new Hashtable(StringComparer.OrdinalIgnoreCase);
             foreach (KeyValuePair<string, object> p in MyInvocation.BoundParameters)
             {
-                if (CommonParameters.Contains(p.Key)) continue;
+                if (EngineParameters.Contains(p.Key)) continue;
                 // Paths are relative to PowerShell's location, which Python cannot see.
                 args[p.Key] = PathParameters.Contains(p.Key) && p.Value is string path && path.Length > 0
                     ? SessionState.Path.GetUnresolvedProviderPathFromPSPath(path)
@@ -79,7 +79,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private static readonly HashSet<string> PathParameters = new HashSet<string>(
             new[] { "Path", "JobFile", "TaskFile", "WorkDir", "Stdin", "Stdout", "Stderr" }, StringComparer.OrdinalIgnoreCase);
 
-        private static readonly HashSet<string> CommonParameters = new HashSet<string>(
+        private static readonly HashSet<string> EngineParameters = new HashSet<string>(
             PSCmdlet.CommonParameters.Concat(PSCmdlet.OptionalCommonParameters), StringComparer.OrdinalIgnoreCase);
 
         /// <summary>Calls the backend; error records become non-terminating errors, the rest are returned.</summary>

@@ -44,6 +44,7 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
     (False, True, True): ("finish", "FinishGraceful"),
 }
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
+SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
 
 
 @dataclass
@@ -58,20 +59,41 @@ class HeadNode:
         self.state_dir = state_dir
         self.config = config
         self.store = Store(state_dir / "headnode.db")
+        self._properties: dict[str, str] | None = None
         self.head_id = self._head_id()
         self.output_dir = state_dir / "output"
         self.name = socket.gethostname().upper()
-        self.jobs: dict[int, Job] = {j.id: j for j in self.store.load_jobs()}
+        self.jobs: dict[int, Job] = {}
+        self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
+        for job in self.store.load_jobs():
+            self._add(job)
         self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
         self.popen: dict[int, Popen[bytes]] = {}
         self.adopted: dict[str, tuple[Job, Task]] = {}  # units found running after a restart
         self.waiters: list[Waiter] = []
         self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
+        self._sweep: list[Task] = []  # ended tasks whose leftover processes are still to be killed
+        self._next_sweep = 0.0
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
         orders = [j.queue_order for j in self.jobs.values()]
         self._next_order = max([0.0, *orders]) + 1
 
     # ------------------------------------------------------------------ helpers
+
+    def _add(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        self._by_state[job.state][job.id] = job
+
+    def _move(self, job: Job, event: str) -> None:
+        """Every job transition goes through here, so the per-state index stays true."""
+        before = job.state
+        job.move(event)
+        del self._by_state[before][job.id]
+        self._by_state[job.state][job.id] = job
+
+    def in_state(self, *states: JobState) -> list[Job]:
+        """The jobs in these states (each loop step looks only at the jobs it can act on)."""
+        return [job for state in states for job in list(self._by_state[state].values())]
 
     def _head_id(self) -> str:
         props = self.store.properties()
@@ -81,7 +103,9 @@ class HeadNode:
         return props["HeadNodeId"]
 
     def property(self, name: str) -> int:
-        value = self.store.properties().get(name)
+        if self._properties is None:
+            self._properties = self.store.properties()  # the head node is the only writer
+        value = self._properties.get(name)
         return int(value) if value is not None else PROPERTY_DEFAULTS[name]
 
     def job(self, job_id: int) -> Job:
@@ -118,7 +142,7 @@ class HeadNode:
         with self.batch():
             self.store.insert_job(job)
             self.history(job, caller.name, "create")
-        self.jobs[job.id] = job
+        self._add(job)
         return job
 
     def copy_job(self, caller: Caller, source_id: int, spec: dict[str, Any]) -> Job:
@@ -145,7 +169,7 @@ class HeadNode:
         with self.batch():
             self.store.insert_job(job)
             self.history(job, caller.name, "create", details=f"copied from job {source.id}")
-        self.jobs[job.id] = job
+        self._add(job)
         return job
 
     def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
@@ -180,7 +204,7 @@ class HeadNode:
         if job.state != JobState.Configuring:
             raise HpcError("OnlyConfigJobsCanBeSubmitted", f"Job {job.id} is {job.state.name}; only a Configuring "
                            "job can be submitted, and only a Canceled or Failed one requeued.", job.id)
-        job.move("submit")
+        self._move(job, "submit")
         job.submit_time = now()
         job.queue_order = self._take_order()
         with self.batch():
@@ -194,7 +218,7 @@ class HeadNode:
 
     def _requeue(self, caller: Caller, job: Job) -> Job:
         """Finished tasks stay Finished, tasks cancelled on their own stay Canceled, the rest queue again."""
-        job.move("requeue")
+        self._move(job, "requeue")
         job.requeue_count += 1
         job.submit_time = now()
         job.queue_order = self._take_order(front=True)
@@ -259,7 +283,7 @@ class HeadNode:
             raise HpcError("InvalidCancelJobState", f"You cannot cancel job {job.id} in its current state "
                            f"({job.state.name}).", job.id)
         was_running = job.state == JobState.Running
-        job.move("cancel")
+        self._move(job, "cancel")
         job.request_cancel = request
         job.error_code = FINISHED_BY_USER if finish else CANCELED_BY_USER
         job.error_message = message or ("Finished by user." if finish else "Canceled by user.")
@@ -449,12 +473,14 @@ class HeadNode:
         if value < 0:
             raise HpcError("ArgumentOutOfRange", f"{name} must not be negative.", name)
         self.store.set_property(name, str(value))
+        self._properties = None
 
     # ------------------------------------------------------------------ the loop's steps
 
     def step(self) -> None:
         self.begin()
         self.reap_exited_units()
+        self.sweep_leftovers()
         self.watch_adopted_units()
         self.enforce_task_deadlines()
         self.complete_finished_jobs()
@@ -467,9 +493,11 @@ class HeadNode:
         """Seconds until some step has work to do without an outside event."""
         deadlines = [w.deadline for w in self.waiters]
         deadlines += [d for d, _, _ in self._task_deadlines.values()]
+        if self._sweep:
+            deadlines.append(self._next_sweep)
         polling = bool(self.adopted)
-        for job in self.jobs.values():
-            if job.state in (JobState.Canceling, JobState.Finishing):
+        for job in self.in_state(JobState.Canceling, JobState.Finishing):
+            if job.start_time is not None:
                 polling = True
                 if job.cancel and job.cancel.term_deadline:
                     deadlines.append(job.cancel.term_deadline)
@@ -494,6 +522,14 @@ class HeadNode:
                 code = executor.read_exit_code(self._exit_path(unit))
                 self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
 
+    def sweep_leftovers(self) -> None:
+        """Kills what ended tasks left behind; one /proc scan serves every task that ended lately."""
+        if not self._sweep or now() < self._next_sweep:
+            return
+        units, self._sweep = self._sweep, []
+        self._next_sweep = now() + SWEEP_INTERVAL
+        executor.signal_all([pid for unit in units for pid in self._unit_processes(unit)], signal.SIGKILL)
+
     def enforce_task_deadlines(self) -> None:
         for key, (deadline, job, unit) in list(self._task_deadlines.items()):
             if unit.state in TASK_TERMINAL:
@@ -513,6 +549,8 @@ class HeadNode:
 
     def _job_processes(self, job: Job, exclude: frozenset[str] | set[str] = frozenset()) -> list[int]:
         """Live processes of the job (by marker or by a unit's session), minus units in `exclude`."""
+        if job.start_time is None and not any(u.pid for u in job.units()):
+            return []  # it never ran: nothing to look for
         marker = executor.job_marker(self.head_id, job.id)
         sessions = {u.pid for u in job.units() if u.pid and u.token not in exclude}
         return [p.pid for p in self.processes()
@@ -528,8 +566,8 @@ class HeadNode:
         unit.output = executor.read_output(self._output_path(unit))
         stopping = unit.state == TaskState.Canceling
         if not stopping or job.state != JobState.Canceling:
-            # Nothing outlives its task: leftovers of a task that ended are killed at once.
-            executor.signal_all(self._unit_processes(unit), signal.SIGKILL)
+            # Nothing outlives its task: leftovers of a task that ended are killed at the next sweep.
+            self._sweep.append(unit)
         if stopping:
             finished = unit.error_code == FINISHED_BY_USER
             unit.move("stopped_finished" if finished else "stopped")
@@ -553,7 +591,7 @@ class HeadNode:
         return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
 
     def _fail_job(self, job: Job, reason: str) -> None:
-        job.move("cancel")
+        self._move(job, "cancel")
         job.error_message, job.error_code = reason, TASK_FAILURE
         job.cancel = CancelRequest(kind="fail", final_state="Failed", force=False, graceful=False,
                                    message=reason, actor="scheduler", at=now())
@@ -567,15 +605,15 @@ class HeadNode:
     def validate_submitted_jobs(self) -> None:
         cluster_cores = sum(n.cores for n in self.config.nodes)
         node_names = {n.name.lower() for n in self.config.nodes}
-        for job in [j for j in self.jobs.values() if j.state == JobState.Submitted]:
-            job.move("validate")
+        for job in self.in_state(JobState.Submitted):
+            self._move(job, "validate")
             problem = self._validation_problem(job, cluster_cores, node_names)
             units = []
             if problem:
-                job.move("reject")
+                self._move(job, "reject")
                 job.error_message, job.end_time = problem, now()
             else:
-                job.move("accept")
+                self._move(job, "accept")
                 for task in job.tasks:
                     self._queue_task(task)
                     units += [task, *task.instances]
@@ -612,13 +650,15 @@ class HeadNode:
         return low, high
 
     def allocate_queued_jobs(self) -> None:
-        queued = [j for j in self.jobs.values() if j.state == JobState.Queued and self._parents_done(j)]
-        if not queued:
+        if not self._by_state[JobState.Queued]:
             return
         free = {n.name: n.cores for n in self.config.nodes}
-        for job in self.jobs.values():
+        for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
             for node, cores in job.allocation.items():
                 free[node] = free.get(node, 0) - cores
+        if not any(cores > 0 for cores in free.values()):
+            return  # nothing can start, however long the queue
+        queued = [j for j in self.in_state(JobState.Queued) if self._parents_done(j)]
         idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
         demands = []
         for job in queued:
@@ -630,7 +670,7 @@ class HeadNode:
         for job_id, grant in scheduler.plan(free, idle, demands).items():
             job = self.jobs[job_id]
             job.allocation = grant
-            job.move("start")
+            self._move(job, "start")
             job.start_time = now()
             prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
             instances = self._node_instances(job, prep) if prep else []
@@ -651,11 +691,10 @@ class HeadNode:
         return template.instances
 
     def start_ready_units(self) -> None:
-        for job in self.jobs.values():
-            if job.state == JobState.Running:
-                self._start_units(job, [u for u in job.units() if u.type != "NodeRelease"])
-            elif job.state in (JobState.Canceling, JobState.Finishing):
-                self._start_units(job, [u for u in job.units() if u.type == "NodeRelease"])
+        for job in self.in_state(JobState.Running):
+            self._start_units(job, [u for u in job.units() if u.type != "NodeRelease"])
+        for job in self.in_state(JobState.Canceling, JobState.Finishing):
+            self._start_units(job, [u for u in job.units() if u.type == "NodeRelease"])
 
     def _start_units(self, job: Job, units: list[Task]) -> None:
         waiting = [u for u in units if u.state == TaskState.Queued]
@@ -754,18 +793,18 @@ class HeadNode:
             stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
 
     def complete_finished_jobs(self) -> None:
-        for job in [j for j in self.jobs.values() if j.state == JobState.Running]:
+        for job in self.in_state(JobState.Running):
             work = [u for u in job.units() if not u.is_node_task]
             if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work):
                 continue
             if any(u.state not in TASK_TERMINAL for u in job.units()):
                 continue
-            job.move("complete")
+            self._move(job, "complete")
             with self.batch():
                 self.store.save_job(job)
 
     def advance_ending_jobs(self) -> None:
-        for job in [j for j in self.jobs.values() if j.state in (JobState.Canceling, JobState.Finishing)]:
+        for job in self.in_state(JobState.Canceling, JobState.Finishing):
             self._advance_ending(job)
 
     def _advance_ending(self, job: Job) -> None:
@@ -841,7 +880,7 @@ class HeadNode:
             event = {"Canceled": "canceled", "Finished": "finished_by_user", "Failed": "failed"}[
                 job.cancel.final_state]
         expected = int(job.state)
-        job.move(event)
+        self._move(job, event)
         job.end_time = now()
         never_ran = [u for t in job.tasks for u in [t, *t.instances] if u.state in TASK_WAITING]
         for unit in never_ran:  # e.g. a node-release task that Force skipped

@@ -192,7 +192,7 @@ def write_job_file(job: dict[str, Any], tasks: list[dict[str, Any]]) -> bytes:
         "AutoCalculateMax": _bool(job["AutoCalculateMax"]), "AutoCalculateMin": _bool(job["AutoCalculateMin"]),
         "FailOnTaskFailure": _bool(job["FailOnTaskFailure"]), "Progress": str(job["Progress"]),
         "ProgressMessage": job["ProgressMessage"], f"Min{UNITS[unit]}": str(job[f"Min{UNITS[unit]}"]),
-        f"Max{UNITS[unit]}": str(job[f"Max{UNITS[unit]}"]), "JobValidExitCodes": job["ValidExitCodes"] or "0",
+        f"Max{UNITS[unit]}": str(job[f"Max{UNITS[unit]}"]), "JobValidExitCodes": job["ValidExitCodes"] or None,
         "ParentJobIds": ",".join(map(str, job["ParentJobIds"])), "NodeGroups": job["NodeGroups"] or None,
         "RequestedNodes": ",".join(job["RequestedNodes"]) or None,
         "RuntimeSeconds": str(job["Runtime"]) if job["Runtime"] > 0 else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,17 @@ def now() -> float:
 
 def iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _shallow_row(obj: Any, skip: str) -> dict[str, Any]:
+    """The fields to store, without recursing into children (asdict would copy every task)."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj) if f.name != skip)
+    return {name: getattr(obj, name) for name in names}
 
 
 @dataclass
@@ -108,8 +119,7 @@ class Task:
         self.previous_state, self.state = self.state, new
 
     def to_row(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("instances")
+        data = _shallow_row(self, skip="instances")
         data["state"] = int(self.state)
         data["previous_state"] = int(self.previous_state)
         return data
@@ -207,8 +217,8 @@ class Job:
         return out
 
     def to_row(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("tasks")
+        data = _shallow_row(self, skip="tasks")
+        data["cancel"] = dict(vars(self.cancel)) if self.cancel is not None else None
         data["state"] = int(self.state)
         data["previous_state"] = int(self.previous_state)
         return data
@@ -236,7 +246,7 @@ class Job:
             "RequestCancel": self.request_cancel, "RequeueCount": self.requeue_count,
             "RunUntilCanceled": self.run_until_canceled, "IsExclusive": self.exclusive,
             "FailOnTaskFailure": self.fail_on_task_failure, "UnitType": self.unit_type,
-            "MinCores": self.min_units or 0, "MaxCores": self.max_units or 0,
+            **self._unit_counts(),
             "AutoCalculateMin": self.min_units is None, "AutoCalculateMax": self.max_units is None,
             "Runtime": self.runtime, "NodeGroups": ",".join(self.node_groups),
             "RequestedNodes": list(self.requested_nodes), "AllocatedNodes": sorted(self.allocation),
@@ -247,6 +257,13 @@ class Job:
             "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
             "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
         }
+
+    def _unit_counts(self) -> dict[str, int]:
+        """MinCores/MaxCores, MinSockets/MaxSockets, MinNodes/MaxNodes: set for the job's unit type."""
+        counts = {f"{bound}{unit}": 0 for bound in ("Min", "Max") for unit in ("Cores", "Sockets", "Nodes")}
+        plural = {"Core": "Cores", "Socket": "Sockets", "Node": "Nodes"}[self.unit_type]
+        counts[f"Min{plural}"], counts[f"Max{plural}"] = self.min_units or 0, self.max_units or 0
+        return counts
 
     def _derived_progress(self) -> int:
         units = [u for u in self.units() if not u.is_node_task]

@@ -73,14 +73,16 @@ class Requests:
         tasks = self.head.add_task(caller, int(args["job_id"]), args.get("spec") or {})
         return [t.to_record(self.head.name) for t in tasks]
 
-    async def _per_job(self, ids: list[int], action: Any) -> list[dict[str, Any]]:
-        """Runs `action(id)` for each id in batches (one transaction each), yielding between batches."""
+    async def _per_job(self, ids: list[int], action: Any, records: bool = True) -> list[dict[str, Any]]:
+        """Runs `action(id)` for each id in batches (one transaction each), yielding between batches.
+        With `records`, each answer carries the job as it is afterwards."""
         results: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH):
             with self.head.batch():
                 for job_id in ids[start:start + BATCH]:
                     try:
-                        results.append({"id": job_id, "job": self._record(action(job_id))})
+                        job = action(job_id)
+                        results.append({"id": job_id, "job": self._record(job)} if records else {"id": job_id})
                     except HpcError as e:
                         results.append({"id": job_id, "error": e.to_wire()})
             self.daemon.poke()
@@ -98,7 +100,8 @@ class Requests:
             raise invalid_argument(f"State '{args['state']}' is not valid; the only valid value is Finished.", "State")
         self.head.check_cancel_request(message, force, graceful)
         return await self._per_job(_ids(args.get("ids")),
-                                   lambda i: self.head.cancel_job(caller, i, message, force, graceful, finish))
+                                   lambda i: self.head.cancel_job(caller, i, message, force, graceful, finish),
+                                   records=False)
 
     async def op_wait_jobs(self, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         """Waits for the jobs' final states; by default as long as a cancel can take, plus a margin."""

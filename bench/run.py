@@ -1,0 +1,228 @@
+"""Benchmarks: `make bench` (or `.venv/bin/python bench/run.py [--quick]`).
+
+Every figure is reported next to a baseline measured in the same run (a no-op request to the same
+head node, a trivial binary module in the same host), and next to the Slurm 22.05 figures the
+issue gives for a machine of this size. Results also go to build/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import head_id, start_head_node  # noqa: E402
+
+from hpcpack import executor  # noqa: E402
+from hpcpack.client import Client  # noqa: E402
+
+SLURM = {"submit_ms": 5.1, "cancel_each_ms": 3.9, "cancel_batched_ms": 0.6, "sigterm_ignorer_s": 4.7}
+CONFIG = "nodes:\n  - {name: NODE1, cores: 64}\n  - {name: NODE2, cores: 64}\n"
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.jobs = 1000 if quick else 10_000
+        self.repeats = 10 if quick else 30
+        self.state_dir = Path(tempfile.mkdtemp(prefix="hpc-bench-"))
+        self.head = start_head_node(self.state_dir, CONFIG)
+        self.client = Client(f"unix:{self.head.socket}")
+        self.results: dict[str, float] = {}
+
+    def close(self) -> None:
+        self.client.close()
+        self.head.stop()
+        for proc in executor.snapshot():
+            if proc.job.startswith(head_id(self.state_dir) + "/"):
+                os.kill(proc.pid, 9)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def record(self, name: str, value: float) -> float:
+        self.results[name] = round(value, 4)
+        return value
+
+    def new_jobs(self, count: int) -> list[int]:
+        return [self.client.call("new_job", spec={"Name": "b"})["Id"] for _ in range(count)]
+
+    def run(self) -> None:
+        ping = self.record("ping_ms", median_ms([timed(lambda: self.client.call("ping")) for _ in range(500)]))
+        print(f"baseline: one no-op request {ping:.3f} ms")
+        queued = self.submits(ping)
+        self.cancels(ping, queued)
+        self.force_cancel()
+        self.grace_accuracy()
+
+    def submits(self, ping: float) -> list[int]:
+        """Submission alone: a job holding every core keeps the new jobs queued, so none runs meanwhile."""
+        blocker = self.client.call("new_job", spec={"Name": "blocker", "NumCores": "128", "RunUntilCanceled": True})
+        self.client.call("submit_jobs", ids=[blocker["Id"]])
+
+        def submit_one() -> int:
+            job = self.client.call("new_job", spec={"Name": "s"})
+            self.client.call("add_task", job_id=job["Id"], spec={"CommandLine": "true"})
+            self.client.call("submit_jobs", ids=[job["Id"]])
+            return int(job["Id"])
+        ids: list[int] = []
+        total = timed(lambda: ids.extend(submit_one() for _ in range(self.jobs)))
+        each = self.record("submit_ms", total * 1000 / self.jobs)
+        print(f"submit {self.jobs} one-task jobs (new, add task, submit: 3 requests): {each:.3f} ms a job "
+              f"({each / ping:.1f}x a no-op request; Slurm {SLURM['submit_ms']} ms: "
+              f"{SLURM['submit_ms'] / each:.1f}x better)")
+        return ids
+
+    def cancels(self, ping: float, queued: list[int]) -> None:
+        batched = timed(lambda: self.client.call("cancel_jobs", ids=queued))
+        per_job = self.record("cancel_batched_ms", batched * 1000 / len(queued))
+        print(f"cancel {len(queued)} queued jobs in one request: {batched:.2f} s, {per_job:.4f} ms a job "
+              f"(Slurm {SLURM['cancel_batched_ms']} ms: {SLURM['cancel_batched_ms'] / per_job:.0f}x better)")
+        ids = self.new_jobs(self.jobs)
+        self.client.call("submit_jobs", ids=ids)
+        each = timed(lambda: [self.client.call("cancel_jobs", ids=[i]) for i in ids])
+        per_request = self.record("cancel_each_ms", each * 1000 / self.jobs)
+        print(f"cancel {self.jobs} queued jobs one request each: {per_request:.3f} ms a job "
+              f"({per_request / ping:.1f}x a no-op request; Slurm {SLURM['cancel_each_ms']} ms: "
+              f"{SLURM['cancel_each_ms'] / per_request:.1f}x better)")
+        for job in self.client.call("get_jobs", state="Running"):
+            self.client.call("cancel_jobs", ids=[job["Id"]], force=True)
+
+    def _running_job(self, command: str, ready: Path) -> int:
+        job = self.client.call("new_job", spec={"Name": "f"})
+        self.client.call("add_task", job_id=job["Id"], spec={"CommandLine": command})
+        self.client.call("submit_jobs", ids=[job["Id"]])
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark task did not start")
+            time.sleep(0.002)
+        return int(job["Id"])
+
+    def _gone(self, job_id: int) -> None:
+        marker = f"{head_id(self.state_dir)}/{job_id}"
+        while any(p.job == marker for p in executor.snapshot()):
+            pass
+
+    def force_cancel(self) -> None:
+        samples = []
+        for n in range(self.repeats):
+            ready = self.state_dir / f"ready-{n}"
+            job_id = self._running_job(f"trap '' TERM; sleep 300 & sleep 300 & touch {ready}; wait", ready)
+            start = time.perf_counter()
+            self.client.call("cancel_jobs", ids=[job_id], force=True)
+            self._gone(job_id)
+            samples.append(time.perf_counter() - start)
+            self.client.call("wait_jobs", ids=[job_id], timeout=10)
+        value = self.record("force_to_no_process_ms", median_ms(samples))
+        print(f"force cancel of a job that ignores SIGTERM, until no process is left: median {value:.2f} ms "
+              f"of {self.repeats} (max {max(samples) * 1000:.2f} ms; goal < 20 ms; Slurm >= "
+              f"{SLURM['sigterm_ignorer_s']} s)")
+
+    def grace_accuracy(self) -> None:
+        for grace in (1, 2):
+            self.client.call("set_property", values={"TaskCancelGracePeriod": grace})
+            delays = []
+            for n in range(max(3, self.repeats // 5)):
+                ready, term = self.state_dir / f"g{grace}-{n}", self.state_dir / f"t{grace}-{n}"
+                command = f"trap 'date +%s.%N > {term}' TERM; touch {ready}; while true; do sleep 0.01; done"
+                job_id = self._running_job(command, ready)
+                self.client.call("cancel_jobs", ids=[job_id])
+                self._gone(job_id)
+                killed = time.time()
+                delays.append(killed - float(term.read_text()))
+            value = self.record(f"sigterm_to_sigkill_s_grace_{grace}", statistics.median(delays))
+            print(f"grace period {grace} s: SIGTERM to gone {value:.3f} s (median; "
+                  f"{(value - grace) * 1000:+.0f} ms off)")
+
+
+def pwsh_bench(repeats: int) -> dict[str, float]:
+    """Module import against a trivial binary module, and warm Stop-HpcJob round trips."""
+    trivial = ROOT / "build" / "trivial"
+    subprocess.run(["dotnet", "build", str(ROOT / "bench" / "TrivialModule" / "Trivial.csproj"), "-c", "Release",
+                    "-o", str(trivial), "--nologo", "-v", "quiet"], check=True, capture_output=True)
+    state = Path(tempfile.mkdtemp(prefix="hpc-bench-ps-"))
+    env = {**os.environ, "HPCPACK_HOME": str(state), "POWERSHELL_TELEMETRY_OPTOUT": "1"}
+    script = f"""
+$sw = [Diagnostics.Stopwatch]::new()
+function Measure-Import([string] $path, [string] $call) {{
+  $times = foreach ($i in 1..{repeats}) {{
+    $rs = [runspacefactory]::CreateRunspace([initialsessionstate]::CreateDefault2()); $rs.Open()
+    $ps = [powershell]::Create(); $ps.Runspace = $rs
+    $null = $ps.AddScript("Import-Module '$path'; $call")
+    $sw.Restart(); $null = $ps.Invoke(); $sw.Stop()
+    $ps.Dispose(); $rs.Dispose()
+    $sw.Elapsed.TotalMilliseconds
+  }}
+  [array]::Sort($times); $times[[int]($times.Count / 2)]
+}}
+'import_trivial_ms|' + (Measure-Import '{trivial}/Trivial.dll' '')
+'import_hpc_ms|' + (Measure-Import '{ROOT}/module/HPC.psd1' '')
+Import-Module '{ROOT}/module/HPC.psd1'
+$job = New-HpcJob -Name bench
+function Median([scriptblock] $block, [int] $n) {{
+  $times = foreach ($i in 1..$n) {{ $sw.Restart(); & $block; $sw.Stop(); $sw.Elapsed.TotalMilliseconds }}
+  [array]::Sort($times); $times[[int]($times.Count / 2)]
+}}
+'whatif_ms|' + (Median {{ Stop-HpcJob -Id $job.Id -WhatIf *> $null }} {repeats * 3})
+$ids = foreach ($i in 1..{repeats * 3}) {{ (New-HpcJob -Name b).Id }}
+$queue = [Collections.Generic.Queue[int]]::new([int[]]$ids)
+'stop_ms|' + (Median {{ Stop-HpcJob -Id $queue.Dequeue() }} {repeats * 3})
+'get_ms|' + (Median {{ $null = Get-HpcJob -Id $job.Id }} {repeats * 3})
+"""
+    started = time.perf_counter()
+    out = subprocess.run([str(ROOT / "bin" / "pwsh"), "-NoProfile", "-NonInteractive", "-Command", script],
+                         capture_output=True, text=True, env=env, timeout=900)
+    wall = time.perf_counter() - started
+    subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state), "--stop"], env=env,
+                   capture_output=True)
+    shutil.rmtree(state, ignore_errors=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stdout + out.stderr)
+    results = {k: float(v) for k, v in (line.split("|") for line in out.stdout.splitlines() if "|" in line)}
+    print(f"Import-Module HPC in a fresh runspace: {results['import_hpc_ms']:.1f} ms, a trivial binary module "
+          f"{results['import_trivial_ms']:.1f} ms ({results['import_hpc_ms'] / results['import_trivial_ms']:.1f}x)")
+    print(f"warm Stop-HpcJob -WhatIf: {results['whatif_ms']:.2f} ms; warm Stop-HpcJob (a Configuring job, "
+          f"waits for Canceled): {results['stop_ms']:.2f} ms; warm Get-HpcJob -Id: {results['get_ms']:.2f} ms "
+          f"(median; the whole script took {wall:.1f} s)")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="1,000 jobs and fewer repeats")
+    args = parser.parse_args()
+    bench = Bench(args.quick)
+    try:
+        bench.run()
+    finally:
+        bench.close()
+    results = {**bench.results, **pwsh_bench(5 if args.quick else 15)}
+    out = ROOT / "build" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
