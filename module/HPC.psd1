@@ -11,7 +11,7 @@
     FormatsToProcess     = @('HPC.Format.ps1xml')
     TypesToProcess       = @()
     CmdletsToExport      = @(
-        'Add-HpcTask', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
+        'Add-HpcTask', 'Add-PSSnapin', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
         'Export-HpcJob', 'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob'
     )
     FunctionsToExport    = @()
