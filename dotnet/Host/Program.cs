@@ -118,7 +118,8 @@ namespace HpcPwsh
                 return 1;
             }
             if (host.ExitCode.HasValue) return host.ExitCode.Value;
-            if (options.File != null) return 0;
+            // A script's 'exit N' sets $LASTEXITCODE; pwsh -File exits with it.
+            if (options.File != null) return runspace.SessionStateProxy.PSVariable.GetValue("LASTEXITCODE") is int code ? code : 0;
             bool lastSucceeded = runspace.SessionStateProxy.PSVariable.GetValue(LastStatementVariable) is bool ok && ok;
             return lastSucceeded ? 0 : 1;
         }
@@ -144,10 +145,13 @@ namespace HpcPwsh
 
         private static void ReportTerminatingError(Runspace runspace, RuntimeException e)
         {
-            // Render the record through the engine's own error view, as pwsh does.
+            // Rendered by the engine's own error view, and written to the error stream so that
+            // Out-Default sends it to stderr, as pwsh does.
             using var ps = PowerShell.Create();
             ps.Runspace = runspace;
-            ps.AddCommand("Out-Default").AddParameter("InputObject", e.ErrorRecord);
+            ps.AddScript("[CmdletBinding()] param($Record) $PSCmdlet.WriteError($Record)").AddArgument(e.ErrorRecord);
+            ps.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Error, PipelineResultTypes.Output);
+            ps.AddCommand("Out-Default");
             try
             {
                 ps.Invoke();
