@@ -98,7 +98,8 @@ def test_every_changing_cmdlet_supports_whatif_and_confirm(engine: dict[str, met
     for name in CHANGERS:
         params = engine[name].parameters
         assert "WhatIf" in params and "Confirm" in params, name
-    script = (f"Import-Module '{ROOT}/module/HPC.psd1'; foreach ($c in '{"','".join(CHANGERS)}') {{ $c + '|' + "
+    names = ",".join(f"'{n}'" for n in CHANGERS)
+    script = (f"Import-Module '{ROOT}/module/HPC.psd1'; foreach ($c in {names}) {{ $c + '|' + "
               "(Get-Command $c).ImplementingType.GetCustomAttributes([Management.Automation.CmdletAttribute], "
               "$false)[0].ConfirmImpact }")
     out = subprocess.run([str(PWSH), "-NoProfile", "-NonInteractive", "-Command", script], capture_output=True,
