@@ -25,12 +25,24 @@ def iso(t: float | None) -> str | None:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _shallow_row(obj: Any, skip: str) -> dict[str, Any]:
-    """The fields to store, without recursing into children (asdict would copy every task)."""
-    names = _FIELD_NAMES.get(type(obj))
+def _field_names(cls: type, skip: str) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
     if names is None:
-        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj) if f.name != skip)
-    return {name: getattr(obj, name) for name in names}
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name != skip)
+    return names
+
+
+def _to_row(obj: Any, skip: str) -> dict[str, Any]:
+    """The fields to store, without recursing into children (asdict would copy every task)."""
+    row = {name: getattr(obj, name) for name in _field_names(type(obj), skip)}
+    row["state"], row["previous_state"] = int(obj.state), int(obj.previous_state)
+    return row
+
+
+def _known_fields(cls: type, data: dict[str, Any], skip: str) -> dict[str, Any]:
+    """A stored row's values for the fields this version knows (older rows may lack some)."""
+    names = _field_names(cls, skip)
+    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass
@@ -119,17 +131,12 @@ class Task:
         self.previous_state, self.state = self.state, new
 
     def to_row(self) -> dict[str, Any]:
-        data = _shallow_row(self, skip="instances")
-        data["state"] = int(self.state)
-        data["previous_state"] = int(self.previous_state)
-        return data
+        return _to_row(self, skip="instances")
 
     @classmethod
     def from_row(cls, data: dict[str, Any]) -> Task:
-        known = {f.name for f in fields(cls)}
-        task = cls(**{k: v for k, v in data.items() if k in known and k != "instances"})
-        task.state = TaskState(data["state"])
-        task.previous_state = TaskState(data["previous_state"])
+        task = cls(**_known_fields(cls, data, skip="instances"))
+        task.state, task.previous_state = TaskState(data["state"]), TaskState(data["previous_state"])
         return task
 
     def to_record(self, scheduler: str) -> dict[str, Any]:
@@ -217,18 +224,14 @@ class Job:
         return out
 
     def to_row(self) -> dict[str, Any]:
-        data = _shallow_row(self, skip="tasks")
+        data = _to_row(self, skip="tasks")
         data["cancel"] = dict(vars(self.cancel)) if self.cancel is not None else None
-        data["state"] = int(self.state)
-        data["previous_state"] = int(self.previous_state)
         return data
 
     @classmethod
     def from_row(cls, data: dict[str, Any]) -> Job:
-        known = {f.name for f in fields(cls)}
-        job = cls(**{k: v for k, v in data.items() if k in known and k != "tasks"})
-        job.state = JobState(data["state"])
-        job.previous_state = JobState(data["previous_state"])
+        job = cls(**_known_fields(cls, data, skip="tasks"))
+        job.state, job.previous_state = JobState(data["state"]), JobState(data["previous_state"])
         if isinstance(job.cancel, dict):
             job.cancel = CancelRequest(**job.cancel)
         return job

@@ -173,11 +173,15 @@ def _trim_blank_lines(text: str) -> str:
     return "\n".join(lines)
 
 
+def _no_loose_text(page: Page, section: Section, first: str) -> None:
+    if section.blocks:
+        raise page.error(section.blocks[0].line, f"text in {section.title} before the first '{first}' heading")
+
+
 def _parameters(page: Page, section: Section | None) -> list[Parameter]:
     if section is None:
         return []
-    if section.blocks:
-        raise page.error(section.blocks[0].line, "text in PARAMETERS before the first '### -Name' heading")
+    _no_loose_text(page, section, "### -Name")
     result = []
     for child in section.children:
         name = child.title.lstrip("-").strip()
@@ -278,8 +282,7 @@ def _types(page: Page, section: Section | None) -> list[TypeEntry]:
 def _examples(page: Page, section: Section | None) -> list[Example]:
     if section is None:
         return []
-    if section.blocks:
-        raise page.error(section.blocks[0].line, "text in EXAMPLES before the first '### Example' heading")
+    _no_loose_text(page, section, "### Example")
     examples = []
     for child in section.children:
         codes: list[str] = []
