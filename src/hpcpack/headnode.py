@@ -13,7 +13,7 @@ import pwd
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,11 +122,17 @@ class HeadNode:
     def history(self, job: Job, actor: str, event: str, message: str = "", details: str = "") -> None:
         self.store.add_history(job.id, now(), actor, event, message, details)
 
-    def save(self, job: Job, *tasks: Task) -> None:
+    def commit(self, job: Job, units: Iterable[Task] = (), entry: tuple[str, ...] = (), job_changed: bool = True,
+               expected: int | None = None) -> None:
+        """Writes one change in one transaction: the job (compare-and-set on its state), the units it
+        changed, and its history row (actor, event[, message[, details]])."""
         with self.store.transaction():
-            self.store.save_job(job)
-            for task in tasks:
-                self.store.save_task(task)
+            if job_changed:
+                self.store.save_job(job, expected)
+            for unit in units:
+                self.store.save_task(unit)
+            if entry:
+                self.history(job, *entry)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -138,10 +144,16 @@ class HeadNode:
     def new_job(self, caller: Caller, spec: dict[str, Any]) -> Job:
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
         jobspec.apply_job_properties(job, spec)
-        job.id = self.store.allocate_job_id()
+        return self._create(caller, job)
+
+    def _create(self, caller: Caller, job: Job, details: str = "") -> Job:
+        """Gives the job its id and stores it with its tasks, in one transaction."""
         with self.batch():
+            job.id = self.store.allocate_job_id()
+            for unit in [u for t in job.tasks for u in (t, *t.instances)]:
+                unit.job_id = job.id
             self.store.insert_job(job)
-            self.history(job, caller.name, "create")
+            self.history(job, caller.name, "create", details=details)
         self._add(job)
         return job
 
@@ -156,21 +168,16 @@ class HeadNode:
             value = getattr(source, name)
             setattr(job, name, type(value)(value) if isinstance(value, list | dict) else value)
         jobspec.apply_job_properties(job, spec)
-        job.id = self.store.allocate_job_id()
         for task in source.tasks:
-            copy = Task.from_row({**task.to_row(), "job_id": job.id, "state": 1, "previous_state": 1})
-            copy.instances = [Task.from_row({**i.to_row(), "job_id": job.id, "state": 1, "previous_state": 1})
+            copy = Task.from_row({**task.to_row(), "state": 1, "previous_state": 1})
+            copy.instances = [Task.from_row({**i.to_row(), "state": 1, "previous_state": 1})
                               for i in task.instances if task.parametric]
             for unit in [copy, *copy.instances]:
                 unit.exit_code, unit.error_message, unit.error_code, unit.output = None, "", 0, ""
                 unit.start_time = unit.end_time = unit.submit_time = None
                 unit.pid, unit.node, unit.token, unit.requeue_count = 0, "", "", 0
             job.tasks.append(copy)
-        with self.batch():
-            self.store.insert_job(job)
-            self.history(job, caller.name, "create", details=f"copied from job {source.id}")
-        self._add(job)
-        return job
+        return self._create(caller, job, f"copied from job {source.id}")
 
     def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
         job = self.job(job_id)
@@ -207,9 +214,7 @@ class HeadNode:
         self._move(job, "submit")
         job.submit_time = now()
         job.queue_order = self._take_order()
-        with self.batch():
-            self.store.save_job(job)
-            self.history(job, caller.name, "submit")
+        self.commit(job, entry=(caller.name, "submit"))
         return job
 
     def _take_order(self, front: bool = False) -> float:
@@ -257,10 +262,8 @@ class HeadNode:
         jobspec.check_changeable(job, spec)
         jobspec.apply_job_properties(job, spec)
         job.change_time = now()
-        with self.batch():
-            self.store.save_job(job)
-            changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
-            self.history(job, caller.name, "modify", details=changed)
+        changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
+        self.commit(job, entry=(caller.name, "modify", "", changed))
         return job
 
     def check_cancel_request(self, message: str | None, force: bool, graceful: bool) -> None:
@@ -292,11 +295,9 @@ class HeadNode:
         changed = self._cancel_waiting_units(job)
         if was_running and not graceful:
             changed += self._stop_running_units(job, force)
-        with self.batch():
-            self.store.save_job(job)
-            for unit in changed:
-                self.store.save_task(unit)
-            self.history(job, caller.name, kind, message or "")
+        self.commit(job, changed, (caller.name, kind, message or ""))
+        if not was_running:
+            self._finalize(job)  # it never started: it leaves the queue at once
         return job
 
     def describe_cancel(self, caller: Caller, job: Job, force: bool, graceful: bool, finish: bool) -> str:
@@ -338,11 +339,7 @@ class HeadNode:
             changed += self._stop_running_units(job, True)
         if message:
             job.cancel.message = job.error_message = message
-        with self.batch():
-            self.store.save_job(job)
-            for unit in changed:
-                self.store.save_task(unit)
-            self.history(job, caller.name, kind, message or "", details="repeated while Canceling")
+        self.commit(job, changed, (caller.name, kind, message or "", "repeated while Canceling"))
         return job
 
     def _cancel_waiting_units(self, job: Job) -> list[Task]:
@@ -404,10 +401,8 @@ class HeadNode:
                 self._signal_units(job, [unit], signal.SIGKILL if force else signal.SIGTERM)
                 if not force:
                     self._kill_later(job, unit)
-        with self.batch():
-            for unit in changed:
-                self.store.save_task(unit)
-            self.history(job, caller.name, "task " + ("finish" if finish else "cancel"), message or "", task.key)
+        event = "task finish" if finish else "task cancel"
+        self.commit(job, changed, (caller.name, event, message or "", task.key), job_changed=False)
         return task
 
     def _kill_later(self, job: Job, unit: Task) -> None:
@@ -441,10 +436,7 @@ class HeadNode:
         if job.state != JobState.Configuring and job.terminal:
             raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; requeue the job with "
                            "Submit-HpcJob instead.", job.id)
-        with self.batch():
-            for unit in changed:
-                self.store.save_task(unit)
-            self.history(job, caller.name, "task requeue", details=task.key)
+        self.commit(job, changed, (caller.name, "task requeue", "", task.key), job_changed=False)
         return task
 
     def submit_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
@@ -458,9 +450,7 @@ class HeadNode:
             raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Configuring tasks "
                            "can be submitted.", task.key)
         self._queue_task(task)
-        with self.batch():
-            for unit in units:
-                self.store.save_task(unit)
+        self.commit(job, units, job_changed=False)
         return task
 
     def set_property(self, caller: Caller, name: str, value: int) -> None:
@@ -581,8 +571,7 @@ class HeadNode:
             unit.error_code = TASK_FAILURE
             unit.error_message = (f"The task was killed by {executor.signal_name(code)}." if code < 0
                                   else f"The task failed with exit code {code}.")
-        with self.batch():
-            self.store.save_task(unit)
+        self.commit(job, [unit], job_changed=False)
         if unit.state == TaskState.Failed and job.state == JobState.Running and (
                 job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
             self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
@@ -596,11 +585,7 @@ class HeadNode:
         job.cancel = CancelRequest(kind="fail", final_state="Failed", force=False, graceful=False,
                                    message=reason, actor="scheduler", at=now())
         changed = self._cancel_waiting_units(job) + self._stop_running_units(job, False)
-        with self.batch():
-            self.store.save_job(job)
-            for unit in changed:
-                self.store.save_task(unit)
-            self.history(job, "scheduler", "fail", reason)
+        self.commit(job, changed, ("scheduler", "fail", reason))
 
     def validate_submitted_jobs(self) -> None:
         cluster_cores = sum(n.cores for n in self.config.nodes)
@@ -617,12 +602,8 @@ class HeadNode:
                 for task in job.tasks:
                     self._queue_task(task)
                     units += [task, *task.instances]
-            with self.batch():
-                self.store.save_job(job, expected=int(JobState.Submitted))
-                for unit in units:
-                    self.store.save_task(unit)
-                if problem:
-                    self.history(job, "scheduler", "validation failed", problem)
+            entry = ("scheduler", "validation failed", problem) if problem else ()
+            self.commit(job, units, entry, expected=int(JobState.Submitted))
 
     def _validation_problem(self, job: Job, cluster_cores: int, node_names: set[str]) -> str:
         if job.run_until_canceled and (job.min_units is None or job.max_units is None):
@@ -674,10 +655,7 @@ class HeadNode:
             job.start_time = now()
             prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
             instances = self._node_instances(job, prep) if prep else []
-            with self.batch():
-                self.store.save_job(job)
-                for unit in instances:
-                    self.store.save_task(unit)
+            self.commit(job, instances)
 
     def _parents_done(self, job: Job) -> bool:
         return all(self.jobs.get(p) is not None and self.jobs[p].state == JobState.Finished
@@ -736,8 +714,7 @@ class HeadNode:
         unit.move("cancel")
         unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
         unit.error_message = "A task this task depends on did not finish, so it cannot run."
-        with self.batch():
-            self.store.save_task(unit)
+        self.commit(job, [unit], job_changed=False)
 
     def _output_path(self, unit: Task) -> Path:
         return self.output_dir / str(unit.job_id) / f"{unit.task_id}.{unit.sub_id}.{unit.requeue_count}.out"
@@ -761,8 +738,7 @@ class HeadNode:
             unit.pid = popen.pid
             self.running[popen.pid] = (job, unit)
             self.popen[popen.pid] = popen
-        with self.batch():
-            self.store.save_task(unit)
+        self.commit(job, [unit], job_changed=False)
 
     def _run_spec(self, job: Job, unit: Task) -> executor.RunSpec:
         account = pwd.getpwuid(job.owner_uid) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
@@ -800,8 +776,7 @@ class HeadNode:
             if any(u.state not in TASK_TERMINAL for u in job.units()):
                 continue
             self._move(job, "complete")
-            with self.batch():
-                self.store.save_job(job)
+            self.commit(job)
 
     def advance_ending_jobs(self) -> None:
         for job in self.in_state(JobState.Canceling, JobState.Finishing):
@@ -833,10 +808,7 @@ class HeadNode:
             return False
         if not release.instances:
             job.release_deadline = now() + self.property("NodeReleaseTaskTimeout")
-            with self.batch():
-                self.store.save_job(job)
-                for unit in self._node_instances(job, release):
-                    self.store.save_task(unit)
+            self.commit(job, self._node_instances(job, release))
             return True
         pending = [u for u in release.instances if u.state not in TASK_TERMINAL]
         if pending and job.release_deadline is not None and now() >= job.release_deadline:
@@ -864,9 +836,7 @@ class HeadNode:
                        f"(pids {', '.join(map(str, pids[:10]))}).")
             if job.error_message != message:
                 job.error_message = message
-                with self.batch():
-                    self.store.save_job(job)
-                    self.history(job, "scheduler", "trouble", message)
+                self.commit(job, entry=("scheduler", "trouble", message))
 
     def _finalize(self, job: Job) -> None:
         work = [u for u in job.units() if not u.is_node_task]
@@ -890,11 +860,7 @@ class HeadNode:
         job.release_deadline = None
         if job.cancel is not None:
             job.cancel.survivors = []
-        with self.batch():
-            self.store.save_job(job, expected=expected)
-            for unit in never_ran:
-                self.store.save_task(unit)
-            self.history(job, "scheduler", "end", job.state.name or "")
+        self.commit(job, never_ran, ("scheduler", "end", job.state.name or ""), expected=expected)
 
     # ------------------------------------------------------------------ recovery
 
