@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import uuid
@@ -34,6 +35,7 @@ CANCELED_BY_USER = 0x80040201
 FINISHED_BY_USER = 0x80040370
 TASKS_JOB_CANCELED = 0x800409D3
 TASK_FAILURE = 0x800409DC
+JOB_RUNTIME_EXPIRED = 0x800409D5
 
 _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel value)
     (False, False, False): ("cancel", "CancelByUser"),
@@ -45,6 +47,7 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
 }
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
+CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live
 
 
 @dataclass
@@ -74,6 +77,7 @@ class HeadNode:
         self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
         self._sweep: list[Task] = []  # ended tasks whose leftover processes are still to be killed
         self._next_sweep = 0.0
+        self._next_cleanup = 0.0
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
         orders = [j.queue_order for j in self.jobs.values()]
         self._next_order = max([0.0, *orders]) + 1
@@ -473,6 +477,8 @@ class HeadNode:
         self.sweep_leftovers()
         self.watch_adopted_units()
         self.enforce_task_deadlines()
+        self.enforce_run_times()
+        self.forget_expired_jobs()
         self.complete_finished_jobs()
         self.advance_ending_jobs()
         self.validate_submitted_jobs()
@@ -485,6 +491,8 @@ class HeadNode:
         deadlines += [d for d, _, _ in self._task_deadlines.values()]
         if self._sweep:
             deadlines.append(self._next_sweep)
+        deadlines += [j.start_time + j.runtime for j in self.in_state(JobState.Running)
+                      if j.runtime > 0 and j.start_time is not None]
         polling = bool(self.adopted)
         for job in self.in_state(JobState.Canceling, JobState.Finishing):
             if job.start_time is not None:
@@ -580,12 +588,39 @@ class HeadNode:
         return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
 
     def _fail_job(self, job: Job, reason: str) -> None:
+        self._stop_by_scheduler(job, "fail", reason, "Failed", TASK_FAILURE)
+
+    def _stop_by_scheduler(self, job: Job, kind: str, reason: str, final_state: str, code: int) -> None:
+        """The scheduler's own cancel (a failed task, an expired run time): grace period, release, verify."""
         self._move(job, "cancel")
-        job.error_message, job.error_code = reason, TASK_FAILURE
-        job.cancel = CancelRequest(kind="fail", final_state="Failed", force=False, graceful=False,
+        job.error_message, job.error_code = reason, code
+        job.cancel = CancelRequest(kind=kind, final_state=final_state, force=False, graceful=False,
                                    message=reason, actor="scheduler", at=now())
         changed = self._cancel_waiting_units(job) + self._stop_running_units(job, False)
-        self.commit(job, changed, ("scheduler", "fail", reason))
+        self.commit(job, changed, ("scheduler", kind, reason))
+
+    def enforce_run_times(self) -> None:
+        """A job that runs past its RunTime is canceled, as HPC Pack does (JobRuntimeExpired)."""
+        for job in self.in_state(JobState.Running):
+            if job.runtime > 0 and job.start_time is not None and now() >= job.start_time + job.runtime:
+                reason = f"The job exceeded its run-time limit of {job.runtime // 60} minute(s)."
+                self._stop_by_scheduler(job, "run time expired", reason, "Canceled", JOB_RUNTIME_EXPIRED)
+
+    def forget_expired_jobs(self) -> None:
+        """Ended jobs are kept TtlCompletedJobs days, then deleted with their output (checked hourly).
+        Their history rows stay: the audit trail outlives the jobs."""
+        if now() < self._next_cleanup:
+            return
+        self._next_cleanup = now() + CLEANUP_INTERVAL
+        limit = now() - self.property("TtlCompletedJobs") * 86400
+        expired = [j for j in self.in_state(JobState.Finished, JobState.Failed, JobState.Canceled)
+                   if j.end_time is not None and j.end_time < limit]
+        with self.batch():
+            for job in expired:
+                self.store.delete_job(job.id)
+        for job in expired:
+            del self.jobs[job.id], self._by_state[job.state][job.id]
+            shutil.rmtree(self.output_dir / str(job.id), ignore_errors=True)
 
     def validate_submitted_jobs(self) -> None:
         cluster_cores = sum(n.cores for n in self.config.nodes)

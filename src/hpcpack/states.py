@@ -64,7 +64,7 @@ _JOB_TABLE: dict[str, dict[JobState, JobState]] = {
     "start": {J.Queued: J.Running},
     "complete": {J.Running: J.Finishing},
     "finished": {J.Finishing: J.Finished},
-    "failed": {J.Running: J.Failed, J.Finishing: J.Failed},
+    "failed": {J.Running: J.Failed, J.Finishing: J.Failed, J.Canceling: J.Failed},  # Canceling: failing its tasks
     # A repeated request while Canceling is accepted: that is how graceful is upgraded to force.
     "cancel": {s: J.Canceling for s in (*JOB_CANCELABLE, J.Canceling)},
     "canceled": {J.Canceling: J.Canceled},

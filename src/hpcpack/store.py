@@ -149,6 +149,13 @@ class Store:
                     raise StaleState(f"task {task.key} is no longer in the state this change expected")
                 self.insert_task(task)
 
+    def delete_job(self, job_id: int) -> None:
+        """Removes a job and its tasks and allocations; its history rows stay."""
+        with self.transaction():
+            for table in ("tasks", "allocations"):
+                self.db.execute(f"DELETE FROM {table} WHERE job_id=?", (job_id,))
+            self.db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
     def delete_instances(self, job_id: int, task_id: int) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM tasks WHERE job_id=? AND task_id=? AND sub_id>0", (job_id, task_id))

@@ -1,0 +1,114 @@
+"""The head node's logic in-process (real store, real processes), for states a daemon passes too fast
+to catch from outside and for time-driven rules (run-time limits, time to live)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpcpack.config import HeadNodeConfig, Node
+from hpcpack.errors import HpcError
+from hpcpack.headnode import HeadNode
+from hpcpack.identity import Caller
+from hpcpack.states import JobState, TaskState
+
+from .conftest import wait_until
+
+ROOT_CALLER = Caller(uid=0, gid=0, name="root", admin=True)
+ALICE = Caller(uid=os.geteuid(), gid=os.getegid(), name="alice", admin=False)
+
+
+@pytest.fixture
+def head(tmp_path: Path) -> Iterator[HeadNode]:
+    node = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    node.set_property(ROOT_CALLER, "TaskCancelGracePeriod", 1)
+    yield node
+    for job in node.in_state(JobState.Running, JobState.Canceling):
+        node.cancel_job(ROOT_CALLER, job.id, None, True, False, False)
+    wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
+    node.store.close()
+
+
+def run_until(head: HeadNode, predicate: object, timeout: float = 10) -> None:
+    wait_until(lambda: (head.step(), predicate())[1], timeout)  # type: ignore[operator]
+
+
+def test_submitted_and_validating_jobs_can_be_canceled(head: HeadNode) -> None:
+    job = head.new_job(ROOT_CALLER, {"Name": "s"})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
+    head.submit_job(ROOT_CALLER, job.id)
+    assert job.state == JobState.Submitted
+    head.cancel_job(ROOT_CALLER, job.id, "early", False, False, False)
+    assert job.state == JobState.Canceled and job.error_message == "early"
+    other = head.new_job(ROOT_CALLER, {})
+    head.submit_job(ROOT_CALLER, other.id)
+    head._move(other, "validate")  # what the validation step does first
+    head.commit(other)
+    head.cancel_job(ROOT_CALLER, other.id, None, False, False, False)
+    assert other.state == JobState.Canceled
+
+
+def test_a_cancel_racing_a_completion_has_one_winner(head: HeadNode) -> None:
+    job = head.new_job(ROOT_CALLER, {})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
+    head.submit_job(ROOT_CALLER, job.id)
+    run_until(head, lambda: job.state == JobState.Finished)
+    with pytest.raises(HpcError) as e:
+        head.cancel_job(ROOT_CALLER, job.id, None, False, False, False)
+    assert e.value.error_id == "InvalidCancelJobState"
+    assert job.state == JobState.Finished
+    assert head.store.load_jobs()[0].state == JobState.Finished
+
+
+def test_only_the_owner_or_an_administrator_may_change_a_job(head: HeadNode) -> None:
+    job = head.new_job(ROOT_CALLER, {})
+    for action in (lambda: head.cancel_job(ALICE, job.id, None, False, False, False),
+                   lambda: head.submit_job(ALICE, job.id),
+                   lambda: head.set_job(ALICE, job.id, {"Name": "x"}),
+                   lambda: head.add_task(ALICE, job.id, {"CommandLine": "true"})):
+        with pytest.raises(HpcError) as e:
+            action()
+        assert e.value.error_id == "PermissionDenied"
+    assert job.state == JobState.Configuring and job.name == "" and not job.tasks
+
+
+def test_a_job_past_its_run_time_is_canceled(head: HeadNode) -> None:
+    job = head.new_job(ROOT_CALLER, {"RunTime": "1"})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "sleep 300"})
+    head.submit_job(ROOT_CALLER, job.id)
+    run_until(head, lambda: job.tasks[0].state == TaskState.Running)
+    assert job.start_time is not None
+    job.start_time -= 61  # as if it had started a minute ago
+    run_until(head, lambda: job.state == JobState.Canceled)
+    assert "run-time limit of 1 minute" in job.error_message
+    assert job.tasks[0].state == TaskState.Failed
+    events = [r["event"] for r in head.store.history(job.id)]
+    assert "run time expired" in events
+
+
+def test_ended_jobs_are_forgotten_after_their_time_to_live_but_their_history_stays(head: HeadNode) -> None:
+    old = head.new_job(ROOT_CALLER, {"Name": "old"})
+    head.cancel_job(ROOT_CALLER, old.id, None, False, False, False)
+    recent = head.new_job(ROOT_CALLER, {"Name": "recent"})
+    head.cancel_job(ROOT_CALLER, recent.id, None, False, False, False)
+    assert old.end_time is not None
+    old.end_time = time.time() - 6 * 86400  # past the default five days
+    head._next_cleanup = 0.0
+    head.step()
+    assert old.id not in head.jobs and recent.id in head.jobs
+    assert [j.id for j in head.store.load_jobs()] == [recent.id]
+    assert [r["event"] for r in head.store.history(old.id)] == ["create", "cancel", "end"]
+
+
+def test_a_failed_task_fails_the_job_when_asked(head: HeadNode) -> None:
+    job = head.new_job(ROOT_CALLER, {"FailOnTaskFailure": True, "NumCores": "2"})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "exit 2"})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "sleep 300"})
+    head.submit_job(ROOT_CALLER, job.id)
+    run_until(head, lambda: job.state == JobState.Failed)
+    assert [t.state for t in job.tasks] == [TaskState.Failed, TaskState.Failed]
+    assert "exit code 2" in job.error_message
