@@ -32,14 +32,14 @@ MAML = {"maml": "http://schemas.microsoft.com/maml/2004/10",
 ])
 def test_the_compiler_reproduces_shipped_help_byte_for_byte(folder: str, pages: str, expected: str,
                                                             tag: str) -> None:
-    out = compile_pages(command_pages(FIXTURES / folder / pages), tag)
+    out = compile_pages(command_pages(FIXTURES / folder / pages), tag, strict=False)
     [(name, data)] = out.items()
     assert name == Path(expected).name
     assert data == (FIXTURES / folder / expected).read_bytes()
 
 
 def _spec_tree() -> etree._Element:
-    data = compile_pages([SPEC])["CCPPSH.dll-Help.xml"]
+    data = compile_pages([SPEC], strict=True)["CCPPSH.dll-Help.xml"]
     return etree.fromstring(data)
 
 
@@ -114,6 +114,62 @@ def test_malformed_pages_get_a_diagnostic_with_file_and_line(case: str, tmp_path
     page = tmp_path / "Get-X.md"
     page.write_text(source)
     with pytest.raises(HelpError) as e:
+        compile_pages([page], strict=False)
+    assert (e.value.path, e.value.line) == (str(page), line)
+    assert message in e.value.message
+
+
+COMPLETE = """# Get-X
+## SYNOPSIS
+Gets X.
+## SYNTAX
+### one (Default)
+```
+Get-X -A <String>
+```
+## DESCRIPTION
+Gets X.
+## EXAMPLES
+### Example 1
+```
+Get-X -A a
+```
+## PARAMETERS
+### -A
+The A.
+
+```yaml
+Type: String
+Parameter Sets: one
+Required: True
+Position: Named
+```
+## INPUTS
+### None
+## OUTPUTS
+### None
+## NOTES
+## RELATED LINKS
+"""
+STRICT = {
+    "missing section": (COMPLETE.replace("## NOTES\n", ""), 1, "missing section(s) NOTES"),
+    "misordered sections": (COMPLETE.replace("## DESCRIPTION\nGets X.\n", "").replace(
+        "## NOTES\n", "## NOTES\n## DESCRIPTION\nGets X.\n"), 9, "out of order: DESCRIPTION comes here"),
+    "parameter without yaml": (COMPLETE.replace("```yaml\nType: String\nParameter Sets: one\nRequired: True\n"
+                                                "Position: Named\n```\n", ""), 17, "-A has no ```yaml block"),
+    "syntax set without parameters": (COMPLETE.replace("## DESCRIPTION", "### two\n```\nGet-X\n```\n## DESCRIPTION"),
+                                      9, "syntax set 'two' has no parameter"),
+}
+
+
+@pytest.mark.parametrize("case", STRICT)
+def test_our_pages_must_be_complete_and_consistent(case: str, tmp_path: Path) -> None:
+    page = tmp_path / "Get-X.md"
+    page.write_text(COMPLETE)
+    assert compile_pages([page])  # the template itself is fine
+    source, line, message = STRICT[case]
+    page.write_text(source)
+    with pytest.raises(HelpError) as e:
         compile_pages([page])
     assert (e.value.path, e.value.line) == (str(page), line)
     assert message in e.value.message
@@ -132,14 +188,14 @@ def test_a_parameter_without_yaml_belongs_to_no_syntax_set(tmp_path: Path) -> No
 def test_the_build_writes_nothing_partial_and_check_catches_drift(tmp_path: Path) -> None:
     help_dir, module = tmp_path / "help", tmp_path / "module"
     help_dir.mkdir()
-    (help_dir / "Get-Good.md").write_text("# Get-Good\n## SYNOPSIS\nok\n")
+    (help_dir / "Get-Good.md").write_text(COMPLETE.replace("Get-X", "Get-Good"))
     (help_dir / "Get-Bad.md").write_text("# Get-Bad\n## WRONG\n")
     assert main([str(help_dir), str(module)]) == 2
     assert not (module / "en-US").exists()
     (help_dir / "Get-Bad.md").unlink()
     assert main([str(help_dir), str(module)]) == 0
     assert main(["--check", str(help_dir), str(module)]) == 0
-    (help_dir / "Get-Good.md").write_text("# Get-Good\n## SYNOPSIS\nchanged\n")
+    (help_dir / "Get-Good.md").write_text(COMPLETE.replace("Get-X", "Get-Good").replace("Gets X.", "Changed."))
     assert main(["--check", str(help_dir), str(module)]) == 1
 
 

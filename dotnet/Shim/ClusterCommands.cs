@@ -4,12 +4,12 @@ using System.Management.Automation;
 
 namespace Microsoft.ComputeCluster.CCPPSH
 {
-    [Cmdlet(VerbsCommon.Get, "HpcClusterProperty", DefaultParameterSetName = "all")]
+    [Cmdlet(VerbsCommon.Get, "HpcClusterProperty")]
     [OutputType(typeof(HpcVariable))]
     public sealed class GetHpcClusterPropertyCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "parameter", Position = 1)] public string Name { get; set; }
-        [Parameter(ParameterSetName = "parameter", Mandatory = true)] public SwitchParameter Parameter { get; set; }
+        [Parameter(Position = 1)] public string Name { get; set; }
+        [Parameter] public SwitchParameter Parameter { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcClusterProperty", Arguments());
     }

@@ -26,14 +26,16 @@ def command_pages(folder: Path) -> list[Path]:
     return sorted(pages, key=lambda p: p.name.lower())
 
 
-def compile_pages(pages: list[Path], description_tag: str = "maml:description") -> dict[str, bytes]:
-    """Pages -> {help file name: MAML bytes}. Any malformed page raises HelpError; nothing is partial."""
+def compile_pages(pages: list[Path], description_tag: str = "maml:description",
+                  strict: bool = True) -> dict[str, bytes]:
+    """Pages -> {help file name: MAML bytes}. Any malformed page raises HelpError; nothing is partial.
+    `strict=False` accepts what platyPS accepts (incomplete pages), for other modules' pages."""
     groups: dict[str, list[CommandHelp]] = {}
     for path in pages:
         page = parse_page(path)
         if "module guid" in page.front_matter:
             continue  # the module page: used for updatable help only
-        command = build(page)
+        command = build(page, strict)
         groups.setdefault(command.help_file, []).append(command)
     return {name: serialize(document(commands, description_tag)) for name, commands in groups.items()}
 

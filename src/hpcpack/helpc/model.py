@@ -118,7 +118,10 @@ class CommandHelp:
         return self.name.split("-", 1)[1] if "-" in self.name else ""
 
 
-def build(page: Page) -> CommandHelp:
+def build(page: Page, strict: bool = False) -> CommandHelp:
+    """The page's help model. platyPS accepts incomplete pages; `strict` (used for this module's own
+    pages) also refuses missing or misordered sections, parameters without metadata, and syntax sets
+    that no parameter belongs to."""
     commands = page.root.children
     if not commands or commands[0].level != 1:
         raise page.error(page.root.line, "the page has no '# Command-Name' heading")
@@ -133,6 +136,8 @@ def build(page: Page) -> CommandHelp:
                              + ", ".join(SECTIONS))
         sections[name] = section
     parameters = _parameters(page, sections.get("PARAMETERS"))
+    if strict:
+        _check_complete(page, command, parameters)
     help_file = page.front_matter.get("external help file", "rename-me-help.xml")
     syntax_section = sections.get("SYNTAX")
     return CommandHelp(
@@ -150,6 +155,26 @@ def build(page: Page) -> CommandHelp:
         default_set=_default_set(syntax_section),
         set_names=_set_names(parameters),
     )
+
+
+def _check_complete(page: Page, command: Section, parameters: list[Parameter]) -> None:
+    present = [s.title.upper() for s in command.children]
+    missing = [name for name in SECTIONS if name not in present]
+    if missing:
+        raise page.error(command.line, f"{command.title}: missing section(s) {', '.join(missing)}")
+    for section, expected in zip(command.children, SECTIONS, strict=False):
+        if section.title.upper() != expected:
+            raise page.error(section.line, f"section {section.title} is out of order: {expected} comes here "
+                             f"(the order is {', '.join(SECTIONS)})")
+    for parameter in parameters:
+        if not parameter.blocks:
+            raise page.error(parameter.line, f"parameter -{parameter.name} has no ```yaml block")
+    known = {s.lower() for s in _set_names(parameters)}
+    syntax = next(s for s in command.children if s.title.upper() == "SYNTAX")
+    for item in syntax.children:
+        name = item.title.removesuffix("(Default)").strip()
+        if name.lower() not in known and name != ALL_SETS and known:
+            raise page.error(item.line, f"syntax set '{name}' has no parameter: no yaml block lists it")
 
 
 def _prose(section: Section | None) -> list[str] | None:
