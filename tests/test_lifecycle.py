@@ -174,13 +174,18 @@ Get-HpcJob -Id $a.Id | Export-HpcJob -Path '{tmp_path}/exported/a.xml'
 $copy = New-HpcJob -JobFile '{tmp_path}/exported/a.xml'
 'copy|' + $copy.Name + '|' + @(Get-HpcTask -JobId $copy.Id).Count
 [Microsoft.ComputeCluster.CCPPSH.HpcJob] -eq $a.GetType()
+'byvalue|' + (($a.Id, $b.Id | Get-HpcJob | ForEach-Object Name) -join ',')
+'mine|' + @(Get-HpcJob).Count + '|' + @(Get-HpcJob -State Queued,Running -Owner root).Count
 """
     out = ok(run_pwsh(script, env=head.env())).splitlines()
     assert "piped|2" in out
     assert any(line.startswith("flags|") and int(line.split("|")[1]) >= 2 for line in out)
     assert "exported|True" in out
     assert "copy|habits|1" in out
-    assert out[-1] == "True"
+    assert "True" in out
+    assert "byvalue|habits,habits2" in out
+    mine = next(line for line in out if line.startswith("mine|")).split("|")
+    assert mine[1] == mine[2]  # by default: the caller's own queued and running jobs
 
 
 def test_export_asks_before_overwriting_unless_forced(head: HeadNodeProcess, client: Client, tmp_path: Path) -> None:
@@ -223,6 +228,16 @@ $null = $ps.Invoke()
     progress = next(line for line in out.splitlines() if line.startswith("progress|")).split("|")
     assert int(progress[1]) >= 2 and progress[2] == "0"
     assert {j["State"] for j in client.call("get_jobs", ids=ids)} == {"Canceled"}
+    submits = f"""
+$rs = [runspacefactory]::CreateRunspace([initialsessionstate]::CreateDefault2()); $rs.Open()
+$ps = [powershell]::Create(); $ps.Runspace = $rs
+$null = $ps.AddScript("Import-Module '{MODULE}'; (Submit-HpcJob -Id {','.join(map(str, ids))}).Count")
+$count = $ps.Invoke()
+'submitted|' + $count + '|' + $ps.Streams.Progress.Count + '|' + $ps.Streams.Progress[-1].PercentComplete
+"""
+    out = ok(run_pwsh(submits, env=head.env()))
+    line = next(line for line in out.splitlines() if line.startswith("submitted|")).split("|")
+    assert line[1] == "600" and int(line[2]) == 3 and line[3] == "100"  # 256 + 256 + 88
 
 
 def test_task_objects_cancel_requeue_and_refresh(head: HeadNodeProcess, client: Client, tmp_path: Path) -> None:

@@ -122,10 +122,24 @@ namespace Microsoft.ComputeCluster.CCPPSH
         protected void ConfirmThenEmit(string command, Hashtable arguments)
         {
             List<object> confirmed = Confirm(command, arguments);
-            if (confirmed.Count == 0) return;
-            arguments["Confirmed"] = confirmed.ToArray();
-            Emit(command, arguments);
+            // Many items go in batches, one request each, with progress between them.
+            for (int done = 0; done < confirmed.Count; done += BatchSize)
+            {
+                int count = Math.Min(BatchSize, confirmed.Count - done);
+                if (confirmed.Count > BatchSize)
+                {
+                    WriteProgress(new ProgressRecord(0, MyInvocation.MyCommand.Name, $"{done + count} of {confirmed.Count}")
+                    {
+                        PercentComplete = (done + count) * 100 / confirmed.Count,
+                    });
+                }
+                arguments["Confirmed"] = confirmed.GetRange(done, count).ToArray();
+                Emit(command, arguments);
+            }
         }
+
+        /// <summary>How many items one backend request carries.</summary>
+        protected const int BatchSize = 256;
 
         /// <summary>
         /// The uniform change pattern: the backend plans (resolves and describes each item), the user

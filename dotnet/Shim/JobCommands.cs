@@ -10,8 +10,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(void))]
     public sealed class StopHpcJobCommand : HpcCmdlet
     {
-        // Confirmed jobs are stopped in batches: one request for many jobs, progress between batches.
-        private const int BatchSize = 256;
+        // Confirmed jobs are stopped in batches, across pipeline input too: one request for many jobs.
         private readonly List<object> _pending = new List<object>();
         private int _stopped;
 
