@@ -24,7 +24,7 @@ from typing import Any
 from . import executor, jobspec, scheduler
 from .config import PROPERTY_DEFAULTS, HeadNodeConfig
 from .errors import HpcError
-from .identity import Caller, user_name
+from .identity import Caller
 from .model import CancelRequest, Job, Task, now
 from .params import MAX_MESSAGE
 from .states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
@@ -912,8 +912,3 @@ class HeadNode:
                     self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
             if job.state == JobState.Canceling:
                 self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")
-
-    # ------------------------------------------------------------------ queries
-
-    def caller_name(self, uid: int) -> str:
-        return user_name(uid)

@@ -106,9 +106,6 @@ def job_can(current: JobState, event: str) -> bool:
     return current in _JOB_TABLE[event]
 
 
-def task_can(current: TaskState, event: str) -> bool:
-    return current in _TASK_TABLE[event]
-
 
 def parse_flags(enum: type[JobState] | type[TaskState], text: str | list[str]) -> int:
     """'Queued,Running', ['Queued', 'Running'] or 'All' -> the flags value, as PowerShell converts [Flags]."""
