@@ -208,3 +208,28 @@ def test_stop_waits_for_the_final_state_and_graceful_returns_at_once(pwsh: Pwsh,
         == "Canceling"
     (tmp_path / "gate").touch()
     assert wait_state(client, graceful, "Canceled")
+
+
+def test_stopping_the_pipeline_ends_the_wait_and_the_cancel_goes_on(pwsh: Pwsh, client: Client,
+                                                                     tmp_path: Path) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 30})
+    ready = tmp_path / "ready"
+    tmp_path.chmod(0o777)
+    job_id = make_job(client, f"trap '' TERM; touch {ready}; while true; do sleep 0.05; done")
+    wait_until_file = f"while (-not [IO.File]::Exists('{ready}')) {{ [Threading.Thread]::Sleep(20) }}"
+    script = f"""
+{wait_until_file}
+$rs = [runspacefactory]::CreateRunspace([initialsessionstate]::CreateDefault2()); $rs.Open()
+$ps = [powershell]::Create(); $ps.Runspace = $rs
+$null = $ps.AddScript("Import-Module '{MODULE}'; Stop-HpcJob -Id {job_id}")
+$handle = $ps.BeginInvoke()
+while ((Get-HpcJob -Id {job_id}).State -ne 'Canceling') {{ [Threading.Thread]::Sleep(20) }}
+[Threading.Thread]::Sleep(500)
+$sw = [Diagnostics.Stopwatch]::StartNew()
+$ps.Stop()
+'stopped|' + ($sw.Elapsed.TotalSeconds -lt 5) + '|' + (Get-HpcJob -Id {job_id}).State
+"""
+    out = ok(pwsh(script)).splitlines()
+    assert "stopped|True|Canceling" in out
+    client.call("cancel_jobs", ids=[job_id], force=True)
+    assert wait_state(client, job_id, "Canceled")

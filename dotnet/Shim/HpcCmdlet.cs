@@ -49,6 +49,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     public abstract class HpcCmdlet : PSCmdlet
     {
+        private readonly string _callId = Guid.NewGuid().ToString("N");
+
+        /// <summary>Ctrl+C or PowerShell.Stop(): the backend ends its waits; work the head node began goes on.</summary>
+        protected override void StopProcessing() => PythonBridge.Stop(_callId);
+
         /// <summary>Head node(s) to use; without it, CCP_SCHEDULER, then the local embedded head node.</summary>
         [Parameter]
         public string[] Scheduler { get; set; }
@@ -66,6 +71,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     : p.Value;
             }
             args["Scheduler"] = Scheduler ?? DefaultScheduler();
+            args["__CallId__"] = _callId;
             foreach ((string name, object value) in extra) args[name] = value;
             return args;
         }

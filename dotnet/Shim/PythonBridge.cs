@@ -55,6 +55,18 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
         }
 
+        /// <summary>Asks a running call to stop waiting (from PowerShell's stop thread).</summary>
+        public static void Stop(string callId)
+        {
+            if (!_started) return;
+            using (Py.GIL())
+            using (PyObject entry = Py.Import(EntryModule))
+            using (PyObject id = new PyString(callId))
+            {
+                entry.InvokeMethod("stop", id).Dispose();
+            }
+        }
+
         private static BackendException Translate(PythonException e)
         {
             string traceback;

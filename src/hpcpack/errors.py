@@ -26,6 +26,7 @@ _KINDS: dict[str, tuple[str, int]] = {
     "InvalidJobFile": ("InvalidData", 0x80040205),
     "IllegalTaskType": ("InvalidOperation", 0x80040253),
     "ProtocolError": ("ProtocolError", 0x8004020F),
+    "OperationStopped": ("OperationStopped", 0x8004020F),
 }
 
 

@@ -104,10 +104,13 @@ class Requests:
                                    records=False)
 
     async def op_wait_jobs(self, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        """Waits for the jobs' final states; by default as long as a cancel can take, plus a margin."""
-        default = self.head.property("TaskCancelGracePeriod") + self.head.property("NodeReleaseTaskTimeout") + 30
-        timeout = min(float(args.get("timeout") or default), 3600.0)
+        """Waits for the jobs' final states; by default as long as a cancel can take."""
+        timeout = min(float(args.get("timeout") or self.op_cancel_time_limit(caller, args)), 3600.0)
         return await self.daemon.until_ended(_ids(args.get("ids")), timeout)
+
+    def op_cancel_time_limit(self, caller: Caller, args: dict[str, Any]) -> float:
+        """How long a cancel may take: the grace period, the node-release timeout, and a margin."""
+        return float(self.head.property("TaskCancelGracePeriod") + self.head.property("NodeReleaseTaskTimeout") + 30)
 
     def op_lookup_jobs(self, caller: Caller, args: dict[str, Any]) -> list[dict[str, Any]]:
         """Per id: the job, or why it cannot be had (unlike get_jobs, which fails on the first bad id)."""

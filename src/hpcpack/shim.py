@@ -21,7 +21,15 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
         raise HpcError("InvalidOperation", f"The HPC backend has no command '{command}'.")
     args = registry.Args(dict(arguments))
     _trace(command, args)
-    return handler(args)
+    try:
+        return handler(args)
+    finally:
+        registry.STOPPED.discard(args.call_id)
+
+
+def stop(call_id: str) -> None:
+    """PowerShell's StopProcessing (Ctrl+C, PowerShell.Stop()): the call's waits end at once."""
+    registry.STOPPED.add(call_id)
 
 
 def _trace(command: str, args: registry.Args) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorRecord, HpcError
-from .registry import Args, Record, command, job_target, per_item, plan
+from .registry import Args, Record, command, job_target, per_item, plan, wait_until_ended
 
 # Parameters that New-HpcJob and Set-HpcJob pass on as job properties.
 JOB_PROPERTIES = (
@@ -65,7 +65,7 @@ def stop_job(args: Args) -> list[Record]:
     accepted = [r["id"] for r in results if "error" not in r]
     if accepted and not args.flag("Graceful"):
         expected = "Finished" if finish else "Canceled"
-        final = client.call("wait_jobs", ids=accepted)
+        final = wait_until_ended(args, accepted)
         for job_id in accepted:
             state = final.get(str(job_id))
             if state != expected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from ..errors import ErrorRecord, HpcError
 Record = dict[str, Any]
 Handler = Callable[["Args"], list[Record]]
 COMMANDS: dict[str, Handler] = {}
+STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
+WAIT_SLICE = 0.25  # seconds a wait lasts before it looks whether it was asked to stop
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -25,6 +28,7 @@ class Args:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self._values = {str(k).lower(): _plain(v) for k, v in values.items()}
+        self.call_id = str(self._values.pop("__callid__", ""))
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self._values.items() if v is not None}
@@ -64,6 +68,20 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "__iter__"):
         return [_plain(v) for v in value]
     return value
+
+
+def wait_until_ended(args: Args, ids: list[int]) -> dict[str, str]:
+    """The jobs' states once they have all ended (or the head node's own deadline has passed),
+    in short slices, so that a stop request from PowerShell ends the wait at once."""
+    client = args.client()
+    deadline = time.monotonic() + float(client.call("cancel_time_limit"))
+    while True:
+        if args.call_id in STOPPED:
+            raise HpcError("OperationStopped", "Stopped while waiting for the jobs to end; the head node "
+                           "goes on ending them.")
+        states: dict[str, str] = client.call("wait_jobs", ids=ids, timeout=WAIT_SLICE)
+        if all(s in ("Finished", "Failed", "Canceled") for s in states.values()) or time.monotonic() > deadline:
+            return states
 
 
 def error(error_id: str, message: str, target: Any = None) -> Record:
