@@ -284,3 +284,29 @@ $start = [datetime]::Now.AddMinutes(-5); $end = [datetime]::Now.AddMinutes(5)
     assert out[1] == "create,cancel,end"
     assert out[2] == "True"
     assert os.geteuid() == 0
+
+
+def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import job_processes
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "CCP_SCHEDULER"}
+    env["HPCPACK_HOME"] = str(home)
+    script = ("$j = New-HpcJob -Name outlives; $null = $j | Add-HpcTask -CommandLine 'sleep 300'; "
+              "$null = $j | Submit-HpcJob; $j.Id")
+    out = ok(run_pwsh(script, env=env))  # no head node runs for this folder yet
+    job_id = int(out.split()[-1])
+    assert (home / "headnode.sock").exists()
+    client = Client(f"unix:{home / 'headnode.sock'}")
+    try:
+        wait_until(lambda: job(client, job_id)["State"] == "Running")  # the pwsh that submitted it is gone
+        assert job_processes(home, job_id)
+        assert os.getsid(client.call("ping")["pid"]) != os.getsid(0)  # the head node has a session of its own
+    finally:
+        client.close()
+        subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(home), "--stop"], check=True)
+        for pid in job_processes(home):
+            os.kill(pid, signal.SIGKILL)

@@ -233,3 +233,10 @@ $ps.Stop()
     assert "stopped|True|Canceling" in out
     client.call("cancel_jobs", ids=[job_id], force=True)
     assert wait_state(client, job_id, "Canceled")
+
+
+def test_yes_to_all_confirms_the_rest_without_asking(pwsh: Pwsh, client: Client) -> None:
+    ids = [make_job(client, "sleep 300", submit=False) for _ in range(3)]
+    out = ok(pwsh(f"$ConfirmPreference = 'Medium'\nStop-HpcJob -Id {','.join(map(str, ids))}", stdin="A\n"))
+    assert out.count("Are you sure") == 1
+    assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
