@@ -372,3 +372,29 @@ def test_signals_are_not_sent_to_unrelated_processes(client: Client, tmp_path: P
     finally:
         bystander.send_signal(signal.SIGKILL)
         bystander.wait()
+
+
+def test_a_process_that_leaves_its_session_and_clears_its_environment_is_still_killed(
+        client: Client, tmp_path: Path) -> None:
+    """Only the task's cgroup can find it: no marker in its environment, a session of its own."""
+    ready = ready_file(tmp_path)
+    job_id = make_job(client, f"setsid env -i /bin/sleep 3017 & echo ready > {ready}; wait")
+    wait_until(ready.exists)
+    escaped = wait_until(lambda: _pids_running(b"3017"))
+    cancel(client, job_id, force=True)
+    wait_state(client, job_id, "Canceled")
+    assert _pids_running(b"3017") == [], escaped
+
+
+def _pids_running(argument: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+                state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if cmdline[:2] == [b"/bin/sleep", argument] and state != b"Z":
+                found.append(int(entry.name))
+    return found

@@ -30,7 +30,7 @@ def head(tmp_path: Path) -> Iterator[HeadNode]:
     for job in node.in_state(JobState.Running, JobState.Canceling):
         node.cancel_job(ROOT_CALLER, job.id, None, True, False, False)
     wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
-    node.store.close()
+    node.close()
 
 
 def run_until(head: HeadNode, predicate: object, timeout: float = 10) -> None:

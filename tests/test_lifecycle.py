@@ -291,7 +291,9 @@ def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session
     import subprocess
     import sys
 
-    from .conftest import job_processes
+    from hpcpack.executor import Cgroups
+
+    from .conftest import head_id, job_processes
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "CCP_SCHEDULER"}
     env["HPCPACK_HOME"] = str(home)
@@ -310,3 +312,5 @@ def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session
         subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(home), "--stop"], check=True)
         for pid in job_processes(home):
             os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not job_processes(home))
+        Cgroups(head_id(home)).close()  # the head node stopped while its task ran: its cgroup stayed

@@ -79,7 +79,7 @@ class Daemon:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.head.next_wakeup())
                 self.wake.clear()
         self.socket_path.unlink(missing_ok=True)
-        self.head.store.close()
+        self.head.close()
 
     def _stop(self) -> None:
         self.stopping = True

@@ -8,6 +8,7 @@ The head node is a child subreaper, so orphans are re-parented to it and reaped 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -17,6 +18,7 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 OUTPUT_KEPT = 4096
 JOB_MARKER = "HPCPACK_JOB"
@@ -68,7 +70,7 @@ def wrapper_script(spec: RunSpec) -> str:
     return "\n".join(lines)
 
 
-def start(spec: RunSpec) -> subprocess.Popen[bytes]:
+def start(spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
     """Starts the task; raises OSError when it cannot be started at all (bad directory, user)."""
     env = dict(spec.env)
     env[JOB_MARKER] = spec.job_marker
@@ -78,14 +80,84 @@ def start(spec: RunSpec) -> subprocess.Popen[bytes]:
     spec.exit_path.write_bytes(b"")
     if switch_user:
         os.chown(spec.exit_path, spec.uid, spec.gid)
+    argv = ["/bin/sh", "-c", wrapper_script(spec)]
+    as_user: dict[str, Any] = {}
+    if cgroup is not None:
+        # Still root, the shell joins the task's cgroup, then becomes the owner and runs the task:
+        # nothing of the task can start outside the cgroup.
+        drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}", "--init-groups", "--"] if switch_user else []
+        argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *drop, *argv]
+    elif switch_user:
+        as_user = {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
     with open(spec.output_path, "ab") as out:
-        return subprocess.Popen(
-            ["/bin/sh", "-c", wrapper_script(spec)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=spec.cwd, env=env, start_new_session=True, close_fds=True,
-            user=spec.uid if switch_user else None, group=spec.gid if switch_user else None,
-            extra_groups=spec.groups if switch_user else None,
-        )
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=spec.cwd,
+                                env=env, start_new_session=True, close_fds=True, **as_user)
+
+
+class Cgroups:
+    """A cgroup (v2) for each task, where the machine lets the head node make them (as root): a task's
+    processes cannot leave it, whatever they do to their session or environment, and cgroup.kill
+    ends them all at once. Where there is none, markers and sessions find the processes."""
+
+    def __init__(self, head_id: str) -> None:
+        self.base = _cgroup_base(f"hpcpack-{head_id}")
+
+    def path(self, token: str) -> Path | None:
+        return None if self.base is None or not token else self.base / token.split("/", 1)[-1].replace("/", "-")
+
+    def create(self, token: str) -> Path | None:
+        path = self.path(token)
+        if path is not None:
+            path.mkdir(exist_ok=True)
+        return path
+
+    def pids(self, token: str) -> list[int]:
+        path = self.path(token)
+        try:
+            return [int(line) for line in (path / "cgroup.procs").read_text().split()] if path else []
+        except OSError:
+            return []
+
+    def kill(self, token: str) -> None:
+        path = self.path(token)
+        if path is not None and (path / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (path / "cgroup.kill").write_text("1")
+
+    def remove(self, token: str) -> None:
+        path = self.path(token)
+        if path is not None:
+            with contextlib.suppress(OSError):  # busy while a process is left; removed on a later try
+                path.rmdir()
+
+    def close(self) -> None:
+        """Removes the head node's cgroup folder when the head node stops with no task inside it."""
+        if self.base is not None:
+            for child in self.base.iterdir():
+                if child.is_dir() and not (child / "cgroup.procs").read_text().strip():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                self.base.rmdir()
+
+
+def _cgroup_base(name: str) -> Path | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if " - cgroup2 " in line and len(fields) > 4:
+            base = Path(fields[4]) / name
+            try:
+                base.mkdir(exist_ok=True)
+            except OSError:
+                return None
+            return base if os.access(base / "cgroup.procs", os.W_OK) else None
+    return None
 
 
 def read_output(path: Path) -> str:

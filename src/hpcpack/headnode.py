@@ -65,6 +65,7 @@ class HeadNode:
         self._properties: dict[str, str] | None = None
         self.head_id = self._head_id()
         self.output_dir = state_dir / "output"
+        self.cgroups = executor.Cgroups(self.head_id)
         self.name = socket.gethostname().upper()
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
@@ -81,6 +82,10 @@ class HeadNode:
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
         orders = [j.queue_order for j in self.jobs.values()]
         self._next_order = max([0.0, *orders]) + 1
+
+    def close(self) -> None:
+        self.cgroups.close()
+        self.store.close()
 
     # ------------------------------------------------------------------ helpers
 
@@ -377,6 +382,9 @@ class HeadNode:
     def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
         pids = [pid for u in units for pid in self._unit_processes(u)]
         failed = executor.signal_all(pids, sig, [u.pid for u in units if u.pid])
+        if sig == signal.SIGKILL:
+            for unit in units:
+                self.cgroups.kill(unit.token)
         if failed and job.cancel is not None:
             job.cancel.survivors = failed
 
@@ -527,6 +535,9 @@ class HeadNode:
         units, self._sweep = self._sweep, []
         self._next_sweep = now() + SWEEP_INTERVAL
         executor.signal_all([pid for unit in units for pid in self._unit_processes(unit)], signal.SIGKILL)
+        for unit in units:
+            self.cgroups.kill(unit.token)
+            self.cgroups.remove(unit.token)
 
     def enforce_task_deadlines(self) -> None:
         for key, (deadline, job, unit) in list(self._task_deadlines.items()):
@@ -542,8 +553,9 @@ class HeadNode:
         return self._processes
 
     def _unit_processes(self, unit: Task) -> list[int]:
-        return [p.pid for p in self.processes() if (unit.token and p.task == unit.token)
-                or (unit.pid and p.session == unit.pid)]
+        found = {p.pid for p in self.processes() if (unit.token and p.task == unit.token)
+                 or (unit.pid and p.session == unit.pid)}
+        return sorted(found.union(self.cgroups.pids(unit.token)))
 
     def _job_processes(self, job: Job, exclude: frozenset[str] | set[str] = frozenset()) -> list[int]:
         """Live processes of the job (by marker or by a unit's session), minus units in `exclude`."""
@@ -551,8 +563,12 @@ class HeadNode:
             return []  # it never ran: nothing to look for
         marker = executor.job_marker(self.head_id, job.id)
         sessions = {u.pid for u in job.units() if u.pid and u.token not in exclude}
-        return [p.pid for p in self.processes()
-                if (p.job == marker or p.session in sessions) and p.task not in exclude]
+        found = {p.pid for p in self.processes()
+                 if (p.job == marker or p.session in sessions) and p.task not in exclude}
+        for unit in job.units():
+            if unit.token and unit.token not in exclude:
+                found.update(self.cgroups.pids(unit.token))
+        return sorted(found)
 
     def begin(self) -> None:
         """Forget the last process scan: called before each request and each step."""
@@ -764,7 +780,7 @@ class HeadNode:
         unit.token = executor.task_marker(self.head_id, job.id, unit.key, unit.requeue_count)
         try:
             spec = self._run_spec(job, unit)
-            popen = executor.start(spec)
+            popen = executor.start(spec, self.cgroups.create(unit.token))
         except (OSError, KeyError, ValueError) as e:
             unit.move("exited_failed")
             unit.end_time, unit.error_code = now(), TASK_FAILURE
@@ -861,6 +877,8 @@ class HeadNode:
 
     def _kill(self, job: Job, pids: list[int], units: list[Task]) -> None:
         failed = executor.signal_all(pids, signal.SIGKILL, [u.pid for u in units if u.pid])
+        for unit in job.units():
+            self.cgroups.kill(unit.token)
         since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else None
         if since is None:
             return
@@ -895,6 +913,8 @@ class HeadNode:
         job.release_deadline = None
         if job.cancel is not None:
             job.cancel.survivors = []
+        for unit in job.units():
+            self.cgroups.remove(unit.token)
         self.commit(job, never_ran, ("scheduler", "end", job.state.name or ""), expected=expected)
 
     # ------------------------------------------------------------------ recovery
