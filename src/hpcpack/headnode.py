@@ -294,7 +294,7 @@ class HeadNode:
         if job.state not in JOB_CANCELABLE:
             raise HpcError("InvalidCancelJobState", f"You cannot cancel job {job.id} in its current state "
                            f"({job.state.name}).", job.id)
-        was_running = job.state == JobState.Running
+        was_running, before = job.state == JobState.Running, int(job.state)
         self._move(job, "cancel")
         job.request_cancel = request
         job.error_code = FINISHED_BY_USER if finish else CANCELED_BY_USER
@@ -304,9 +304,13 @@ class HeadNode:
         changed = self._cancel_waiting_units(job)
         if was_running and not graceful:
             changed += self._stop_running_units(job, force)
-        self.commit(job, changed, (caller.name, kind, message or ""))
-        if not was_running:
-            self._finalize(job)  # it never started: it leaves the queue at once
+        if was_running:
+            self.commit(job, changed, (caller.name, kind, message or ""))
+            return job
+        with self.batch():  # it never started: it leaves the queue at once, in one write
+            changed += self._end(job)
+            self.commit(job, changed, (caller.name, kind, message or ""), expected=before)
+            self.history(job, "scheduler", "end", job.state.name or "")
         return job
 
     def describe_cancel(self, caller: Caller, job: Job, force: bool, graceful: bool, finish: bool) -> str:
@@ -892,6 +896,12 @@ class HeadNode:
                 self.commit(job, entry=("scheduler", "trouble", message))
 
     def _finalize(self, job: Job) -> None:
+        expected = int(job.state)
+        ended = self._end(job)
+        self.commit(job, ended, ("scheduler", "end", job.state.name or ""), expected=expected)
+
+    def _end(self, job: Job) -> list[Task]:
+        """The final state, in memory: returns the units it changed."""
         work = [u for u in job.units() if not u.is_node_task]
         if job.state == JobState.Finishing:
             failed = any(u.state == TaskState.Failed for u in work)
@@ -902,7 +912,6 @@ class HeadNode:
             assert job.cancel is not None
             event = {"Canceled": "canceled", "Finished": "finished_by_user", "Failed": "failed"}[
                 job.cancel.final_state]
-        expected = int(job.state)
         self._move(job, event)
         job.end_time = now()
         never_ran = [u for t in job.tasks for u in [t, *t.instances] if u.state in TASK_WAITING]
@@ -915,7 +924,7 @@ class HeadNode:
             job.cancel.survivors = []
         for unit in job.units():
             self.cgroups.remove(unit.token)
-        self.commit(job, never_ran, ("scheduler", "end", job.state.name or ""), expected=expected)
+        return never_ran
 
     # ------------------------------------------------------------------ recovery
 

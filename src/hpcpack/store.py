@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
+        self._allocations: dict[int, dict[str, int]] = {}  # what the allocations table holds, per job
         self._migrate()
+        self._allocations = self._read_allocations()
 
     def close(self) -> None:
         self.db.close()
@@ -96,11 +99,19 @@ class Store:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # (a failed migration may not have the table yet)
+                self._allocations = self._read_allocations()
             raise
         else:
             self.db.execute("COMMIT")
         finally:
             self._depth = 0
+
+    def _read_allocations(self) -> dict[int, dict[str, int]]:
+        allocations: dict[int, dict[str, int]] = {}
+        for job_id, node, cores in self.db.execute("SELECT job_id, node, cores FROM allocations"):
+            allocations.setdefault(job_id, {})[node] = cores
+        return allocations
 
     def allocate_job_id(self) -> int:
         with self.transaction():
@@ -131,9 +142,11 @@ class Store:
                 (int(job.state), _dump(job.to_row()), job.id, expected, int(job.state)))
             if cursor.rowcount != 1:
                 raise StaleState(f"job {job.id} is no longer in the state this change expected")
-            self.db.execute("DELETE FROM allocations WHERE job_id=?", (job.id,))
-            self.db.executemany("INSERT INTO allocations (job_id, node, cores) VALUES (?, ?, ?)",
-                                [(job.id, node, cores) for node, cores in job.allocation.items()])
+            if self._allocations.get(job.id, {}) != job.allocation:  # they change only at start and end
+                self.db.execute("DELETE FROM allocations WHERE job_id=?", (job.id,))
+                self.db.executemany("INSERT INTO allocations (job_id, node, cores) VALUES (?, ?, ?)",
+                                    [(job.id, node, cores) for node, cores in job.allocation.items()])
+                self._allocations[job.id] = dict(job.allocation)
 
     def save_task(self, task: Task, expected: int | None = None) -> None:
         expected = int(task.previous_state) if expected is None else expected
