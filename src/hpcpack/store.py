@@ -6,10 +6,10 @@ holds changes nothing and raises `StaleState`, so no change is ever silently los
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
-import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
