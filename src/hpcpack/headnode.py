@@ -14,8 +14,7 @@ import shutil
 import signal
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -28,7 +27,7 @@ from .identity import Caller
 from .model import CancelRequest, Job, Task, now
 from .params import MAX_MESSAGE
 from .states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
-from .store import Store
+from .store import Store, Transaction
 
 # HPC Pack's error codes stored on cancelled jobs and tasks.
 CANCELED_BY_USER = 0x80040201
@@ -143,10 +142,9 @@ class HeadNode:
             if entry:
                 self.history(job, *entry)
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        with self.store.transaction():
-            yield
+    def batch(self) -> Transaction:
+        """One transaction for several changes (nested ones join it)."""
+        return self.store.transaction()
 
     # ------------------------------------------------------------------ requests
 

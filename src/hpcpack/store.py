@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,29 +81,25 @@ class Store:
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {version}")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> Transaction:
         """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction."""
+        return Transaction(self)
+
+    def _begin(self) -> None:
+        if self._depth == 0:
+            self.db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+
+    def _end(self, ok: bool) -> None:
+        self._depth -= 1
         if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):  # (a failed migration may not have the table yet)
-                self._allocations = self._read_allocations()
-            raise
-        else:
+        if ok:
             self.db.execute("COMMIT")
-        finally:
-            self._depth = 0
+            return
+        self.db.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):  # (a failed migration may not have the table yet)
+            self._allocations = self._read_allocations()
 
     def _read_allocations(self) -> dict[int, dict[str, int]]:
         allocations: dict[int, dict[str, int]] = {}
@@ -213,5 +207,21 @@ class Store:
                             "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
 
 
+class Transaction:
+    """A plain context manager (not a generator one): the head node opens several per change."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store._begin()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.store._end(ok=kind is None)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def _dump(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))
+    return _ENCODER.encode(data)
