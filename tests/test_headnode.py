@@ -112,3 +112,26 @@ def test_a_failed_task_fails_the_job_when_asked(head: HeadNode) -> None:
     run_until(head, lambda: job.state == JobState.Failed)
     assert [t.state for t in job.tasks] == [TaskState.Failed, TaskState.Failed]
     assert "exit code 2" in job.error_message
+
+
+def test_a_held_job_waits_until_its_time(head: HeadNode) -> None:
+    from datetime import datetime, timedelta
+    job = head.new_job(ROOT_CALLER, {"HoldUntil": (datetime.now() + timedelta(hours=1)).isoformat()})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
+    head.submit_job(ROOT_CALLER, job.id)
+    for _ in range(5):
+        head.step()
+    assert job.state == JobState.Queued
+    job.hold_until = time.time() - 1  # the hour has passed
+    run_until(head, lambda: job.state == JobState.Finished)
+
+
+def test_failed_tasks_are_retried_up_to_the_limit(head: HeadNode, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    job = head.new_job(ROOT_CALLER, {"TaskExecutionFailureRetryLimit": 2})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": f"echo run >> {counter}; exit 1"})
+    head.submit_job(ROOT_CALLER, job.id)
+    run_until(head, lambda: job.state == JobState.Failed)
+    assert counter.read_text().count("run") == 3  # the first run and two retries
+    assert job.tasks[0].requeue_count == 2
+    assert [r["event"] for r in head.store.history(job.id)].count("task retry") == 2

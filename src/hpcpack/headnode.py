@@ -503,6 +503,7 @@ class HeadNode:
             deadlines.append(self._next_sweep)
         deadlines += [j.start_time + j.runtime for j in self.in_state(JobState.Running)
                       if j.runtime > 0 and j.start_time is not None]
+        deadlines += [j.hold_until for j in self.in_state(JobState.Queued) if j.hold_until and j.hold_until > now()]
         polling = bool(self.adopted)
         for job in self.in_state(JobState.Canceling, JobState.Finishing):
             if job.start_time is not None:
@@ -598,9 +599,22 @@ class HeadNode:
             unit.error_message = (f"The task was killed by {executor.signal_name(code)}." if code < 0
                                   else f"The task failed with exit code {code}.")
         self.commit(job, [unit], job_changed=False)
+        if unit.state == TaskState.Failed and self._retry(job, unit):
+            return
         if unit.state == TaskState.Failed and job.state == JobState.Running and (
                 job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
             self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
+
+    def _retry(self, job: Job, unit: Task) -> bool:
+        """TaskExecutionFailureRetryLimit: a failed, rerunnable task of a running job runs again."""
+        if (job.state != JobState.Running or not unit.rerunnable or unit.is_node_task
+                or unit.requeue_count >= job.task_retry_limit):
+            return False
+        unit.move("requeue")
+        unit.requeue_count += 1
+        unit.pid, unit.node = 0, ""
+        self.commit(job, [unit], ("scheduler", "task retry", unit.error_message, unit.key), job_changed=False)
+        return True
 
     def _exit_ok(self, job: Job, code: int) -> bool:
         return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
@@ -692,7 +706,7 @@ class HeadNode:
                 free[node] = free.get(node, 0) - cores
         if not any(cores > 0 for cores in free.values()):
             return  # nothing can start, however long the queue
-        queued = [j for j in self.in_state(JobState.Queued) if self._parents_done(j)]
+        queued = [j for j in self.in_state(JobState.Queued) if self._may_start(j)]
         idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
         demands = []
         for job in queued:
@@ -710,7 +724,10 @@ class HeadNode:
             instances = self._node_instances(job, prep) if prep else []
             self.commit(job, instances)
 
-    def _parents_done(self, job: Job) -> bool:
+    def _may_start(self, job: Job) -> bool:
+        """Its parent jobs have finished, and it is not held (HoldUntil)."""
+        if job.hold_until is not None and now() < job.hold_until:
+            return False
         return all(self.jobs.get(p) is not None and self.jobs[p].state == JobState.Finished
                    for p in job.parent_job_ids)
 

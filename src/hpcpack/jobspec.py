@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from .errors import HpcError, invalid_argument
@@ -46,6 +47,13 @@ def _int(value: Any, what: str, low: int | None = None, high: int | None = None)
     if (low is not None and number < low) or (high is not None and number > high):
         raise HpcError("ArgumentOutOfRange", f"{what} must be between {low} and {high}; {number} is not.", what)
     return number
+
+
+def _time(value: Any, what: str) -> float:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
 
 
 def _list(value: Any) -> list[str]:
@@ -125,6 +133,7 @@ _JOB_SETTERS: dict[str, Any] = {
     "taskexecutionfailureretrylimit": lambda j, v: setattr(j, "task_retry_limit",
                                                            _int(v, "TaskExecutionFailureRetryLimit", 0)),
     "username": lambda j, v: setattr(j, "user_name", str(v)),
+    "holduntil": lambda j, v: setattr(j, "hold_until", _time(v, "HoldUntil")),
     "addexcludednodes": _set_exclusive_nodes("excluded_nodes"),
     "removeexcludednodes": _remove_excluded,
     "clearexcludednodes": _clear_excluded,

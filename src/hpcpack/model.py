@@ -200,6 +200,7 @@ class Job:
     extra: dict[str, str] = field(default_factory=dict)
     allocation: dict[str, int] = field(default_factory=dict)
     release_deadline: float | None = None
+    hold_until: float | None = None
     queue_order: float = 0.0
     cancel: CancelRequest | None = None
     tasks: list[Task] = field(default_factory=list, repr=False)
