@@ -21,8 +21,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
         {
             List<Dictionary<string, object>> records = PythonBridge.Call(command, arguments);
             Dictionary<string, object> failure = records.FirstOrDefault(Errors.IsError);
-            if (failure != null) throw new RuntimeException(Errors.ToRecord(failure, command).Exception.Message, null, Errors.ToRecord(failure, command));
-            return records;
+            if (failure == null) return records;
+            ErrorRecord error = Errors.ToRecord(failure);
+            throw new RuntimeException(error.Exception.Message, error.Exception, error);
         }
 
         public static Dictionary<string, object> Single(string command, Hashtable arguments) =>
@@ -33,7 +34,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         public static bool IsError(Dictionary<string, object> record) => record.ContainsKey("__error__");
 
-        public static ErrorRecord ToRecord(Dictionary<string, object> record, string command)
+        public static ErrorRecord ToRecord(Dictionary<string, object> record)
         {
             var error = (Dictionary<string, object>)record["__error__"];
             var inner = new BackendException((string)error["error_id"], (string)error["category"], (string)error["message"], error["target"], null);
@@ -109,7 +110,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             var results = new List<Dictionary<string, object>>();
             foreach (Dictionary<string, object> record in records)
             {
-                if (Errors.IsError(record)) WriteError(Errors.ToRecord(record, MyInvocation.MyCommand.Name));
+                if (Errors.IsError(record)) WriteError(Errors.ToRecord(record));
                 else results.Add(record);
             }
             return results;

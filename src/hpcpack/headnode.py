@@ -51,9 +51,11 @@ CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their tim
 
 @dataclass
 class Waiter:
+    """A client waiting for jobs to end; `done` is the daemon's future for the answer."""
+
     ids: list[int]
     deadline: float
-    done: Any  # a callable taking the result; set by the daemon
+    done: Any
 
 
 class HeadNode:

@@ -86,7 +86,7 @@ def _set_progress(job: Job, value: Any) -> None:
     job.progress = _int(value, "Progress", 0, 100)
 
 
-def _set_exclusive_nodes(field_name: str) -> Any:
+def _add_nodes(field_name: str) -> Any:
     def setter(job: Job, value: Any) -> None:
         nodes = list(getattr(job, field_name))
         for node in _list(value):
@@ -134,7 +134,7 @@ _JOB_SETTERS: dict[str, Any] = {
                                                            _int(v, "TaskExecutionFailureRetryLimit", 0)),
     "username": lambda j, v: setattr(j, "user_name", str(v)),
     "holduntil": lambda j, v: setattr(j, "hold_until", _time(v, "HoldUntil")),
-    "addexcludednodes": _set_exclusive_nodes("excluded_nodes"),
+    "addexcludednodes": _add_nodes("excluded_nodes"),
     "removeexcludednodes": _remove_excluded,
     "clearexcludednodes": _clear_excluded,
     # Handled by apply_job_properties itself.
