@@ -23,6 +23,7 @@ _KINDS: dict[str, tuple[str, int]] = {
     "ArgumentOutOfRange": ("InvalidArgument", 0x80040205),
     "InvalidArgument": ("InvalidArgument", 0x80040205),
     "CancelIncomplete": ("OperationTimeout", 0x8004020F),
+    "CancelFailed": ("InvalidResult", 0x8004020F),
     "InvalidJobFile": ("InvalidData", 0x80040205),
     "IllegalTaskType": ("InvalidOperation", 0x80040253),
     "ProtocolError": ("ProtocolError", 0x8004020F),

@@ -249,11 +249,7 @@ class HeadNode:
                     unit.state == TaskState.Canceled and unit.error_code == CANCELED_BY_USER)
                 if keep:
                     continue
-                unit.move("requeue")
-                unit.requeue_count += 1
-                unit.exit_code, unit.error_message, unit.error_code = None, "", 0
-                unit.start_time = unit.end_time = None
-                unit.pid, unit.node, unit.output = 0, "", ""
+                unit.requeue()
                 changed.append(unit)
         with self.batch():
             for task in job.tasks:
@@ -441,10 +437,7 @@ class HeadNode:
         changed = []
         for unit in units:
             if unit.state in (TaskState.Failed, TaskState.Canceled):
-                unit.move("requeue")
-                unit.requeue_count += 1
-                unit.exit_code, unit.error_message, unit.error_code = None, "", 0
-                unit.start_time = unit.end_time = None
+                unit.requeue()
                 changed.append(unit)
         if not changed:
             raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Failed or Canceled "
@@ -612,10 +605,9 @@ class HeadNode:
         if (job.state != JobState.Running or not unit.rerunnable or unit.is_node_task
                 or unit.requeue_count >= job.task_retry_limit):
             return False
-        unit.move("requeue")
-        unit.requeue_count += 1
-        unit.pid, unit.node = 0, ""
-        self.commit(job, [unit], ("scheduler", "task retry", unit.error_message, unit.key), job_changed=False)
+        failure = unit.error_message
+        unit.requeue()
+        self.commit(job, [unit], ("scheduler", "task retry", failure, unit.key), job_changed=False)
         return True
 
     def _exit_ok(self, job: Job, code: int) -> bool:

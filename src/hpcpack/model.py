@@ -130,6 +130,14 @@ class Task:
         new = task_transition(self.state, event)
         self.previous_state, self.state = self.state, new
 
+    def requeue(self) -> None:
+        """Queued again for a new attempt, with nothing left of the last one but its count."""
+        self.move("requeue")
+        self.requeue_count += 1
+        self.exit_code, self.error_message, self.error_code, self.output = None, "", 0, ""
+        self.start_time = self.end_time = None
+        self.pid, self.node = 0, ""
+
     def to_row(self) -> dict[str, Any]:
         return _to_row(self, skip="instances")
 

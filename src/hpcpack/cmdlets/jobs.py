@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ErrorRecord, HpcError
-from .registry import Args, Record, command, job_target, per_item, plan, wait_until_ended
+from ..errors import HpcError
+from .registry import Args, Record, command, error, job_target, per_item, plan, wait_until_ended
 
 # Parameters that New-HpcJob and Set-HpcJob pass on as job properties.
 JOB_PROPERTIES = (
@@ -76,13 +76,9 @@ def stop_job(args: Args) -> list[Record]:
 def _incomplete(client: Any, job_id: int, state: str | None, expected: str) -> Record:
     job = client.call("get_jobs", ids=[job_id])[0]
     if state in ("Canceling", "Finishing"):
-        message = (f"Job {job_id} did not reach {expected} in time; it is still {state}. {job['ErrorMessage']}")
-        error_id = "CancelIncomplete"
-    else:
-        message = f"Job {job_id} ended {state}, not {expected}: {job['ErrorMessage']}"
-        error_id = "CancelFailed"
-    return {"__error__": {"error_id": error_id, "category": "OperationTimeout" if error_id == "CancelIncomplete"
-                          else "InvalidResult", "message": message, "target": job_id}}
+        return error("CancelIncomplete", f"Job {job_id} did not reach {expected} in time; it is still {state}. "
+                     f"{job['ErrorMessage']}", job_id)
+    return error("CancelFailed", f"Job {job_id} ended {state}, not {expected}: {job['ErrorMessage']}", job_id)
 
 
 @command("New-HpcJob:plan")
@@ -170,7 +166,7 @@ def set_job(args: Args) -> list[Record]:
         try:
             out.append(client.call("set_job", id=job_id, spec=spec))
         except HpcError as e:
-            out.append(ErrorRecord(e).to_record())
+            out.append(error(e.error_id, e.message, e.target))
     return out
 
 
