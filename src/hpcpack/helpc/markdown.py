@@ -1,20 +1,25 @@
 """Step 1: a platyPS page -> its front matter and a tree of headings, prose and code blocks.
 
-markdown-it-py finds the blocks platyPS knows (ATX and setext headings, fenced code); everything
-between two such blocks is one prose node, blank lines included, as in platyPS v1.
+Blocks are found the way platyPS v1's parser finds them: one scan that, at each point, takes the
+nearest of its patterns (ATX and setext headings, ``` code blocks, and the inline spans, which are
+skipped here but may hide a fence or heading inside them). Everything between two blocks is one
+prose node, blank lines included. v2 pages (`PlatyPS schema version` in the front matter) share
+this layout; their front matter is real YAML.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from markdown_it import MarkdownIt
+import yaml
 
 from .errors import HelpError
-from .text import normalize
+from .text import INLINE, normalize
 
-_PARSER = MarkdownIt("zero").enable(["heading", "lheading", "fence"])
+
+V2_SCHEMA_KEY = "platyps schema version"
 
 
 @dataclass
@@ -40,6 +45,15 @@ class Page:
     front_matter: dict[str, str]
     root: Section
 
+    @property
+    def is_v2(self) -> bool:
+        """A platyPS v2 page (Microsoft.PowerShell.PlatyPS 1.0, schema 2024-05-01)."""
+        return V2_SCHEMA_KEY in self.front_matter
+
+    @property
+    def online_version(self) -> str:
+        return self.front_matter.get("helpuri" if self.is_v2 else "online version", "")
+
     def error(self, line: int, message: str) -> HelpError:
         return HelpError(self.path, line, message)
 
@@ -56,10 +70,20 @@ def _front_matter(path: Path, text: str, offset: int) -> tuple[dict[str, str], s
     lines = text.split("\n")
     if not lines or lines[0].rstrip() != "---":
         return {}, text, offset + 1
+    end = next((n for n, line in enumerate(lines[1:], start=1) if line.startswith("---")), None)
+    if end is None:
+        raise HelpError(path, offset + 1, "front matter is not closed by a '---' line")
+    head = lines[1:end]
+    body = "\n".join(lines[end + 1:])
+    if any(line.lower().startswith(V2_SCHEMA_KEY) for line in head):
+        return _yaml_front_matter(path, head, offset), body, offset + end + 2
+    return _simple_front_matter(path, head, offset), body, offset + end + 2
+
+
+def _simple_front_matter(path: Path, head: list[str], offset: int) -> dict[str, str]:
+    """v1 reads `key: value` lines, split at the first colon; a line without one is an error."""
     values: dict[str, str] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if line.startswith("---"):
-            return values, "\n".join(lines[number:]), offset + number + 1
+    for number, line in enumerate(head, start=2):
         if not line.strip():
             continue
         key, sep, value = line.partition(":")
@@ -67,75 +91,100 @@ def _front_matter(path: Path, text: str, offset: int) -> tuple[dict[str, str], s
             raise HelpError(path, offset + number, f"front matter line without a colon: {line!r}")
         if value.strip():
             values[key.strip().lower()] = value.strip()
-    raise HelpError(path, offset + 1, "front matter is not closed by a '---' line")
+    return values
 
 
-# A fence platyPS cannot close stays text: this mark (removed again below) keeps markdown-it from
-# opening a fence there too.
-_NOT_A_FENCE = "\u0000"
+def _yaml_front_matter(path: Path, head: list[str], offset: int) -> dict[str, str]:
+    """v2 front matter is YAML; lists become comma lists, as v1 would have written them."""
+    try:
+        data = yaml.safe_load("\n".join(head)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise HelpError(path, offset + 2 + (mark.line if mark else 0), f"Invalid front matter: {e}") from None
+    if not isinstance(data, dict):
+        raise HelpError(path, offset + 2, "Invalid front matter: expected 'key: value' lines")
+    values = {}
+    for key, value in data.items():
+        text = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+        if text.strip():
+            values[str(key).strip().lower()] = text.strip()
+    return values
 
 
-def platyps_fences(lines: list[str]) -> list[str]:
-    """Pairs fences the way platyPS v1 does: a block ends at the next line that starts with three
-    backticks, even one like ```yaml (whose rest then starts the text after the block), and an
-    opening fence with no closing one is plain text."""
-    lines = list(lines)
-    index = 0
-    while index < len(lines):
-        if not lines[index].startswith("```"):
-            index += 1
+# platyPS v1's block patterns, in its order (its \r\n is our \n). A heading must end with a line
+# break; a code block opens at any ``` (info: word characters only) and closes at the next ```.
+_HASH_HEADING = re.compile(r"(#+) *(.+?) *#*\n+")
+_BLOCKS = re.compile(
+    r"(?P<heading>\n+(?P<hashes>#+) *(?P<title>.+?) *#*\n+)"
+    r"|(?P<underlined>(?P<utitle>.+?) *\n(?P<underline>==+|--+) *\n+)"
+    r"|(?P<code>```(?P<info>\w*)\n*(?P<content>(?:.|\n)*?)```\n*)"
+    f"|(?P<inline>{INLINE})"
+)
+
+
+@dataclass
+class _Node:
+    kind: str  # "heading", "code" or "text"
+    start: int  # offset in the body
+    text: str
+    level: int = 0
+    info: str = ""
+
+
+def scan(body: str) -> list[_Node]:
+    """The page body as platyPS v1 sees it: headings, code blocks and the text between them."""
+    nodes: list[_Node] = []
+    position = text_start = 0
+    while position < len(body):
+        node, end = _next_block(body, position)
+        if node is None:
+            position = end  # an inline span: part of the text
             continue
-        closing = next((k for k in range(index + 1, len(lines)) if lines[k].startswith("```")), None)
-        if closing is None:
-            lines[index] = _NOT_A_FENCE + lines[index]
-            index += 1
-            continue
-        rest = lines[closing][3:]
-        if rest.strip():
-            lines[closing:closing + 1] = ["```", rest]
-        index = closing + 1
-    return lines
+        if body[text_start:node.start].strip():
+            nodes.append(_Node("text", text_start, body[text_start:node.start]))
+        nodes.append(node)
+        position = text_start = end
+    if body[text_start:].strip():
+        nodes.append(_Node("text", text_start, body[text_start:]))
+    return nodes
+
+
+def _next_block(body: str, position: int) -> tuple[_Node | None, int]:
+    """The nearest block from `position` and where it ends; (None, end) for an inline span or the
+    end of the body."""
+    if body[position] == "#":  # platyPS tries its plain '#' heading only where the scan stands
+        match = _HASH_HEADING.match(body, position)
+        if match:
+            return _Node("heading", position, match[2], level=len(match[1])), match.end()
+    match = _BLOCKS.search(body, position)
+    if match is None:
+        return None, len(body)
+    if match["heading"]:
+        start = match.start("hashes")
+        return _Node("heading", start, match["title"], level=len(match["hashes"])), match.end()
+    if match["underlined"]:
+        level = 1 if match["underline"].startswith("=") else 2
+        return _Node("heading", match.start(), match["utitle"], level=level), match.end()
+    if match["code"]:
+        return _Node("code", match.start(), match["content"].strip(), info=match["info"]), match.end()
+    return None, match.end()
 
 
 def _tree(path: Path, body: str, first_line: int) -> Section:
-    lines = platyps_fences(body.split("\n"))
-    body = "\n".join(lines)
     root = Section(0, "", first_line)
     stack = [root]
-    tokens = _PARSER.parse(body)
-    covered_until = 0  # lines [0, covered_until) belong to blocks already placed
-
-    def add_text(start: int, end: int) -> None:
-        chunk = "\n".join(lines[start:end]).replace(_NOT_A_FENCE, "")
-        if chunk.strip():
-            stack[-1].blocks.append(Block("text", chunk, first_line + start))
-
-    index = 0
-    while index < len(tokens):
-        token = tokens[index]
-        if token.type == "heading_open" and token.map:
-            start, end = token.map
-            add_text(covered_until, start)
-            level = int(token.tag[1])
-            title = tokens[index + 1].content.strip()
-            while stack[-1].level >= level:
-                stack.pop()
-            if level > stack[-1].level + 1:
-                if len(stack) == 1:
-                    raise HelpError(path, first_line + start, f"heading '{title}' comes before the page's "
-                                    "'# Command-Name' heading")
-                raise HelpError(path, first_line + start, f"heading '{title}' is one level too deep")
-            section = Section(level, title, first_line + start)
-            stack[-1].children.append(section)
-            stack.append(section)
-            covered_until = end
-            index += 3
+    for node in scan(body):
+        line = first_line + body.count("\n", 0, node.start)
+        if node.kind != "heading":
+            stack[-1].blocks.append(Block(node.kind, node.text, line, node.info))
             continue
-        if token.type == "fence" and token.map:
-            start, end = token.map
-            add_text(covered_until, start)
-            stack[-1].blocks.append(Block("code", token.content.strip(), first_line + start, token.info.strip()))
-            covered_until = end
-        index += 1
-    add_text(covered_until, len(lines))
+        while stack[-1].level >= node.level:
+            stack.pop()
+        if node.level > stack[-1].level + 1:
+            if len(stack) == 1:
+                raise HelpError(path, line, f"heading '{node.text}' comes before the page's '# Command-Name' heading")
+            raise HelpError(path, line, f"heading '{node.text}' is one level too deep")
+        section = Section(node.level, node.text, line)
+        stack[-1].children.append(section)
+        stack.append(section)
     return root

@@ -1,24 +1,32 @@
-"""platyPS v1's conversion of markdown prose into MAML paragraphs.
+"""platyPS v1's conversion of markdown prose into MAML paragraphs, quirks included.
 
-The rules (from platyPS 0.14 and checked against shipped help files): links become `text (url)`,
-emphasis markers go, inline code is plain text (backticks kept), escapes lose their backslash; the text is cut
-into plain runs and styled spans, each run trimmed and glued to its neighbours with one space
-(but the text after a link follows it directly);
-inside a run a line break is a space, a blank line ends a paragraph and each further blank line
-adds an empty one, list lines that follow list lines stay apart, and the first plain line after
-such a list gets an empty paragraph before it.
+A prose node is cut into spans by the first of these patterns found from where the scan stands:
+a hard break (two spaces before a line break), a link, `**bold**`, `*italic*`, `__bold__`,
+`_italic_`; the text between them is a plain span. Every plain or styled span is trimmed, loses
+its backslash escapes and has its lines joined (see `_join_lines`); a link keeps its label as
+written. Spans are glued with one space around a styled span or link, except that the text
+after a link with an address follows `label (address)` directly. A line break in the result
+separates paragraphs.
 """
 
 from __future__ import annotations
 
 import re
 
-_LINK = r"\[(?P<label>[^\]\n]*)\]\((?P<url>[^\n]*)\)"
-_BOLD = r"\*\*(?P<b1>[^\n]+?)\*\*|(?<!\w)__(?P<b2>[^\n]+?)__(?!\w)"
-_ITALIC = r"\*(?P<i1>[^*\n]+?)\*|(?<!\w)_(?P<i2>[^_\n]+?)_(?!\w)"
-_SPANS = re.compile(f"(?P<link>{_LINK})|(?P<bold>{_BOLD})|(?P<italic>{_ITALIC})")
-_ESCAPES = re.compile(r"\\([\[\]()`<>_*\\])")
-_LIST_START = ("- ", "* ", "--")
+# platyPS's inline patterns, in its order (also used by the block scanner, which skips them).
+INLINE = (r"(?P<hardbreak> {2}\n)"
+          r"|(?P<link>\[(?P<label>.+?)\]\((?P<url>.*)\))"
+          r"|(?P<bold>\*\*(?P<b1>.+?)\*\*)"
+          r"|(?P<italic>\*(?P<i1>.+?)\*)"
+          r"|(?P<bold2>(?<![a-zA-Z0-9])__(?P<b2>.+?)__(?![a-zA-Z0-9]))"
+          r"|(?P<italic2>(?<![a-zA-Z0-9])_(?P<i2>.+?)_(?![a-zA-Z0-9]))")
+_SPANS = re.compile(INLINE)
+_ESCAPES = (("\\[", "["), ("\\]", "]"), ("\\(", "("), ("\\)", ")"), ("\\`", "`"), ("\\<", "<"),
+            ("\\>", ">"), ("\\_", "_"), ("\\*", "*"), ("\\\\", "\\"))
+_LINE = re.compile(r"([^\n]*)(\n|$)")
+_LIST_START = ("--", "- ", "* ")
+# A hard break is a line break inside a paragraph, not a new one: kept apart until the split.
+_HARD_BREAK = "\u000b"
 
 
 def normalize(source: str) -> str:
@@ -28,60 +36,82 @@ def normalize(source: str) -> str:
 
 def paragraphs(markdown: str) -> list[str]:
     """Markdown prose -> the texts of its <maml:para> elements (at least one, maybe empty)."""
-    text = ""
-    position = 0
-    after_link = False
-    for match in _SPANS.finditer(markdown):
-        text = _glue(text, _plain(markdown[position:match.start()]), after_link)
-        text = _glue(text, _span(match), False)
-        after_link = bool(match["link"])
-        position = match.end()
-    text = _glue(text, _plain(markdown[position:]), after_link)
-    return text.strip().split("\n")
+    return split_paragraphs(convert(markdown))
 
 
-def _glue(text: str, piece: str, after_link: bool) -> str:
-    """One space between pieces, except that the text after a link follows it directly."""
-    if not text or not piece:
-        return text + piece
-    return text + ("" if after_link else " ") + piece
+def split_paragraphs(text: str) -> list[str]:
+    """Converted text -> its paragraphs (a hard break stays inside its paragraph)."""
+    return [para.replace(_HARD_BREAK, "\n") for para in text.split("\n")]
 
 
-def _span(match: re.Match[str]) -> str:
-    if match["link"]:
-        label, url = match["label"], match["url"]
-        return f"{label} ({url})" if url.strip() else label
-    inner = match["b1"] or match["b2"] or match["i1"] or match["i2"] or ""
-    return _ESCAPES.sub(r"\1", inner).strip()
-
-
-def _plain(run: str) -> str:
-    return lines_to_paragraphs(_ESCAPES.sub(r"\1", run)).strip()
-
-
-def lines_to_paragraphs(text: str) -> str:
-    """Joins the lines of a plain run; '\\n' in the result separates paragraphs."""
+def convert(markdown: str) -> str:
+    """Markdown prose -> one text whose line breaks separate paragraphs."""
     out: list[str] = []
-    started = previous_list = list_mode = False
-    blanks = 0
-    for line in text.split("\n"):
-        if not line.strip():
-            blanks += 1
-            continue
-        is_list = line.startswith(_LIST_START)
-        if not started:
-            separator = ""
-        elif blanks:
-            separator = "\n" * blanks
-        elif is_list and previous_list:
-            separator = "\n"
-        else:
-            separator = " "
-        if list_mode and not is_list:
-            separator += "\n"
-            list_mode = False
-        if is_list and previous_list:
-            list_mode = True
-        out.append(separator + line.rstrip())
-        started, previous_list, blanks = True, is_list, 0
+    position = 0
+    previous_special = False
+    for match in _SPANS.finditer(markdown):
+        previous_special = _append(out, _plain(markdown[position:match.start()]), False, previous_special)
+        previous_special = _append_span(out, match, previous_special)
+        position = match.end()
+    _append(out, _plain(markdown[position:]), False, previous_special)
     return "".join(out)
+
+
+def _append(out: list[str], text: str | None, special: bool, previous_special: bool) -> bool:
+    """Adds one span; a styled span or link gets a space before it, and so does the span after it."""
+    if text is None:
+        return previous_special
+    if (out and special) or previous_special:
+        out.append(" ")
+    out.append(text)
+    return special
+
+
+def _append_span(out: list[str], match: re.Match[str], previous_special: bool) -> bool:
+    if match["hardbreak"]:
+        return _append(out, _HARD_BREAK, False, previous_special)
+    if match["link"]:
+        _append(out, match["label"], True, previous_special)
+        if not match["url"].strip():
+            return True
+        out.append(f" ({match['url']})")
+        return False
+    inner = match["b1"] or match["i1"] or match["b2"] or match["i2"] or ""
+    return _append(out, _unwind(inner), True, previous_special)
+
+
+def _plain(run: str) -> str | None:
+    """A plain span's text; None for a span of only white space, which platyPS does not keep."""
+    return _unwind(run) if run.strip() else None
+
+
+def _unwind(text: str) -> str:
+    """A span's text: trimmed, escapes undone one kind after another (as platyPS does), lines joined."""
+    text = text.strip()
+    for escaped, plain in _ESCAPES:
+        text = text.replace(escaped, plain)
+    return _join_lines(text).replace(" \n", "\n").strip()
+
+
+def _join_lines(text: str) -> str:
+    """platyPS's line rule: every line gets a space after it instead of its line break; a blank
+    line becomes a paragraph break; a list line (`- `, `* `, `--`) right after another one starts
+    a new paragraph, and so does the first other line after such a list. Leading spaces stay."""
+    previous = "foo"
+    in_list = False
+
+    def line(match: re.Match[str]) -> str:
+        nonlocal previous, in_list
+        text, previous_line = match[1], previous
+        previous = text
+        if not text.strip():
+            return "\n"
+        if previous_line.startswith(_LIST_START) and text.startswith(_LIST_START):
+            in_list = True
+            return "\n" + text
+        if in_list:
+            in_list = False
+            text = "\n" + text
+        return text + " "
+
+    return _LINE.sub(line, text)
