@@ -93,7 +93,8 @@ def test_our_pages_compile_and_carry_every_spec_parameter_and_example() -> None:
 
 MALFORMED = {
     "unknown section": ("# Get-X\n## SYNOPSIS\nx\n## ALIASES\nnone\n", 4, "Unexpected header name"),
-    "bad yaml": ("# Get-X\n## PARAMETERS\n### -A\nd\n\n```yaml\nType: String\nRequired: [oops\n```\n", 8,
+    # platyPS reads `Key: value` lines, not YAML (`Required: [oops` is a value): a line needs a colon
+    "bad yaml": ("# Get-X\n## PARAMETERS\n### -A\nd\n\n```yaml\nType: String\nRequired True\n```\n", 8,
                  "Invalid yaml"),
     "unknown yaml key": ("# Get-X\n## PARAMETERS\n### -A\nd\n\n```yaml\nType: String\nColour: red\n```\n", 8,
                          "unknown key 'Colour'"),

@@ -18,7 +18,6 @@ import yaml
 from .errors import HelpError
 from .text import INLINE, normalize
 
-
 V2_SCHEMA_KEY = "platyps schema version"
 
 

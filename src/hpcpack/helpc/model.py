@@ -1,60 +1,23 @@
-"""Step 2: a parsed page -> the command's help model (platyPS v1's rules)."""
+"""Step 2: a parsed page -> the help model of each command on it (platyPS v1's rules).
+
+v1 and v2 pages give the same model: v2's ALIASES section has no place in MAML, its parameter
+blocks are read by `params`, and its related links may be a bulleted list.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-import yaml
-
 from .markdown import Block, Page, Section
-from .text import paragraphs
+from .params import ALL_SETS, ParameterBlock, v1_block, v2_blocks
+from .text import convert, links, paragraphs, split_paragraphs
 
 SECTIONS = ("SYNOPSIS", "SYNTAX", "DESCRIPTION", "EXAMPLES", "PARAMETERS", "INPUTS", "OUTPUTS", "NOTES",
             "RELATED LINKS")
-YAML_KEYS = ("type", "parameter sets", "aliases", "accepted values", "applicable", "required", "position",
-             "default value", "accept pipeline input", "accept wildcard characters")
+V2_SECTIONS = ("ALIASES",)
 COMMON = ("commonparameters", "workflowcommonparameters")
-ALL_SETS = "(All)"
-_SWITCHES = ("switch", "switchparameter", "system.management.automation.switchparameter")
-_LINK = re.compile(r"^\[(?P<text>.*?)\]\((?P<url>.*)\)$")
-
-
-@dataclass
-class ParameterBlock:
-    """One yaml block of a parameter: its metadata in the sets it names."""
-
-    sets: list[str]
-    values: dict[str, str]
-    line: int
-
-    def get(self, key: str) -> str:
-        return self.values.get(key, "")
-
-    @property
-    def type_name(self) -> str:
-        raw = self.get("type")
-        return "SwitchParameter" if raw.lower() in ("switch", "switchparameter") else raw
-
-    @property
-    def is_switch(self) -> bool:
-        return self.get("type").lower() in _SWITCHES
-
-    @property
-    def position(self) -> str:
-        return (self.get("position") or "named").lower()
-
-    @property
-    def required(self) -> bool:
-        return self.get("required").lower() == "true"
-
-    @property
-    def accepted_values(self) -> list[str]:
-        return [v.strip() for v in self.get("accepted values").split(",") if v.strip()]
-
-    @property
-    def aliases(self) -> list[str]:
-        return [a.strip() for a in self.get("aliases").split(",") if a.strip()]
+__all__ = ["ALL_SETS", "CommandHelp", "Example", "Link", "Parameter", "ParameterBlock", "SyntaxItem",
+           "TypeEntry", "build", "build_all"]
 
 
 @dataclass
@@ -119,53 +82,81 @@ class CommandHelp:
 
 
 def build(page: Page, strict: bool = False) -> CommandHelp:
-    """The page's help model. platyPS accepts incomplete pages; `strict` (used for this module's own
-    pages) also refuses missing or misordered sections, parameters without metadata, and syntax sets
-    that no parameter belongs to."""
+    """The help model of the page's (first) command; see `build_all`."""
+    return build_all(page, strict)[0]
+
+
+def build_all(page: Page, strict: bool = False) -> list[CommandHelp]:
+    """The help model of every `# Command-Name` on the page, in order. platyPS accepts incomplete
+    pages; `strict` (used for this module's own pages) also refuses text before the first command,
+    missing or misordered sections, parameters without metadata, and syntax sets that no
+    parameter belongs to."""
     commands = page.root.children
-    if not commands or commands[0].level != 1:
+    if not commands:
         raise page.error(page.root.line, "the page has no '# Command-Name' heading")
-    if page.root.blocks:
+    if strict and page.root.blocks:
         raise page.error(page.root.blocks[0].line, "text before the command's heading")
-    command = commands[0]
-    sections: dict[str, Section] = {}
-    for section in command.children:
-        name = section.title.upper()
-        if name not in SECTIONS:
-            raise page.error(section.line, f"Unexpected header name '{section.title}': use one of "
-                             + ", ".join(SECTIONS))
-        sections[name] = section
+    # platyPS keeps one parameter-set table per file: a later command's syntax items also list
+    # the parameters of the commands above it.
+    seen: list[Parameter] = []
+    result = []
+    for command in commands:
+        help_ = _command(page, command, seen, strict)
+        seen += help_.parameters
+        result.append(help_)
+    return result
+
+
+def _command(page: Page, command: Section, seen: list[Parameter], strict: bool) -> CommandHelp:
+    sections = _sections(page, command)
     parameters = _parameters(page, sections.get("PARAMETERS"))
     if strict:
         _check_complete(page, command, parameters)
-    help_file = page.front_matter.get("external help file", "rename-me-help.xml")
     syntax_section = sections.get("SYNTAX")
     return CommandHelp(
         name=command.title,
-        help_file=help_file,
+        help_file=page.front_matter.get("external help file", "rename-me-help.xml"),
         synopsis=_prose(sections.get("SYNOPSIS")),
         description=_prose(sections.get("DESCRIPTION")),
-        syntax=_syntax(page, parameters, syntax_section, "PARAMETERS" in sections),
+        syntax=_syntax(seen + parameters, syntax_section, "PARAMETERS" in sections),
         parameters=parameters,
-        inputs=_types(page, sections.get("INPUTS")),
-        outputs=_types(page, sections.get("OUTPUTS")),
+        inputs=_types(sections.get("INPUTS")),
+        outputs=_types(sections.get("OUTPUTS")),
         notes=_prose(sections.get("NOTES")),
         examples=_examples(page, sections.get("EXAMPLES")),
-        links=_links(page, sections.get("RELATED LINKS"), page.front_matter.get("online version", "")),
+        links=_links(page, sections.get("RELATED LINKS"), page.online_version),
         default_set=_default_set(syntax_section),
         set_names=_set_names(parameters),
     )
 
 
+def _order(page: Page) -> tuple[str, ...]:
+    """The sections in the order New-MarkdownHelp writes them (v2 adds ALIASES after SYNTAX)."""
+    return SECTIONS[:2] + V2_SECTIONS + SECTIONS[2:] if page.is_v2 else SECTIONS
+
+
+def _sections(page: Page, command: Section) -> dict[str, Section]:
+    known = _order(page)
+    sections: dict[str, Section] = {}
+    for section in command.children:
+        name = section.title.upper()
+        if name not in known:
+            raise page.error(section.line, f"Unexpected header name '{section.title}': use one of "
+                             + ", ".join(known))
+        sections[name] = section
+    return sections
+
+
 def _check_complete(page: Page, command: Section, parameters: list[Parameter]) -> None:
+    order = _order(page)
     present = [s.title.upper() for s in command.children]
-    missing = [name for name in SECTIONS if name not in present]
+    missing = [name for name in order if name not in present]
     if missing:
         raise page.error(command.line, f"{command.title}: missing section(s) {', '.join(missing)}")
-    for section, expected in zip(command.children, SECTIONS, strict=False):
+    for section, expected in zip(command.children, order, strict=False):
         if section.title.upper() != expected:
             raise page.error(section.line, f"section {section.title} is out of order: {expected} comes here "
-                             f"(the order is {', '.join(SECTIONS)})")
+                             f"(the order is {', '.join(order)})")
     for parameter in parameters:
         if not parameter.blocks:
             raise page.error(parameter.line, f"parameter -{parameter.name} has no ```yaml block")
@@ -209,44 +200,25 @@ def _parameters(page: Page, section: Section | None) -> list[Parameter]:
     _no_loose_text(page, section, "### -Name")
     result = []
     for child in section.children:
-        name = child.title.lstrip("-").strip()
+        name = child.title.removeprefix("-")
         if name.lower() in COMMON:
             continue
-        described: list[str] = []
+        described: list[str] = []  # paragraphs and code blocks, a blank line between them
         blocks: list[ParameterBlock] = []
         for block in child.blocks:
-            if block.kind == "code" and block.info.lower() == "yaml":
-                blocks.append(_yaml_block(page, block))
-            elif blocks:
-                raise page.error(block.line, f"parameter -{name}: text after its yaml block")
-            elif block.kind == "code":
-                described.extend(block.text.split("\n"))
+            if blocks or (block.kind == "code" and block.info.lower() == "yaml"):
+                blocks += _metadata(page, name, block)
             else:
-                described.extend(paragraphs(block.text))
-        result.append(Parameter(name, described or [""], blocks, child.line))
+                described.append(block.text if block.kind == "code" else convert(block.text))
+        result.append(Parameter(name, split_paragraphs("\n\n".join(described)), blocks, child.line))
     return result
 
 
-def _yaml_block(page: Page, block: Block) -> ParameterBlock:
-    """A parameter's yaml block; values are kept as written (platyPS copies them, quotes included)."""
-    try:
-        node = yaml.compose(block.text, Loader=yaml.BaseLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = block.line + 1 + (mark.line if mark else 0)
-        raise page.error(line, f"Invalid yaml: {getattr(e, 'problem', e)}") from None
-    if not isinstance(node, yaml.MappingNode):
-        raise page.error(block.line + 1, "Invalid yaml: expected 'Key: value' lines")
-    values: dict[str, str] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value).strip()
-        if key.lower() not in YAML_KEYS:
-            raise page.error(block.line + 1 + key_node.start_mark.line, f"Invalid yaml: unknown key '{key}'")
-        raw = block.text[value_node.start_mark.index:value_node.end_mark.index]
-        values[key.lower()] = raw.strip()
-    sets = [s.strip() for s in values["parameter sets"].split(",") if s.strip()] \
-        if "parameter sets" in values else [ALL_SETS]
-    return ParameterBlock(sets or [ALL_SETS], values, block.line)
+def _metadata(page: Page, name: str, block: Block) -> list[ParameterBlock]:
+    """Every code block from the first ```yaml one on is metadata (platyPS reads them all so)."""
+    if block.kind != "code":
+        raise page.error(block.line, f"parameter -{name}: text after its yaml block")
+    return v2_blocks(page, block) if page.is_v2 else [v1_block(page, block)]
 
 
 def _set_names(parameters: list[Parameter]) -> list[str]:
@@ -259,8 +231,7 @@ def _set_names(parameters: list[Parameter]) -> list[str]:
     return names
 
 
-def _syntax(page: Page, parameters: list[Parameter], section: Section | None,
-            has_parameters_section: bool) -> list[SyntaxItem]:
+def _syntax(parameters: list[Parameter], section: Section | None, has_parameters_section: bool) -> list[SyntaxItem]:
     if not has_parameters_section:
         marked = [c for c in section.children if c.title.endswith("(Default)")] if section else []
         bare = section is not None and not section.children and any(b.kind == "code" for b in section.blocks)
@@ -298,7 +269,7 @@ def _default_set(section: Section | None) -> str | None:
     return marked.removesuffix("(Default)").strip() if marked else None
 
 
-def _types(page: Page, section: Section | None) -> list[TypeEntry]:
+def _types(section: Section | None) -> list[TypeEntry]:
     if section is None:
         return []
     return [TypeEntry(child.title, paragraphs(_join_prose(child.blocks))) for child in section.children]
@@ -326,18 +297,22 @@ def _examples(page: Page, section: Section | None) -> list[Example]:
 
 
 def _links(page: Page, section: Section | None, online: str) -> list[Link]:
-    links = []
-    if section is not None:
-        for block in section.blocks:
-            if block.kind == "code":
-                raise page.error(block.line, "Expect hyperlink, but got a code block")
-            for offset, line in enumerate(block.text.split("\n")):
-                if not line.strip():
-                    continue
-                match = _LINK.match(line.strip())
-                if match is None:
-                    raise page.error(block.line + offset, f"Expect hyperlink, but got {line.strip()!r}")
-                links.append(Link(match["text"], match["url"]))
-    if online and (not links or links[0].uri != online):
-        links.insert(0, Link("Online Version:", online))
-    return links
+    result = []
+    for block in section.blocks if section is not None else []:
+        if block.kind == "code":
+            raise page.error(block.line, "Expect hyperlink, but got a code block")
+        text = _unbullet(block.text) if page.is_v2 else block.text
+        for offset, label, url in links(text):
+            if url is None:
+                line = block.line + text.count("\n", 0, offset)
+                raise page.error(line, f"Expect hyperlink, but got {label!r}")
+            result.append(Link(label, url))
+    if online and (not result or result[0].uri.lower() != online.lower()):
+        result.insert(0, Link("Online Version:", online))
+    return result
+
+
+def _unbullet(text: str) -> str:
+    """v2 writes related links as a list: '- [text](url)'."""
+    return "\n".join(line.lstrip()[2:] if line.lstrip().startswith(("- ", "* ")) else line
+                     for line in text.split("\n"))

@@ -115,3 +115,25 @@ def _join_lines(text: str) -> str:
         return text + " "
 
     return _LINE.sub(line, text)
+
+
+def links(markdown: str) -> list[tuple[int, str, str | None]]:
+    """The spans of a RELATED LINKS section as (offset, text, url); url is None for a span that is
+    not a link (platyPS refuses those), white space between links left out."""
+    result: list[tuple[int, str, str | None]] = []
+    position = 0
+    for match in _SPANS.finditer(markdown):
+        _add_plain(result, markdown, position, match.start())
+        if match["link"]:
+            result.append((match.start(), match["label"], match["url"]))
+        elif not match["hardbreak"]:
+            result.append((match.start(), match[0], None))
+        position = match.end()
+    _add_plain(result, markdown, position, len(markdown))
+    return result
+
+
+def _add_plain(result: list[tuple[int, str, str | None]], markdown: str, start: int, end: int) -> None:
+    text = _plain(markdown[start:end])
+    if text is not None:
+        result.append((start + len(markdown[start:end]) - len(markdown[start:end].lstrip()), text, None))
