@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -117,16 +118,40 @@ class Daemon:
 
 
 def acquire_lock(state_dir: Path) -> int | None:
-    """The single-instance lock: held for the life of the process."""
-    fd = os.open(state_dir / "headnode.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """The single-instance lock, held for the life of the process on the database file itself, so
+    that deleting a lock file cannot let a second head node in (flock and SQLite's own POSIX locks
+    do not interfere). headnode.lock only records the pid, for people."""
+    fd = os.open(state_dir / "headnode.db", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    (state_dir / "headnode.lock").write_text(f"{os.getpid()}\n")
     return fd
+
+
+def secure_state_dir(state_dir: Path, config: HeadNodeConfig, socket_path: Path) -> None:
+    """Only the head node's user reads its state: files 0600, folders 0700; the state folder itself is
+    0711 when others must reach a shared socket inside it (they can enter it, not list it)."""
+    shared = bool(config.socket_mode & 0o077) and socket_path.parent == state_dir
+    os.chmod(state_dir, 0o711 if shared else 0o700)
+    for path in state_dir.iterdir():
+        if path.is_symlink() or path == socket_path:
+            continue
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    output = state_dir / "output"
+    if output.is_dir():
+        for folder in output.iterdir():
+            if folder.is_dir() and not folder.is_symlink():
+                os.chmod(folder, 0o700)
+
+
+def raise_open_file_limit() -> None:
+    """Every client holds a descriptor: take the hard limit, not the 1,024 a service gets by default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def stop_head_node(socket_path: Path) -> int:
@@ -150,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = (args.state_dir or default_state_dir()).resolve()
     if args.stop:
         return stop_head_node(args.socket or state_dir / SOCKET_NAME)
+    os.umask(0o077)  # everything the head node writes is its own (and, for output, the job owner's)
     state_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = args.socket or state_dir / SOCKET_NAME
+    secure_state_dir(state_dir, HeadNodeConfig.load(state_dir), socket_path)
     logging.basicConfig(filename=state_dir / "headnode.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     lock = acquire_lock(state_dir)
@@ -159,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     from .executor import become_subreaper
     become_subreaper()
-    daemon = Daemon(state_dir, args.socket or state_dir / SOCKET_NAME)
+    raise_open_file_limit()
+    daemon = Daemon(state_dir, socket_path)
     asyncio.run(daemon.run())
     return 0
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import marshal
 import os
-import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 OUTPUT_KEPT = 4096
 JOB_MARKER = "HPCPACK_JOB"
@@ -31,6 +31,7 @@ class RunSpec:
     command: str
     env: dict[str, str]
     cwd: str
+    cwd_required: bool
     uid: int
     gid: int
     job_marker: str
@@ -51,47 +52,42 @@ def become_subreaper() -> bool:
         return False
 
 
-def wrapper_script(spec: RunSpec) -> str:
-    """The shell that runs a task: user redirections (opened with the user's rights), then the
-    command, then its exit code written to a file so that a restarted head node can still read it."""
-    lines = []
-    if spec.stdin:
-        lines.append(f"exec 0<{shlex.quote(spec.stdin)} || exit 126")
-    if spec.stdout:
-        lines.append(f"exec 1>>{shlex.quote(spec.stdout)} || exit 126")
-    if spec.stderr:
-        lines.append(f"exec 2>>{shlex.quote(spec.stderr)} || exit 126")
-    elif spec.stdout:
-        lines.append("exec 2>&1")
-    lines.append(f"/bin/sh -c {shlex.quote(spec.command)}")
-    lines.append("rc=$?")
-    lines.append(f'echo "$rc" > {shlex.quote(str(spec.exit_path))}')
-    lines.append('exit "$rc"')
-    return "\n".join(lines)
+LAUNCHER = Path(__file__).with_name("launch.py")
 
 
 def start(spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
-    """Starts the task; raises OSError when it cannot be started at all (bad directory, user)."""
+    """Starts the task's launcher (launch.py): root-owned code by absolute path, an empty environment,
+    its instructions in a file only the head node can read. Raises OSError when even that fails."""
+    folder = spec.output_path.parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = dict(spec.env)
     env[JOB_MARKER] = spec.job_marker
     env[TASK_MARKER] = spec.task_marker
-    spec.output_path.parent.mkdir(parents=True, exist_ok=True)
-    switch_user = os.geteuid() == 0 and spec.uid != 0
-    spec.exit_path.write_bytes(b"")
-    if switch_user:
-        os.chown(spec.exit_path, spec.uid, spec.gid)
-    argv = ["/bin/sh", "-c", wrapper_script(spec)]
-    as_user: dict[str, Any] = {}
-    if cgroup is not None:
-        # Still root, the shell joins the task's cgroup, then becomes the owner and runs the task:
-        # nothing of the task can start outside the cgroup.
-        drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}", "--init-groups", "--"] if switch_user else []
-        argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *drop, *argv]
-    elif switch_user:
-        as_user = {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
-    with open(spec.output_path, "ab") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=spec.cwd,
-                                env=env, start_new_session=True, close_fds=True, **as_user)
+    instructions = {
+        "uid": spec.uid, "gid": spec.gid, "groups": spec.groups, "cgroup": str(cgroup or ""),
+        "exit_path": str(spec.exit_path), "cwd": spec.cwd, "cwd_required": spec.cwd_required,
+        "command": spec.command, "env": env,
+        "stdin": spec.stdin, "stdout": spec.stdout, "stderr": spec.stderr,
+    }
+    spec_path = spec.exit_path.with_suffix(".spec")
+    _write_private(spec_path, marshal.dumps(instructions))
+    out = os.open(spec.output_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if os.geteuid() == 0:
+            os.fchown(out, spec.uid, spec.gid)  # the owner's output, readable by the owner and root only
+        # The wrapper carries the markers too, so a restarted head node still knows it.
+        markers = {JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
+        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)], env=markers,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+                                start_new_session=True, close_fds=True)
+    finally:
+        os.close(out)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 class Cgroups:
@@ -168,12 +164,16 @@ def read_output(path: Path) -> str:
         return ""
 
 
-def read_exit_code(path: Path) -> int | None:
+def read_result(path: Path) -> tuple[int | None, str]:
+    """What the launcher wrote: (exit code, "") or (None, why the task could not start);
+    (None, "") when it wrote nothing (it was killed, or never ran)."""
     try:
-        text = path.read_text().strip()
+        text = path.read_text(errors="replace").strip()
     except OSError:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else None
+        return None, ""
+    if text.startswith("error: "):
+        return None, text.removeprefix("error: ")
+    return (int(text), "") if text.lstrip("-").isdigit() else (None, "")
 
 
 def exit_code(status: int) -> int:
@@ -197,42 +197,79 @@ def reap() -> list[tuple[int, int]]:
     return exited
 
 
-def _stat_fields(pid: int) -> tuple[str, int] | None:
-    """(state letter, session id) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(b")") + 2:].split()
-    return rest[0].decode(), int(rest[3])
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def boot_time() -> float:
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+_BOOT = boot_time()
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
+    """One live process: enough to prove whose it is (uid, start time, parent) before signalling it."""
+
     pid: int
+    ppid: int
     session: int
+    uid: int      # real uid
+    started: float  # epoch seconds (to the boot time's whole second)
     job: str   # value of HPCPACK_JOB, or ""
     task: str  # value of HPCPACK_TASK, or ""
 
 
+def _process(pid: int) -> ProcessInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    at = status.find(b"\nUid:")
+    uid = int(status[at + 5:].split()[0]) if at >= 0 else -1
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read()
+    except OSError:
+        environ = b""
+    return ProcessInfo(pid, int(rest[1]), int(rest[3]), uid, _BOOT + int(rest[19]) / _CLOCK_TICKS,
+                       _marker(environ, JOB_MARKER), _marker(environ, TASK_MARKER))
+
+
 def snapshot() -> list[ProcessInfo]:
-    """Every live (not zombie) process with its session and task markers: one pass over /proc."""
+    """Every live (not zombie) process: one pass over /proc."""
     me = os.getpid()
     found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        pid = int(entry.name)
-        stat = _stat_fields(pid)
-        if stat is None or stat[0] in ("Z", "X"):
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read()
-        except OSError:
-            environ = b""
-        found.append(ProcessInfo(pid, stat[1], _marker(environ, JOB_MARKER), _marker(environ, TASK_MARKER)))
+        if entry.name.isdigit() and int(entry.name) != me:
+            info = _process(int(entry.name))
+            if info is not None:
+                found.append(info)
+    return found
+
+
+def descendants(processes: list[ProcessInfo], roots: Iterable[int]) -> set[int]:
+    """The pids below `roots` in the process tree (the roots themselves not included)."""
+    children: dict[int, list[int]] = {}
+    for p in processes:
+        children.setdefault(p.ppid, []).append(p.pid)
+    found: set[int] = set()
+    frontier = list(roots)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in found:
+                found.add(child)
+                frontier.append(child)
     return found
 
 
@@ -247,22 +284,14 @@ def _marker(environ: bytes, name: str) -> str:
     return data[start:end if end >= 0 else len(data)].decode(errors="replace")
 
 
-def signal_all(pids: Iterable[int], sig: signal.Signals, groups: Iterable[int] = ()) -> list[int]:
-    """Sends `sig` to each process group and process; returns the pids that could not be signalled
-    for a reason other than already being gone (so a failed signal is never taken for success)."""
+def signal_all(pids: Iterable[int], sig: signal.Signals) -> list[int]:
+    """Sends `sig` to each process (never to a process group or session: those ids can be reused by
+    anyone); returns the pids that could not be signalled for a reason other than being gone."""
     failed = []
-    for pgid in groups:
-        if pgid > 0:
-            try:
-                os.killpg(pgid, signal.SIGCONT if sig == signal.SIGTERM else sig)
-                if sig == signal.SIGTERM:
-                    os.killpg(pgid, sig)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                failed.append(pgid)
     for pid in pids:
         try:
+            if sig == signal.SIGTERM:
+                os.kill(pid, signal.SIGCONT)  # a stopped process must be able to act on TERM
             os.kill(pid, sig)
         except ProcessLookupError:
             pass

@@ -8,6 +8,7 @@ before anyone can observe it.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
@@ -29,6 +30,12 @@ from .params import MAX_MESSAGE
 from .states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from .store import Store, Transaction
 
+log = logging.getLogger("hpcpack.headnode")
+
+
+class StartFailure(Exception):
+    """A task cannot be started; the message says why, for the task's error message."""
+
 # HPC Pack's error codes stored on cancelled jobs and tasks.
 CANCELED_BY_USER = 0x80040201
 FINISHED_BY_USER = 0x80040370
@@ -47,6 +54,15 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
 CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A run of a task that ended: whatever of it is still alive is killed at the next sweep."""
+
+    job: Job
+    token: str
+    since: float | None
 
 
 @dataclass
@@ -77,7 +93,7 @@ class HeadNode:
         self.adopted: dict[str, tuple[Job, Task]] = {}  # units found running after a restart
         self.waiters: list[Waiter] = []
         self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
-        self._sweep: list[Task] = []  # ended tasks whose leftover processes are still to be killed
+        self._sweep: list[Leftover] = []  # ended tasks whose leftover processes are still to be killed
         self._next_sweep = 0.0
         self._next_cleanup = 0.0
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
@@ -124,6 +140,15 @@ class HeadNode:
             raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
         return job
 
+    def may_read(self, caller: Caller, job: Job) -> bool:
+        """Whether the caller may see what can carry secrets (model.PRIVATE_*_FIELDS; about_HPC)."""
+        return caller.admin or caller.name == job.owner
+
+    def authorize_read(self, caller: Caller, job: Job) -> None:
+        if not self.may_read(caller, job):
+            raise HpcError("PermissionDenied", f"The user {caller.name} may not read the details of job {job.id}, "
+                           f"which belongs to {job.owner}; only its owner and administrators can.", job.id)
+
     def authorize(self, caller: Caller, job: Job) -> None:
         if not (caller.admin or caller.name == job.owner):
             raise HpcError("PermissionDenied", f"The user {caller.name} does not have permission to change job "
@@ -169,6 +194,7 @@ class HeadNode:
     def copy_job(self, caller: Caller, source_id: int, spec: dict[str, Any]) -> Job:
         """New-HpcJob -Job: a new Configuring job with the source's properties and tasks."""
         source = self.job(source_id)
+        self.authorize_read(caller, source)  # a copy carries the source's command lines and environment
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
         for name in ("name", "priority", "project", "template", "run_until_canceled", "exclusive",
                      "fail_on_task_failure", "unit_type", "min_units", "max_units", "runtime", "node_groups",
@@ -380,8 +406,8 @@ class HeadNode:
         return changed
 
     def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
-        pids = [pid for u in units for pid in self._unit_processes(u)]
-        failed = executor.signal_all(pids, sig, [u.pid for u in units if u.pid])
+        pids = [pid for u in units for pid in self._unit_processes(job, u)]
+        failed = executor.signal_all(pids, sig)
         if sig == signal.SIGKILL:
             for unit in units:
                 self.cgroups.kill(unit.token)
@@ -393,7 +419,7 @@ class HeadNode:
         job = self.job(job_id)
         self.authorize(caller, job)
         self.check_cancel_request(message, force, False)
-        task = self._find_task(job, task_id, sub_id)
+        task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
         if all(u.state in TASK_TERMINAL for u in units):
             raise HpcError("InvalidCancelTaskState", f"You cannot cancel task {task.key} in its current state "
@@ -420,7 +446,7 @@ class HeadNode:
     def _kill_later(self, job: Job, unit: Task) -> None:
         self._task_deadlines[unit.key] = (now() + self.property("TaskCancelGracePeriod"), job, unit)
 
-    def _find_task(self, job: Job, task_id: int, sub_id: int) -> Task:
+    def find_task(self, job: Job, task_id: int, sub_id: int) -> Task:
         task = job.task(int(task_id))
         if task is not None and sub_id:
             task = next((i for i in task.instances if i.sub_id == int(sub_id)), None)
@@ -432,7 +458,7 @@ class HeadNode:
     def requeue_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
         job = self.job(job_id)
         self.authorize(caller, job)
-        task = self._find_task(job, task_id, sub_id)
+        task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
         changed = []
         for unit in units:
@@ -451,7 +477,7 @@ class HeadNode:
     def submit_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
         job = self.job(job_id)
         self.authorize(caller, job)
-        task = self._find_task(job, task_id, sub_id)
+        task = self.find_task(job, task_id, sub_id)
         if job.state == JobState.Configuring:
             raise HpcError("InvalidOperation", f"Job {job.id} is not submitted yet; submit the job instead.", job.id)
         units = [u for u in [task, *task.instances] if u.state == TaskState.Configuring]
@@ -517,14 +543,13 @@ class HeadNode:
                 popen.returncode = executor.exit_code(status)
             entry = self.running.pop(pid, None)
             if entry is not None:
-                self._unit_exited(entry[0], entry[1], executor.exit_code(status))
+                self._wrapper_exited(entry[0], entry[1], executor.exit_code(status))
 
     def watch_adopted_units(self) -> None:
         for key, (job, unit) in list(self.adopted.items()):
-            if not self._unit_processes(unit):
+            if not self._unit_processes(job, unit):
                 del self.adopted[key]
-                code = executor.read_exit_code(self._exit_path(unit))
-                self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
+                self._wrapper_exited(job, unit, -signal.SIGKILL)
 
     def sweep_leftovers(self) -> None:
         """Kills what ended tasks left behind; one /proc scan serves every task that ended lately."""
@@ -532,10 +557,11 @@ class HeadNode:
             return
         units, self._sweep = self._sweep, []
         self._next_sweep = now() + SWEEP_INTERVAL
-        executor.signal_all([pid for unit in units for pid in self._unit_processes(unit)], signal.SIGKILL)
-        for unit in units:
-            self.cgroups.kill(unit.token)
-            self.cgroups.remove(unit.token)
+        pids = [pid for left in units for pid in self._token_processes(left.job, left.token, left.since)]
+        executor.signal_all(pids + [p.pid for p in self._orphans()], signal.SIGKILL)
+        for left in units:
+            self.cgroups.kill(left.token)
+            self.cgroups.remove(left.token)
 
     def enforce_task_deadlines(self) -> None:
         for key, (deadline, job, unit) in list(self._task_deadlines.items()):
@@ -550,27 +576,64 @@ class HeadNode:
             self._processes = executor.snapshot()
         return self._processes
 
-    def _unit_processes(self, unit: Task) -> list[int]:
-        found = {p.pid for p in self.processes() if (unit.token and p.task == unit.token)
-                 or (unit.pid and p.session == unit.pid)}
-        return sorted(found.union(self.cgroups.pids(unit.token)))
+    def _task_uid(self, job: Job) -> int:
+        return job.owner_uid if os.geteuid() == 0 else os.geteuid()
+
+    def _owned(self, job: Job, since: float | None) -> list[executor.ProcessInfo]:
+        """Processes that may be the job's: its tasks' uid, started after the job (or unit) did.
+        No other process is ever signalled, so a stranger with a reused pid is never touched."""
+        uid, since = self._task_uid(job), (since or 0.0) - 1.0  # start times are exact to the boot second
+        return [p for p in self.processes() if p.uid == uid and p.started >= since]
+
+    def _orphans(self) -> list[executor.ProcessInfo]:
+        """Processes re-parented to the head node (it is a child subreaper) that it did not start:
+        what a task left when its wrapper was killed."""
+        me = os.getpid()
+        return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen]
+
+    def _unit_processes(self, job: Job, unit: Task) -> list[int]:
+        return self._token_processes(job, unit.token, unit.start_time)
+
+    def _token_processes(self, job: Job, token: str, since: float | None) -> list[int]:
+        """A run's live processes: its cgroup, else those carrying its marker and everything below
+        them in the process tree (the wrapper is a subreaper, so escapes stay below it)."""
+        found: set[int] = set(self.cgroups.pids(token))
+        if token:
+            owned = self._owned(job, since)
+            roots = {p.pid for p in owned if p.task == token}
+            found |= roots | (executor.descendants(owned, roots) & {p.pid for p in owned})
+        return sorted(found)
 
     def _job_processes(self, job: Job, exclude: frozenset[str] | set[str] = frozenset()) -> list[int]:
-        """Live processes of the job (by marker or by a unit's session), minus units in `exclude`."""
+        """Live processes of the job, minus those of the units in `exclude` (see _unit_processes);
+        orphans of the head node with the job's uid count too, so an escape is never missed."""
         if job.start_time is None and not any(u.pid for u in job.units()):
             return []  # it never ran: nothing to look for
+        owned = self._owned(job, job.start_time)
         marker = executor.job_marker(self.head_id, job.id)
-        sessions = {u.pid for u in job.units() if u.pid and u.token not in exclude}
-        found = {p.pid for p in self.processes()
-                 if (p.job == marker or p.session in sessions) and p.task not in exclude}
+        excluded = {p.pid for p in owned if p.task in exclude}
+        excluded |= executor.descendants(owned, excluded)
+        orphans = {p.pid for p in self._orphans()}
+        roots = {p.pid for p in owned if p.job == marker or p.pid in orphans} - excluded
+        found = (roots | executor.descendants(owned, roots)) & {p.pid for p in owned}
         for unit in job.units():
             if unit.token and unit.token not in exclude:
                 found.update(self.cgroups.pids(unit.token))
-        return sorted(found)
+        return sorted(found - excluded)
 
     def begin(self) -> None:
         """Forget the last process scan: called before each request and each step."""
         self._processes = None
+
+    def _wrapper_exited(self, job: Job, unit: Task, status: int) -> None:
+        """The launcher's wrapper ended: the task's exit code is in its exit file; without one the
+        wrapper itself was killed (`status`), and a start error there fails the task with its reason."""
+        code, error = executor.read_result(self._exit_path(unit))
+        if error:
+            unit.output = executor.read_output(self._output_path(unit))
+            self._fail_start(job, unit, error)
+            return
+        self._unit_exited(job, unit, code if code is not None else status)
 
     def _unit_exited(self, job: Job, unit: Task, code: int) -> None:
         unit.exit_code = code
@@ -579,7 +642,7 @@ class HeadNode:
         stopping = unit.state == TaskState.Canceling
         if not stopping or job.state != JobState.Canceling:
             # Nothing outlives its task: leftovers of a task that ended are killed at the next sweep.
-            self._sweep.append(unit)
+            self._sweep.append(Leftover(job, unit.token, unit.start_time))
         if stopping:
             finished = unit.error_code == FINISHED_BY_USER
             unit.move("stopped_finished" if finished else "stopped")
@@ -594,8 +657,11 @@ class HeadNode:
             unit.error_message = (f"The task was killed by {executor.signal_name(code)}." if code < 0
                                   else f"The task failed with exit code {code}.")
         self.commit(job, [unit], job_changed=False)
-        if unit.state == TaskState.Failed and self._retry(job, unit):
-            return
+        if unit.state == TaskState.Failed and not self._retry(job, unit):
+            self._task_failed(job, unit)
+
+    def _task_failed(self, job: Job, unit: Task) -> None:
+        """A failed task fails its running job when the job or task asks for it, or it prepared a node."""
         if unit.state == TaskState.Failed and job.state == JobState.Running and (
                 job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
             self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
@@ -794,18 +860,28 @@ class HeadNode:
         try:
             spec = self._run_spec(job, unit)
             popen = executor.start(spec, self.cgroups.create(unit.token))
-        except (OSError, KeyError, ValueError) as e:
-            unit.move("exited_failed")
-            unit.end_time, unit.error_code = now(), TASK_FAILURE
-            unit.error_message = f"The task could not be started: {e}"
-        else:
-            unit.pid = popen.pid
-            self.running[popen.pid] = (job, unit)
-            self.popen[popen.pid] = popen
+        except Exception as e:  # whatever it is, it ends this task, never the head node
+            log.warning("task %s of job %d could not be started: %r", unit.key, job.id, e)
+            self._fail_start(job, unit, str(e) if isinstance(e, StartFailure) else repr(e))
+            return
+        unit.pid = popen.pid
+        self.running[popen.pid] = (job, unit)
+        self.popen[popen.pid] = popen
         self.commit(job, [unit], job_changed=False)
 
+    def _fail_start(self, job: Job, unit: Task, reason: str) -> None:
+        unit.move("stopped" if unit.state == TaskState.Canceling else "exited_failed")
+        unit.end_time, unit.error_code = now(), TASK_FAILURE
+        unit.error_message = f"The task could not be started: {reason}"
+        self.commit(job, [unit], job_changed=False)
+        self._task_failed(job, unit)
+
     def _run_spec(self, job: Job, unit: Task) -> executor.RunSpec:
-        account = pwd.getpwuid(job.owner_uid) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        uid = self._task_uid(job)
+        try:
+            account = pwd.getpwuid(uid)
+        except KeyError:
+            raise StartFailure(f"the job's owner {job.owner} (uid {uid}) has no account on this machine.") from None
         env = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
                "SHELL": account.pw_shell or "/bin/sh", "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
                "LANG": os.environ.get("LANG", "C.UTF-8")}
@@ -822,12 +898,10 @@ class HeadNode:
                     env.pop(name, None)
                 else:
                     env[name] = value
-        cwd = unit.work_dir or account.pw_dir
-        if not os.path.isdir(cwd):
-            cwd = "/"
         groups = os.getgrouplist(account.pw_name, account.pw_gid)
         return executor.RunSpec(
-            command=unit.command, env=env, cwd=cwd, uid=account.pw_uid, gid=account.pw_gid, groups=groups,
+            command=unit.command, env=env, cwd=unit.work_dir or account.pw_dir, cwd_required=bool(unit.work_dir),
+            uid=account.pw_uid, gid=account.pw_gid, groups=groups,
             job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
             output_path=self._output_path(unit), exit_path=self._exit_path(unit),
             stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
@@ -889,7 +963,7 @@ class HeadNode:
         return True
 
     def _kill(self, job: Job, pids: list[int], units: list[Task]) -> None:
-        failed = executor.signal_all(pids, signal.SIGKILL, [u.pid for u in units if u.pid])
+        failed = executor.signal_all(pids, signal.SIGKILL)
         for unit in job.units():
             self.cgroups.kill(unit.token)
         since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else None
@@ -943,10 +1017,9 @@ class HeadNode:
             for unit in job.units():
                 if unit.state not in (TaskState.Running, TaskState.Canceling):
                     continue
-                if self._unit_processes(unit):  # alive: keep it, watch it
+                if self._unit_processes(job, unit):  # alive: keep it, watch it
                     self.adopted[unit.key] = (job, unit)
                 else:
-                    code = executor.read_exit_code(self._exit_path(unit))
-                    self._unit_exited(job, unit, code if code is not None else -signal.SIGKILL)
+                    self._wrapper_exited(job, unit, -signal.SIGKILL)
             if job.state == JobState.Canceling:
                 self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")

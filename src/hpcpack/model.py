@@ -147,7 +147,13 @@ class Task:
         task.state, task.previous_state = TaskState(data["state"]), TaskState(data["previous_state"])
         return task
 
-    def to_record(self, scheduler: str) -> dict[str, Any]:
+    def to_record(self, scheduler: str, private: bool = False) -> dict[str, Any]:
+        """The task as the cmdlets show it; `private` blanks what may carry secrets (PRIVATE_TASK_FIELDS)
+        for callers who are neither the job's owner nor an administrator."""
+        record = self._record(scheduler)
+        return {**record, **{k: type(record[k])() for k in PRIVATE_TASK_FIELDS}} if private else record
+
+    def _record(self, scheduler: str) -> dict[str, Any]:
         runtime = 0.0
         if self.start_time:
             runtime = (self.end_time or now()) - self.start_time
@@ -166,6 +172,13 @@ class Task:
             "CreateTime": iso(self.create_time), "SubmitTime": iso(self.submit_time),
             "StartTime": iso(self.start_time), "EndTime": iso(self.end_time), "Scheduler": scheduler,
         }
+
+
+# Who may see what (about_HPC, "Privacy"): the job list is public, as on HPC Pack; what can carry
+# secrets is for the job's owner and administrators only, and others see these fields empty.
+PRIVATE_JOB_FIELDS = ("EnvironmentVariables", "Extra")
+PRIVATE_TASK_FIELDS = ("CommandLine", "Output", "EnvironmentVariables", "WorkDirectory", "StdInFilePath",
+                       "StdOutFilePath", "StdErrFilePath")
 
 
 @dataclass
@@ -245,7 +258,12 @@ class Job:
             job.cancel = CancelRequest(**job.cancel)
         return job
 
-    def to_record(self, scheduler: str) -> dict[str, Any]:
+    def to_record(self, scheduler: str, private: bool = False) -> dict[str, Any]:
+        """The job as the cmdlets show it; `private` blanks what may carry secrets (PRIVATE_JOB_FIELDS)."""
+        record = self._record(scheduler)
+        return {**record, **{k: type(record[k])() for k in PRIVATE_JOB_FIELDS}} if private else record
+
+    def _record(self, scheduler: str) -> dict[str, Any]:
         cores = sum(self.allocation.values())
         return {
             "__type__": "HpcJob", "Id": self.id, "Name": self.name, "Owner": self.owner,

@@ -184,8 +184,8 @@ def export_job(args: Args) -> list[Record]:
     client = args.client()
     path = Path(str(args.get("Path")))
     for job_id in _job_ids(args):
+        tasks = client.call("get_tasks", job_id=job_id, expand=False, full=True)  # the owner's or an admin's
         job = client.call("get_jobs", ids=[job_id])[0]
-        tasks = client.call("get_tasks", job_id=job_id, expand=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(write_job_file(job, tasks))
     return []

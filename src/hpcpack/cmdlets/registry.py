@@ -70,18 +70,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
+ENDED = ("Finished", "Failed", "Canceled")
+
+
 def wait_until_ended(args: Args, ids: list[int]) -> dict[str, str]:
-    """The jobs' states once they have all ended (or the head node's own deadline has passed),
-    in short slices, so that a stop request from PowerShell ends the wait at once."""
+    """The jobs' states once they have all ended (or the head node's own deadline has passed)."""
     client = args.client()
-    deadline = time.monotonic() + float(client.call("cancel_time_limit"))
+    states: dict[str, str] = {}
+
+    def ended() -> bool:
+        states.update(client.call("wait_jobs", ids=ids, timeout=WAIT_SLICE))
+        return all(s in ENDED for s in states.values())
+    _wait(args, ended, "jobs")
+    return states
+
+
+def wait_until_task_ended(args: Args, address: dict[str, Any]) -> None:
+    """Returns once the task (every subtask of a sweep) has ended, as Stop-HpcJob waits for jobs."""
+    client = args.client()
+
+    def ended() -> bool:
+        units = client.call("get_tasks", job_id=address["job_id"], task_id=address["task_id"],
+                            sub_id=address.get("sub_id") or None)
+        if all(u["State"] in ENDED for u in units):
+            return True
+        time.sleep(WAIT_SLICE / 10)
+        return False
+    _wait(args, ended, "tasks")
+
+
+def _wait(args: Args, ended: Callable[[], bool], what: str) -> None:
+    """Polls `ended` in short slices until it holds or a cancel's time limit has passed, so that a stop
+    request from PowerShell ends the wait at once (the head node goes on with the cancel)."""
+    deadline = time.monotonic() + float(args.client().call("cancel_time_limit"))
     while True:
         if args.call_id in STOPPED:
-            raise HpcError("OperationStopped", "Stopped while waiting for the jobs to end; the head node "
-                           "goes on ending them.")
-        states: dict[str, str] = client.call("wait_jobs", ids=ids, timeout=WAIT_SLICE)
-        if all(s in ("Finished", "Failed", "Canceled") for s in states.values()) or time.monotonic() > deadline:
-            return states
+            raise HpcError("OperationStopped", f"Stopped while waiting for the {what} to end; the head node "
+                           f"goes on ending them.")
+        if ended() or time.monotonic() > deadline:
+            return
 
 
 def error(error_id: str, message: str, target: Any = None) -> Record:

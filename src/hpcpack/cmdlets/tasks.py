@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import Args, Record, command, plan
+from .registry import Args, Record, command, plan, wait_until_task_ended
 
 
 def _address(args: Args) -> dict[str, Any]:
@@ -37,9 +37,12 @@ def stop_task_plan(args: Args) -> list[Record]:
 def stop_task(args: Args) -> list[Record]:
     client = args.client()
     keys = args.get("Confirmed") or [_address(args)]
-    for key in keys if isinstance(keys, list) else [keys]:
+    keys = keys if isinstance(keys, list) else [keys]
+    for key in keys:
         client.call("cancel_task", **key, message=args.get("Message"), force=args.flag("Force"),
                     state=args.get("State"))
+    for key in keys:
+        wait_until_task_ended(args, key)
     return []
 
 

@@ -1,0 +1,201 @@
+"""The task launcher: the only code the head node runs on a user's behalf, and how it stays safe.
+
+The head node runs it as `<python> -I -S launch.py <spec file>` with an empty environment, so no
+value a user controls (PATH, LD_*, PYTHON*, BASH_ENV, IFS, ...) reaches it while it is privileged.
+It reads its instructions from a root-only file, and then, in this order:
+
+1. opens the exit file (in the head node's private folder) and joins the task's cgroup, still root;
+2. becomes the job's owner: supplementary groups, then gid, then uid, and checks that it cannot
+   get root back;
+3. only then applies what the user chose: enters WorkDir, opens Stdin/Stdout/Stderr, and starts
+   `/bin/sh -c <command>` with the task's environment;
+4. stays as the task's *wrapper*: a child subreaper, so every process the task starts stays its
+   descendant however it escapes its session; it outlives SIGTERM (the grace period belongs to the
+   task's program) and, when the program exits, records its exit code and kills what it left.
+
+The exit file holds one line: the program's exit code (-N for death by signal N), or
+`error: <reason>` when the task could not be started as asked.
+
+It starts once per task, so it imports only built-in modules (not json, subprocess or signal: they
+cost tens of milliseconds), each before the drop: after it, the interpreter may not be able to read
+its own files (a Python under a 0700 home). Its instructions are a `marshal` dump.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]
+import marshal
+import os
+import sys
+
+_PR_SET_CHILD_SUBREAPER = 36
+_SIGKILL = 9
+
+
+class StartError(Exception):
+    """The task cannot be started as asked; the message is the task's error message."""
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path, "rb") as f:
+        spec = marshal.load(f)
+    os.unlink(spec_path)
+    exit_fd = os.open(spec["exit_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+        _signal.signal(sig, _ignore)  # a handler, not SIG_IGN: the task's program must not inherit it
+    try:
+        if spec["cgroup"]:
+            _join_cgroup(spec["cgroup"])
+        else:
+            _become_subreaper()  # without a cgroup, this is what keeps escapes below the wrapper
+        _become(spec["uid"], spec["gid"], spec["groups"])
+        program = _start(spec)
+    except StartError as e:
+        os.write(exit_fd, f"error: {e}\n".encode(errors="replace"))
+        return 126
+    code = _wait_for(program)
+    os.write(exit_fd, f"{code}\n".encode())
+    _kill_leftovers()
+    return 0
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """The wrapper outlives TERM, INT and HUP: it ends when the task's program does."""
+
+
+def _become_subreaper() -> None:
+    import ctypes  # only here: 10+ ms, and with a cgroup the subreaper is not needed
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _join_cgroup(path: str) -> None:
+    try:
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    except OSError as e:
+        raise StartError(f"The task could not join its cgroup {path}: {e.strerror}.") from None
+
+
+def _become(uid: int, gid: int, groups: list[int]) -> None:
+    """Takes the owner's identity for good (groups, gid, uid), or refuses to go on."""
+    if os.geteuid() != 0:
+        if os.getuid() != uid:
+            raise StartError(f"The head node runs as uid {os.getuid()} and cannot run tasks as uid {uid}.")
+        return
+    try:
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise StartError(f"The task could not take its owner's identity (uid {uid}): {e.strerror}.") from None
+    if uid != 0 and _can_regain_root():
+        raise StartError("The task could still regain root after dropping its privileges; it was not started.")
+
+
+def _can_regain_root() -> bool:
+    try:
+        os.setuid(0)
+    except OSError:
+        return False
+    return True
+
+
+def _start(spec: dict[str, object]) -> int:
+    """WorkDir, redirections and the command, all as the owner; each failure says what and why."""
+    _enter(str(spec["cwd"]), bool(spec["cwd_required"]))
+    stdin = _open(str(spec["stdin"]), os.O_RDONLY, "standard input") if spec["stdin"] else os.open(os.devnull,
+                                                                                                   os.O_RDONLY)
+    stdout = _open(str(spec["stdout"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, "standard output") \
+        if spec["stdout"] else 1
+    stderr = _open(str(spec["stderr"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, "standard error") \
+        if spec["stderr"] else stdout
+    env = spec["env"]
+    assert isinstance(env, dict)
+    return _spawn(str(spec["command"]), env, (stdin, stdout, stderr))
+
+
+def _spawn(command: str, env: dict[str, str], fds: tuple[int, int, int]) -> int:
+    """fork + exec of /bin/sh -c command; an exec failure (E2BIG, ...) comes back through a pipe."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+                _signal.signal(sig, _signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ
+            os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
+        except OSError as e:
+            os.write(report_w, (e.strerror or str(e)).encode())
+        finally:
+            os._exit(127)
+    os.close(report_w)
+    failure = os.read(report_r, 4096)
+    os.close(report_r)
+    if failure:
+        os.waitpid(pid, 0)
+        raise StartError(f"The command could not be started: {failure.decode(errors='replace')}.")
+    return pid
+
+
+def _enter(cwd: str, required: bool) -> None:
+    """WorkDir must be entered as given; without one, the owner's home or, failing that, /."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        if required:
+            raise StartError(f"The working directory {cwd} cannot be entered: {e.strerror}.") from None
+        os.chdir("/")
+
+
+def _open(path: str, flags: int, what: str) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise StartError(f"The file for {what}, {path}, cannot be opened: {e.strerror}.") from None
+
+
+def _wait_for(pid: int) -> int:
+    """Reaps children (orphans come here too) until the program exits; its code, -N for signal N."""
+    while True:
+        child, status = os.waitpid(-1, 0)
+        if child == pid:
+            return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _kill_leftovers() -> None:
+    """Nothing outlives its task: what the program left behind is killed and reaped."""
+    me = os.getpid()
+    for _ in range(1000):  # bounded: a fork storm ends when its processes can no longer fork
+        for pid in _descendants(me):
+            try:  # noqa: SIM105 (contextlib would cost an import per task)
+                os.kill(pid, _SIGKILL)
+            except OSError:
+                pass  # gone already
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            children.setdefault(int(data[data.rfind(b")") + 2:].split()[1]), []).append(int(name))
+    found, frontier = [], [root]
+    while frontier:
+        below = children.get(frontier.pop(), [])
+        found.extend(below)
+        frontier.extend(below)
+    return found
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

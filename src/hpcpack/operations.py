@@ -1,0 +1,202 @@
+"""Every wire operation, declared once: its name and the exact shape of its arguments.
+
+The head node validates each request against its operation's model before anything acts on it
+(types are strict: `true` or `1.5` is not a job id; strings hold no NUL and are valid Unicode;
+sizes are bounded), so a handler only ever sees well-formed values. A request that does not fit
+is refused with InvalidArgument naming the field. `tests/test_operations.py` checks that every
+operation has a handler and every handler an operation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
+
+from .errors import HpcError
+
+MAX_IDS = 10_000          # ids in one request; clients send larger lists in pages
+MAX_TEXT = 64 * 1024      # characters in any one string
+MAX_SPEC_ITEMS = 256      # properties in one job or task specification
+MAX_SPEC_DEPTH = 4        # nesting of lists and maps inside a specification
+
+
+def _clean_text(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT), AfterValidator(_clean_text)]
+Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+SubId = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
+States = Text | Annotated[list[Text], Field(max_length=64)]
+When = Text | StrictInt | StrictFloat
+
+
+def _check_value(value: Any, depth: int = 0) -> Any:
+    """A specification value: text, number, boolean, null, or lists and maps of them, bounded."""
+    if depth > MAX_SPEC_DEPTH:
+        raise ValueError("is nested too deeply")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"is longer than {MAX_TEXT} characters")
+        return _clean_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list) and len(value) <= MAX_SPEC_ITEMS * 16:
+        return [_check_value(v, depth + 1) for v in value]
+    if isinstance(value, dict) and len(value) <= MAX_SPEC_ITEMS:
+        return {_clean_text(str(k)): _check_value(v, depth + 1) for k, v in value.items()}
+    raise ValueError("is not a text, number, boolean, list or map of a bounded size")
+
+
+def _check_spec(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_SPEC_ITEMS:
+        raise ValueError(f"has more than {MAX_SPEC_ITEMS} properties")
+    checked: dict[str, Any] = _check_value(value)
+    return checked
+
+
+Spec = Annotated[dict[str, Any], AfterValidator(_check_spec)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Request):
+    pass
+
+
+class Hello(Request):
+    """The first request on a connection: the client's protocol version (see protocol.PROTOCOL_VERSION)."""
+
+    protocol: StrictInt = 0
+    version: Text = ""
+
+
+class NewJob(Request):
+    spec: Spec = {}
+
+
+class CopyJob(Request):
+    id: Id
+    spec: Spec = {}
+
+
+class SetJob(Request):
+    id: Id
+    spec: Spec = {}
+
+
+class AddTask(Request):
+    job_id: Id
+    spec: Spec = {}
+
+
+class JobIds(Request):
+    ids: Ids
+
+
+class CancelJobs(Request):
+    ids: Ids
+    message: Text | None = None
+    state: Text | None = None
+    force: StrictBool = False
+    graceful: StrictBool = False
+
+
+class WaitJobs(Request):
+    ids: Ids
+    timeout: Annotated[StrictInt | StrictFloat, Field(ge=0, le=3600)] | None = None
+
+
+class GetJobs(Request):
+    ids: Ids | None = None
+    state: States | None = None
+    owner: Text | None = None
+    name: Text | None = None
+    project: Text | None = None
+    template: Text | None = None
+    begin: When | None = None
+    end: When | None = None
+    nodes: Annotated[list[Text], Field(max_length=1024)] | None = None
+
+
+class TaskAddress(Request):
+    job_id: Id
+    task_id: Id
+    sub_id: SubId | None = None
+
+
+class GetTasks(Request):
+    job_id: Id
+    task_id: Id | None = None
+    sub_id: SubId | None = None
+    state: States | None = None
+    expand: StrictBool = True
+    full: StrictBool = False  # the whole task, or PermissionDenied (Export-HpcJob): never a blanked copy
+
+
+class CancelTask(TaskAddress):
+    message: Text | None = None
+    force: StrictBool = False
+    state: Text | None = None
+
+
+class History(Request):
+    job_id: Id | None = None
+    start: When | None = None
+    end: When | None = None
+
+
+class SetProperty(Request):
+    values: Annotated[dict[Text, Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]], Field(max_length=64)]
+
+
+OPERATIONS: dict[str, type[Request]] = {
+    "hello": Hello,
+    "ping": NoArgs,
+    "new_job": NewJob,
+    "copy_job": CopyJob,
+    "add_task": AddTask,
+    "submit_jobs": JobIds,
+    "cancel_jobs": CancelJobs,
+    "wait_jobs": WaitJobs,
+    "cancel_time_limit": NoArgs,
+    "lookup_jobs": JobIds,
+    "plan_cancel": CancelJobs,
+    "get_jobs": GetJobs,
+    "set_job": SetJob,
+    "get_tasks": GetTasks,
+    "cancel_task": CancelTask,
+    "requeue_task": TaskAddress,
+    "submit_task": TaskAddress,
+    "history": History,
+    "get_properties": NoArgs,
+    "set_property": SetProperty,
+    "shutdown": NoArgs,
+}
+
+
+def parse(op: Any, args: Any) -> tuple[str, Request]:
+    """(operation name, validated arguments); raises HpcError (ProtocolError, InvalidArgument)."""
+    model = OPERATIONS.get(op) if isinstance(op, str) else None
+    if model is None:
+        raise HpcError("ProtocolError", f"The head node does not know the operation {op!r}.")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise HpcError("InvalidArgument", f"The arguments of '{op}' must be a map.")
+    try:
+        return op, model.model_validate({k: v for k, v in args.items() if v is not None}, strict=True)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or op
+        raise HpcError("InvalidArgument", f"Invalid request '{op}': {where}: {first['msg']}.", where) from None
