@@ -210,8 +210,18 @@ def _parameters(page: Page, section: Section | None) -> list[Parameter]:
                 blocks += _metadata(page, name, block)
             else:
                 described.append(block.text if block.kind == "code" else convert(block.text))
+        _share_accepted_values(blocks)
         result.append(Parameter(name, split_paragraphs("\n\n".join(described)), blocks, child.line))
     return result
+
+
+def _share_accepted_values(blocks: list[ParameterBlock]) -> None:
+    """platyPS copies a parameter for each further block but keeps one list of accepted values,
+    which every block adds to: each block ends up offering the values of all of them."""
+    if len(blocks) > 1:
+        shared = ", ".join(v for b in blocks for v in b.accepted_values)
+        for block in blocks:
+            block.values["accepted values"] = shared
 
 
 def _metadata(page: Page, name: str, block: Block) -> list[ParameterBlock]:
