@@ -8,6 +8,7 @@ from lxml import etree
 
 from hpcpack.helpc.build import command_pages, compile_pages
 from hpcpack.helpc.markdown import parse_page
+from hpcpack.helpc.metadata import ONLINE_PAGES, CommandMetadata, scaffold
 
 from .conftest import MODULE, ROOT, run_pwsh
 
@@ -27,6 +28,11 @@ def test_every_command_page_names_its_online_page_under_the_project() -> None:
     assert len(pages) >= 11
     for page in pages:
         assert parse_page(page).online_version == f"{_project_uri()}/help/{page.name}", page.name
+
+
+def test_a_scaffolded_page_names_its_online_page_too() -> None:
+    assert f"{_project_uri()}/help" == ONLINE_PAGES
+    assert f"online version: {ONLINE_PAGES}/Get-HpcNode.md\n" in scaffold(CommandMetadata("Get-HpcNode"))
 
 
 def test_the_online_page_is_the_first_related_link() -> None:

@@ -17,6 +17,10 @@ COMMON_TEXT = ("This cmdlet supports the common parameters: -Debug, -ErrorAction
                "[about_CommonParameters](http://go.microsoft.com/fwlink/?LinkID=113216).")
 
 
+# Where Get-Help -Online finds a cmdlet's page: the manifest's ProjectUri, then help/<page>.
+ONLINE_PAGES = "https://example.invalid/hpcpack/help"
+
+
 @dataclass(frozen=True)
 class InSet:
     """A parameter's metadata in one parameter set, as a help page's yaml block states it."""
@@ -103,8 +107,9 @@ def page_order(command: CommandMetadata) -> list[str]:
 
 def scaffold(command: CommandMetadata) -> str:
     """A new page for a cmdlet: every fact from the engine, every piece of prose still to write."""
-    out = ["---", "external help file: CCPPSH.dll-Help.xml", "Module Name: HPC", "online version:",
-           "schema: 2.0.0", "---", "", f"# {command.name}", "", "## SYNOPSIS", "TODO", "", "## SYNTAX", ""]
+    out = ["---", "external help file: CCPPSH.dll-Help.xml", "Module Name: HPC",
+           f"online version: {ONLINE_PAGES}/{command.name}.md", "schema: 2.0.0", "---", "",
+           f"# {command.name}", "", "## SYNOPSIS", "TODO", "", "## SYNTAX", ""]
     for set_name in command.sets:
         marker = " (Default)" if set_name == command.default_set and len(command.sets) > 1 else ""
         title = "(All)" if set_name == "(All)" else set_name
