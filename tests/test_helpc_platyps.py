@@ -180,3 +180,24 @@ def test_v2_sections_are_still_checked() -> None:
     with pytest.raises(HelpError) as e:
         build_all(parse_page(page, source))
     assert "Unexpected header name 'ALIAS'" in e.value.message
+
+
+def test_syntax_items_follow_platyps_set_table() -> None:
+    items = _tree(KINDS / "Get-HpcPool.md").findall("command:command/command:syntax/command:syntaxItem", NS)
+    rows = [[(p.findtext("maml:name", namespaces=NS), p.get("position"), p.get("required"))
+             for p in item.findall("command:parameter", NS)] for item in items]
+    assert rows == [[("Name", "1", "false"), ("Weight", "named", "true")],  # ByWeight: the later block
+                    [("Name", "1", "false"), ("Weight", "2", "false"), ("Share", "named", "false")]]
+
+
+def test_a_line_starting_with_empty_braces_loses_them_as_in_platyps() -> None:
+    [para] = _paras(_tree(KINDS / "Get-HpcPool.md"), "command:command/maml:description")
+    assert para.startswith("A pool is written as a hashtablestands for an empty one")
+
+
+def test_a_yaml_block_under_common_parameters_is_refused_as_platyps_does(tmp_path: Path) -> None:
+    page = tmp_path / "Get-X.md"
+    page.write_text("# Get-X\n## PARAMETERS\n### CommonParameters\nCommon.\n\n```yaml\nType: String\n```\n")
+    with pytest.raises(HelpError) as e:
+        compile_pages([page], strict=False)
+    assert (e.value.line, e.value.message) == (6, "Expect Heading: CommonParameters has no yaml block")

@@ -124,10 +124,15 @@ _BLOCKS = re.compile(
 @dataclass
 class _Node:
     kind: str  # "heading", "code" or "text"
-    start: int  # offset in the body
+    start: int  # offset in the body where the node's own text starts (for its line number)
     text: str
     level: int = 0
     info: str = ""
+    match_start: int = -1  # where its match starts: the text before it ends there
+
+    def __post_init__(self) -> None:
+        if self.match_start < 0:
+            self.match_start = self.start
 
 
 def scan(body: str) -> list[_Node]:
@@ -139,8 +144,8 @@ def scan(body: str) -> list[_Node]:
         if node is None:
             position = end  # an inline span: part of the text
             continue
-        if body[text_start:node.start].strip():
-            nodes.append(_Node("text", text_start, body[text_start:node.start]))
+        if body[text_start:node.match_start].strip():
+            nodes.append(_Node("text", text_start, body[text_start:node.match_start]))
         nodes.append(node)
         position = text_start = end
     if body[text_start:].strip():
@@ -159,8 +164,9 @@ def _next_block(body: str, position: int) -> tuple[_Node | None, int]:
     if match is None:
         return None, len(body)
     if match["heading"]:
-        start = match.start("hashes")
-        return _Node("heading", start, match["title"], level=len(match["hashes"])), match.end()
+        node = _Node("heading", match.start("hashes"), match["title"], level=len(match["hashes"]),
+                     match_start=match.start())
+        return node, match.end()
     if match["underlined"]:
         level = 1 if match["underline"].startswith("=") else 2
         return _Node("heading", match.start(), match["utitle"], level=level), match.end()

@@ -176,8 +176,11 @@ def _prose(section: Section | None) -> list[str] | None:
 
 
 def _join_prose(blocks: list[Block]) -> str:
-    """The prose blocks of a section as one text, a blank line between them."""
-    return "\n\n".join(_trim_blank_lines(b.text) for b in blocks if b.kind == "text")
+    """The prose blocks of a section as one text, a blank line between them. One block is platyPS's
+    case and stays as it is; several (around code that the lenient rule drops) are trimmed of blank
+    lines first."""
+    texts = [b.text for b in blocks if b.kind == "text"]
+    return texts[0] if len(texts) == 1 else "\n\n".join(_trim_blank_lines(t) for t in texts)
 
 
 def _trim_blank_lines(text: str) -> str:
@@ -202,6 +205,7 @@ def _parameters(page: Page, section: Section | None) -> list[Parameter]:
     for child in section.children:
         name = child.title.removeprefix("-")
         if name.lower() in COMMON:
+            _no_metadata(page, name, child)
             continue
         described: list[str] = []  # paragraphs and code blocks, a blank line between them
         blocks: list[ParameterBlock] = []
@@ -224,6 +228,14 @@ def _share_accepted_values(blocks: list[ParameterBlock]) -> None:
             block.values["accepted values"] = shared
 
 
+def _no_metadata(page: Page, name: str, section: Section) -> None:
+    """platyPS skips the text of CommonParameters but not a yaml block there, which it then
+    finds where it expects the next parameter's heading."""
+    block = next((b for b in section.blocks if b.kind == "code" and b.info.lower() == "yaml"), None)
+    if block is not None:
+        raise page.error(block.line, f"Expect Heading: {name} has no yaml block")
+
+
 def _metadata(page: Page, name: str, block: Block) -> list[ParameterBlock]:
     """Every code block from the first ```yaml one on is metadata (platyPS reads them all so)."""
     if block.kind != "code":
@@ -231,14 +243,22 @@ def _metadata(page: Page, name: str, block: Block) -> list[ParameterBlock]:
     return v2_blocks(page, block) if page.is_v2 else [v1_block(page, block)]
 
 
+def _set_map(parameter: Parameter) -> dict[str, tuple[str, ParameterBlock]]:
+    """platyPS's table of a parameter's sets: set name (any case; spelled as first written) -> the
+    block serving it, a later block taking over a set an earlier one named."""
+    result: dict[str, tuple[str, ParameterBlock]] = {}
+    for block in parameter.blocks:
+        for name in block.sets:
+            result[name.lower()] = (result.get(name.lower(), (name, block))[0], block)
+    return result
+
+
 def _set_names(parameters: list[Parameter]) -> list[str]:
-    names: list[str] = []
+    names: dict[str, str] = {}
     for parameter in parameters:
-        for block in parameter.blocks:
-            for name in block.sets:
-                if name.lower() not in (n.lower() for n in names):
-                    names.append(name)
-    return names
+        for key, (name, _) in _set_map(parameter).items():
+            names.setdefault(key, name)
+    return list(names.values())
 
 
 def _syntax(parameters: list[Parameter], section: Section | None, has_parameters_section: bool) -> list[SyntaxItem]:
@@ -249,20 +269,18 @@ def _syntax(parameters: list[Parameter], section: Section | None, has_parameters
     names = _set_names(parameters)
     if not names:
         return [SyntaxItem([])]
-    if [n.lower() for n in names] == [ALL_SETS.lower()]:
-        return [SyntaxItem(_by_position([(p, p.blocks[0]) for p in parameters if p.blocks]))]
+    tables = [(parameter, _set_map(parameter)) for parameter in parameters]
     items = []
     for name in names:
-        if name.lower() == ALL_SETS.lower():
-            continue
-        members: list[tuple[Parameter, ParameterBlock]] = []
-        for parameter in parameters:
-            block = next((b for b in parameter.blocks if name.lower() in (s.lower() for s in b.sets)), None)
-            if block is None and parameter.blocks and all(
-                    [s.lower() for s in b.sets] == [ALL_SETS.lower()] for b in parameter.blocks):
-                block = parameter.blocks[0]
-            if block is not None:
-                members.append((parameter, block))
+        if name == ALL_SETS and len(names) > 1:
+            continue  # (All) has no item of its own; its parameters join every set's (compared as platyPS does)
+        members = []
+        for parameter, table in tables:
+            entry = table.get(name.lower())
+            if entry is None and len(table) == 1 and next(iter(table.values()))[0] == ALL_SETS:
+                entry = next(iter(table.values()))
+            if entry is not None:
+                members.append((parameter, entry[1]))
         items.append(SyntaxItem(_by_position(members)))
     return items
 

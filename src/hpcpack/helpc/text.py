@@ -14,7 +14,10 @@ from __future__ import annotations
 import re
 
 # platyPS's inline patterns, in its order (also used by the block scanner, which skips them).
+# Its "soft break" pattern was meant to be any line break but, as written, matches only a line
+# break followed by "{}", and swallows both: "a\n{} b" reads "ab".
 INLINE = (r"(?P<hardbreak> {2}\n)"
+          r"|(?P<softbreak>\n\{\})"
           r"|(?P<link>\[(?P<label>.+?)\]\((?P<url>.*)\))"
           r"|(?P<bold>\*\*(?P<b1>.+?)\*\*)"
           r"|(?P<italic>\*(?P<i1>.+?)\*)"
@@ -68,6 +71,8 @@ def _append(out: list[str], text: str | None, special: bool, previous_special: b
 
 
 def _append_span(out: list[str], match: re.Match[str], previous_special: bool) -> bool:
+    if match["softbreak"]:
+        return previous_special
     if match["hardbreak"]:
         return _append(out, _HARD_BREAK, False, previous_special)
     if match["link"]:
@@ -126,7 +131,7 @@ def links(markdown: str) -> list[tuple[int, str, str | None]]:
         _add_plain(result, markdown, position, match.start())
         if match["link"]:
             result.append((match.start(), match["label"], match["url"]))
-        elif not match["hardbreak"]:
+        elif not (match["hardbreak"] or match["softbreak"]):
             result.append((match.start(), match[0], None))
         position = match.end()
     _add_plain(result, markdown, position, len(markdown))
