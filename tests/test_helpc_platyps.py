@@ -201,3 +201,15 @@ def test_a_yaml_block_under_common_parameters_is_refused_as_platyps_does(tmp_pat
     with pytest.raises(HelpError) as e:
         compile_pages([page], strict=False)
     assert (e.value.line, e.value.message) == (6, "Expect Heading: CommonParameters has no yaml block")
+
+
+def test_a_v2_page_may_keep_blocks_v1_wrote(tmp_path: Path) -> None:
+    page = TWINS / "v2" / "Remove-HpcNodeGroup.md"
+    v1_block = ("```yaml\nType: String\nParameter Sets: (All)\nAliases:\n\nRequired: True\nPosition: 0\n"
+                "Default value: None\nAccept pipeline input: True (ByValue)\nAccept wildcard characters: False\n```")
+    source = page.read_text()
+    start = source.index("```yaml")
+    mixed = tmp_path / page.name
+    mixed.write_text(source[:start] + v1_block + source[source.index("```\n", start + 3) + 3:])
+    assert mixed.read_text().count("ParameterSets:") == 1  # -Name's block is v1's now, -WhatIf's still v2's
+    assert _maml(mixed) == _maml(TWINS / "v1" / page.name)

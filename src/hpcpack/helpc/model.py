@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .markdown import Block, Page, Section
-from .params import ALL_SETS, ParameterBlock, v1_block, v2_blocks
+from .params import ALL_SETS, ParameterBlock, read_blocks
 from .text import convert, links, paragraphs, split_paragraphs
 
 SECTIONS = ("SYNOPSIS", "SYNTAX", "DESCRIPTION", "EXAMPLES", "PARAMETERS", "INPUTS", "OUTPUTS", "NOTES",
@@ -240,7 +240,7 @@ def _metadata(page: Page, name: str, block: Block) -> list[ParameterBlock]:
     """Every code block from the first ```yaml one on is metadata (platyPS reads them all so)."""
     if block.kind != "code":
         raise page.error(block.line, f"parameter -{name}: text after its yaml block")
-    return v2_blocks(page, block) if page.is_v2 else [v1_block(page, block)]
+    return read_blocks(page, block)
 
 
 def _set_map(parameter: Parameter) -> dict[str, tuple[str, ParameterBlock]]:

@@ -8,6 +8,7 @@ v1 would have written (one per distinct metadata), so both formats give the same
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ V1_KEYS = ("type", "parameter sets", "aliases", "accepted values", "applicable",
            "default value", "accept pipeline input", "accept wildcard characters")
 ALL_SETS = "(All)"
 _SWITCHES = ("switch", "switchparameter", "system.management.automation.switchparameter")
+_V2_MARK = re.compile(r"^ParameterSets\s*:", re.MULTILINE)
 
 
 @dataclass
@@ -60,6 +62,12 @@ class ParameterBlock:
 
 def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def read_blocks(page: Page, block: Block) -> list[ParameterBlock]:
+    """A metadata block of either format: v2 pages may still hold blocks v1 wrote (v2 reads them)."""
+    v2 = page.is_v2 and _V2_MARK.search(block.text) is not None
+    return v2_blocks(page, block) if v2 else [v1_block(page, block)]
 
 
 def v1_block(page: Page, block: Block) -> ParameterBlock:
