@@ -44,6 +44,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 class HeadNodeProcess:
     state_dir: Path
     process: subprocess.Popen[bytes]
+    user: str | None = None  # the Unix user it runs as, when not root
 
     @property
     def socket(self) -> Path:
@@ -70,16 +71,50 @@ class HeadNodeProcess:
                 self.process.wait(10)
 
 
-def start_head_node(state_dir: Path, config: str = "") -> HeadNodeProcess:
+def start_head_node(state_dir: Path, config: str = "", user: str | None = None) -> HeadNodeProcess:
+    """A head node process for `state_dir`: root's, or, with `user`, one running as that Unix user
+    (the system Python with the project's dependencies on PYTHONPATH: root's environment may be
+    unreachable for other users)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     if config:
         (state_dir / "headnode.yaml").write_text(config)
-    process = subprocess.Popen([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)],
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    node = HeadNodeProcess(state_dir, process)
+    python, env, drop = sys.executable, None, {}
+    if user is not None:
+        account = pwd.getpwnam(user)
+        for path in (state_dir, *state_dir.iterdir()):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        python, env = SYSTEM_PYTHON, {"PATH": "/usr/bin:/bin", "HOME": account.pw_dir,
+                                      "PYTHONPATH": f"{user_site()}:{ROOT / 'src'}"}
+        drop = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    process = subprocess.Popen([python, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)], env=env,
+                               stdin=subprocess.DEVNULL, start_new_session=True, **drop)  # type: ignore[call-overload]
+    node = HeadNodeProcess(state_dir, process, user)
     wait_until(lambda: _answers(node) or process.poll() is not None, 15)
     assert process.poll() is None, f"head node exited with {process.returncode}"
     return node
+
+
+def user_site() -> Path:
+    """The head node's dependencies, copied once from this environment to where every user can read them."""
+    import importlib.util
+    site = Path(tempfile.gettempdir()) / "hpc-test-site"
+    if site.exists() and site.lstat().st_uid != 0:  # not ours: never import what someone else put there
+        shutil.rmtree(site)
+    if not (site / ".done").exists():
+        site.mkdir(exist_ok=True)
+        for name in ("pydantic", "pydantic_core", "yaml", "annotated_types", "typing_extensions",
+                     "typing_inspection"):
+            spec = importlib.util.find_spec(name)
+            assert spec is not None and spec.origin, name
+            origin = Path(spec.origin)
+            if origin.name == "__init__.py":
+                shutil.copytree(origin.parent, site / name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(origin, site / origin.name)
+        for path in [site, *site.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (site / ".done").touch()
+    return site
 
 
 def _answers(node: HeadNodeProcess) -> bool:
@@ -114,7 +149,12 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def head(state_dir: Path) -> Iterator[HeadNodeProcess]:
-    node = start_head_node(state_dir, DEFAULT_CONFIG)
+    yield from running_head_node(state_dir)
+
+
+def running_head_node(state_dir: Path, user: str | None = None) -> Iterator[HeadNodeProcess]:
+    """A test's head node (as root, or as `user`), stopped afterwards with everything it started."""
+    node = start_head_node(state_dir, DEFAULT_CONFIG, user)
     client = node.client()
     client.call("set_property", values={"TaskCancelGracePeriod": 2, "NodeReleaseTaskTimeout": 5})
     client.close()

@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hpcpack.client import Client
 
-from .conftest import HeadNodeProcess, as_user, job_processes, start_head_node, wait_until
+from .conftest import HeadNodeProcess, as_user, job_processes, running_head_node, start_head_node, wait_until
 from .jobs import add_task, cancel, job, make_job, task_states, tasks, wait_state, wait_task_state
 
 TRAP_TERM = "trap 'echo cleaned > {out}; exit 3' TERM; echo ready > {ready}; while true; do sleep 0.05; done"
 IGNORE_TERM = "trap '' TERM; echo ready > {ready}; while true; do sleep 0.05; done"
 FORKS = ("sh -c 'sleep 300 & sleep 300 & wait' & setsid sh -c 'sleep 300 & wait' & "
          "(sleep 300 &) ; echo ready > {ready}; wait")
+
+
+@pytest.fixture(params=["root", "hpcalice"], ids=["root head node", "user head node"])
+def head(request: pytest.FixtureRequest, state_dir: Path, users: dict[str, object]) -> Iterator[HeadNodeProcess]:
+    """The whole cancel suite runs twice: on a root head node (cgroups, tasks as their owners) and on a
+    user's own head node (no cgroups: the launcher's subreaper and process proofs must do)."""
+    yield from running_head_node(state_dir, None if request.param == "root" else request.param)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder the tasks of either head node can write to (pytest's own is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="hpc-cancel-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def ready_file(tmp: Path, name: str = "ready") -> Path:
@@ -118,7 +137,7 @@ def test_children_grandchildren_and_escaped_sessions_are_all_gone(
     ready = ready_file(tmp_path)
     job_id = make_job(client, FORKS.format(ready=ready))
     wait_until(ready.exists)
-    assert len(job_processes(head.state_dir, job_id)) >= 6
+    wait_until(lambda: len(job_processes(head.state_dir, job_id)) >= 6)  # the last forks may trail "ready"
     cancel(client, job_id)
     wait_state(client, job_id, "Canceled")
     assert job_processes(head.state_dir, job_id) == []
@@ -274,7 +293,7 @@ def test_the_head_node_killed_mid_cancel_finishes_the_cancel_after_restart(
     client.close()
     head.kill()
     assert job_processes(head.state_dir, canceling), "the task outlives its head node"
-    restarted = start_head_node(head.state_dir)
+    restarted = start_head_node(head.state_dir, user=head.user)
     head.process = restarted.process
     client = head.client()
     assert wait_state(client, canceling, "Canceled")["State"] == "Canceled"
@@ -316,7 +335,8 @@ def test_tasks_run_as_the_job_owner_with_hpc_environment(
     client = head.client()
     wait_state(client, job_id, "Finished")
     output = tasks(client, job_id)[f"{job_id}.1"]["Output"].split()
-    assert output == ["hpcbob", str(job_id), "1", "/home/hpcbob"]
+    runs_as = head.user or "hpcbob"  # a head node that is not root runs every task as its own user
+    assert output == [runs_as, str(job_id), "1", f"/home/{runs_as}"]
     client.close()
 
 
@@ -351,7 +371,7 @@ def test_the_state_survives_a_restart(head: HeadNodeProcess, client: Client) -> 
     wait_state(client, job_id, "Finished")
     client.close()
     head.stop()
-    restarted = start_head_node(head.state_dir)
+    restarted = start_head_node(head.state_dir, user=head.user)
     head.process = restarted.process
     again = head.client()
     assert job(again, job_id)["Name"] == "durable"
@@ -398,3 +418,22 @@ def _pids_running(argument: bytes) -> list[int]:
             if cmdline[:2] == [b"/bin/sleep", argument] and state != b"Z":
                 found.append(int(entry.name))
     return found
+
+
+def test_a_process_that_escapes_after_its_shell_exits_is_gone_before_the_job_ends(
+        client: Client, tmp_path: Path) -> None:
+    """No false success: the task's shell exits at once, leaving an escaped process behind (new session,
+    empty environment, a double fork); the job reaches Finished only once nothing of it is left."""
+    ready = ready_file(tmp_path)
+    job_id = make_job(client, f"(setsid env -i /bin/sleep 3018 &); echo ready > {ready}")
+    assert wait_state(client, job_id, "Finished")["State"] == "Finished"
+    assert ready.exists() and _pids_running(b"3018") == []
+
+
+def test_a_forced_cancel_reaches_an_escaped_double_fork(client: Client, tmp_path: Path) -> None:
+    ready = ready_file(tmp_path)
+    job_id = make_job(client, f"(setsid env -i /bin/sleep 3019 &); echo ready > {ready}; sleep 300")
+    wait_until(lambda: ready.exists() and _pids_running(b"3019"))
+    cancel(client, job_id, force=True)
+    assert wait_state(client, job_id, "Canceled")["State"] == "Canceled"
+    assert _pids_running(b"3019") == []
