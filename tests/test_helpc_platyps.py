@@ -213,3 +213,11 @@ def test_a_v2_page_may_keep_blocks_v1_wrote(tmp_path: Path) -> None:
     mixed.write_text(source[:start] + v1_block + source[source.index("```\n", start + 3) + 3:])
     assert mixed.read_text().count("ParameterSets:") == 1  # -Name's block is v1's now, -WhatIf's still v2's
     assert _maml(mixed) == _maml(TWINS / "v1" / page.name)
+
+
+def test_a_yaml_list_in_v1_front_matter_is_read_not_refused(tmp_path: Path) -> None:
+    page = tmp_path / "Get-X.md"
+    page.write_text("---\nexternal help file: X.dll-Help.xml\naliases:\n  - gx\n  - getx\nschema: 2.0.0\n---\n# Get-X\n")
+    assert parse_page(page).front_matter == {"external help file": "X.dll-Help.xml", "aliases": "gx, getx",
+                                             "schema": "2.0.0"}
+    assert list(compile_pages([page], strict=False)) == ["X.dll-Help.xml"]

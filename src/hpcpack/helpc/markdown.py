@@ -80,16 +80,23 @@ def _front_matter(path: Path, text: str, offset: int) -> tuple[dict[str, str], s
 
 
 def _simple_front_matter(path: Path, head: list[str], offset: int) -> dict[str, str]:
-    """v1 reads `key: value` lines, split at the first colon; a line without one is an error."""
+    """v1 reads `key: value` lines, split at the first colon; a line without one is an error.
+    Beyond v1, the items of a YAML list under a key (`aliases:` then `  - rcms`, as PowerShell-Docs
+    writes) are read as that key's comma list: no key platyPS uses takes a list."""
     values: dict[str, str] = {}
+    key = ""
     for number, line in enumerate(head, start=2):
         if not line.strip():
             continue
-        key, sep, value = line.partition(":")
+        if key and line.lstrip().startswith("- "):
+            values[key] = ", ".join(filter(None, [values.get(key, ""), line.lstrip()[2:].strip()]))
+            continue
+        name, sep, value = line.partition(":")
         if not sep:
             raise HelpError(path, offset + number, f"front matter line without a colon: {line!r}")
+        key = name.strip().lower()
         if value.strip():
-            values[key.strip().lower()] = value.strip()
+            values[key] = value.strip()
     return values
 
 
