@@ -1,9 +1,11 @@
 # make demo: set everything up, then run the demo scripts against the embedded head node.
 # make test: set everything up, then run every check and test.
+# make install / make uninstall: the product for the whole machine (as root) or for you (otherwise).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PWSH_VERSION := 7.6.9
 export POWERSHELL_TELEMETRY_OPTOUT := 1
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
@@ -16,31 +18,51 @@ export PIP_FIND_LINKS := $(WHEELS)
 endif
 
 SHIM_SOURCES := $(wildcard dotnet/Shim/*.cs dotnet/Shim/*.csproj)
-HOST_SOURCES := $(wildcard dotnet/Host/*.cs dotnet/Host/*.csproj)
 HELP_SOURCES := $(wildcard help/*.md)
+# A failed step says what is missing and how to get it, instead of ending in a bare traceback.
+NO_WHEELS := echo >&2 "make: pip could not install the Python packages. It needs PyPI or a folder of wheels: put the wheels in $(WHEELS), or set PIP_FIND_LINKS=<folder> PIP_NO_INDEX=1."; exit 1
+NO_NUGET := echo >&2 "make: dotnet could not get packages from NuGet (https://api.nuget.org or the sources in your NuGet.Config). Check the network or proxy, or add a reachable source with 'dotnet nuget add source'."; exit 1
 
-.PHONY: build demo test lint help check-help install bench clean
+.PHONY: build prerequisites demo test lint help check-help install uninstall purge bench clean
 
-build: $(VENV)/.installed build/host/pwsh module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml
+build: $(VENV)/.installed build/pwsh.ready module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml
 
-$(VENV)/.installed: pyproject.toml
+prerequisites:
+	@command -v $(PYTHON) >/dev/null || { echo >&2 "make: no $(PYTHON) on the PATH: install Python 3.11+ with a shared libpython (Debian/Ubuntu: apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3'."; exit 1; }
+	@$(PYTHON) src/hpcpack/pythonenv.py check >/dev/null
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo >&2 "make: $(PYTHON) cannot create virtual environments (Debian/Ubuntu: apt-get install python3-venv)."; exit 1; }
+	@dotnet --list-sdks 2>/dev/null | grep -q '^10\.' || { echo >&2 "make: the .NET SDK 10 is needed ('dotnet --list-sdks' shows none): see https://learn.microsoft.com/dotnet/core/install/linux (Debian/Ubuntu: apt-get install dotnet-sdk-10.0)."; exit 1; }
+
+$(VENV)/.installed: pyproject.toml | prerequisites
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip setuptools || true
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e ".[test]" || { $(NO_WHEELS); }
 	touch $@
 
-build/host/pwsh: $(HOST_SOURCES)
-	dotnet build dotnet/Host/HpcPwsh.csproj -c Release -o build/host --nologo -v quiet
+# Your pwsh when it is 7.4 or newer (bin/pwsh finds it), otherwise pwsh $(PWSH_VERSION) as a .NET tool in build/pwsh.
+# build/pwsh/engine is the tool's own pwsh executable: the tool's launcher would run it as a child process,
+# which Ctrl+C does not reach.
+build/pwsh.ready:
+	@mkdir -p build
+	bin/pwsh -NoProfile -Version >/dev/null 2>&1 || $(MAKE) --no-print-directory PWSH_DIR=build/pwsh pwsh-tool
+	bin/pwsh -NoProfile -Version
 	touch $@
+
+.PHONY: pwsh-tool
+pwsh-tool:
+	dotnet tool install --tool-path $(PWSH_DIR) PowerShell --version $(PWSH_VERSION) || { $(NO_NUGET); }
+	engine="$$(ls -d $(abspath $(PWSH_DIR))/.store/powershell/$(PWSH_VERSION)/powershell/$(PWSH_VERSION)/tools/net*/any/unix/pwsh)" && \
+	  chmod 755 "$$engine" && ln -sfn "$$engine" $(PWSH_DIR)/engine
 
 module/bin/CCPPSH.dll: $(SHIM_SOURCES) $(VENV)/.installed
-	dotnet build dotnet/Shim/CCPPSH.csproj -c Release -o module/bin --nologo -v quiet
+	dotnet build dotnet/Shim/CCPPSH.csproj -c Release -o module/bin --nologo -v quiet \
+	  -p:PythonRuntimeDll=$$($(PY) -c 'import pythonnet, pathlib; print(pathlib.Path(pythonnet.__file__).parent / "runtime" / "Python.Runtime.dll")') \
+	  || { $(NO_NUGET); }
 	touch $@
 
-# The module finds its Python through this file: no variable for the user to set.
-module/bin/python-env.txt: $(VENV)/.installed
+# The module finds its Python through this file (venv, libpython, version): no variable for the user to set.
+module/bin/python-env.txt: $(VENV)/.installed src/hpcpack/pythonenv.py
 	mkdir -p module/bin
-	cd $(VENV) && pwd -P > $(CURDIR)/$@
+	$(PY) -m hpcpack.pythonenv pointer > $@.tmp && mv $@.tmp $@
 
 module/en-US/CCPPSH.dll-Help.xml: $(HELP_SOURCES) $(VENV)/.installed
 	$(PY) -m hpcpack.helpc.build help module
@@ -67,11 +89,17 @@ test: build lint check-help
 bench: build
 	$(PY) bench/run.py
 
-# Installs the module where pwsh finds modules, so 'Import-Module HPC', command autoloading
-# and old scripts' 'Add-PSSnapin Microsoft.HPC' work from any folder.
+# As root: for every user (/opt/hpcpack, pwsh's AllUsers module path, /usr/local/bin, systemd, /var/lib/hpcpack).
+# Otherwise: for you (~/.local/share/hpcpack, your CurrentUser module path, ~/.local/bin). See contrib/install.
 install: build
-	mkdir -p $(HOME)/.local/share/powershell/Modules
-	ln -sfn $(CURDIR)/module $(HOME)/.local/share/powershell/Modules/HPC
+	contrib/install install
+
+uninstall:
+	contrib/install uninstall
+
+# uninstall, and also the machine's head node state (/var/lib/hpcpack) or yours.
+purge:
+	contrib/install purge
 
 clean:
 	rm -rf build module/bin dotnet/*/bin dotnet/*/obj $(VENV)

@@ -1,12 +1,13 @@
 @{
     RootModule           = 'bin/CCPPSH.dll'
+    # Must equal pyproject.toml's version, the project's one version (tests/test_install.py checks it).
     ModuleVersion        = '0.1.0'
     GUID                 = '6f1c1a9e-3c0b-4d0a-9a43-6b2f3f8d7c21'
     Author               = 'The HPC module authors'
     CompanyName          = 'HPC module for Linux'
     Copyright            = '(c) The HPC module authors. MIT License.'
     Description          = 'Microsoft HPC Pack job scheduler cmdlets for pwsh on Linux, backed by an embedded head node.'
-    PowerShellVersion    = '7.2'
+    PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('HPC.Format.ps1xml')
     TypesToProcess       = @()
@@ -19,7 +20,8 @@
     VariablesToExport    = @()
     PrivateData          = @{
         PSData = @{
-            Tags       = @('HPC', 'HpcPack', 'Scheduler', 'Linux')
+            Tags       = @('HPC', 'HpcPack', 'Scheduler', 'Jobs', 'Cluster', 'Linux', 'PSEdition_Core')
+            LicenseUri = 'https://example.invalid/hpcpack/LICENSE'
             ProjectUri = 'https://example.invalid/hpcpack'
         }
     }

@@ -5,6 +5,7 @@ using System.Collections;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text.RegularExpressions;
 using Python.Runtime;
 
 namespace Microsoft.ComputeCluster.CCPPSH
@@ -96,9 +97,17 @@ namespace Microsoft.ComputeCluster.CCPPSH
             {
                 if (_started) return;
                 PythonEnvironment env = PythonEnvironment.Locate();
-                Runtime.PythonDLL = env.LibPython;
-                PythonEngine.ProgramName = env.Interpreter;
-                PythonEngine.Initialize();
+                try
+                {
+                    Runtime.PythonDLL = env.LibPython;
+                    PythonEngine.ProgramName = env.Interpreter;
+                    PythonEngine.Initialize();
+                }
+                catch (Exception e)
+                {
+                    Exception cause = e is TypeInitializationException && e.InnerException != null ? e.InnerException : e;
+                    throw PythonEnvironment.Fail($"loading {env.LibPython} failed: {cause.Message} Start a new pwsh after fixing it.");
+                }
                 // Initialize() leaves the GIL with this thread; release it so any pipeline thread can call in.
                 PythonEngine.BeginAllowThreads();
                 _started = true;
@@ -106,9 +115,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
     }
 
-    /// <summary>The project's virtual environment, found from the module folder: no variable to set.</summary>
+    /// <summary>
+    /// The module's Python environment, named by bin/python-env.txt (written by 'make build' or 'make install'
+    /// from what Python itself reports: venv, libpython, version). Every way it can be unusable is named
+    /// with the file at fault, because a failed load cannot be retried in the same pwsh.
+    /// </summary>
     internal sealed class PythonEnvironment
     {
+        private const int MinMinor = 11, MaxMinor = 15; // what pythonnet 3.2.1 embeds
+
         private PythonEnvironment(string venv, string libPython)
         {
             Interpreter = Path.Combine(venv, "bin", "python");
@@ -121,34 +136,71 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public static PythonEnvironment Locate()
         {
             string moduleBin = Path.GetDirectoryName(typeof(PythonEnvironment).Assembly.Location);
-            string venv = ReadPointer(Path.Combine(moduleBin, "python-env.txt"));
-            if (venv == null || !File.Exists(Path.Combine(venv, "pyvenv.cfg")))
+            string pointer = Path.Combine(moduleBin, "python-env.txt");
+            string problem = Unreadable(pointer);
+            if (problem != null)
             {
-                throw new InvalidOperationException(
-                    $"The HPC module cannot find its Python environment (looked for {Path.Combine(moduleBin, "python-env.txt")}). Run 'make build' in the project folder.");
+                throw Fail($"its Python environment file {pointer} {problem}. Run 'make build' in the project folder, or 'make install'.");
             }
-            Dictionary<string, string> cfg = File.ReadAllLines(Path.Combine(venv, "pyvenv.cfg"))
+            Dictionary<string, string> values = File.ReadAllLines(pointer)
                 .Select(l => l.Split(new[] { '=' }, 2))
                 .Where(p => p.Length == 2)
                 .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
-            string home = cfg["home"];
-            string[] version = cfg["version"].Split('.');
-            string soname = $"libpython{version[0]}.{version[1]}.so";
-            string lib = new[] { "lib", "lib64" }
-                .Select(d => Path.GetFullPath(Path.Combine(home, "..", d, soname)))
-                .FirstOrDefault(File.Exists);
-            if (lib == null)
+            if (!values.TryGetValue("venv", out string venv) || !values.TryGetValue("libpython", out string lib))
             {
-                throw new InvalidOperationException($"The Python at {home} has no shared library {soname}; the HPC module needs a Python built with --enable-shared.");
+                throw Fail($"{pointer} does not name a venv and a libpython. Run 'make build' in the project folder, or 'make install'.");
+            }
+            string cfg = Path.Combine(venv, "pyvenv.cfg");
+            problem = Unreadable(cfg);
+            if (problem != null) throw Fail($"the Python environment {cfg} {problem}.");
+            problem = Unreadable(lib);
+            if (problem != null) throw Fail($"the Python library {lib} {problem}.");
+            Match version = Regex.Match(Path.GetFileName(lib), @"^libpython3\.(\d+)t?\.so");
+            if (!version.Success || !IsSharedObject(lib))
+            {
+                throw Fail($"{lib} is not a shared libpython: the module needs a Python built with --enable-shared.");
+            }
+            int minor = int.Parse(version.Groups[1].Value);
+            if (minor < MinMinor || minor > MaxMinor)
+            {
+                throw Fail($"{lib} is Python 3.{minor}; the module needs Python 3.{MinMinor} to 3.{MaxMinor}.");
             }
             return new PythonEnvironment(venv, lib);
         }
 
-        private static string ReadPointer(string path)
+        public static Exception Fail(string why) => new InvalidOperationException("The HPC module cannot start Python: " + why);
+
+        /// <summary>Null when the file can be read, else why not ("does not exist", "cannot be read by ...").</summary>
+        private static string Unreadable(string path)
         {
-            if (!File.Exists(path)) return null;
-            string line = File.ReadAllText(path).Trim();
-            return line.Length == 0 ? null : line;
+            try
+            {
+                using (File.OpenRead(path)) return null;
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return $"cannot be read by user {Environment.UserName} (permission denied on the file or a folder above it)";
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                return "does not exist";
+            }
+            catch (IOException e)
+            {
+                return "cannot be read: " + e.Message;
+            }
+        }
+
+        /// <summary>An ELF shared object (e_type ET_DYN), not a static archive or a linker script.</summary>
+        private static bool IsSharedObject(string path)
+        {
+            byte[] header = new byte[18];
+            using (FileStream f = File.OpenRead(path))
+            {
+                if (f.Read(header, 0, header.Length) < header.Length) return false;
+            }
+            return header[0] == 0x7F && header[1] == (byte)'E' && header[2] == (byte)'L' && header[3] == (byte)'F'
+                && BitConverter.ToUInt16(header, 16) == 3;
         }
     }
 }
