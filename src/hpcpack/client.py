@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
-from . import protocol
+from . import __version__, protocol
 from .config import Endpoint, resolve
 from .errors import HpcError
 
@@ -41,11 +42,30 @@ class Client:
         self.endpoint: Endpoint | None = None
 
     def call(self, op: str, **args: Any) -> Any:
+        """Sends one operation and returns its result; raises HpcError. A list of more than
+        protocol.MAX_IDS ids goes in pages, whose results are joined."""
+        ids = args.get("ids")
+        if isinstance(ids, list) and len(ids) > protocol.MAX_IDS:
+            pages = [self.call(op, **{**args, "ids": ids[i:i + protocol.MAX_IDS]})
+                     for i in range(0, len(ids), protocol.MAX_IDS)]
+            return _join(pages)
+        request: dict[str, Any] = {"op": op, "args": args}
+        if op not in protocol.READ_ONLY:
+            request["request_id"] = uuid.uuid4().hex  # so that a resend after a lost reply applies once
         with self._lock:
-            reply = self._exchange({"op": op, "args": args})
+            reply = self._exchange(request)
         if not reply.get("ok"):
             raise HpcError.from_wire(reply.get("error") or {"error_id": "ProtocolError", "message": "bad reply"})
         return reply.get("result")
+
+    @property
+    def address(self) -> str:
+        """The head node this client reaches (connecting first if it has not yet)."""
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+            assert self.endpoint is not None
+            return f"unix:{self.endpoint.socket_path}"
 
     def close(self) -> None:
         with self._lock:
@@ -54,7 +74,8 @@ class Client:
                 self._sock = None
 
     def _exchange(self, request: dict[str, Any]) -> dict[str, Any]:
-        # One retry on a dropped connection (a restarted head node); never a second send after a reply.
+        # One resend on a dropped connection (a restarted head node), with the same request id, so a
+        # change already applied is not applied twice; never a second send after a reply.
         for attempt in (1, 2):
             sock = self._sock or self._connect()
             try:
@@ -72,7 +93,7 @@ class Client:
         errors = []
         for endpoint in self.endpoints:
             try:
-                self._sock = self._open(endpoint)
+                self._sock = self._greet(endpoint, self._open(endpoint))
                 self.endpoint = endpoint
                 return self._sock
             except OSError as e:
@@ -80,13 +101,34 @@ class Client:
         raise HpcError("CannotConnectWithScheduler", "Cannot connect to the head node: " + "; ".join(errors),
                        ",".join(e.name for e in self.endpoints))
 
+    def _greet(self, endpoint: Endpoint, sock: socket.socket) -> socket.socket:
+        """Exchanges versions. An embedded head node of another version is stopped and started again
+        from this one (its running jobs are adopted); any other head node must speak our protocol."""
+        theirs = _hello(sock)
+        if theirs == (protocol.PROTOCOL_VERSION, __version__):
+            return sock
+        if endpoint.state_dir is None:
+            sock.close()
+            number, version = theirs
+            raise HpcError("VersionMismatch", f"The head node at {endpoint.name or endpoint.socket_path} runs "
+                           f"version {version or 'unknown'} (protocol {number}); this client is version "
+                           f"{__version__} (protocol {protocol.PROTOCOL_VERSION}). Ask its administrator to "
+                           "upgrade it.", endpoint.name)
+        _stop(sock)
+        sock = self._open(endpoint)
+        if _hello(sock) != (protocol.PROTOCOL_VERSION, __version__):
+            sock.close()
+            raise HpcError("VersionMismatch", f"The head node for {endpoint.state_dir} still runs another "
+                           "version after a restart.", endpoint.name)
+        return sock
+
     def _open(self, endpoint: Endpoint) -> socket.socket:
         try:
             return _dial(endpoint)
         except (FileNotFoundError, ConnectionRefusedError):
             if endpoint.state_dir is None:
                 raise
-        start_local_head_node(endpoint)
+        process = start_local_head_node(endpoint)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -94,7 +136,40 @@ class Client:
             except (FileNotFoundError, ConnectionRefusedError):
                 if time.monotonic() > deadline:
                     raise
+                if process.poll() is not None:  # a head node that is stopping still held the lock: again
+                    process = start_local_head_node(endpoint)
                 time.sleep(0.02)
+
+
+def _hello(sock: socket.socket) -> tuple[int, str]:
+    """(protocol, version) of the head node; a head node from before "hello" is protocol 1."""
+    protocol.send(sock, {"op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION, "version": __version__}})
+    reply = protocol.receive(sock)
+    if not reply.get("ok"):  # it does not know "hello": ask for its version the old way
+        protocol.send(sock, {"op": "ping", "args": {}})
+        reply = protocol.receive(sock)
+    result = reply.get("result") or {}
+    return int(result.get("protocol", 1)), str(result.get("version", ""))
+
+
+def _stop(sock: socket.socket) -> None:
+    """Asks a head node to stop and waits until it has let go of its socket."""
+    try:
+        sock.settimeout(START_TIMEOUT)
+        protocol.send(sock, {"op": "shutdown", "args": {}})
+        protocol.receive(sock)
+        while sock.recv(1 << 16):  # it closes the connection as it goes
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _join(pages: list[Any]) -> Any:
+    if all(isinstance(page, dict) for page in pages):
+        return {k: v for page in pages for k, v in page.items()}
+    return [item for page in pages for item in page]
 
 
 def _dial(endpoint: Endpoint) -> socket.socket:
@@ -107,11 +182,11 @@ def _dial(endpoint: Endpoint) -> socket.socket:
     return sock
 
 
-def start_local_head_node(endpoint: Endpoint) -> None:
+def start_local_head_node(endpoint: Endpoint) -> subprocess.Popen[bytes]:
     """Starts the embedded head node in its own session: it outlives the caller (and its pwsh)."""
     assert endpoint.state_dir is not None
     endpoint.state_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.Popen(
+    return subprocess.Popen(
         [_python(), "-m", "hpcpack.daemon", "--state-dir", str(endpoint.state_dir),
          "--socket", str(endpoint.socket_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -16,7 +16,9 @@ import logging
 import os
 import resource
 import signal
+import sqlite3
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from .requests import Requests
 
 log = logging.getLogger("hpcpack.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
+MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
 
 
 class Daemon:
@@ -41,6 +44,7 @@ class Daemon:
         self.requests = Requests(self.head, self)
         self.wake = asyncio.Event()
         self.stopping = False
+        self.connections: Counter[int] = Counter()  # open connections, by uid
 
     def poke(self) -> None:
         self.wake.set()
@@ -89,6 +93,19 @@ class Daemon:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _, uid, gid = peer_credentials(writer.get_extra_info("socket"))
         caller = identify(uid, gid, self.config)
+        if not caller.admin and self.connections[uid] >= MAX_CONNECTIONS_PER_USER:
+            refusal = HpcError("TooManyConnections", f"{caller.name} already has {MAX_CONNECTIONS_PER_USER} "
+                               "connections open to the head node; close some and try again.")
+            writer.write(protocol.encode(protocol.reply_error(refusal)))
+            writer.close()
+            return
+        self.connections[uid] += 1
+        try:
+            await self._converse(caller, reader, writer)
+        finally:
+            self.connections[uid] -= 1
+
+    async def _converse(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 try:
@@ -106,12 +123,20 @@ class Daemon:
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
         try:
             message = protocol.decode(body)
-            result = await self.requests.handle(caller, str(message.get("op")), message.get("args") or {})
+            result = await self.requests.handle(caller, message.get("op"), message.get("args"),
+                                                message.get("request_id"))
             return protocol.reply_ok(result)
         except HpcError as e:
+            self.head.reload(self.head.touched)
             return protocol.reply_error(e)
+        except sqlite3.Error as e:  # disk full, I/O error: the change was rolled back, and nothing was signalled
+            log.error("a request could not be committed: %s", e)
+            self.head.reload(self.head.touched)
+            return protocol.reply_error(HpcError("StorageFailure", f"The head node could not save the change "
+                                                 f"({e}); nothing was changed. Reading still works."))
         except Exception as e:  # a bug must not take the head node down with it
             log.exception("request failed")
+            self.head.reload(self.head.touched)
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
             self.poke()

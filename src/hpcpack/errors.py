@@ -28,6 +28,10 @@ _KINDS: dict[str, tuple[str, int]] = {
     "IllegalTaskType": ("InvalidOperation", 0x80040253),
     "ProtocolError": ("ProtocolError", 0x8004020F),
     "OperationStopped": ("OperationStopped", 0x8004020F),
+    "StorageFailure": ("WriteError", 0x8004020F),
+    "InternalError": ("NotSpecified", 0x8004020F),
+    "TooManyConnections": ("LimitsExceeded", 0x800402CF),
+    "VersionMismatch": ("InvalidOperation", 0x800402CF),
 }
 
 

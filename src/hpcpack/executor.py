@@ -53,6 +53,7 @@ def become_subreaper() -> bool:
 
 
 LAUNCHER = Path(__file__).with_name("launch.py")
+_STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def start(spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
@@ -77,9 +78,15 @@ def start(spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
             os.fchown(out, spec.uid, spec.gid)  # the owner's output, readable by the owner and root only
         # The wrapper carries the markers too, so a restarted head node still knows it.
         markers = {JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
-        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)], env=markers,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
-                                start_new_session=True, close_fds=True)
+        # Blocked until the launcher has its handlers (it unblocks them): a cancel that comes at once
+        # is delivered then, instead of killing it before it can wait for the task's program.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+        try:
+            return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)], env=markers,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+                                    start_new_session=True, close_fds=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     finally:
         os.close(out)
 

@@ -14,8 +14,9 @@ import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -97,6 +98,10 @@ class HeadNode:
         self._next_sweep = 0.0
         self._next_cleanup = 0.0
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
+        self._current: Job | None = None  # the job a loop phase is working on
+        self.touched: set[int] = set()  # jobs the current request looked up
+        self._quarantine: set[int] = set()  # jobs that faulted and could not even be failed
+        self._exits: list[tuple[int, int]] = []  # (pid, status) reaped, not yet recorded
         orders = [j.queue_order for j in self.jobs.values()]
         self._next_order = max([0.0, *orders]) + 1
 
@@ -135,6 +140,8 @@ class HeadNode:
         return int(value) if value is not None else PROPERTY_DEFAULTS[name]
 
     def job(self, job_id: int) -> Job:
+        """The job, remembered as touched by the current request (see reload)."""
+        self.touched.add(job_id)
         job = self.jobs.get(int(job_id))
         if job is None:
             raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
@@ -175,9 +182,12 @@ class HeadNode:
 
     # ------------------------------------------------------------------ requests
 
-    def new_job(self, caller: Caller, spec: dict[str, Any]) -> Job:
+    def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
+        """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
         jobspec.apply_job_properties(job, spec)
+        for task_spec in tasks:
+            job.tasks += jobspec.build_tasks(job, task_spec, max([0, *(t.task_id for t in job.tasks)]) + 1)
         return self._create(caller, job)
 
     def _create(self, caller: Caller, job: Job, details: str = "") -> Job:
@@ -221,6 +231,9 @@ class HeadNode:
         first = max([0, *(t.task_id for t in job.tasks)]) + 1
         tasks = jobspec.build_tasks(job, spec, first)
         submitted = job.state not in (JobState.Configuring,)
+        problem = submitted and jobspec.dependency_problem(job.tasks + tasks)
+        if problem:  # a submitted job's tasks must be able to run; a Configuring job is checked at submit
+            raise HpcError("InvalidOperation", f"The task cannot be added to job {job.id}: {problem}", job.id)
         with self.batch():
             for task in tasks:
                 if submitted:
@@ -307,6 +320,12 @@ class HeadNode:
 
     def cancel_job(self, caller: Caller, job_id: int, message: str | None, force: bool, graceful: bool,
                    finish: bool) -> Job:
+        """Cancels (or finishes) the job; its processes are signalled only once that is committed."""
+        with self.batch():
+            return self._cancel_job(caller, job_id, message, force, graceful, finish)
+
+    def _cancel_job(self, caller: Caller, job_id: int, message: str | None, force: bool, graceful: bool,
+                    finish: bool) -> Job:
         self.check_cancel_request(message, force, graceful)
         job = self.job(job_id)
         self.authorize(caller, job)
@@ -363,15 +382,20 @@ class HeadNode:
 
     def _escalate(self, caller: Caller, job: Job, kind: str, force: bool, graceful: bool,
                   message: str | None) -> Job:
-        """A repeat request while Canceling: a graceful cancel can become a plain or forced one."""
+        """A repeat request while Canceling: a graceful cancel can become a plain or forced one. A repeat
+        that changes nothing (the same kind, no new message) is accepted but neither applied nor logged."""
         assert job.cancel is not None
         changed: list[Task] = []
+        escalated = (job.cancel.graceful and not graceful) or (force and not job.cancel.force)
         if job.cancel.graceful and not graceful:
             job.cancel.graceful = False
             changed = self._stop_running_units(job, force)
         if force and not job.cancel.force:
             job.cancel.force = True
             changed += self._stop_running_units(job, True)
+        new_message = bool(message) and message != job.cancel.message
+        if not escalated and not new_message:
+            return job
         if message:
             job.cancel.message = job.error_message = message
         self.commit(job, changed, (caller.name, kind, message or "", "repeated while Canceling"))
@@ -406,16 +430,26 @@ class HeadNode:
         return changed
 
     def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
+        """Signals the units' processes once the change that asks for it is committed (never before:
+        a crash or a full disk between the two must not leave killed tasks with no cancel on record)."""
         pids = [pid for u in units for pid in self._unit_processes(job, u)]
-        failed = executor.signal_all(pids, sig)
-        if sig == signal.SIGKILL:
-            for unit in units:
-                self.cgroups.kill(unit.token)
-        if failed and job.cancel is not None:
-            job.cancel.survivors = failed
+        tokens = [u.token for u in units] if sig == signal.SIGKILL else []
+
+        def send() -> None:
+            failed = executor.signal_all(pids, sig)
+            for token in tokens:
+                self.cgroups.kill(token)
+            if failed and job.cancel is not None:
+                job.cancel.survivors = failed
+        self.store.after_commit(send)
 
     def cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, message: str | None,
                     force: bool, finish: bool) -> Task:
+        with self.batch():  # signals wait for the commit
+            return self._cancel_task(caller, job_id, task_id, sub_id, message, force, finish)
+
+    def _cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, message: str | None,
+                     force: bool, finish: bool) -> Task:
         job = self.job(job_id)
         self.authorize(caller, job)
         self.check_cancel_request(message, force, False)
@@ -460,17 +494,16 @@ class HeadNode:
         self.authorize(caller, job)
         task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
-        changed = []
-        for unit in units:
-            if unit.state in (TaskState.Failed, TaskState.Canceled):
-                unit.requeue()
-                changed.append(unit)
+        changed = [u for u in units if u.state in (TaskState.Failed, TaskState.Canceled)]
         if not changed:
             raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Failed or Canceled "
                            "tasks can be requeued.", task.key)
-        if job.state != JobState.Configuring and job.terminal:
+        if job.state != JobState.Configuring and (job.terminal or job.state in (JobState.Canceling,
+                                                                                JobState.Finishing)):
             raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; requeue the job with "
                            "Submit-HpcJob instead.", job.id)
+        for unit in changed:  # checked first, changed after: a refusal changes nothing
+            unit.requeue()
         self.commit(job, changed, (caller.name, "task requeue", "", task.key), job_changed=False)
         return task
 
@@ -503,18 +536,78 @@ class HeadNode:
     # ------------------------------------------------------------------ the loop's steps
 
     def step(self) -> None:
+        """One pass of the loop's phases. A fault is contained: the storage failing (disk full, I/O
+        error) undoes the change in memory and the pass ends, to be tried again; any other error
+        fails the job that caused it (with the reason in its error message) and the pass goes on."""
         self.begin()
-        self.reap_exited_units()
-        self.sweep_leftovers()
-        self.watch_adopted_units()
-        self.enforce_task_deadlines()
-        self.enforce_run_times()
-        self.forget_expired_jobs()
-        self.complete_finished_jobs()
-        self.advance_ending_jobs()
-        self.validate_submitted_jobs()
-        self.allocate_queued_jobs()
-        self.start_ready_units()
+        for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
+                      self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
+                      self.complete_finished_jobs, self.advance_ending_jobs, self.validate_submitted_jobs,
+                      self.allocate_queued_jobs, self.start_ready_units):
+            self._current = None
+            try:
+                phase()
+            except sqlite3.Error as e:
+                log.error("the head node cannot write its state (%s); nothing was changed, trying again", e)
+                self.reload(self._active_ids())
+                return
+            except Exception as e:
+                log.exception("%s failed", phase.__name__)
+                self.reload(self._active_ids())
+                if self._current is not None:
+                    self._fault(self._current, e)
+
+    def _each(self, jobs: list[Job]) -> Iterable[Job]:
+        """The jobs a phase works on, each remembered while it is worked on (to blame it for a fault)."""
+        for job in jobs:
+            if job.id not in self._quarantine:
+                self._current = self.jobs.get(job.id, job)
+                yield self._current
+
+    def _fault(self, job: Job, error: Exception) -> None:
+        """An unexpected error while handling a job ends that job Failed, never the head node."""
+        job = self.jobs.get(job.id, job)
+        reason = f"The head node failed while handling this job: {error!r}"
+        try:
+            if job.state in JOB_CANCELABLE:
+                self._stop_by_scheduler(job, "fault", reason, "Failed", TASK_FAILURE)
+                return
+            if job.state in (JobState.Canceling, JobState.Finishing) and job.cancel is not None:
+                job.cancel.final_state, job.cancel.force = "Failed", True
+                job.error_message = reason
+                self.commit(job, entry=("scheduler", "fault", reason))
+                return
+        except Exception:
+            log.exception("job %d could not be failed; it is set aside until the head node restarts", job.id)
+            self.reload([job.id])
+        self._quarantine.add(job.id)
+
+    def _active_ids(self) -> list[int]:
+        ended = (JobState.Finished, JobState.Failed, JobState.Canceled)
+        return [job_id for state, jobs in self._by_state.items() if state not in ended for job_id in jobs]
+
+    def reload(self, job_ids: Iterable[int]) -> None:
+        """Puts the jobs back as the store has them (after a change that could not be committed), and
+        every reference the head node keeps to them with them."""
+        fresh = {}
+        for job_id in set(job_ids):
+            old = self.jobs.pop(job_id, None)
+            if old is not None:
+                del self._by_state[old.state][job_id]
+            for job in self.store.load_jobs(job_id):
+                self._add(job)
+                fresh[job.id] = job
+        if not fresh:
+            return
+
+        def renew(job: Job, unit: Task) -> tuple[Job, Task]:
+            new = fresh.get(job.id)
+            match = next((u for u in new.units() if u.key == unit.key), None) if new else None
+            return (new, match) if new is not None and match is not None else (job, unit)
+        self.running = {pid: renew(*entry) for pid, entry in self.running.items()}
+        self.adopted = {key: renew(*entry) for key, entry in self.adopted.items()}
+        self._task_deadlines = {key: (deadline, *renew(job, unit))
+                                for key, (deadline, job, unit) in self._task_deadlines.items()}
 
     def next_wakeup(self) -> float:
         """Seconds until some step has work to do without an outside event."""
@@ -537,13 +630,26 @@ class HeadNode:
         return max(0.0, wait)
 
     def reap_exited_units(self) -> None:
-        for pid, status in executor.reap():
+        """Records each exited task; an exit that could not be recorded (the store failed) is kept and
+        recorded on a later pass, so a task that exited 0 is never taken for killed."""
+        self._exits += executor.reap()
+        while self._exits:
+            pid, status = self._exits[0]
+            entry = self.running.get(pid)
+            if entry is not None:
+                self._current = entry[0]
+                try:
+                    self._wrapper_exited(entry[0], entry[1], executor.exit_code(status))
+                except sqlite3.Error:
+                    raise  # kept: recorded on a later pass
+                except Exception:
+                    self._exits.pop(0)  # a fault of this job: it is failed, the exit is not retried
+                    raise
+            self._exits.pop(0)
+            self.running.pop(pid, None)
             popen = self.popen.pop(pid, None)
             if popen is not None:
                 popen.returncode = executor.exit_code(status)
-            entry = self.running.pop(pid, None)
-            if entry is not None:
-                self._wrapper_exited(entry[0], entry[1], executor.exit_code(status))
 
     def watch_adopted_units(self) -> None:
         for key, (job, unit) in list(self.adopted.items()):
@@ -622,8 +728,9 @@ class HeadNode:
         return sorted(found - excluded)
 
     def begin(self) -> None:
-        """Forget the last process scan: called before each request and each step."""
+        """Forget the last process scan and the jobs touched: called before each request and each step."""
         self._processes = None
+        self.touched = set()
 
     def _wrapper_exited(self, job: Job, unit: Task, status: int) -> None:
         """The launcher's wrapper ended: the task's exit code is in its exit file; without one the
@@ -684,7 +791,11 @@ class HeadNode:
 
     def _stop_by_scheduler(self, job: Job, kind: str, reason: str, final_state: str, code: int) -> None:
         """The scheduler's own cancel (a failed task, an expired run time): grace period, release, verify."""
-        self._move(job, "cancel")
+        with self.batch():  # signals wait for the commit
+            self._move(job, "cancel")
+            self._scheduler_cancel(job, kind, reason, final_state, code)
+
+    def _scheduler_cancel(self, job: Job, kind: str, reason: str, final_state: str, code: int) -> None:
         job.error_message, job.error_code = reason, code
         job.cancel = CancelRequest(kind=kind, final_state=final_state, force=False, graceful=False,
                                    message=reason, actor="scheduler", at=now())
@@ -693,7 +804,7 @@ class HeadNode:
 
     def enforce_run_times(self) -> None:
         """A job that runs past its RunTime is canceled, as HPC Pack does (JobRuntimeExpired)."""
-        for job in self.in_state(JobState.Running):
+        for job in self._each(self.in_state(JobState.Running)):
             if job.runtime > 0 and job.start_time is not None and now() >= job.start_time + job.runtime:
                 reason = f"The job exceeded its run-time limit of {job.runtime // 60} minute(s)."
                 self._stop_by_scheduler(job, "run time expired", reason, "Canceled", JOB_RUNTIME_EXPIRED)
@@ -710,6 +821,7 @@ class HeadNode:
         with self.batch():
             for job in expired:
                 self.store.delete_job(job.id)
+            self.store.forget_replies(now() - 86400)  # a resend comes within seconds, not days
         for job in expired:
             del self.jobs[job.id], self._by_state[job.state][job.id]
             shutil.rmtree(self.output_dir / str(job.id), ignore_errors=True)
@@ -717,7 +829,7 @@ class HeadNode:
     def validate_submitted_jobs(self) -> None:
         cluster_cores = sum(n.cores for n in self.config.nodes)
         node_names = {n.name.lower() for n in self.config.nodes}
-        for job in self.in_state(JobState.Submitted):
+        for job in self._each(self.in_state(JobState.Submitted)):
             self._move(job, "validate")
             problem = self._validation_problem(job, cluster_cores, node_names)
             units = []
@@ -742,11 +854,20 @@ class HeadNode:
         unknown = [n for n in job.requested_nodes if n.lower() not in node_names]
         if unknown:
             return f"Requested nodes do not exist: {', '.join(unknown)}."
-        names = {t.name for t in job.tasks if t.name}
-        for task in job.tasks:
-            missing = [d for d in task.depends if d not in names]
-            if missing:
-                return f"Task {task.key} depends on tasks that do not exist: {', '.join(missing)}."
+        return self._task_problem(job) or jobspec.dependency_problem(job.tasks)
+
+    def _task_problem(self, job: Job) -> str:
+        """A task that could never start: more cores than any node, or than the job may ever have."""
+        largest = max((n.cores for n in self.config.nodes), default=0)
+        _, most = self._core_demand(job)
+        for unit in job.units():
+            if unit.is_node_task:
+                continue
+            if unit.min_cores > largest:
+                return (f"Task {unit.key} needs {unit.min_cores} cores on one node; the largest node has "
+                        f"{largest}.")
+            if unit.min_cores > most:
+                return f"Task {unit.key} needs {unit.min_cores} cores; the job may have at most {most}."
         return ""
 
     def _core_demand(self, job: Job) -> tuple[int, int]:
@@ -799,9 +920,9 @@ class HeadNode:
         return template.instances
 
     def start_ready_units(self) -> None:
-        for job in self.in_state(JobState.Running):
+        for job in self._each(self.in_state(JobState.Running)):
             self._start_units(job, [u for u in job.units() if u.type != "NodeRelease"])
-        for job in self.in_state(JobState.Canceling, JobState.Finishing):
+        for job in self._each(self.in_state(JobState.Canceling, JobState.Finishing)):
             self._start_units(job, [u for u in job.units() if u.type == "NodeRelease"])
 
     def _start_units(self, job: Job, units: list[Task]) -> None:
@@ -862,6 +983,7 @@ class HeadNode:
             popen = executor.start(spec, self.cgroups.create(unit.token))
         except Exception as e:  # whatever it is, it ends this task, never the head node
             log.warning("task %s of job %d could not be started: %r", unit.key, job.id, e)
+            self.commit(job, [unit], job_changed=False)  # Queued -> Running on record, then -> Failed
             self._fail_start(job, unit, str(e) if isinstance(e, StartFailure) else repr(e))
             return
         unit.pid = popen.pid
@@ -907,7 +1029,7 @@ class HeadNode:
             stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
 
     def complete_finished_jobs(self) -> None:
-        for job in self.in_state(JobState.Running):
+        for job in self._each(self.in_state(JobState.Running)):
             work = [u for u in job.units() if not u.is_node_task]
             if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work):
                 continue
@@ -917,7 +1039,7 @@ class HeadNode:
             self.commit(job)
 
     def advance_ending_jobs(self) -> None:
-        for job in self.in_state(JobState.Canceling, JobState.Finishing):
+        for job in self._each(self.in_state(JobState.Canceling, JobState.Finishing)):
             self._advance_ending(job)
 
     def _advance_ending(self, job: Job) -> None:
@@ -1023,3 +1145,11 @@ class HeadNode:
                     self._wrapper_exited(job, unit, -signal.SIGKILL)
             if job.state == JobState.Canceling:
                 self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")
+                self._resignal(job)
+
+    def _resignal(self, job: Job) -> None:
+        """A committed cancel whose signals a crash may have cut short: its stopping tasks get them again
+        (a repeated SIGTERM is harmless; the grace period still ends when it was due)."""
+        stopping = [u for u in job.units() if u.state == TaskState.Canceling]
+        if stopping and job.cancel is not None and not job.cancel.graceful:
+            self._signal_units(job, stopping, signal.SIGKILL if job.cancel.force else signal.SIGTERM)

@@ -250,5 +250,49 @@ def node_instance(template: Task, sub_id: int, node: str) -> Task:
 
 
 def allowed_to_add(job: Job) -> None:
-    if job.state in (JobState.Finished, JobState.Finishing):
+    """Tasks join a job that has not ended or begun to end (HPC Pack refuses the others)."""
+    if job.state in (JobState.Finished, JobState.Finishing, JobState.Canceling, JobState.Canceled, JobState.Failed):
         raise HpcError("InvalidOperation", f"Tasks cannot be added to job {job.id}: it is {job.state.name}.", job.id)
+
+
+def dependency_problem(tasks: list[Task]) -> str:
+    """Why the tasks' dependencies (DependsOn, by task name) can never all be met, or "": a name no task
+    has, a task depending on itself, or a cycle (HPC Pack refuses such jobs at validation)."""
+    names: dict[str, list[Task]] = {}
+    for task in tasks:
+        if task.name:
+            names.setdefault(task.name, []).append(task)
+    for task in tasks:
+        missing = [d for d in task.depends if d not in names]
+        if missing:
+            return f"Task {task.key} depends on tasks that do not exist: {', '.join(missing)}."
+    graph = {name: {d for t in group for d in t.depends} for name, group in names.items()}
+    cycle = _find_cycle(graph)
+    if cycle:
+        return "The tasks' dependencies form a cycle, so none of them can start: " + " -> ".join(cycle) + "."
+    return ""
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in the dependency graph as a path of names (first name repeated at the end), or []."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path, on_path = [start], {start}
+        stack: list[tuple[str, list[str]]] = [(start, sorted(graph[start]))]
+        while stack:
+            node, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                done.add(node)
+                on_path.discard(path.pop())
+                continue
+            nxt = pending.pop()
+            if nxt in on_path:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in done:
+                stack.append((nxt, sorted(graph.get(nxt, set()))))
+                path.append(nxt)
+                on_path.add(nxt)
+    return []

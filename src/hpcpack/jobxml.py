@@ -137,7 +137,7 @@ def _tasks(root: Element, path: str) -> list[dict[str, Any]]:
                 for child in parent:
                     parents.setdefault(child.get("GroupId", ""), []).append(parent.get("GroupId", ""))
     elements = [t for c in root if _local(c.tag) == "Tasks" for t in c if _local(t.tag) == "Task"]
-    elements.sort(key=lambda t: int(t.get("NiceId", "0") or 0))
+    elements.sort(key=lambda t: _int(t, "NiceId", 0, path))
     names: dict[str, str] = {}
     for task in elements:
         if not task.get("CommandLine"):
@@ -157,13 +157,25 @@ def _tasks(root: Element, path: str) -> list[dict[str, Any]]:
         if attributes.get("MinCores") and attributes.get("UnitType", "Core") == "Core":
             spec["NumCores"] = f"{attributes['MinCores']}-{attributes.get('MaxCores', attributes['MinCores'])}"
         if attributes.get("Type") == "ParametricSweep" or attributes.get("IsParametric") == "true":
-            spec.update(Type="ParametricSweep", Start=int(attributes.get("StartValue", 1)),
-                        End=int(attributes.get("EndValue", 1)), Increment=int(attributes.get("IncrementValue", 1)))
+            spec.update(Type="ParametricSweep", Start=_int(task, "StartValue", 1, path),
+                        End=_int(task, "EndValue", 1, path), Increment=_int(task, "IncrementValue", 1, path))
         environment = _environment(task)
         if environment:
             spec["Env"] = [f"{k}={v}" for k, v in environment.items()]
         specs.append(spec)
     return specs
+
+
+def _int(element: Element, name: str, default: int, path: str) -> int:
+    """An integer attribute, or InvalidJobFile naming it (never a raw ValueError)."""
+    text = (element.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise HpcError("InvalidJobFile", f"{path}: {name}=\"{text}\" on <{_local(element.tag)}> is not a whole "
+                       "number.", path) from None
 
 
 def _date(iso: str | None) -> str | None:

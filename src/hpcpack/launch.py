@@ -30,6 +30,7 @@ import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
 _SIGKILL = 9
+_STOPS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 
 class StartError(Exception):
@@ -42,8 +43,11 @@ def main(spec_path: str) -> int:
     os.unlink(spec_path)
     exit_fd = os.open(spec["exit_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                       0o600)
-    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+    for sig in _STOPS:
         _signal.signal(sig, _ignore)  # a handler, not SIG_IGN: the task's program must not inherit it
+    # The head node started us with these signals blocked, so that a cancel in the first milliseconds
+    # could not kill the wrapper before it had its handlers; one that came meanwhile arrives now.
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOPS)
     try:
         if spec["cgroup"]:
             _join_cgroup(spec["cgroup"])
@@ -124,8 +128,9 @@ def _spawn(command: str, env: dict[str, str], fds: tuple[int, int, int]) -> int:
         try:
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
-            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+            for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, *_STOPS):
                 _signal.signal(sig, _signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
             os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
         except OSError as e:
             os.write(report_w, (e.strerror or str(e)).encode())

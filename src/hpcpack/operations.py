@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from .errors import HpcError
+from .protocol import MAX_IDS
 
-MAX_IDS = 10_000          # ids in one request; clients send larger lists in pages
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification
 MAX_SPEC_DEPTH = 4        # nesting of lists and maps inside a specification
@@ -39,28 +39,31 @@ States = Text | Annotated[list[Text], Field(max_length=64)]
 When = Text | StrictInt | StrictFloat
 
 
-def _check_value(value: Any, depth: int = 0) -> Any:
+def _check_value(value: Any, where: str, depth: int = 0) -> Any:
     """A specification value: text, number, boolean, null, or lists and maps of them, bounded."""
     if depth > MAX_SPEC_DEPTH:
-        raise ValueError("is nested too deeply")
+        raise ValueError(f"{where} is nested too deeply")
     if isinstance(value, str):
         if len(value) > MAX_TEXT:
-            raise ValueError(f"is longer than {MAX_TEXT} characters")
-        return _clean_text(value)
+            raise ValueError(f"{where} is longer than {MAX_TEXT} characters")
+        try:
+            return _clean_text(value)
+        except ValueError as e:
+            raise ValueError(f"{where} {e}") from None
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list) and len(value) <= MAX_SPEC_ITEMS * 16:
-        return [_check_value(v, depth + 1) for v in value]
+        return [_check_value(v, where, depth + 1) for v in value]
     if isinstance(value, dict) and len(value) <= MAX_SPEC_ITEMS:
-        return {_clean_text(str(k)): _check_value(v, depth + 1) for k, v in value.items()}
-    raise ValueError("is not a text, number, boolean, list or map of a bounded size")
+        return {_check_value(str(k), where, depth + 1): _check_value(v, f"{where}.{k}", depth + 1)
+                for k, v in value.items()}
+    raise ValueError(f"{where} is not a text, number, boolean, list or map of a bounded size")
 
 
 def _check_spec(value: dict[str, Any]) -> dict[str, Any]:
     if len(value) > MAX_SPEC_ITEMS:
         raise ValueError(f"has more than {MAX_SPEC_ITEMS} properties")
-    checked: dict[str, Any] = _check_value(value)
-    return checked
+    return {_check_value(str(k), "a property name"): _check_value(v, str(k)) for k, v in value.items()}
 
 
 Spec = Annotated[dict[str, Any], AfterValidator(_check_spec)]
@@ -82,7 +85,10 @@ class Hello(Request):
 
 
 class NewJob(Request):
+    """A new job; with `tasks` (a job file), the job and all its tasks in one step, or nothing."""
+
     spec: Spec = {}
+    tasks: Annotated[list[Spec], Field(max_length=10_000)] = []
 
 
 class CopyJob(Request):
@@ -199,4 +205,5 @@ def parse(op: Any, args: Any) -> tuple[str, Request]:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or op
-        raise HpcError("InvalidArgument", f"Invalid request '{op}': {where}: {first['msg']}.", where) from None
+        problem = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise HpcError("InvalidArgument", f"Invalid request '{op}': {where}: {problem}.", where) from None

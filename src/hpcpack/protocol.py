@@ -1,6 +1,6 @@
 """The wire protocol between clients and the head node: length-prefixed JSON frames.
 
-A request is {"op": name, "args": {...}}; a reply is {"ok": true, "result": ...} or
+A request is {"op": name, "args": {...}, "request_id": "..."}; a reply is {"ok": true, "result": ...} or
 {"ok": false, "error": {"error_id", "message", "target"}}. The transport (a Unix socket today)
 only moves frames, so another one can replace it without touching either end's logic.
 """
@@ -16,7 +16,12 @@ from .errors import HpcError
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: typed requests, "hello" on connect, request ids
+MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
+# Operations that change nothing: a client may send them again after a lost connection. The others
+# carry a request id, and the head node applies a request id once.
+READ_ONLY = frozenset({"hello", "ping", "wait_jobs", "cancel_time_limit", "lookup_jobs", "plan_cancel", "get_jobs",
+                       "get_tasks", "history", "get_properties"})
 
 
 def encode(message: dict[str, Any]) -> bytes:

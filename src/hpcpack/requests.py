@@ -18,7 +18,7 @@ from .config import PROPERTY_DEFAULTS
 from .errors import HpcError, invalid_argument
 from .headnode import HeadNode
 from .identity import Caller
-from .model import Job, Task
+from .model import Job, Task, now
 from .states import JobState, TaskState, parse_flags
 
 if TYPE_CHECKING:
@@ -38,6 +38,14 @@ def _time(value: str | int | float | None, what: str) -> float | None:
         raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
 
 
+def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
+    if op in protocol.READ_ONLY or request_id is None:
+        return None
+    if not isinstance(request_id, str) or not (0 < len(request_id) <= 64) or not request_id.isalnum():
+        raise invalid_argument("request_id must be 1 to 64 letters and digits.", "request_id")
+    return f"{caller.uid}:{request_id}"
+
+
 def _finish(state: str | None) -> bool:
     """-State Finished (the only value Stop-HpcJob and Stop-HpcTask take) -> True."""
     if state and state.lower() != "finished":
@@ -52,11 +60,28 @@ class Requests:
         self.handlers: dict[str, Callable[[Caller, Any], Any]] = {
             name: getattr(self, "op_" + name) for name in ops.OPERATIONS}
 
-    async def handle(self, caller: Caller, op: Any, args: Any) -> Any:
+    async def handle(self, caller: Caller, op: Any, args: Any, request_id: Any = None) -> Any:
+        """Validates and runs one request. A changing request with an id is applied once: its reply is
+        stored with its changes (in the same transaction, for the single-step operations) and a resend
+        of the same id by the same user gets that reply again."""
         name, params = ops.parse(op, args)
         self.head.begin()
-        result = self.handlers[name](caller, params)
-        return await result if asyncio.iscoroutine(result) else result
+        key = _request_key(caller, name, request_id)
+        if key is not None:
+            done = self.head.store.applied_reply(key)
+            if done is not None:
+                return done
+        handler = self.handlers[name]
+        if asyncio.iscoroutinefunction(handler):
+            result = await handler(caller, params)
+            if key is not None:
+                self.head.store.record_reply(key, now(), result)
+            return result
+        with self.head.batch():
+            result = handler(caller, params)
+            if key is not None:
+                self.head.store.record_reply(key, now(), result)
+        return result
 
     def _record(self, job: Job, caller: Caller) -> dict[str, Any]:
         return job.to_record(self.head.name, private=not self.head.may_read(caller, job))
@@ -74,7 +99,7 @@ class Requests:
                 "state_dir": str(self.head.state_dir)}
 
     def op_new_job(self, caller: Caller, params: ops.NewJob) -> dict[str, Any]:
-        return self._record(self.head.new_job(caller, dict(params.spec)), caller)
+        return self._record(self.head.new_job(caller, dict(params.spec), [dict(t) for t in params.tasks]), caller)
 
     def op_copy_job(self, caller: Caller, params: ops.CopyJob) -> dict[str, Any]:
         return self._record(self.head.copy_job(caller, params.id, dict(params.spec)), caller)
@@ -92,10 +117,12 @@ class Requests:
             with self.head.batch():
                 for job_id in ids[start:start + BATCH]:
                     try:
-                        job = action(job_id)
+                        with self.head.batch():  # a savepoint: a refused job's writes are undone alone
+                            job = action(job_id)
                         results.append({"id": job_id, "job": self._record(job, caller)} if records
                                        else {"id": job_id})
                     except HpcError as e:
+                        self.head.reload([job_id])  # and so is anything it changed in memory
                         results.append({"id": job_id, "error": e.to_wire()})
             self.daemon.poke()
             await asyncio.sleep(0)

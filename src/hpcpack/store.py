@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ MIGRATIONS: list[str] = [
     INSERT INTO allocations (job_id, node, cores)
         SELECT jobs.id, a.key, a.value FROM jobs, json_each(json_extract(jobs.data, '$.allocation')) AS a;
     """,
+    # 3: requests already applied (by caller and request id), so that a resent request applies once.
+    """
+    CREATE TABLE applied_requests (key TEXT PRIMARY KEY, time REAL NOT NULL, reply TEXT NOT NULL);
+    CREATE INDEX applied_requests_by_time ON applied_requests(time);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -58,6 +64,7 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
+        self._pending: list[tuple[int, Callable[[], None]]] = []  # after_commit actions, by savepoint depth
         self._allocations: dict[int, dict[str, int]] = {}  # what the allocations table holds, per job
         self._migrate()
         self._allocations = self._read_allocations()
@@ -82,22 +89,49 @@ class Store:
                 self.db.execute(f"PRAGMA user_version = {version}")
 
     def transaction(self) -> Transaction:
-        """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction."""
+        """BEGIN IMMEDIATE ... COMMIT. A nested one is a savepoint: when it fails, only its own writes
+        are undone and the outer transaction goes on."""
         return Transaction(self)
 
-    def _begin(self) -> None:
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Runs `action` once the changes made so far are durable; never, if they are rolled back.
+        (Intent before action: a signal is sent only after the cancel that asks for it is committed.)"""
         if self._depth == 0:
-            self.db.execute("BEGIN IMMEDIATE")
+            action()
+        else:
+            self._pending.append((self._depth, action))
+
+    def _begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT s{self._depth}")
         self._depth += 1
 
     def _end(self, ok: bool) -> None:
         self._depth -= 1
-        if self._depth:
+        depth = self._depth
+        try:
+            if depth:
+                if not ok:
+                    self.db.execute(f"ROLLBACK TO s{depth}")
+                    self._pending = [(d, a) for d, a in self._pending if d <= depth]
+                self.db.execute(f"RELEASE s{depth}")
+                return
+            if ok:
+                self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if depth == 0:
+                self._rollback()
+            raise
+        if not ok:
+            self._rollback()
             return
-        if ok:
-            self.db.execute("COMMIT")
-            return
-        self.db.execute("ROLLBACK")
+        actions, self._pending = self._pending, []
+        for _, action in actions:
+            action()
+
+    def _rollback(self) -> None:
+        self._pending = []
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
         with contextlib.suppress(sqlite3.Error):  # (a failed migration may not have the table yet)
             self._allocations = self._read_allocations()
 
@@ -167,11 +201,14 @@ class Store:
         with self.transaction():
             self.db.execute("DELETE FROM tasks WHERE job_id=? AND task_id=? AND sub_id>0", (job_id, task_id))
 
-    def load_jobs(self) -> list[Job]:
+    def load_jobs(self, job_id: int | None = None) -> list[Job]:
+        """Every stored job with its tasks, or only the job `job_id` (none when it is not stored)."""
+        where, values = (" WHERE id = ?", (job_id,)) if job_id is not None else ("", ())
         jobs = {row[0]: Job.from_row(json.loads(row[1])) for row in
-                self.db.execute("SELECT id, data FROM jobs ORDER BY id")}
+                self.db.execute(f"SELECT id, data FROM jobs{where} ORDER BY id", values)}
         tasks: dict[tuple[int, int], Task] = {}
-        for (data,) in self.db.execute("SELECT data FROM tasks ORDER BY job_id, task_id, sub_id"):
+        where = where.replace("id", "job_id")
+        for (data,) in self.db.execute(f"SELECT data FROM tasks{where} ORDER BY job_id, task_id, sub_id", values):
             task = Task.from_row(json.loads(data))
             if task.sub_id == 0:
                 tasks[(task.job_id, task.task_id)] = task
@@ -179,6 +216,20 @@ class Store:
             else:
                 tasks[(task.job_id, task.task_id)].instances.append(task)
         return list(jobs.values())
+
+    def applied_reply(self, key: str) -> Any:
+        """The reply once given to the request `key`, or None."""
+        row = self.db.execute("SELECT reply FROM applied_requests WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_reply(self, key: str, time: float, reply: Any) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO applied_requests (key, time, reply) VALUES (?, ?, ?)",
+                            (key, time, json.dumps(reply)))
+
+    def forget_replies(self, before: float) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM applied_requests WHERE time < ?", (before,))
 
     def add_history(self, job_id: int, time: float, actor: str, event: str, message: str = "",
                     details: str = "") -> None:

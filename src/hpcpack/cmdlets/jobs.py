@@ -95,10 +95,7 @@ def new_job(args: Args) -> list[Record]:
         from ..jobxml import read_job_file
         file_spec, tasks = read_job_file(str(args.get("JobFile")))
         file_spec.update(spec)
-        job = client.call("new_job", spec=file_spec)
-        for task in tasks:
-            client.call("add_task", job_id=job["Id"], spec=task)
-        return [client.call("get_jobs", ids=[job["Id"]])[0]]
+        return [client.call("new_job", spec=file_spec, tasks=tasks)]  # all of it, or nothing
     if args.has("Job"):
         return [client.call("copy_job", id=args.ints("Job")[0], spec=spec)]
     return [client.call("new_job", spec=spec)]

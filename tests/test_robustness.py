@@ -1,0 +1,407 @@
+"""No request, input, crash or limit kills, wedges or fools the head node: real head node processes,
+real sockets, real SQLite files, a real full disk, real kill -9."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcpack import __version__, protocol
+from hpcpack.client import Client
+from hpcpack.errors import HpcError
+
+from .conftest import ROOT, HeadNodeProcess, as_user, start_head_node, wait_until
+from .test_security import ended, job_as, tasks_of
+
+ONE_NODE = 'nodes:\n  - {name: NODE1, cores: 4}\nsocket_mode: "0666"\nadministrators: [hpcadmin]\n'
+
+
+def raw(head: HeadNodeProcess, message: dict[str, Any]) -> dict[str, Any]:
+    """One frame over a fresh connection, exactly as given (no client-side checks)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(head.socket))
+        protocol.send(sock, message)
+        return protocol.receive(sock)
+
+
+def answers(head: HeadNodeProcess) -> bool:
+    return bool(raw(head, {"op": "ping", "args": {}}).get("ok"))
+
+
+def history(client: Client, job_id: int, event: str) -> list[dict[str, Any]]:
+    return [r for r in client.call("history", job_id=job_id) if r["event"] == event]
+
+
+def test_a_task_that_cannot_start_fails_alone_and_the_head_node_lives(head: HeadNodeProcess, client: Client,
+                                                                      users: dict[str, Any]) -> None:
+    too_long = client.call("new_job", spec={})["Id"]
+    with pytest.raises(HpcError) as refused:
+        client.call("add_task", job_id=too_long, spec={"CommandLine": "echo " + "y" * 140_000})
+    assert refused.value.error_id == "InvalidArgument" and "CommandLine" in refused.value.message
+    # An environment larger than the kernel lets a program start with: the exec fails, the task says why.
+    huge_env = client.call("new_job", spec={"JobEnv": [f"V{i}={'x' * 60_000}" for i in range(60)]})["Id"]
+    client.call("add_task", job_id=huge_env, spec={"CommandLine": "true"})
+    client.call("submit_jobs", ids=[huge_env])
+    assert ended(client, huge_env)["State"] == "Failed"
+    assert "could not be started: Argument list too long" in tasks_of(client, huge_env)[0]["ErrorMessage"]
+    # A job whose owner's account is gone by the time it starts.
+    subprocess.run(["useradd", "--no-create-home", "hpcghost"], check=False)
+    ghost = job_as("hpcghost", head, {"HoldUntil": "2999-01-01T00:00:00"}, [{"CommandLine": "true"}])
+    subprocess.run(["userdel", "hpcghost"], check=True)
+    client.call("set_job", id=ghost, spec={"HoldUntil": "2000-01-01T00:00:00"})
+    assert ended(client, ghost)["State"] == "Failed"
+    assert "has no account on this machine" in tasks_of(client, ghost)[0]["ErrorMessage"], ended(client, ghost)["ErrorMessage"]
+    assert answers(head)
+    client.close()
+    head.stop()  # and no crash loop: it starts again with these jobs stored
+    head.process = start_head_node(head.state_dir).process
+    assert answers(head)
+
+
+def test_a_cancel_message_in_a_foreign_encoding_is_refused_by_the_job_command(head: HeadNodeProcess,
+                                                                               client: Client) -> None:
+    job_id = client.call("new_job", spec={"NumCores": "1"})["Id"]
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "sleep 300"})
+    client.call("submit_jobs", ids=[job_id])
+    wait_until(lambda: tasks_of(client, job_id)[0]["State"] == "Running")
+    latin1 = subprocess.run([sys.executable, "-m", "hpcpack.cli", "cancel", str(job_id), b"/message:caf\xe9",
+                             f"/scheduler:unix:{head.socket}"], capture_output=True, timeout=60)
+    assert latin1.returncode != 0 and b"message" in latin1.stderr and b"unicode" in latin1.stderr.lower()
+    assert client.call("get_jobs", ids=[job_id])[0]["State"] == "Running" and answers(head)
+    client.call("cancel_jobs", ids=[job_id], message="café", force=True)
+    assert ended(client, job_id)["State"] == "Canceled"
+    assert ended(client, job_id)["ErrorMessage"] == "café"
+
+
+def test_one_user_cannot_exhaust_connections_or_the_open_file_limit(head: HeadNodeProcess, client: Client,
+                                                                    users: dict[str, Any]) -> None:
+    limits = Path(f"/proc/{head.process.pid}/limits").read_text()
+    soft, hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()  # type: ignore[union-attr]
+    assert soft == hard
+    held = as_user("hpcalice", head, (
+        "import socket, struct\n"
+        "socks, refused = [], 0\n"
+        "for _ in range(200):\n"
+        "    s = socket.socket(socket.AF_UNIX); s.connect(c.endpoints[0].socket_path.as_posix()); socks.append(s)\n"
+        "    s.settimeout(0.05)\n"
+        "    try:\n"
+        "        if s.recv(4): refused += 1\n"
+        "    except OSError: pass\n"
+        "print(refused)\n"))
+    assert held.returncode == 0, held.stderr
+    assert int(held.stdout) == 200 - 128  # the 129th and later are refused, with a reason
+    assert answers(head)
+
+
+def test_id_lists_are_bounded_and_the_client_pages_long_ones(head: HeadNodeProcess, client: Client) -> None:
+    reply = raw(head, {"op": "lookup_jobs", "args": {"ids": list(range(1, protocol.MAX_IDS + 2))}})
+    assert not reply["ok"] and reply["error"]["error_id"] == "InvalidArgument" and "ids" in reply["error"]["message"]
+    results = client.call("lookup_jobs", ids=list(range(1, 25_001)))
+    assert len(results) == 25_000 and [r["id"] for r in results] == list(range(1, 25_001))
+    assert answers(head)
+
+
+@pytest.mark.parametrize(("tasks", "job", "reason"), [
+    ([{"CommandLine": "true", "Name": "a", "Depend": ["b"]}, {"CommandLine": "true", "Name": "b", "Depend": ["a"]}],
+     {}, "form a cycle"),
+    ([{"CommandLine": "true", "Name": "a", "Depend": ["a"]}], {}, "cycle, so none of them can start: a -> a"),
+    ([{"CommandLine": "true", "Depend": ["nobody"]}], {}, "do not exist: nobody"),
+    ([{"CommandLine": "true", "NumCores": "6"}], {}, "needs 6 cores on one node; the largest node has 4"),
+    ([{"CommandLine": "true"}], {"NumCores": "64"}, "the cluster has 8"),
+    ([{"CommandLine": "true", "NumCores": "3"}], {"NumCores": "1-2"}, "the job may have at most 2"),
+])
+def test_jobs_that_could_never_run_fail_validation_with_a_reason(state_dir: Path, tasks: list[dict[str, Any]],
+                                                                 job: dict[str, Any], reason: str) -> None:
+    head = start_head_node(state_dir, ONE_NODE.replace("cores: 4}", "cores: 4}\n  - {name: NODE2, cores: 4}"))
+    try:
+        client = head.client()
+        job_id = client.call("new_job", spec=job)["Id"]
+        for task in tasks:
+            client.call("add_task", job_id=job_id, spec=task)
+        client.call("submit_jobs", ids=[job_id])
+        failed = ended(client, job_id, 10)
+        assert failed["State"] == "Failed" and reason in failed["ErrorMessage"], failed
+        client.close()
+    finally:
+        head.stop()
+
+
+def test_refused_changes_change_nothing(head: HeadNodeProcess, client: Client, tmp_path: Path) -> None:
+    job_id = client.call("new_job", spec={})["Id"]
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "exit 1"})
+    client.call("submit_jobs", ids=[job_id])
+    assert ended(client, job_id)["State"] == "Failed"
+    with pytest.raises(HpcError, match="requeue the job"):
+        client.call("requeue_task", job_id=job_id, task_id=1)
+    assert tasks_of(client, job_id)[0]["State"] == "Failed"
+    with pytest.raises(HpcError, match="cannot be added"):
+        client.call("add_task", job_id=job_id, spec={"CommandLine": "true"})
+    assert len(tasks_of(client, job_id)) == 1
+    assert "error" not in client.call("submit_jobs", ids=[job_id])[0]  # the job itself requeues fine
+    assert ended(client, job_id)["State"] == "Failed" and answers(head)
+    before = [j["Id"] for j in client.call("get_jobs", state="All")]
+    for attributes, problem in (('NiceId="abc"', 'NiceId="abc"'), ('MinCores="many"', "'many-many' is not valid")):
+        path = tmp_path / "job.xml"
+        path.write_text(f'<Job Name="bad"><Tasks><Task CommandLine="true" NiceId="1"/>'
+                        f'<Task CommandLine="true" {attributes} UnitType="Core"/></Tasks></Job>')
+        from hpcpack.jobxml import read_job_file
+        with pytest.raises(HpcError) as refused:
+            spec, task_specs = read_job_file(str(path))
+            client.call("new_job", spec=spec, tasks=task_specs)
+        assert refused.value.error_id in ("InvalidJobFile", "InvalidArgument") and problem in refused.value.message
+    assert [j["Id"] for j in client.call("get_jobs", state="All")] == before  # no half-built job
+
+
+def test_repeated_cancels_are_applied_and_logged_once_and_escalations_are_recorded(head: HeadNodeProcess,
+                                                                                    client: Client) -> None:
+    job_id = client.call("new_job", spec={})["Id"]
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "trap '' TERM; sleep 300"})
+    client.call("submit_jobs", ids=[job_id])
+    wait_until(lambda: tasks_of(client, job_id)[0]["State"] == "Running")
+    errors: list[Any] = []
+
+    def cancel(**kind: bool) -> None:
+        c = head.client()
+        errors.extend(r for r in c.call("cancel_jobs", ids=[job_id], **kind) if "error" in r)
+        c.close()
+    threads = [threading.Thread(target=cancel, kwargs={"graceful": True}) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(3):
+        cancel()  # an escalation, then repeats of it (the task ignores TERM: the job stays Canceling)
+    cancel(force=True)
+    assert errors == [], client.call("history", job_id=job_id)
+    assert [len(history(client, job_id, kind)) for kind in ("graceful", "cancel", "force")] == [1, 1, 1]
+    assert ended(client, job_id)["State"] == "Canceled"
+
+
+def test_a_resent_request_is_applied_once(head: HeadNodeProcess, client: Client) -> None:
+    request = {"op": "new_job", "args": {"spec": {"Name": "once"}}, "request_id": "abc123"}
+    first, second = raw(head, request), raw(head, request)
+    assert first == second and first["ok"]
+    assert [j["Name"] for j in client.call("get_jobs", state="All")] == ["once"]
+    other = raw(head, {**request, "request_id": "abc124"})
+    assert other["result"]["Id"] == first["result"]["Id"] + 1
+
+
+def test_two_head_nodes_never_share_a_state_folder(head: HeadNodeProcess) -> None:
+    (head.state_dir / "headnode.lock").unlink()
+    second = subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(head.state_dir)],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 3 and "already runs" in second.stderr
+    assert answers(head)
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 3 MB tmpfs: the state folder of a head node whose disk fills up."""
+    mount = Path(tempfile.mkdtemp(prefix="hpc-full-", dir="/tmp"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mount)], check=True)
+    yield mount / "state"
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount.rmdir()
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk: Path) -> None:
+    head = start_head_node(small_disk, ONE_NODE)
+    try:
+        client = head.client()
+        running = client.call("new_job", spec={})["Id"]
+        client.call("add_task", job_id=running, spec={"CommandLine": "sleep 300"})
+        quick = client.call("new_job", spec={})["Id"]
+        client.call("add_task", job_id=quick, spec={"CommandLine": "sleep 1; exit 0"})
+        client.call("submit_jobs", ids=[running, quick])
+        wait_until(lambda: all(tasks_of(client, j)[0]["State"] == "Running" for j in (running, quick)))
+        sleeper = next(p for p in _pids_of(b"sleep", b"300"))
+        _fill(small_disk / "filler")
+        with pytest.raises(HpcError) as refused:
+            client.call("cancel_jobs", ids=[running], force=True)
+        assert refused.value.error_id == "StorageFailure" and "nothing was changed" in refused.value.message
+        assert Path(f"/proc/{sleeper}").exists()  # a refused cancel kills nothing
+        time.sleep(1.5)  # the quick task exits while nothing can be written
+        assert client.call("get_jobs", ids=[running])[0]["State"] == "Running"  # reads still work
+        (small_disk / "filler").unlink()
+        assert ended(client, quick)["State"] == "Finished"
+        assert tasks_of(client, quick)[0]["ExitCode"] == 0  # recorded once there was room, not "killed"
+        client.call("cancel_jobs", ids=[running], force=True)
+        assert ended(client, running)["State"] == "Canceled" and answers(head)
+        client.close()
+    finally:
+        head.stop()
+
+
+def _pids_of(*argv: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[:len(argv)] == list(argv):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_kill_9_during_bulk_cancel_loses_no_cancel_and_makes_no_duplicate(state_dir: Path) -> None:
+    """Many trials: the head node is killed at a random moment of a bulk cancel of running and queued
+    jobs; after a restart, the client's resend finishes it. Every job ends Canceled, with exactly one
+    cancel in its history and no Failed task: nothing was signalled before its cancel was committed."""
+    rng = random.Random(9)
+    head = start_head_node(state_dir, ONE_NODE)
+    try:
+        for trial in range(6):
+            _bulk_cancel_killed_midway(head, trial, rng.uniform(0.0, 0.08))
+    finally:
+        head.stop()
+
+
+def _bulk_cancel_killed_midway(head: HeadNodeProcess, trial: int, delay: float) -> None:
+    client = head.client()
+    ids = [client.call("new_job", spec={"NumCores": "1"})["Id"] for _ in range(120)]
+    for job_id in ids:
+        client.call("add_task", job_id=job_id, spec={"CommandLine": "sleep 300"})
+    client.call("submit_jobs", ids=ids)
+    wait_until(lambda: sum(j["State"] == "Running" for j in client.call("get_jobs", ids=ids)) == 4)
+    client.close()
+    request = {"op": "cancel_jobs", "args": {"ids": ids, "message": f"trial {trial}"}, "request_id": f"bulk{trial}"}
+    sender = threading.Thread(target=lambda: _ignore_errors(raw, head, request))
+    sender.start()
+    time.sleep(delay)
+    head.kill()
+    sender.join()
+    head.process = start_head_node(head.state_dir).process
+    assert raw(head, request)["ok"]  # the resend, with the same request id
+    client = head.client()
+    for job_id in ids:
+        job = ended(client, job_id)
+        assert job["State"] == "Canceled", job
+        assert len(history(client, job_id, "cancel")) == 1, (trial, job_id)
+        units = tasks_of(client, job_id)
+        assert all(t["State"] == "Canceled" or "canceled" in t["ErrorMessage"].lower() for t in units), units
+    client.close()
+
+
+def _ignore_errors(function: Any, *args: Any) -> None:
+    with contextlib.suppress(OSError, HpcError):  # the head node dies under it: that is the point
+        function(*args)
+
+
+def _older_build(tmp: Path) -> Path:
+    """This source tree as an older release would be: another version, protocol 1, no "hello"."""
+    old = tmp / "old-src"
+    shutil.copytree(ROOT / "src" / "hpcpack", old / "hpcpack")
+    init = old / "hpcpack" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = .*', '__version__ = "0.0.9"', init.read_text()))
+    ops = old / "hpcpack" / "operations.py"
+    ops.write_text(ops.read_text().replace('    "hello": Hello,\n', ""))
+    proto = old / "hpcpack" / "protocol.py"
+    proto.write_text(re.sub(r"PROTOCOL_VERSION = \d+", "PROTOCOL_VERSION = 1", proto.read_text()))
+    return old
+
+
+def test_an_embedded_head_node_of_another_version_is_replaced_and_its_jobs_adopted(tmp_path: Path,
+                                                                                    state_dir: Path) -> None:
+    old = _older_build(tmp_path)
+    env = {**os.environ, "HPCPACK_HOME": str(state_dir), "PYTHONPATH": str(old)}
+    env.pop("CCP_SCHEDULER", None)
+    ready = tmp_path / "ready"
+    made = subprocess.run([sys.executable, "-c", (
+        "from hpcpack.client import Client\nc = Client()\n"
+        "j = c.call('new_job', spec={})\n"
+        f"c.call('add_task', job_id=j['Id'], spec={{'CommandLine': 'touch {ready}; sleep 2; exit 7'}})\n"
+        "c.call('submit_jobs', ids=[j['Id']])\nprint(c.call('ping')['pid'])\n")],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    old_pid = int(made.stdout)
+    wait_until(ready.exists)
+    os.environ["HPCPACK_HOME"] = str(state_dir)
+    try:
+        client = Client()
+        hello = client.call("ping")
+        assert hello["version"] == __version__ and hello["pid"] != old_pid
+        wait_until(lambda: not Path(f"/proc/{old_pid}").exists())
+        job = ended(client, 1)
+        assert job["State"] == "Failed" and tasks_of(client, 1)[0]["ExitCode"] == 7  # adopted, run to its end
+        client.call("shutdown")
+        client.close()
+    finally:
+        del os.environ["HPCPACK_HOME"]
+
+
+def test_a_machine_wide_head_node_of_another_version_gives_a_clear_error(tmp_path: Path, state_dir: Path) -> None:
+    old = _older_build(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)],
+                               env={**os.environ, "PYTHONPATH": str(old)}, start_new_session=True)
+    try:
+        wait_until(lambda: (state_dir / "headnode.sock").exists())
+        with pytest.raises(HpcError) as refused:
+            Client(f"unix:{state_dir / 'headnode.sock'}").call("get_jobs")
+        assert refused.value.error_id == "VersionMismatch"
+        assert "0.0.9" in refused.value.message and __version__ in refused.value.message
+        assert process.poll() is None  # left running: it is not ours to replace
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_random_requests_never_take_the_head_node_down(head: HeadNodeProcess, client: Client) -> None:
+    """Bounded fuzzing (hypothesis): well-formed and malformed requests of every operation; after each,
+    the head node still answers, and at the end its database is intact and its jobs consistent."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hpcpack.operations import OPERATIONS
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
+                               | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
+                               | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+    keys = st.sampled_from(["ids", "id", "job_id", "task_id", "sub_id", "spec", "message", "state", "force",
+                            "graceful", "timeout", "values", "tasks", "expand", "full", "owner"])
+    ops = st.sampled_from(sorted(set(OPERATIONS) - {"shutdown", "wait_jobs"})) | st.text(max_size=10)
+    requests = st.fixed_dictionaries({"op": ops, "args": st.dictionaries(keys, json_values, max_size=4)})
+    sent = {"count": 0}
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(requests)
+    def probe(request: dict[str, Any]) -> None:
+        reply = raw(head, request)
+        sent["count"] += 1
+        assert set(reply) <= {"ok", "result", "error"}
+        assert reply["ok"] or reply["error"]["error_id"] != "InternalError", reply
+    probe()
+    assert sent["count"] >= 400 and answers(head)
+    with sqlite3.connect(head.state_dir / "headnode.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for job in client.call("get_jobs", state="All"):
+        assert job["State"] in ("Configuring", "Submitted", "Validating", "Queued", "Running", "Canceling",
+                                "Finishing", "Finished", "Failed", "Canceled")
+        if job["State"] in ("Configuring", "Queued", "Finished", "Failed", "Canceled"):
+            assert job["CurrentAllocation"] == 0, job
+
