@@ -97,7 +97,7 @@ install: build
 uninstall:
 	contrib/install uninstall
 
-# uninstall, and also the machine's head node state (/var/lib/hpcpack) or yours.
+# uninstall, and also the machine's head node state (/var/lib/hpcpack).
 purge:
 	contrib/install purge
 

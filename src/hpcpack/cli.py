@@ -177,7 +177,7 @@ def cmd_list(client: Client, args: Arguments) -> int:
 
 
 def cmd_view(client: Client, args: Arguments) -> int:
-    job = client.call("get_jobs", ids=[args.job_id()])[0]
+    job = {**client.call("get_jobs", ids=[args.job_id()])[0], "HeadNode": client.address}
     width = max(len(k) for k in job)
     for key, value in job.items():
         if not key.startswith("__"):

@@ -11,7 +11,6 @@ from typing import Any
 from .errors import HpcError
 
 SYSTEM_STATE_DIR = Path("/var/lib/hpcpack")
-SYSTEM_SOCKET = Path("/run/hpcpack/headnode.sock")
 SOCKET_NAME = "headnode.sock"
 CONFIG_NAME = "headnode.yaml"
 LOCAL_NAMES = {"", ".", "localhost", "127.0.0.1", "::1"}
@@ -25,12 +24,18 @@ PROPERTY_DEFAULTS: dict[str, int] = {
 }
 
 
+def machine_wide() -> bool:
+    """True on a machine where 'make install' as root set up one head node for every user (in /var/lib/hpcpack)."""
+    return (SYSTEM_STATE_DIR / CONFIG_NAME).exists()
+
+
 def default_state_dir() -> Path:
-    """HPCPACK_HOME, else the system folder for root, else the user's own state folder."""
+    """Which head node a user reaches by default, root or not: HPCPACK_HOME, else the machine's head node when
+    installed machine-wide, else the user's own (XDG_STATE_HOME or ~/.local/state, /hpcpack)."""
     explicit = os.environ.get("HPCPACK_HOME")
     if explicit:
         return Path(explicit)
-    if os.geteuid() == 0:
+    if machine_wide():
         return SYSTEM_STATE_DIR
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "hpcpack"
@@ -57,10 +62,10 @@ def _endpoint(name: str) -> Endpoint:
         path = Path(name.removeprefix("unix:"))
         return Endpoint(path, None, name)
     if name.lower() in LOCAL_NAMES or name.lower() == socket.gethostname().lower():
-        if not os.environ.get("HPCPACK_HOME") and SYSTEM_SOCKET.exists():
-            return Endpoint(SYSTEM_SOCKET, None, name or socket.gethostname())
         state = default_state_dir()
-        return Endpoint(state / SOCKET_NAME, state, name or socket.gethostname())
+        # Anyone may start their own head node when none runs; only root starts the machine's.
+        may_start = state != SYSTEM_STATE_DIR or os.geteuid() == 0
+        return Endpoint(state / SOCKET_NAME, state if may_start else None, name or socket.gethostname())
     raise HpcError("CannotConnectWithScheduler",
                    f"Cannot connect to the head node '{name}': only the local head node is supported "
                    "(use localhost, this machine's name, or unix:<socket path>).", name)

@@ -11,8 +11,11 @@ SETTABLE = ("TaskCancelGracePeriod", "NodeReleaseTaskTimeout", "TtlCompletedJobs
 
 @command("Get-HpcClusterProperty")
 def get_cluster_property(args: Args) -> list[Record]:
-    values = args.client().call("get_properties")
+    client = args.client()
     name = args.get("Name")
+    # Which head node this is (README, "The head node") needs no administrator, unlike the properties.
+    values = {} if str(name).lower() == "headnode" else client.call("get_properties")
+    values["HeadNode"] = client.address
     return [{"__type__": "HpcVariable", "Name": k, "Value": str(v)} for k, v in values.items()
             if name is None or k.lower() == str(name).lower()]
 

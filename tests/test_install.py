@@ -1,0 +1,235 @@
+"""The machine-wide install (make install as root) serves a fresh non-root user end to end, on real pwsh with the
+distribution's Python; make purge leaves nothing behind. Also: one version everywhere, and the module naming
+precisely what is wrong with the Python it was given."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from hpcpack.client import Client
+
+from .conftest import ROOT, run_pwsh, wait_until
+from .jobs import job, task_states, wait_state
+from .test_lifecycle import spec_example
+
+STATE = Path("/var/lib/hpcpack")
+PREFIX = Path("/opt/hpcpack")
+MODULE_DIR = Path("/usr/local/share/powershell/Modules/HPC")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: installs for the whole machine and "
+                                                         "creates a Unix user (run 'sudo make test')")
+
+
+def make(*targets: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *targets], capture_output=True,
+                            text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"make {' '.join(targets)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@dataclass
+class Machine:
+    user: str
+    installed: list[Path]
+    head: subprocess.Popen[bytes]
+
+    def as_user(self, *command: str, cwd: str = "/tmp") -> subprocess.CompletedProcess[str]:
+        """A login-like environment: nothing of root's, the system PATH only."""
+        env = ["HOME=" + os.path.expanduser(f"~{self.user}"), "PATH=/usr/local/bin:/usr/bin:/bin",
+               "POWERSHELL_TELEMETRY_OPTOUT=1", "LANG=C.UTF-8", "TERM=dumb"]
+        return subprocess.run(["runuser", "-u", self.user, "--", "env", "-i", *env, *command], capture_output=True,
+                              text=True, timeout=300, cwd=cwd, stdin=subprocess.DEVNULL)
+
+    def pwsh(self, script: str) -> str:
+        result = self.as_user("pwsh", "-NoProfile", "-Command", script)
+        assert result.returncode == 0, f"rc={result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+
+def machine_client() -> Client:
+    """Root's client of the machine's head node: an administrator there."""
+    return Client(f"unix:{STATE / 'headnode.sock'}")
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder the fresh user's tasks can write to (pytest's own are closed to other users)."""
+    path = Path(tempfile.mkdtemp(prefix="hpc-install-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def machine() -> Iterator[Machine]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: installs for the whole machine and creates a Unix user (run 'sudo make test')")
+    assert not STATE.exists() and not PREFIX.exists(), \
+        f"{STATE} or {PREFIX} exists: this test needs a machine without the product installed ('make purge')"
+    user = "hpcfresh" + uuid.uuid4().hex[:6]
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True)
+    head = None
+    try:
+        make("install")
+        installed = [Path(p) for p in (PREFIX / "installed-files").read_text().split()]
+        # The administrator's configuration: the examples' three running jobs need more cores than CI has.
+        with open(STATE / "headnode.yaml", "a") as config:
+            config.write("nodes:\n  - {name: NODE1, cores: 4}\n  - {name: NODE2, cores: 4}\n")
+        head = subprocess.Popen(["/usr/local/bin/hpc-headnode"], stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: (STATE / "headnode.sock").exists(), 15)
+        yield Machine(user, installed, head)
+    finally:
+        if head is not None and head.poll() is None:
+            client = machine_client()
+            unfinished = [j["Id"] for j in client.call("get_jobs", state="All") if j["State"] in
+                          ("Queued", "Running", "Canceling", "Configuring", "Submitted", "Validating")]
+            if unfinished:
+                client.call("cancel_jobs", ids=unfinished, force=True)
+            client.close()
+        make("purge")
+        if head is not None and head.poll() is None:
+            head.send_signal(signal.SIGKILL)
+        subprocess.run(["pkill", "-KILL", "-u", user], check=False)
+        subprocess.run(["userdel", "--remove", user], check=False, capture_output=True)
+
+
+@needs_root
+def test_a_fresh_user_runs_the_specs_four_examples_on_the_machines_head_node(machine: Machine,
+                                                                             shared_tmp: Path) -> None:
+    gate, ready = shared_tmp / "gate", shared_tmp / "ready"
+    # The jobs the examples stop, made by the user (the examples stop jobs 27, 39 and 45).
+    setup = f"""
+function UpTo([int] $n) {{ do {{ $id = (New-HpcJob -Name filler).Id }} while ($id -lt $n - 1) }}
+UpTo 27
+$j = New-HpcJob -Name 27 -NumCores 1
+$null = $j | Add-HpcTask -CommandLine "touch {ready}; while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
+$null = $j | Add-HpcTask -CommandLine 'echo never'
+UpTo 39
+$j = New-HpcJob -Name 39
+$null = $j | Add-HpcTask -Type NodeRelease -CommandLine 'echo released >> {shared_tmp}/release39'
+$null = $j | Add-HpcTask -CommandLine "trap '' TERM; sleep 300"
+UpTo 45
+$j = New-HpcJob -Name 45
+$null = $j | Add-HpcTask -CommandLine 'sleep 300'
+Submit-HpcJob -Id 27 | Out-Null; Submit-HpcJob -Id 39 | Out-Null; Submit-HpcJob -Id 45 | Out-Null
+(Get-HpcJob -Id 45).Owner
+"""
+    assert machine.pwsh(setup).split()[-1] == machine.user
+    client = machine_client()
+    wait_until(lambda: ready.exists() and all(job(client, i)["State"] == "Running" for i in (39, 45))
+               and "Running" in task_states(client, 39).values(), 30)
+
+    machine.pwsh(spec_example(1))
+    assert job(client, 45)["State"] == "Canceled"
+    assert job(client, 45)["ErrorMessage"] == "Clearing space for Job 51, which needs to run immediately."
+    machine.pwsh(spec_example(2))
+    assert job(client, 39)["State"] == "Canceled" and not (shared_tmp / "release39").exists()
+    machine.pwsh(spec_example(3))
+    created = max(j["Id"] for j in client.call("get_jobs", state="All"))
+    assert job(client, created)["Owner"] == machine.user
+    assert wait_state(client, created, "Finished")
+    machine.pwsh(spec_example(4))
+    assert job(client, 27)["State"] == "Canceling"
+    gate.touch()
+    assert wait_state(client, 27, "Finished")
+    client.close()
+
+
+@needs_root
+def test_a_fresh_user_runs_the_job_command_and_sees_which_head_node(machine: Machine) -> None:
+    made = machine.as_user("job", "new", "/jobname:from-cli", "/numcores:1")
+    assert made.returncode == 0, made.stderr
+    job_id = int(made.stdout.split("ID:")[1])
+    assert machine.as_user("job", "add", str(job_id), "id", "-un").returncode == 0
+    assert "submitted" in machine.as_user("job", "submit", f"/id:{job_id}").stdout
+    client = machine_client()
+    wait_state(client, job_id, "Finished")
+    client.close()
+    view = machine.as_user("job", "view", str(job_id)).stdout
+    assert re.search(rf"Owner\s+: {machine.user}\b", view)
+    assert re.search(rf"HeadNode\s+: unix:{STATE}/headnode.sock", view)
+    shown = machine.pwsh("(Get-HpcClusterProperty -Name HeadNode).Value").strip()
+    assert shown == f"unix:{STATE}/headnode.sock"
+
+
+@needs_root
+def test_the_install_uses_the_distributions_python_for_everyone(machine: Machine) -> None:
+    pointer = dict(line.split("=", 1) for line in (MODULE_DIR / "bin" / "python-env.txt").read_text().split())
+    debian = subprocess.run(["/usr/bin/python3", str(ROOT / "src/hpcpack/pythonenv.py"), "check", "--public"],
+                            capture_output=True, text=True)
+    if debian.returncode == 0:  # a distribution python3 that qualifies is preferred for a machine-wide install
+        assert pointer["libpython"] == debian.stdout.strip()
+    assert pointer["venv"] == str(PREFIX / "venv")
+    version = machine.as_user("hpc-headnode", "--version").stdout.strip()
+    assert version == metadata.version("hpcpack")
+    assert machine.pwsh("(Get-Module -ListAvailable HPC).Version.ToString()").strip() == version
+
+
+def test_one_version_everywhere() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert metadata.version("hpcpack") == version
+    manifest = (ROOT / "module" / "HPC.psd1").read_text()
+    assert re.search(r"ModuleVersion\s*=\s*'([^']+)'", manifest).group(1) == version  # type: ignore[union-attr]
+    cli = subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--version"], capture_output=True, text=True)
+    assert cli.stdout.strip() == version
+
+
+@pytest.mark.parametrize("case", ["missing", "static", "version"])
+def test_the_module_names_what_is_wrong_with_its_python(case: str, tmp_path: Path) -> None:
+    module = tmp_path / "HPC"
+    shutil.copytree(ROOT / "module", module)
+    pointer = dict(line.split("=", 1) for line in (module / "bin" / "python-env.txt").read_text().split())
+    real = Path(pointer["libpython"])
+    lib, expected = {
+        "missing": (tmp_path / "libpython3.11.so", "does not exist"),
+        "static": (tmp_path / "libpython3.11.a", "is not a shared libpython"),
+        "version": (tmp_path / "libpython3.9.so", "is Python 3.9; the module needs Python 3.11 to 3.15"),
+    }[case]
+    if case == "static":
+        lib.write_bytes(b"!<arch>\n" + b"\0" * 64)
+    elif case == "version":
+        shutil.copy(real, lib)
+    (module / "bin" / "python-env.txt").write_text(f"venv={pointer['venv']}\nlibpython={lib}\nversion=3.11\n")
+    result = run_pwsh(f"Import-Module '{module}/HPC.psd1'; Get-HpcJob", import_module=False,
+                      env={**os.environ, "HPCPACK_HOME": str(tmp_path / "state")})
+    assert result.returncode != 0
+    assert "The HPC module cannot start Python" in result.stderr and str(lib) in result.stderr, result.stderr
+    assert expected in result.stderr
+
+
+@needs_root
+def test_a_python_other_users_cannot_read_is_named_as_such(machine: Machine, shared_tmp: Path) -> None:
+    """What a user met when the module's Python lay under root's 0700 home: now named, with the file."""
+    module = shared_tmp / "HPC"
+    shutil.copytree(MODULE_DIR, module)
+    private = shared_tmp / "private"
+    private.mkdir(mode=0o700)
+    pointer = dict(line.split("=", 1) for line in (module / "bin" / "python-env.txt").read_text().split())
+    lib = private / Path(pointer["libpython"]).name
+    shutil.copy(pointer["libpython"], lib)
+    (module / "bin" / "python-env.txt").write_text(f"venv={pointer['venv']}\nlibpython={lib}\n")
+    result = machine.as_user("pwsh", "-NoProfile", "-Command", f"Import-Module '{module}/HPC.psd1'; Get-HpcJob")
+    assert result.returncode != 0
+    assert f"the Python library {lib} cannot be read by user {machine.user}" in result.stderr, result.stderr
+
+
+@needs_root
+def test_purge_leaves_nothing_behind(machine: Machine) -> None:
+    assert all(p.exists() or p.is_symlink() for p in machine.installed)
+    make("purge")
+    left = [p for p in [*machine.installed, PREFIX, STATE, MODULE_DIR] if p.exists() or p.is_symlink()]
+    assert left == []
+    assert machine.head.wait(10) == 0  # purge stopped the head node the fixture started
