@@ -161,7 +161,14 @@ def pwsh_bench(repeats: int) -> dict[str, float]:
     subprocess.run(["dotnet", "build", str(ROOT / "bench" / "TrivialModule" / "Trivial.csproj"), "-c", "Release",
                     "-o", str(trivial), "--nologo", "-v", "quiet"], check=True, capture_output=True)
     state = Path(tempfile.mkdtemp(prefix="hpc-bench-ps-"))
-    env = {**os.environ, "HPCPACK_HOME": str(state), "POWERSHELL_TELEMETRY_OPTOUT": "1"}
+    # As a script runs from cron or CI: no terminal, so pwsh writes no terminal escapes.
+    env = {**os.environ, "HPCPACK_HOME": str(state), "POWERSHELL_TELEMETRY_OPTOUT": "1", "TERM": "dumb"}
+    starts = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([str(ROOT / "bin" / "pwsh"), "-NoProfile", "-NonInteractive", "-Command", "exit"], env=env,
+                       check=True)
+        starts.append((time.perf_counter() - started) * 1000)
     script = f"""
 $sw = [Diagnostics.Stopwatch]::new()
 function Measure-Import([string] $path, [string] $call) {{
@@ -199,6 +206,8 @@ $queue = [Collections.Generic.Queue[int]]::new([int[]]$ids)
     if out.returncode != 0:
         raise RuntimeError(out.stdout + out.stderr)
     results = {k: float(v) for k, v in (line.split("|") for line in out.stdout.splitlines() if "|" in line)}
+    results["pwsh_start_ms"] = statistics.median(starts)
+    print(f"pwsh start to exit (bin/pwsh -NoProfile -Command exit): {results['pwsh_start_ms']:.0f} ms (median)")
     print(f"Import-Module HPC in a fresh runspace: {results['import_hpc_ms']:.1f} ms, a trivial binary module "
           f"{results['import_trivial_ms']:.1f} ms ({results['import_hpc_ms'] / results['import_trivial_ms']:.1f}x)")
     print(f"warm Stop-HpcJob -WhatIf: {results['whatif_ms']:.2f} ms; warm Stop-HpcJob (a Configuring job, "

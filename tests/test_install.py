@@ -227,9 +227,18 @@ def test_a_python_other_users_cannot_read_is_named_as_such(machine: Machine, sha
 
 
 @needs_root
+def test_while_the_machines_head_node_is_down_users_are_told_and_cannot_start_their_own(machine: Machine) -> None:
+    subprocess.run(["/usr/local/bin/hpc-headnode", "--stop"], check=True, capture_output=True)
+    assert machine.head.wait(15) == 0
+    refused = machine.as_user("job", "list")
+    assert refused.returncode != 0
+    assert "the machine's head node is not running" in refused.stderr, refused.stderr
+    assert not (Path(os.path.expanduser(f"~{machine.user}")) / ".local/state/hpcpack").exists()
+
+
+@needs_root
 def test_purge_leaves_nothing_behind(machine: Machine) -> None:
     assert all(p.exists() or p.is_symlink() for p in machine.installed)
     make("purge")
     left = [p for p in [*machine.installed, PREFIX, STATE, MODULE_DIR] if p.exists() or p.is_symlink()]
     assert left == []
-    assert machine.head.wait(10) == 0  # purge stopped the head node the fixture started

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from . import __version__, protocol
-from .config import Endpoint, resolve
+from .config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
 from .errors import HpcError
 
 START_TIMEOUT = 15.0
@@ -97,7 +97,10 @@ class Client:
                 self.endpoint = endpoint
                 return self._sock
             except OSError as e:
-                errors.append(f"{endpoint.name or 'localhost'} ({endpoint.socket_path}): {e.strerror or e}")
+                down = endpoint.state_dir is None and endpoint.socket_path == SYSTEM_STATE_DIR / SOCKET_NAME
+                hint = " (the machine's head node is not running: root starts it, 'systemctl start hpc-headnode')"
+                errors.append(f"{endpoint.name or 'localhost'} ({endpoint.socket_path}): {e.strerror or e}"
+                              + (hint if down else ""))
         raise HpcError("CannotConnectWithScheduler", "Cannot connect to the head node: " + "; ".join(errors),
                        ",".join(e.name for e in self.endpoints))
 

@@ -51,9 +51,11 @@ class Endpoint:
 
 
 def resolve(scheduler: list[str] | str | None) -> list[Endpoint]:
-    """Scheduler names -> endpoints to try in order (several names are alternative head nodes)."""
+    """Scheduler names -> endpoints to try in order (several names are alternative head nodes). Without names:
+    CCP_SCHEDULER (comma-separated, as HPC Pack has it), else this machine's default head node."""
     names = [scheduler] if isinstance(scheduler, str) else list(scheduler or [])
-    names = [n.strip() for n in names if n is not None] or [""]
+    names = names or os.environ.get("CCP_SCHEDULER", "").split(",")
+    names = [n.strip() for n in names if n and n.strip()] or [""]
     return [_endpoint(n) for n in names]
 
 
