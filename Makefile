@@ -29,6 +29,7 @@ build: $(VENV)/.installed build/pwsh.ready module/bin/CCPPSH.dll module/bin/pyth
 
 prerequisites:
 	@command -v $(PYTHON) >/dev/null || { echo >&2 "make: no $(PYTHON) on the PATH: install Python 3.11+ with a shared libpython (Debian/Ubuntu: apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3'."; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo >&2 "make: $(PYTHON) is $$($(PYTHON) -V 2>&1); the project needs Python 3.11 to 3.15 (run 'make PYTHON=/path/to/python3.11')."; exit 1; }
 	@$(PYTHON) src/hpcpack/pythonenv.py check >/dev/null
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo >&2 "make: $(PYTHON) cannot create virtual environments (Debian/Ubuntu: apt-get install python3-venv)."; exit 1; }
 	@dotnet --list-sdks 2>/dev/null | grep -q '^10\.' || { echo >&2 "make: the .NET SDK 10 is needed ('dotnet --list-sdks' shows none): see https://learn.microsoft.com/dotnet/core/install/linux (Debian/Ubuntu: apt-get install dotnet-sdk-10.0)."; exit 1; }

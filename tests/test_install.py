@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -65,12 +64,10 @@ def machine_client() -> Client:
 
 
 @pytest.fixture
-def shared_tmp() -> Iterator[Path]:
+def shared_tmp(state_dir: Path) -> Path:
     """A folder the fresh user's tasks can write to (pytest's own are closed to other users)."""
-    path = Path(tempfile.mkdtemp(prefix="hpc-install-", dir="/tmp"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    state_dir.chmod(0o777)
+    return state_dir
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +239,24 @@ def test_purge_leaves_nothing_behind(machine: Machine) -> None:
     make("purge")
     left = [p for p in [*machine.installed, PREFIX, STATE, MODULE_DIR] if p.exists() or p.is_symlink()]
     assert left == []
+
+
+def test_set_up_names_a_missing_or_unusable_python_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "PYTHON=/nonexistent/python3",
+                              "prerequisites"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert missing.returncode != 0 and "no /nonexistent/python3 on the PATH" in missing.stderr
+    assert "make PYTHON=/path/to/python3" in missing.stderr
+
+    from hpcpack import pythonenv
+    real = pythonenv.sysconfig.get_config_var
+    monkeypatch.setattr(pythonenv.sysconfig, "get_config_var",
+                        lambda name: {"Py_ENABLE_SHARED": 0, "LDLIBRARY": "libpython3.11.a"}.get(name, real(name)))
+    with pytest.raises(pythonenv.Unusable, match="built without a shared libpython .*--enable-shared"):
+        pythonenv.libpython()
+    monkeypatch.setattr(pythonenv.sysconfig, "get_config_var",
+                        lambda name: {"LIBDIR": "/nonexistent", "LIBPL": "/nonexistent/config"}.get(name, real(name)))
+    with pytest.raises(pythonenv.Unusable, match="it is in none of /nonexistent"):
+        pythonenv.libpython()
+    monkeypatch.setattr(pythonenv.sys, "version_info", (3, 10, 0))
+    with pytest.raises(pythonenv.Unusable, match="is Python 3.10; the HPC module needs Python 3.11 to 3.15"):
+        pythonenv.libpython()
