@@ -192,7 +192,7 @@ def stop_head_node(socket_path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpc-headnode", description="Run the HPC head node.")
     parser.add_argument("--state-dir", type=Path, default=None, help="state folder (default: HPCPACK_HOME, "
-                        "/var/lib/hpcpack for root, else ~/.local/state/hpcpack)")
+                        "/var/lib/hpcpack once installed for the machine, else ~/.local/state/hpcpack)")
     parser.add_argument("--socket", type=Path, default=None, help="socket path (default: <state-dir>/headnode.sock)")
     parser.add_argument("--stop", action="store_true", help="ask the running head node to stop, then exit")
     parser.add_argument("--version", action="version", version=__version__)
