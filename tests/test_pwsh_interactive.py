@@ -50,6 +50,21 @@ def test_arguments_pass_through_untouched(tmp_path: Path) -> None:
     assert thrown.returncode == 1 and "boom" in thrown.stderr
 
 
+@pytest.mark.parametrize("version", ["7.5.0", "7.2.0"])
+def test_bin_pwsh_runs_your_pwsh_when_it_is_7_4_or_newer(version: str, tmp_path: Path) -> None:
+    yours = tmp_path / "pwsh"
+    yours.write_text(f"#!/bin/sh\n[ \"$3\" = -Version ] && {{ echo 'PowerShell {version}'; exit 0; }}\n"
+                     "printf 'yours:%s\\n' \"$@\"; cat\n")
+    yours.chmod(0o755)
+    result = subprocess.run([str(PWSH), "-NoProfile", "-Command", "'a b';  \"c\""], input="from stdin\n",
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    if version == "7.5.0":
+        assert result.stdout == "yours:-NoProfile\nyours:-Command\nyours:'a b';  \"c\"\nfrom stdin\n"
+    else:  # too old: the pwsh 7.6 that make build installed runs instead
+        assert ESCAPES.sub("", result.stdout).split() == ["a", "b", "c"]
+
+
 def test_command_from_standard_input_runs_every_line() -> None:
     piped = run("-Command", "-", stdin="$a = 6\n$a * 7\n1..3 | Sort-Object -Descending | Select-Object -First 1\n")
     assert piped.stdout.split() == ["42", "3"]
