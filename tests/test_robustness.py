@@ -169,10 +169,11 @@ def test_refused_changes_change_nothing(head: HeadNodeProcess, client: Client, t
 
 def test_repeated_cancels_are_applied_and_logged_once_and_escalations_are_recorded(head: HeadNodeProcess,
                                                                                     client: Client) -> None:
+    ready = head.state_dir.parent / f"{head.state_dir.name}-ready"
     job_id = client.call("new_job", spec={})["Id"]
-    client.call("add_task", job_id=job_id, spec={"CommandLine": "trap '' TERM; sleep 300"})
+    client.call("add_task", job_id=job_id, spec={"CommandLine": f"trap '' TERM; touch {ready}; sleep 300"})
     client.call("submit_jobs", ids=[job_id])
-    wait_until(lambda: tasks_of(client, job_id)[0]["State"] == "Running")
+    wait_until(ready.exists)  # the program ignores TERM from here on
     errors: list[Any] = []
 
     def cancel(**kind: bool) -> None:
@@ -190,6 +191,7 @@ def test_repeated_cancels_are_applied_and_logged_once_and_escalations_are_record
     assert errors == [], client.call("history", job_id=job_id)
     assert [len(history(client, job_id, kind)) for kind in ("graceful", "cancel", "force")] == [1, 1, 1]
     assert ended(client, job_id)["State"] == "Canceled"
+    ready.unlink()
 
 
 def test_a_resent_request_is_applied_once(head: HeadNodeProcess, client: Client) -> None:

@@ -83,8 +83,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return string.IsNullOrWhiteSpace(env) ? null : env.Split(',').Select(s => s.Trim()).Where(s => s.Length > 0).ToArray();
         }
 
+        // Files this machine reads or writes. A task's Stdin, Stdout and Stderr are not among them: the
+        // node opens those, relative to the task's working folder (HPC Pack's rule).
         private static readonly HashSet<string> PathParameters = new HashSet<string>(
-            new[] { "Path", "JobFile", "TaskFile", "WorkDir", "Stdin", "Stdout", "Stderr" }, StringComparer.OrdinalIgnoreCase);
+            new[] { "Path", "JobFile", "TaskFile", "WorkDir" }, StringComparer.OrdinalIgnoreCase);
 
         private static readonly HashSet<string> EngineParameters = new HashSet<string>(
             PSCmdlet.CommonParameters.Concat(PSCmdlet.OptionalCommonParameters), StringComparer.OrdinalIgnoreCase);

@@ -75,6 +75,7 @@ class Daemon:
         server = await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path))
         os.chmod(self.socket_path, self.config.socket_mode)
         self.head.recover()
+        self.head.launchers.warm()
         log.info("head node %s serving %s (pid %d)", self.head.name, self.socket_path, os.getpid())
         async with server:
             while not self.stopping:

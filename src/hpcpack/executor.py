@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 OUTPUT_KEPT = 4096
 JOB_MARKER = "HPCPACK_JOB"
@@ -56,39 +57,70 @@ LAUNCHER = Path(__file__).with_name("launch.py")
 _STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
-def start(spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
-    """Starts the task's launcher (launch.py): root-owned code by absolute path, an empty environment,
-    its instructions in a file only the head node can read. Raises OSError when even that fails."""
-    folder = spec.output_path.parent
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = dict(spec.env)
-    env[JOB_MARKER] = spec.job_marker
-    env[TASK_MARKER] = spec.task_marker
-    instructions = {
-        "uid": spec.uid, "gid": spec.gid, "groups": spec.groups, "cgroup": str(cgroup or ""),
-        "exit_path": str(spec.exit_path), "cwd": spec.cwd, "cwd_required": spec.cwd_required,
-        "command": spec.command, "env": env,
-        "stdin": spec.stdin, "stdout": spec.stdout, "stderr": spec.stderr,
-    }
-    spec_path = spec.exit_path.with_suffix(".spec")
-    _write_private(spec_path, marshal.dumps(instructions))
-    out = os.open(spec.output_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+class Launchers:
+    """Starts tasks through launch.py, keeping one launcher started and waiting: Python's start-up is
+    most of a task's start time, so the next task need not wait for it."""
+
+    def __init__(self) -> None:
+        self._spare: subprocess.Popen[bytes] | None = None
+
+    def start(self, spec: RunSpec, cgroup: Path | None = None) -> subprocess.Popen[bytes]:
+        """Hands the task to the waiting launcher (its pid is the task's); raises OSError when that fails."""
+        spec.output_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spec_path = spec.exit_path.with_suffix(".spec")
+        _write_private(spec_path, marshal.dumps(_instructions(spec, cgroup)))
+        launcher, self._spare = self._spare, None
+        for attempt in (1, 2):
+            if launcher is None or launcher.poll() is not None:
+                launcher = _spawn_launcher()
+            try:
+                assert launcher.stdin is not None
+                launcher.stdin.write(f"{spec_path}\n".encode())
+                launcher.stdin.close()
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+                launcher = None
+        self.warm()
+        assert launcher is not None
+        return launcher
+
+    def warm(self) -> None:
+        """Starts the next launcher now, so that it is ready when a task needs it."""
+        if self._spare is None or self._spare.poll() is not None:
+            self._spare = _spawn_launcher()
+
+    def pids(self) -> set[int]:
+        return {self._spare.pid} if self._spare is not None else set()
+
+    def close(self) -> None:
+        if self._spare is not None:
+            assert self._spare.stdin is not None
+            self._spare.stdin.close()  # it reads nothing and exits
+            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+                self._spare.wait(5)
+            self._spare = None
+
+
+def _instructions(spec: RunSpec, cgroup: Path | None) -> dict[str, Any]:
+    env = {**spec.env, JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
+    return {"uid": spec.uid, "gid": spec.gid, "groups": spec.groups, "cgroup": str(cgroup or ""),
+            "exit_path": str(spec.exit_path), "output_path": str(spec.output_path), "cwd": spec.cwd,
+            "cwd_required": spec.cwd_required, "command": spec.command, "env": env,
+            "stdin": spec.stdin, "stdout": spec.stdout, "stderr": spec.stderr}
+
+
+def _spawn_launcher() -> subprocess.Popen[bytes]:
+    """launch.py: root-owned code by absolute path, an empty environment, its own session; stop signals
+    stay blocked until it has its handlers (it unblocks them), so an early cancel cannot kill it."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
-        if os.geteuid() == 0:
-            os.fchown(out, spec.uid, spec.gid)  # the owner's output, readable by the owner and root only
-        # The wrapper carries the markers too, so a restarted head node still knows it.
-        markers = {JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
-        # Blocked until the launcher has its handlers (it unblocks them): a cancel that comes at once
-        # is delivered then, instead of killing it before it can wait for the task's program.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
-        try:
-            return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), str(spec_path)], env=markers,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
-                                    start_new_session=True, close_fds=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER)], env={}, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                start_new_session=True, close_fds=True)
     finally:
-        os.close(out)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _write_private(path: Path, data: bytes) -> None:

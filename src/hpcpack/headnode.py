@@ -26,7 +26,7 @@ from . import executor, jobspec, scheduler
 from .config import PROPERTY_DEFAULTS, HeadNodeConfig
 from .errors import HpcError
 from .identity import Caller
-from .model import CancelRequest, Job, Task, now
+from .model import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
 from .params import MAX_MESSAGE
 from .states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from .store import Store, Transaction
@@ -37,10 +37,7 @@ log = logging.getLogger("hpcpack.headnode")
 class StartFailure(Exception):
     """A task cannot be started; the message says why, for the task's error message."""
 
-# HPC Pack's error codes stored on cancelled jobs and tasks.
-CANCELED_BY_USER = 0x80040201
-FINISHED_BY_USER = 0x80040370
-TASKS_JOB_CANCELED = 0x800409D3
+# HPC Pack's error codes stored on failed jobs and tasks (those of cancels are in model).
 TASK_FAILURE = 0x800409DC
 JOB_RUNTIME_EXPIRED = 0x800409D5
 
@@ -84,6 +81,7 @@ class HeadNode:
         self.head_id = self._head_id()
         self.output_dir = state_dir / "output"
         self.cgroups = executor.Cgroups(self.head_id)
+        self.launchers = executor.Launchers()
         self.name = socket.gethostname().upper()
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
@@ -106,6 +104,7 @@ class HeadNode:
         self._next_order = max([0.0, *orders]) + 1
 
     def close(self) -> None:
+        self.launchers.close()
         self.cgroups.close()
         self.store.close()
 
@@ -255,7 +254,7 @@ class HeadNode:
         job = self.job(job_id)
         self.authorize(caller, job)
         if job.state in (JobState.Canceled, JobState.Failed):
-            return self._requeue(caller, job)
+            return self._requeue(caller.name, job)
         if job.state != JobState.Configuring:
             raise HpcError("OnlyConfigJobsCanBeSubmitted", f"Job {job.id} is {job.state.name}; only a Configuring "
                            "job can be submitted, and only a Canceled or Failed one requeued.", job.id)
@@ -269,7 +268,24 @@ class HeadNode:
         self._next_order += 1
         return -self._next_order if front else self._next_order
 
-    def _requeue(self, caller: Caller, job: Job) -> Job:
+    def requeue_job(self, caller: Caller, job_id: int) -> Job:
+        """HPC Pack's job requeue: a Canceled or Failed job is queued again at once; a Running one is
+        cancelled first (grace period, node release) and queued again once it has ended."""
+        with self.batch():
+            job = self.job(job_id)
+            self.authorize(caller, job)
+            if job.state in (JobState.Canceled, JobState.Failed):
+                return self._requeue(caller.name, job)
+            if job.state != JobState.Running:
+                raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; only Running, Canceled or "
+                               "Failed jobs can be requeued.", job.id)
+            self._cancel_job(caller, job_id, "Requeued by user.", False, False, False)
+            assert job.cancel is not None
+            job.cancel.final_state = "Requeue"
+            self.commit(job)
+            return job
+
+    def _requeue(self, actor: str, job: Job) -> Job:
         """Finished tasks stay Finished, tasks cancelled on their own stay Canceled, the rest queue again."""
         self._move(job, "requeue")
         job.requeue_count += 1
@@ -297,7 +313,7 @@ class HeadNode:
             self.store.save_job(job)
             for unit in changed:
                 self.store.save_task(unit)
-            self.history(job, caller.name, "requeue", details=f"{len(changed)} tasks queued again")
+            self.history(job, actor, "requeue", details=f"{len(changed)} tasks queued again")
         return job
 
     def set_job(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> Job:
@@ -490,21 +506,33 @@ class HeadNode:
         return task
 
     def requeue_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
+        """HPC Pack's task requeue: a Failed or Canceled task is queued again at once; a Running one is
+        stopped first (SIGTERM, grace period) and queued again once it has stopped."""
+        with self.batch():  # signals wait for the commit
+            return self._requeue_task(caller, job_id, task_id, sub_id)
+
+    def _requeue_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
         job = self.job(job_id)
         self.authorize(caller, job)
         task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
         changed = [u for u in units if u.state in (TaskState.Failed, TaskState.Canceled)]
-        if not changed:
-            raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Failed or Canceled "
-                           "tasks can be requeued.", task.key)
+        running = [u for u in units if u.state == TaskState.Running]
+        if not changed and not running:
+            raise HpcError("InvalidOperation", f"Task {task.key} is {task.shown_state.name}; only Running, Failed "
+                           "or Canceled tasks can be requeued.", task.key)
         if job.state != JobState.Configuring and (job.terminal or job.state in (JobState.Canceling,
                                                                                 JobState.Finishing)):
             raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; requeue the job with "
                            "Submit-HpcJob instead.", job.id)
         for unit in changed:  # checked first, changed after: a refusal changes nothing
             unit.requeue()
-        self.commit(job, changed, (caller.name, "task requeue", "", task.key), job_changed=False)
+        for unit in running:
+            unit.move("stop")
+            unit.requeue_when_stopped = True
+            self._signal_units(job, [unit], signal.SIGTERM)
+            self._kill_later(job, unit)
+        self.commit(job, changed + running, (caller.name, "task requeue", "", task.key), job_changed=False)
         return task
 
     def submit_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
@@ -694,19 +722,21 @@ class HeadNode:
     def _orphans(self) -> list[executor.ProcessInfo]:
         """Processes re-parented to the head node (it is a child subreaper) that it did not start:
         what a task left when its wrapper was killed."""
-        me = os.getpid()
-        return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen]
+        me, ours = os.getpid(), self.launchers.pids()
+        return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen and p.pid not in ours]
 
     def _unit_processes(self, job: Job, unit: Task) -> list[int]:
-        return self._token_processes(job, unit.token, unit.start_time)
+        return self._token_processes(job, unit.token, unit.start_time, unit.pid)
 
-    def _token_processes(self, job: Job, token: str, since: float | None) -> list[int]:
-        """A run's live processes: its cgroup, else those carrying its marker and everything below
-        them in the process tree (the wrapper is a subreaper, so escapes stay below it)."""
+    def _token_processes(self, job: Job, token: str, since: float | None, wrapper: int = 0) -> list[int]:
+        """A run's live processes: its cgroup, else its wrapper (while it is our unreaped child, its pid
+        cannot be anyone else's), those carrying its marker, and everything below them in the process
+        tree (the wrapper is a subreaper, so escapes stay below it)."""
         found: set[int] = set(self.cgroups.pids(token))
         if token:
             owned = self._owned(job, since)
-            roots = {p.pid for p in owned if p.task == token}
+            ours = wrapper if wrapper in self.popen else 0
+            roots = {p.pid for p in owned if p.task == token or (ours and p.pid == ours)}
             found |= roots | (executor.descendants(owned, roots) & {p.pid for p in owned})
         return sorted(found)
 
@@ -750,6 +780,11 @@ class HeadNode:
         if not stopping or job.state != JobState.Canceling:
             # Nothing outlives its task: leftovers of a task that ended are killed at the next sweep.
             self._sweep.append(Leftover(job, unit.token, unit.start_time))
+        if stopping and unit.requeue_when_stopped and job.state == JobState.Running:
+            unit.requeue_when_stopped = False
+            unit.requeue()
+            self.commit(job, [unit], job_changed=False)
+            return
         if stopping:
             finished = unit.error_code == FINISHED_BY_USER
             unit.move("stopped_finished" if finished else "stopped")
@@ -978,18 +1013,19 @@ class HeadNode:
         unit.move("start")
         unit.start_time = now()
         unit.token = executor.task_marker(self.head_id, job.id, unit.key, unit.requeue_count)
+        # Intent before action: Running is on record before the process exists, so a crash in between
+        # can never make the task run twice (the restarted head node finds no process and no exit code).
+        self.commit(job, [unit], job_changed=False)
         try:
             spec = self._run_spec(job, unit)
-            popen = executor.start(spec, self.cgroups.create(unit.token))
+            popen = self.launchers.start(spec, self.cgroups.create(unit.token))
         except Exception as e:  # whatever it is, it ends this task, never the head node
             log.warning("task %s of job %d could not be started: %r", unit.key, job.id, e)
-            self.commit(job, [unit], job_changed=False)  # Queued -> Running on record, then -> Failed
             self._fail_start(job, unit, str(e) if isinstance(e, StartFailure) else repr(e))
             return
-        unit.pid = popen.pid
+        unit.pid = popen.pid  # stored with the task's next change
         self.running[popen.pid] = (job, unit)
         self.popen[popen.pid] = popen
-        self.commit(job, [unit], job_changed=False)
 
     def _fail_start(self, job: Job, unit: Task, reason: str) -> None:
         unit.move("stopped" if unit.state == TaskState.Canceling else "exited_failed")
@@ -1102,8 +1138,12 @@ class HeadNode:
 
     def _finalize(self, job: Job) -> None:
         expected = int(job.state)
-        ended = self._end(job)
-        self.commit(job, ended, ("scheduler", "end", job.state.name or ""), expected=expected)
+        requeue = job.cancel is not None and job.cancel.final_state == "Requeue"
+        with self.batch():
+            ended = self._end(job)
+            self.commit(job, ended, ("scheduler", "end", job.state.name or ""), expected=expected)
+            if requeue and job.cancel is not None:
+                self._requeue(job.cancel.actor, job)
 
     def _end(self, job: Job) -> list[Task]:
         """The final state, in memory: returns the units it changed."""
@@ -1115,7 +1155,7 @@ class HeadNode:
                 job.error_message = "One or more tasks failed."
         else:
             assert job.cancel is not None
-            event = {"Canceled": "canceled", "Finished": "finished_by_user", "Failed": "failed"}[
+            event = {"Canceled": "canceled", "Requeue": "canceled", "Finished": "finished_by_user", "Failed": "failed"}[
                 job.cancel.final_state]
         self._move(job, event)
         job.end_time = now()
@@ -1134,18 +1174,29 @@ class HeadNode:
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> None:
-        """After a restart: units that were running are adopted if alive, else closed from their exit file."""
-        for job in self.jobs.values():
-            for unit in job.units():
-                if unit.state not in (TaskState.Running, TaskState.Canceling):
-                    continue
-                if self._unit_processes(job, unit):  # alive: keep it, watch it
-                    self.adopted[unit.key] = (job, unit)
-                else:
-                    self._wrapper_exited(job, unit, -signal.SIGKILL)
-            if job.state == JobState.Canceling:
-                self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")
-                self._resignal(job)
+        """After a restart: units that were running are adopted if alive, else closed from their exit file.
+        A job whose recovery fails is failed alone (see step)."""
+        for job in list(self.jobs.values()):
+            try:
+                self._recover(job)
+            except sqlite3.Error:
+                raise  # the store itself is unusable: nothing can be served
+            except Exception as e:
+                log.exception("job %d could not be recovered", job.id)
+                self.reload([job.id])
+                self._fault(job, e)
+
+    def _recover(self, job: Job) -> None:
+        for unit in job.units():
+            if unit.state not in (TaskState.Running, TaskState.Canceling):
+                continue
+            if self._unit_processes(job, unit):  # alive: keep it, watch it
+                self.adopted[unit.key] = (job, unit)
+            else:
+                self._wrapper_exited(job, unit, -signal.SIGKILL)
+        if job.state == JobState.Canceling:
+            self.history(job, "scheduler", "recover", details="cancel resumed after a head node restart")
+            self._resignal(job)
 
     def _resignal(self, job: Job) -> None:
         """A committed cancel whose signals a crash may have cut short: its stopping tasks get them again

@@ -204,7 +204,7 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         end = _int(spec.get("End", start), "End")
         increment = _int(spec.get("Increment", 1), "Increment")
         task.start_value, task.end_value, task.increment_value = start, end, increment
-        task.instances = [_instance(task, n + 1, substitute_sweep(task.command, value))
+        task.instances = [_instance(task, n + 1, substitute_sweep(task.command, value), value)
                           for n, value in enumerate(sweep_values(start, end, increment))]
     return [task]
 
@@ -235,10 +235,15 @@ def _check_special_task(job: Job, task: Task) -> None:
     task.min_cores = task.max_cores = 1
 
 
-def _instance(parent: Task, sub_id: int, command: str) -> Task:
+def _instance(parent: Task, sub_id: int, command: str, index: int | None = None) -> Task:
+    """A sweep step (its index replaces `*` in the command, working folder and redirections, as HPC
+    Pack does on the node) or a node-prep/release instance (index None: taken as written)."""
+    def text(value: str) -> str:
+        return substitute_sweep(value, index) if index is not None and value else value
     return Task(job_id=parent.job_id, task_id=parent.task_id, sub_id=sub_id, name=parent.name, command=command,
                 type=parent.type, min_cores=parent.min_cores, max_cores=parent.max_cores, depends=parent.depends,
-                work_dir=parent.work_dir, stdin=parent.stdin, stdout=parent.stdout, stderr=parent.stderr,
+                work_dir=text(parent.work_dir), stdin=text(parent.stdin), stdout=text(parent.stdout),
+                stderr=text(parent.stderr),
                 env=dict(parent.env), rerunnable=parent.rerunnable, runtime_limit=parent.runtime_limit,
                 fail_job_on_failure=parent.fail_job_on_failure)
 

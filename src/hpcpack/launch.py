@@ -1,10 +1,12 @@
 """The task launcher: the only code the head node runs on a user's behalf, and how it stays safe.
 
-The head node runs it as `<python> -I -S launch.py <spec file>` with an empty environment, so no
-value a user controls (PATH, LD_*, PYTHON*, BASH_ENV, IFS, ...) reaches it while it is privileged.
-It reads its instructions from a root-only file, and then, in this order:
+The head node starts it ahead of time as `<python> -I -S launch.py` with an empty environment, so no
+value a user controls (PATH, LD_*, PYTHON*, BASH_ENV, IFS, ...) reaches it while it is privileged,
+and keeps it waiting: a task starts as soon as the head node writes the path of its instructions (a
+root-only file) to the launcher's standard input. Then, in this order, it:
 
-1. opens the exit file (in the head node's private folder) and joins the task's cgroup, still root;
+1. opens the exit and output files (in the head node's private folder) and joins the task's cgroup,
+   still root;
 2. becomes the job's owner: supplementary groups, then gid, then uid, and checks that it cannot
    get root back;
 3. only then applies what the user chose: enters WorkDir, opens Stdin/Stdout/Stderr, and starts
@@ -37,17 +39,23 @@ class StartError(Exception):
     """The task cannot be started as asked; the message is the task's error message."""
 
 
-def main(spec_path: str) -> int:
-    with open(spec_path, "rb") as f:
-        spec = marshal.load(f)
-    os.unlink(spec_path)
-    exit_fd = os.open(spec["exit_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600)
+def main() -> int:
     for sig in _STOPS:
         _signal.signal(sig, _ignore)  # a handler, not SIG_IGN: the task's program must not inherit it
     # The head node started us with these signals blocked, so that a cancel in the first milliseconds
     # could not kill the wrapper before it had its handlers; one that came meanwhile arrives now.
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOPS)
+    spec_path = _read_line(0)
+    if not spec_path:
+        return 0  # the head node stopped without needing us
+    with open(spec_path, "rb") as f:
+        spec = marshal.load(f)
+    os.unlink(spec_path)
+    exit_fd = _private_file(spec["exit_path"], os.O_TRUNC, spec)
+    output = _private_file(spec["output_path"], os.O_APPEND, spec)
+    for target in (1, 2):
+        os.dup2(output, target)  # what the task prints, unless it redirects it itself
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     try:
         if spec["cgroup"]:
             _join_cgroup(spec["cgroup"])
@@ -62,6 +70,24 @@ def main(spec_path: str) -> int:
     os.write(exit_fd, f"{code}\n".encode())
     _kill_leftovers()
     return 0
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()
+
+
+def _private_file(path: str, mode: int, spec: dict[str, object]) -> int:
+    """A file of the head node's private folder, never through a link; output belongs to the owner."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | mode, 0o600)
+    if mode == os.O_APPEND and os.geteuid() == 0:
+        os.fchown(fd, int(spec["uid"]), int(spec["gid"]))  # type: ignore[call-overload]
+    return fd
 
 
 def _ignore(signum: int, frame: object) -> None:
@@ -203,4 +229,4 @@ def _descendants(root: int) -> list[int]:
     return found
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

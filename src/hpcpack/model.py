@@ -60,6 +60,14 @@ class CancelRequest:
     survivors: list[int] = field(default_factory=list)
 
 
+# HPC Pack's error codes on cancelled tasks and jobs; a task stopped with one of these was stopped by a
+# cancel (not failed by its own program), which decides a sweep's shown state.
+CANCELED_BY_USER = 0x80040201
+FINISHED_BY_USER = 0x80040370
+TASKS_JOB_CANCELED = 0x800409D3
+STOPPED_BY_CANCEL = frozenset({CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED})
+
+
 @dataclass
 class Task:
     job_id: int
@@ -97,6 +105,7 @@ class Task:
     token: str = ""
     output: str = ""
     fail_job_on_failure: bool = False
+    requeue_when_stopped: bool = False  # a running task asked to requeue: queued again once it has stopped
     instances: list[Task] = field(default_factory=list, repr=False)
 
     @property
@@ -121,10 +130,20 @@ class Task:
             if candidate in states:
                 return candidate
         if all(s in TASK_TERMINAL for s in states):
-            if TaskState.Failed in states:
+            # HPC Pack: a cancelled sweep is Canceled (its steps stopped while running show Failed).
+            if any(i.state == TaskState.Failed and i.error_code not in STOPPED_BY_CANCEL for i in self.instances):
                 return TaskState.Failed
-            return TaskState.Canceled if TaskState.Canceled in states else TaskState.Finished
+            stopped = any(i.state == TaskState.Canceled or i.error_code in STOPPED_BY_CANCEL for i in self.instances)
+            return TaskState.Canceled if stopped else TaskState.Finished
         return self.state
+
+    @property
+    def shown_exit_code(self) -> int | None:
+        """A sweep's or node task's exit code: the first non-zero one of its instances, else 0."""
+        if self.sub_id or not self.instances:
+            return self.exit_code
+        codes = [i.exit_code for i in self.instances if i.exit_code is not None]
+        return next((c for c in codes if c != 0), codes[0] if codes else None)
 
     def move(self, event: str) -> None:
         new = task_transition(self.state, event)
@@ -161,7 +180,7 @@ class Task:
             "__type__": "HpcTask", "JobId": self.job_id, "TaskId": self.task_id, "SubTaskId": self.sub_id,
             "Id": self.key, "Name": self.name, "CommandLine": self.command,
             "State": self.shown_state.name, "PreviousState": self.previous_state.name, "Type": self.type,
-            "ExitCode": self.exit_code, "ErrorMessage": self.error_message, "Output": self.output,
+            "ExitCode": self.shown_exit_code, "ErrorMessage": self.error_message, "Output": self.output,
             "Runtime": runtime, "MinCores": self.min_cores, "MaxCores": self.max_cores,
             "DependsOn": list(self.depends), "WorkDirectory": self.work_dir, "StdInFilePath": self.stdin,
             "StdOutFilePath": self.stdout, "StdErrFilePath": self.stderr, "IsRerunnable": self.rerunnable,

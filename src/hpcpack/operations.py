@@ -173,6 +173,7 @@ OPERATIONS: dict[str, type[Request]] = {
     "copy_job": CopyJob,
     "add_task": AddTask,
     "submit_jobs": JobIds,
+    "requeue_jobs": JobIds,
     "cancel_jobs": CancelJobs,
     "wait_jobs": WaitJobs,
     "cancel_time_limit": NoArgs,

@@ -131,6 +131,9 @@ class Requests:
     async def op_submit_jobs(self, caller: Caller, params: ops.JobIds) -> list[dict[str, Any]]:
         return await self._per_job(caller, params.ids, lambda i: self.head.submit_job(caller, i))
 
+    async def op_requeue_jobs(self, caller: Caller, params: ops.JobIds) -> list[dict[str, Any]]:
+        return await self._per_job(caller, params.ids, lambda i: self.head.requeue_job(caller, i))
+
     async def op_cancel_jobs(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
         finish = _finish(params.state)
         self.head.check_cancel_request(params.message, params.force, params.graceful)
