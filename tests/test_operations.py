@@ -1,0 +1,27 @@
+"""The wire's operations are declared once (operations.OPERATIONS): each has exactly one handler, each
+handler an operation, and a client may resend exactly the operations that change nothing."""
+
+from __future__ import annotations
+
+import inspect
+
+from hpcpack import operations, protocol
+from hpcpack.requests import Requests
+
+
+def test_every_operation_has_a_handler_and_every_handler_an_operation() -> None:
+    handlers = {name.removeprefix("op_") for name, _ in inspect.getmembers(Requests, inspect.isfunction)
+                if name.startswith("op_")}
+    assert handlers == set(operations.OPERATIONS)
+
+
+def test_each_handler_takes_its_operations_declared_arguments() -> None:
+    for name, model in operations.OPERATIONS.items():
+        hint = inspect.signature(getattr(Requests, "op_" + name)).parameters["params"].annotation
+        declared = hint.rsplit(".", 1)[-1] if isinstance(hint, str) else hint.__name__
+        assert declared in (model.__name__, "Request"), (name, declared, model.__name__)
+
+
+def test_read_only_operations_are_operations() -> None:
+    assert set(operations.OPERATIONS) >= protocol.READ_ONLY
+    assert not protocol.READ_ONLY & {"new_job", "add_task", "cancel_jobs", "submit_jobs", "requeue_jobs"}
