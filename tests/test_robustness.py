@@ -417,3 +417,16 @@ def test_random_requests_never_take_the_head_node_down(head: HeadNodeProcess, cl
         if job["State"] in ("Configuring", "Queued", "Finished", "Failed", "Canceled"):
             assert job["CurrentAllocation"] == 0, job
 
+
+
+def test_job_lists_come_in_pages_however_many_jobs_there_are(head: HeadNodeProcess, client: Client,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [client.call("new_job", spec={"Name": f"j{i}"})["Id"] for i in range(10)]
+    page = raw(head, {"op": "get_jobs", "args": {"state": "All", "after": 3, "limit": 3}})["result"]
+    assert [j["Id"] for j in page] == [4, 5, 6]
+    monkeypatch.setattr(protocol, "MAX_IDS", 3)  # the client's page size: four pages for ten jobs
+    sent: list[dict[str, Any]] = []
+    exchange = client._exchange
+    monkeypatch.setattr(client, "_exchange", lambda request: sent.append(request) or exchange(request))
+    assert [j["Id"] for j in client.call("get_jobs", state="All")] == ids
+    assert [r["args"].get("after") for r in sent] == [None, 3, 6, 9]

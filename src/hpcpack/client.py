@@ -45,6 +45,8 @@ class Client:
         """Sends one operation and returns its result; raises HpcError. A list of more than
         protocol.MAX_IDS ids goes in pages, whose results are joined."""
         ids = args.get("ids")
+        if op == "get_jobs" and ids is None and "limit" not in args:
+            return self._all_pages(args)
         if isinstance(ids, list) and len(ids) > protocol.MAX_IDS:
             pages = [self.call(op, **{**args, "ids": ids[i:i + protocol.MAX_IDS]})
                      for i in range(0, len(ids), protocol.MAX_IDS)]
@@ -66,6 +68,15 @@ class Client:
                 self._connect()
             assert self.endpoint is not None
             return f"unix:{self.endpoint.socket_path}"
+
+    def _all_pages(self, args: dict[str, Any]) -> list[Any]:
+        """get_jobs in pages of protocol.MAX_IDS, so that no reply outgrows a frame however many jobs."""
+        jobs: list[Any] = []
+        while True:
+            page = self.call("get_jobs", **args, after=jobs[-1]["Id"] if jobs else None, limit=protocol.MAX_IDS)
+            jobs += page
+            if len(page) < protocol.MAX_IDS:
+                return jobs
 
     def close(self) -> None:
         with self._lock:

@@ -133,6 +133,8 @@ class GetJobs(Request):
     begin: When | None = None
     end: When | None = None
     nodes: Annotated[list[Text], Field(max_length=1024)] | None = None
+    after: Annotated[StrictInt, Field(ge=0)] | None = None  # a page: jobs with a greater id...
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)] | None = None  # ...at most this many
 
 
 class TaskAddress(Request):

@@ -177,7 +177,11 @@ class Requests:
         return results
 
     def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]]:
-        return [self._record(j, caller) for j in self._select_jobs(caller, params)]
+        """The jobs that match, by id; a page of them with `after` and `limit` (the client pages)."""
+        jobs = self._select_jobs(caller, params)
+        if params.after is not None:
+            jobs = [j for j in jobs if j.id > params.after]
+        return [self._record(j, caller) for j in jobs[:params.limit]]
 
     def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
         if params.ids is not None:
