@@ -71,10 +71,26 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     ? SessionState.Path.GetUnresolvedProviderPathFromPSPath(path)
                     : p.Value;
             }
-            args["Scheduler"] = Scheduler ?? DefaultScheduler();
+            args["Scheduler"] = Scheduler ?? PipedScheduler() ?? DefaultScheduler();
             args["__CallId__"] = _callId;
             foreach ((string name, object value) in extra) args[name] = value;
             return args;
+        }
+
+        /// <summary>The head node of the job or task objects given (from the pipeline or -Job), so that
+        /// they are acted on where they came from, not on the default head node.</summary>
+        private string[] PipedScheduler()
+        {
+            foreach (object value in MyInvocation.BoundParameters.Values)
+            {
+                IEnumerable items = value is IHpcRecord one ? new[] { one } : value as IEnumerable;
+                if (items == null || value is string) continue;
+                foreach (object item in items)
+                {
+                    if (item is IHpcRecord record && !string.IsNullOrEmpty(record.Scheduler)) return new[] { record.Scheduler };
+                }
+            }
+            return null;
         }
 
         private static string[] DefaultScheduler()

@@ -37,6 +37,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public interface IHpcRecord
     {
         object GetKey();
+
+        /// <summary>How the head node this object came from was reached (a piped object acts there).</summary>
+        string Scheduler { get; }
     }
 
     /// <summary>Builds typed objects from backend records ("__type__" names the class).</summary>

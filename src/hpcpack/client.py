@@ -58,7 +58,10 @@ class Client:
             reply = self._exchange(request)
         if not reply.get("ok"):
             raise HpcError.from_wire(reply.get("error") or {"error_id": "ProtocolError", "message": "bad reply"})
-        return reply.get("result")
+        result = reply.get("result")
+        if self.endpoint is not None:
+            _stamp(result, self.endpoint.name)
+        return result
 
     @property
     def address(self) -> str:
@@ -178,6 +181,17 @@ def _stop(sock: socket.socket) -> None:
         pass
     finally:
         sock.close()
+
+
+def _stamp(result: Any, scheduler: str) -> None:
+    """Jobs and tasks remember the head node they came from as this client reached it, so that their
+    methods, and cmdlets they are piped to, act on that head node."""
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if isinstance(item, dict):
+            record = item.get("job") if "job" in item else item
+            if isinstance(record, dict) and record.get("__type__") in ("HpcJob", "HpcTask"):
+                record["Scheduler"] = scheduler
 
 
 def _join(pages: list[Any]) -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import HpcError
-from .registry import Args, Record, command, error, job_target, per_item, plan, wait_until_ended
+from .registry import Args, Record, command, each, error, job_target, per_item, plan, wait_until_ended
 
 # Parameters that New-HpcJob and Set-HpcJob pass on as job properties.
 JOB_PROPERTIES = (
@@ -113,11 +112,8 @@ def add_task(args: Args) -> list[Record]:
     if args.has("TaskFile"):
         from ..jobxml import read_task_file
         specs = [{**task, **specs[0]} for task in read_task_file(str(args.get("TaskFile")))]
-    out: list[Record] = []
-    for job_id in _job_ids(args):
-        for spec in specs:
-            out.extend(client.call("add_task", job_id=job_id, spec=spec))
-    return out
+    return each(_job_ids(args), lambda job_id: [t for spec in specs
+                                                 for t in client.call("add_task", job_id=job_id, spec=spec)])
 
 
 @command("Submit-HpcJob:plan")
@@ -158,13 +154,7 @@ def set_job_plan(args: Args) -> list[Record]:
 def set_job(args: Args) -> list[Record]:
     client = args.client()
     spec = args.pick(*JOB_PROPERTIES)
-    out: list[Record] = []
-    for job_id in _job_ids(args):
-        try:
-            out.append(client.call("set_job", id=job_id, spec=spec))
-        except HpcError as e:
-            out.append(error(e.error_id, e.message, e.target))
-    return out
+    return each(_job_ids(args), lambda job_id: [client.call("set_job", id=job_id, spec=spec)])
 
 
 @command("Export-HpcJob:plan")
@@ -180,9 +170,11 @@ def export_job(args: Args) -> list[Record]:
     from ..jobxml import write_job_file
     client = args.client()
     path = Path(str(args.get("Path")))
-    for job_id in _job_ids(args):
+
+    def export(job_id: int) -> list[Record]:
         tasks = client.call("get_tasks", job_id=job_id, expand=False, full=True)  # the owner's or an admin's
         job = client.call("get_jobs", ids=[job_id])[0]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(write_job_file(job, tasks))
-    return []
+        return []
+    return each(_job_ids(args), export)

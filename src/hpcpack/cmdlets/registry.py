@@ -115,6 +115,18 @@ def error(error_id: str, message: str, target: Any = None) -> Record:
     return ErrorRecord(HpcError(error_id, message, target)).to_record()
 
 
+def each(items: list[Any], action: Callable[[Any], list[Record]]) -> list[Record]:
+    """The one per-item policy of every cmdlet that takes many items: an item that is refused becomes a
+    non-terminating error record, and the others are still processed, in order."""
+    out: list[Record] = []
+    for item in items:
+        try:
+            out.extend(action(item))
+        except HpcError as e:
+            out.append(error(e.error_id, e.message, e.target))
+    return out
+
+
 def per_item(results: list[Record]) -> list[Record]:
     """Daemon per-item results -> objects and error records, in order."""
     out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import Args, Record, command, plan, wait_until_task_ended
+from .registry import Args, Record, command, each, plan, wait_until_task_ended
 
 
 def _address(args: Args) -> dict[str, Any]:
@@ -37,13 +37,17 @@ def stop_task_plan(args: Args) -> list[Record]:
 def stop_task(args: Args) -> list[Record]:
     client = args.client()
     keys = args.get("Confirmed") or [_address(args)]
-    keys = keys if isinstance(keys, list) else [keys]
-    for key in keys:
+    accepted: list[dict[str, Any]] = []
+
+    def stop(key: dict[str, Any]) -> list[Record]:
         client.call("cancel_task", **key, message=args.get("Message"), force=args.flag("Force"),
                     state=args.get("State"))
-    for key in keys:
+        accepted.append(key)
+        return []
+    out = each(keys if isinstance(keys, list) else [keys], stop)
+    for key in accepted:
         wait_until_task_ended(args, key)
-    return []
+    return out
 
 
 @command("Requeue-HpcTask")
