@@ -26,6 +26,9 @@ PWSH = ROOT / "bin" / "pwsh"
 MODULE = ROOT / "module" / "HPC.psd1"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TEST_USERS = ("hpcalice", "hpcbob", "hpcadmin")
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the owner of what the tests create (root in CI)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs as an administrator, other Unix "
+                                                         "users or the machine-wide install (run 'sudo make test')")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:

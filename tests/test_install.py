@@ -21,15 +21,13 @@ import pytest
 
 from hpcpack.client import Client
 
-from .conftest import ROOT, run_pwsh, wait_until
+from .conftest import ROOT, needs_root, run_pwsh, wait_until
 from .jobs import job, task_states, wait_state
 from .test_lifecycle import spec_example
 
 STATE = Path("/var/lib/hpcpack")
 PREFIX = Path("/opt/hpcpack")
 MODULE_DIR = Path("/usr/local/share/powershell/Modules/HPC")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: installs for the whole machine and "
-                                                         "creates a Unix user (run 'sudo make test')")
 
 
 def make(*targets: str) -> subprocess.CompletedProcess[str]:

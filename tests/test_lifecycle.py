@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hpcpack.client import Client
 
-from .conftest import MODULE, ROOT, HeadNodeProcess, PwshResult, run_pwsh, wait_until
+from .conftest import ME, MODULE, ROOT, HeadNodeProcess, PwshResult, needs_root, run_pwsh, wait_until
 from .jobs import add_task, job, task_states, tasks, wait_state
 
 SPEC = ROOT.parent / "shared" / "spec" / "Stop-HpcJob.md"
@@ -167,7 +167,7 @@ $b | Add-HpcTask -Command "echo two" | Out-Null
 $a, $b | Submit-HpcJob | Out-Null
 $jobs = @((Get-HpcJob -Id $a.Id), (Get-HpcJob -Id $b.Id))
 'piped|' + ($jobs | Get-HpcTask).Count
-'flags|' + @(Get-HpcJob \u2013State Configuring,Queued,Running,Finished -Owner root).Count
+'flags|' + @(Get-HpcJob \u2013State Configuring,Queued,Running,Finished -Owner {ME}).Count
 'all|' + @(Get-HpcJob -State All).Count
 Get-HpcJob -Id $a.Id | Export-HpcJob -Path '{tmp_path}/exported/a.xml'
 'exported|' + [IO.File]::Exists('{tmp_path}/exported/a.xml')
@@ -175,7 +175,7 @@ $copy = New-HpcJob -JobFile '{tmp_path}/exported/a.xml'
 'copy|' + $copy.Name + '|' + @(Get-HpcTask -JobId $copy.Id).Count
 [Microsoft.ComputeCluster.CCPPSH.HpcJob] -eq $a.GetType()
 'byvalue|' + (($a.Id, $b.Id | Get-HpcJob | ForEach-Object Name) -join ',')
-'mine|' + @(Get-HpcJob).Count + '|' + @(Get-HpcJob -State Queued,Running -Owner root).Count
+'mine|' + @(Get-HpcJob).Count + '|' + @(Get-HpcJob -State Queued,Running -Owner {ME}).Count
 """
     out = ok(run_pwsh(script, env=head.env())).splitlines()
     assert "piped|2" in out
@@ -268,6 +268,7 @@ $job.Refresh()
     assert "job|Running" in out  # it runs until canceled
 
 
+@needs_root
 def test_history_and_cluster_properties_are_for_administrators(head: HeadNodeProcess) -> None:
     script = """
 Set-HpcClusterProperty -TaskCancelGracePeriod 7 -Confirm:$false

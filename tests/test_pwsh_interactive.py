@@ -157,7 +157,8 @@ def test_tab_completes_the_state_parameter_and_its_values(shell: Terminal) -> No
     shell.expect("-State", shell.send("Get-HpcJob -Stat\t"))
     shell.expect("Queued", shell.send(" Que\t"))
     out = shell.expect(PROMPT, shell.send("\r"))
-    assert "Get-HpcJob -State Queued" in out and "Cannot" not in out
+    assert "Cannot" not in out and "Error" not in out
+    assert "ran|Get-HpcJob -State Queued" in shell.run("'ran|' + (Get-History -Count 1).CommandLine")
 
 
 def test_ctrl_c_ends_a_cmdlets_wait_and_the_prompt_returns(shell: Terminal, client: Client) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from hpcpack.client import Client
 
-from .conftest import MODULE, HeadNodeProcess, PwshResult, run_pwsh
+from .conftest import ME, MODULE, HeadNodeProcess, PwshResult, run_pwsh
 from .jobs import job, make_job, wait_state
 
 Pwsh = Callable[..., PwshResult]
@@ -112,7 +112,7 @@ def test_whatif_prints_one_line_per_job_and_changes_nothing(pwsh: Pwsh, client: 
     lines = [line for line in out.splitlines() if line.startswith("What if: ")]
     assert len(lines) == 2
     assert lines[0] == (f'What if: Performing the operation "Stop-HpcJob: cancel 1 waiting task(s), end Canceled" '
-                        f'on target "Job {ids[0]} (Configuring, owner root)".')
+                        f'on target "Job {ids[0]} (Configuring, owner {ME})".')
     assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
 
 
