@@ -203,8 +203,11 @@ class Requests:
         text_filters = [(key, value.lower()) for key, value in
                         (("name", params.name), ("project", params.project), ("template", params.template)) if value]
         selected = []
-        for job in self.head.jobs.values():
-            if not int(job.state) & mask or (owner_name and job.owner.lower() != owner_name):
+        # Only the asked states are looked at (the head node keeps an index by state), so a query for
+        # the few running jobs does not walk every job ever stored.
+        states = [s for s in JobState.__members__.values() if s != JobState.All and int(s) & mask]
+        for job in self.head.in_state(*states):
+            if owner_name and job.owner.lower() != owner_name:
                 continue
             if begin is not None and (job.submit_time is None or job.submit_time < begin):
                 continue
