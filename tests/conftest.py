@@ -141,13 +141,23 @@ administrators: [hpcadmin]
 """
 
 
-@pytest.fixture
-def state_dir() -> Iterator[Path]:
-    # Not under pytest's tmp_path: other test users must reach the socket, so the folder is world-readable.
-    path = Path(tempfile.mkdtemp(prefix="hpc-test-", dir="/tmp"))
-    path.chmod(0o755)
+def folder_in_tmp(prefix: str, mode: int) -> Iterator[Path]:
+    """A fresh folder under /tmp with `mode`, removed afterwards. Not under pytest's tmp_path, which is
+    root's alone: other users (the tests' users, a user's head node, its tasks) must reach it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(mode)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    yield from folder_in_tmp("hpc-test-", 0o755)  # users reach the socket inside
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    yield from folder_in_tmp("hpc-shared-", 0o777)  # tasks of any user write here
 
 
 @pytest.fixture

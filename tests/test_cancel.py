@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,12 +29,9 @@ def head(request: pytest.FixtureRequest, state_dir: Path, users: dict[str, objec
 
 
 @pytest.fixture
-def tmp_path() -> Iterator[Path]:
+def tmp_path(shared_tmp: Path) -> Path:
     """A folder the tasks of either head node can write to (pytest's own is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="hpc-cancel-", dir="/tmp"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return shared_tmp
 
 
 def ready_file(tmp: Path, name: str = "ready") -> Path:

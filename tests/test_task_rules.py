@@ -3,10 +3,8 @@ sweeps end as HPC Pack shows them, running jobs and tasks requeue, output paths 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,8 @@ CLEANUP = ("trap 'echo cleaning >> {log}; sleep 1; echo cleaned >> {log}; exit 0
 
 
 @pytest.fixture
-def folder() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="hpc-rules-", dir="/tmp"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def folder(shared_tmp: Path) -> Path:
+    return shared_tmp
 
 
 def _ready(log: Path) -> bool:
