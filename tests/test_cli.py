@@ -25,7 +25,7 @@ def test_new_add_submit_list_view_with_hpc_pack_options(head: HeadNodeProcess, c
     assert job_cli(head, "add", str(job_id), "/parametric:1-3", "echo", "step", "*").returncode == 0
     assert "submitted" in job_cli(head, "submit", f"/id:{job_id}").stdout
     wait_until(lambda: task_states(client, job_id).get(f"{job_id}.1") == "Finished")
-    listing = job_cli(head, "listtasks", str(job_id)).stdout
+    listing = job_cli(head, "listtasks", str(job_id), "/expand").stdout
     assert f"{job_id}.3.2" in listing and "echo step 2" in listing
     assert str(job_id) in job_cli(head, "list", "/all").stdout
     view = job_cli(head, "view", str(job_id)).stdout

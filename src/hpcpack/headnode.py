@@ -920,6 +920,8 @@ class HeadNode:
         for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
             for node, cores in job.allocation.items():
                 free[node] = free.get(node, 0) - cores
+        for job in self.in_state(JobState.Queued):
+            job.pending_reason = self._hold_reason(job) or "Resources"
         if not any(cores > 0 for cores in free.values()):
             return  # nothing can start, however long the queue
         queued = [j for j in self.in_state(JobState.Queued) if self._may_start(j)]
@@ -931,7 +933,11 @@ class HeadNode:
                             and (not job.requested_nodes or n.name.lower() in {r.lower() for r in job.requested_nodes}))
             demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
                                             job.exclusive or job.unit_type == "Node", allowed))
-        for job_id, grant in scheduler.plan(free, idle, demands).items():
+        grants = scheduler.plan(free, idle, demands)
+        waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
+        for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
+            self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"
+        for job_id, grant in grants.items():
             job = self.jobs[job_id]
             job.allocation = grant
             self._move(job, "start")
@@ -940,12 +946,16 @@ class HeadNode:
             instances = self._node_instances(job, prep) if prep else []
             self.commit(job, instances)
 
+    def _hold_reason(self, job: Job) -> str:
+        """Why a queued job may not start yet whatever the cores: held, or parents not finished."""
+        if job.hold_until is not None and now() < job.hold_until:
+            return "HoldUntil"
+        waiting = [p for p in job.parent_job_ids if self.jobs.get(p) is None or self.jobs[p].state != JobState.Finished]
+        return f"Dependency ({','.join(map(str, waiting))})" if waiting else ""
+
     def _may_start(self, job: Job) -> bool:
         """Its parent jobs have finished, and it is not held (HoldUntil)."""
-        if job.hold_until is not None and now() < job.hold_until:
-            return False
-        return all(self.jobs.get(p) is not None and self.jobs[p].state == JobState.Finished
-                   for p in job.parent_job_ids)
+        return not self._hold_reason(job)
 
     def _node_instances(self, job: Job, template: Task) -> list[Task]:
         template.instances = [jobspec.node_instance(template, i + 1, node)

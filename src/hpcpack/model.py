@@ -243,6 +243,7 @@ class Job:
     hold_until: float | None = None
     queue_order: float = 0.0
     cancel: CancelRequest | None = None
+    pending_reason: str = ""  # why a Queued job waits, from the head node's last scheduling pass
     tasks: list[Task] = field(default_factory=list, repr=False)
 
     @property
@@ -305,7 +306,17 @@ class Job:
             "Progress": self.progress or self._derived_progress(), "ProgressMessage": self.progress_message,
             "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
             "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
+            "PendingReason": self.pending_reason if self.state == JobState.Queued else "",
+            **self._task_counts(),
         }
+
+    def _task_counts(self) -> dict[str, int]:
+        """HPC Pack's job counters (ISchedulerJobCounters): a sweep counts as its subtasks."""
+        units = [u for u in self.units() if not u.is_node_task]
+        shown = [u.state for u in units]
+        return {"TaskCount": len(units), "RunningTaskCount": shown.count(TaskState.Running),
+                "FinishedTaskCount": shown.count(TaskState.Finished), "FailedTaskCount": shown.count(TaskState.Failed),
+                "CanceledTaskCount": shown.count(TaskState.Canceled)}
 
     def _unit_counts(self) -> dict[str, int]:
         """MinCores/MaxCores, MinSockets/MaxSockets, MinNodes/MaxNodes: set for the job's unit type."""

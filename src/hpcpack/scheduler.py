@@ -21,12 +21,17 @@ class Demand:
     nodes: tuple[str, ...] = ()  # allowed nodes; empty means any
 
 
+def order(demand: Demand) -> tuple[int, float, int]:
+    """The queue's order: priority, then queue order."""
+    return -demand.priority, demand.queue_order, demand.job_id
+
+
 def plan(free: dict[str, int], idle_nodes: set[str], queue: list[Demand]) -> dict[int, dict[str, int]]:
     """Returns job id -> {node: cores} for the jobs that can start now. `free` is not changed."""
     free = dict(free)
     idle = set(idle_nodes)
     grants: dict[int, dict[str, int]] = {}
-    for demand in sorted(queue, key=lambda d: (-d.priority, d.queue_order, d.job_id)):
+    for demand in sorted(queue, key=order):
         candidates = [n for n in free if (not demand.nodes or n in demand.nodes)
                       and (not demand.exclusive or n in idle) and free[n] > 0]
         if sum(free[n] for n in candidates) < demand.min_cores:

@@ -1,121 +1,229 @@
-"""`job`: HPC Pack's command line for people and scripts without PowerShell.
+"""`job`: HPC Pack's `job` command line, for people and scripts without PowerShell.
 
-    job new [/jobname:N] [/numcores:1-3] [/rununtilcanceled:true] ...   -> Created job, ID: 5
-    job add <id> [/name:N] [/type:NodeRelease] [/parametric:1-10[:2]] <command line>
-    job submit <id> | /id:<id>
-    job cancel <id> [/force] [/graceful] [/message:<text>]
-    job finish <id> [/graceful] [/message:<text>]
-    job requeue <id>
-    job list [/all] [/state:Queued,Running] [/owner:<user>]
-    job view <id>
-    job listtasks <id>
-
-Options take HPC Pack's /name:value form or --name value / --name=value; every command takes
-/scheduler:<name> (default: CCP_SCHEDULER, then the local head node).
+Each command takes exactly the options HPC Pack's job.exe documents for it (those this head node
+supports), in HPC Pack's form /name:value or /name (any case), or GNU's --name=value, --name value
+and --name. Anything else is an error; `job <command> /?` (or --help) shows a command's help.
+The parsing is argparse's: the words are only translated from HPC Pack's form first (see `_translate`).
 """
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .client import Client, for_scheduler
-from .errors import HpcError
+if TYPE_CHECKING:
+    from ..client import Client
 
-FLAGS = {"force", "graceful", "all", "detailed", "help"}
-JOB_OPTIONS = {
-    "jobname": "Name", "name": "Name", "projectname": "Project", "project": "Project", "jobtemplate": "TemplateName",
-    "templatename": "TemplateName", "numcores": "NumCores", "numsockets": "NumSockets", "numnodes": "NumNodes",
-    "priority": "Priority", "runtime": "RunTime", "rununtilcanceled": "RunUntilCanceled", "exclusive": "Exclusive",
-    "failontaskfailure": "FailOnTaskFailure", "jobenv": "JobEnv", "parentjobids": "ParentJobIds",
-    "askednodes": "RequestedNodes", "requestednodes": "RequestedNodes", "validexitcodes": "ValidExitCodes",
-    "progress": "Progress", "progressmessage": "ProgressMessage",
-}
-TASK_OPTIONS = {
-    "name": "Name", "numcores": "NumCores", "workdir": "WorkDir", "stdin": "Stdin", "stdout": "Stdout",
-    "stderr": "Stderr", "env": "Env", "depend": "Depend", "type": "Type", "rerunnable": "Rerunnable",
-    "runtime": "RunTime",
-}
+HELP_WORDS = {"/?", "/help", "-h", "-?", "--help"}
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class Usage(Exception):
-    pass
+    """The words do not make a valid command: shown with the command's name, exit status 2."""
 
 
-class Arguments:
-    """Positional words and options of one `job` command."""
+@dataclass(frozen=True)
+class Option:
+    """One of HPC Pack's options. `kind`: value, bool (/name or /name:true|false) or list (repeatable)."""
 
-    def __init__(self, words: list[str]) -> None:
-        self.positional: list[str] = []
-        self.options: dict[str, list[str]] = {}
-        index = 0
-        while index < len(words):
-            word = words[index]
-            if word.startswith("/") and len(word) > 1 and not word.startswith("//"):
-                name, _, value = word[1:].partition(":")
-                self._add(name, value if _ else None)
-            elif word.startswith("--") and len(word) > 2:
-                name, eq, value = word[2:].partition("=")
-                if not eq and name.lower() not in FLAGS:
-                    if index + 1 >= len(words):
-                        raise Usage(f"--{name} needs a value")
-                    index += 1
-                    value = words[index]
-                self._add(name, value if (eq or name.lower() not in FLAGS) else None)
-            else:
-                self.positional.append(word)
-            index += 1
+    name: str
+    help: str
+    kind: str = "value"
+    metavar: str = "value"
+    key: str = ""  # the job or task property it sets (new, add)
 
-    def _add(self, name: str, value: str | None) -> None:
-        self.options.setdefault(name.lower(), []).append("true" if value is None else value)
 
-    def flag(self, name: str) -> bool:
-        return self.options.get(name, ["false"])[-1].lower() in ("true", "1", "yes")
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    syntax: str
+    run: Callable[[Client, argparse.Namespace], int]
+    options: tuple[Option, ...] = ()
+    job_id: str = "required"  # required, optional (submit: or /id:) or none
+    # HPC Pack options this head node does not do: refused by name, with the reason.
+    unsupported: dict[str, str] = field(default_factory=dict)
+    epilog: str = ""
 
-    def value(self, name: str) -> str | None:
-        values = self.options.get(name)
-        return values[-1] if values else None
+    def option(self, name: str) -> Option | None:
+        return next((o for o in (*self.options, SCHEDULER) if o.name == name.lower()), None)
 
-    def spec(self, names: dict[str, str], multi: tuple[str, ...] = ()) -> dict[str, Any]:
-        spec: dict[str, Any] = {}
-        for option, values in self.options.items():
-            if option in ("scheduler",):
-                continue
-            if option not in names:
-                raise Usage(f"unknown option /{option}")
-            key = names[option]
-            spec[key] = values if key in multi else values[-1]
-        return spec
 
-    def job_id(self) -> int:
-        text = self.value("id") or (self.positional[0] if self.positional else None)
-        if text is None:
+SCHEDULER = Option("scheduler", "head node: a local name or unix:/path/to/headnode.sock; default: CCP_SCHEDULER, "
+                   "then the local head node", metavar="name")
+ON_WINDOWS_ONLY = "it names Windows credentials; tasks run as the job's owner"
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", ""):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+
+
+def _job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a job ID") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a job ID")
+    return value
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows options as HPC Pack writes them: /name:<value>, /name[:{true|false}]."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        if action.dest == "help":
+            return "/?, -h, --help"
+        name = action.option_strings[0][2:]
+        if action.nargs == "?":
+            return f"/{name}[:{{true|false}}]"
+        return f"/{name}:<{action.metavar}>"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required: jobID"):
             raise Usage("a job ID is required")
-        try:
-            return int(text)
-        except ValueError:
-            raise Usage(f"'{text}' is not a job ID") from None
+        raise Usage(message.replace("unrecognized arguments:", "unexpected words:"))
 
 
-def cmd_new(client: Client, args: Arguments) -> int:
-    job = client.call("new_job", spec=args.spec(JOB_OPTIONS, ("JobEnv",)))
+def _parser(command: Command) -> _Parser:
+    parser = _Parser(prog=f"job {command.name}", usage=command.syntax, description=command.summary,
+                     epilog=command.epilog, formatter_class=_Formatter, add_help=False, allow_abbrev=False)
+    if command.job_id == "required":
+        parser.add_argument("id", type=_job_id, metavar="jobID", help="the job's ID")
+    elif command.job_id == "optional":
+        parser.add_argument("id", type=_job_id, metavar="jobID", nargs="?", help="the job's ID (or /id:<jobID>)")
+    for option in (*command.options, SCHEDULER):
+        if option.kind == "bool":
+            parser.add_argument(f"--{option.name}", type=_bool, nargs="?", const=True, default=None,
+                                help=option.help)
+        else:
+            parser.add_argument(f"--{option.name}", action="append" if option.kind == "list" else "store",
+                                dest="id_option" if option.name == "id" else option.name,
+                                metavar=option.metavar, help=option.help)
+    parser.add_argument("--help", action="help", help="show this help and exit")
+    return parser
+
+
+def _translate(command: Command, word: str) -> str:
+    """HPC Pack's /name:value, /name and GNU's --name[=value] -> --name[=value] for argparse, any case;
+    an option the command does not take is an error, never dropped."""
+    if word.lower() in HELP_WORDS:
+        return "--help"
+    if word.startswith("--") and len(word) > 2:
+        name, eq, value = word[2:].partition("=")
+        spelled = "--" + name
+    elif word.startswith("/") and len(word) > 1:
+        name, eq, value = word[1:].partition(":")
+        spelled = "/" + name
+    else:
+        return word
+    if name.lower() in command.unsupported:
+        raise Usage(f"{spelled} is not supported here: {command.unsupported[name.lower()]}")
+    option = command.option(name)
+    if option is None:
+        raise Usage(f"unknown option {spelled}")
+    return f"--{option.name}" + (f"={value}" if eq else "")
+
+
+def _split_task_words(command: Command, words: list[str]) -> tuple[list[str], list[str]]:
+    """`job add`: (its own words, the task's command line). The command line begins at the first word
+    after the job ID that is not an option of `job add`, or after `--` (which is dropped).
+    On Linux a program is named by its path, so a word such as /bin/echo (a second / before any :)
+    begins the command line; any other /word that is not one of job add's options is an error."""
+    own: list[str] = []
+    seen_id = False
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            return own, words[index + 1:]
+        if word.lower() in HELP_WORDS:
+            own.append(word)
+        elif word.startswith("/") and len(word) > 1:
+            name = word[1:].partition(":")[0]
+            if "/" in name and command.option(name) is None:
+                if not seen_id:
+                    raise Usage("a job ID is required before the command line")
+                return own, words[index:]
+            own.append(word)
+        elif word.startswith("--") and len(word) > 2:
+            own.append(word)
+            option = command.option(word[2:].partition("=")[0])
+            if option is not None and option.kind != "bool" and "=" not in word and index + 1 < len(words):
+                index += 1
+                own.append(words[index])
+        elif not seen_id:
+            own.append(word)
+            seen_id = True
+        else:
+            return own, words[index:]
+        index += 1
+    return own, []
+
+
+def _spec(command: Command, args: argparse.Namespace) -> dict[str, Any]:
+    """The job or task properties the options set, under their PowerShell names."""
+    spec: dict[str, Any] = {}
+    for option in command.options:
+        value = getattr(args, option.name)
+        if option.key and value is not None:
+            spec[option.key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return spec
+
+
+# -- the commands ------------------------------------------------------------------------------------
+
+
+def cmd_new(client: Client, args: argparse.Namespace) -> int:
+    spec = _spec(COMMANDS["new"], args)
+    if args.holduntil is not None:
+        spec["HoldUntil"] = _hold_until(args.holduntil)
+    job = client.call("new_job", spec=spec)
     print(f"Created job, ID: {job['Id']}")
     return 0
 
 
-def cmd_add(client: Client, args: Arguments) -> int:
-    job_id = args.job_id()
-    command = " ".join(args.positional[1:])
-    parametric = args.options.pop("parametric", None)
-    spec = args.spec(TASK_OPTIONS, ("Env",))
-    spec["CommandLine"] = command
-    if parametric:
-        bounds = parametric[-1].split(":")
+def _hold_until(text: str) -> str:
+    """HPC Pack's /holduntil: a date and time, or a number of minutes from now."""
+    if text.isdigit():
+        return (datetime.now(UTC) + timedelta(minutes=int(text))).isoformat()
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).isoformat()
+    except ValueError:
+        raise Usage(f"/holduntil:{text} is neither minutes nor a date and time (2026-12-31T18:00)") from None
+
+
+def cmd_add(client: Client, args: argparse.Namespace) -> int:
+    spec = _spec(COMMANDS["add"], args)
+    spec["CommandLine"] = " ".join(args.command_line)
+    if not args.command_line:
+        raise Usage("a command line is required after the job ID and options")
+    if args.parametric:
+        bounds = args.parametric.split(":")
         start, _, end = bounds[0].partition("-")
-        spec.update(Parametric=True, Start=int(start), End=int(end or start),
-                    Increment=int(bounds[1]) if len(bounds) > 1 else 1)
-    for task in client.call("add_task", job_id=job_id, spec=spec):
+        try:
+            spec.update(Parametric=True, Start=int(start), End=int(end or start),
+                        Increment=int(bounds[1]) if len(bounds) > 1 else 1)
+        except ValueError:
+            raise Usage(f"/parametric:{args.parametric} is not <start>-<end>[:<increment>]") from None
+    for task in client.call("add_task", job_id=args.id, spec=spec):
         print(f"Task {task['Id']} added.")
     return 0
 
@@ -131,19 +239,34 @@ def _per_job(results: list[dict[str, Any]], done: str) -> int:
     return status
 
 
-def cmd_submit(client: Client, args: Arguments) -> int:
-    return _per_job(client.call("submit_jobs", ids=[args.job_id()]), "Job has been submitted. ID: {id}.")
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    job_id = args.id or (_job_id_option(args.id_option) if args.id_option else None)
+    if job_id is None:
+        raise Usage("a job ID is required: job submit /id:<jobID>")
+    return _per_job(client.call("submit_jobs", ids=[job_id]), "Job has been submitted. ID: {id}.")
 
 
-def _stop(client: Client, args: Arguments, finish: bool) -> int:
-    job_id = args.job_id()
-    graceful = args.flag("graceful")
-    results = client.call("cancel_jobs", ids=[job_id], message=args.value("message"), force=args.flag("force"),
+def _job_id_option(text: str) -> int:
+    try:
+        return _job_id(text)
+    except argparse.ArgumentTypeError as e:
+        raise Usage(str(e)) from None
+
+
+def _stop(client: Client, args: argparse.Namespace, finish: bool) -> int:
+    job_id: int = args.id
+    graceful = bool(args.graceful)
+    results = client.call("cancel_jobs", ids=[job_id], message=args.message, force=bool(getattr(args, "force", False)),
                           graceful=graceful, state="Finished" if finish else None)
     verb = "finished" if finish else "canceled"
     if "error" in results[0] or graceful:
         return _per_job(results, f"Job {{id}} will be {verb} when its running tasks end.")
-    final = client.call("wait_jobs", ids=[job_id]).get(str(job_id))
+    try:
+        final = client.call("wait_jobs", ids=[job_id]).get(str(job_id))
+    except KeyboardInterrupt:
+        print(f"job {'finish' if finish else 'cancel'}: stopped waiting; the head node goes on "
+              f"{'finishing' if finish else 'cancelling'} job {job_id}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     expected = "Finished" if finish else "Canceled"
     if final != expected:
         job = client.call("get_jobs", ids=[job_id])[0]
@@ -153,87 +276,241 @@ def _stop(client: Client, args: Arguments, finish: bool) -> int:
     return 0
 
 
-def cmd_cancel(client: Client, args: Arguments) -> int:
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     return _stop(client, args, finish=False)
 
 
-def cmd_finish(client: Client, args: Arguments) -> int:
-    if args.flag("force"):
-        raise Usage("job finish takes /graceful and /message only")
+def cmd_finish(client: Client, args: argparse.Namespace) -> int:
     return _stop(client, args, finish=True)
 
 
-def cmd_requeue(client: Client, args: Arguments) -> int:
-    return _per_job(client.call("submit_jobs", ids=[args.job_id()]), "Job {id} has been requeued.")
+def cmd_requeue(client: Client, args: argparse.Namespace) -> int:
+    return _per_job(client.call("requeue_jobs", ids=[args.id]), "Job {id} has been requeued.")
 
 
-def cmd_list(client: Client, args: Arguments) -> int:
-    state = "All" if args.flag("all") else args.value("state")
-    jobs = client.call("get_jobs", state=state, owner=args.value("owner"))
-    rows = [(str(j["Id"]), j["Owner"], j["Name"], j["State"], j["Priority"], (j["SubmitTime"] or "")[:19])
-            for j in jobs]
-    _table(("Id", "Owner", "Name", "State", "Priority", "Submit Time"), rows)
+def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    from . import show
+    state = args.state or args.status or ("All" if args.all else None)
+    user = None if args.user in (None, "*") else args.user
+    if state is None and (args.user == "*" or args.jobname or args.project or args.jobtemplate or args.submittime):
+        state = "All"  # HPC Pack's default (own Queued and Running jobs) holds only without any filter
+    name = args.jobname if args.jobname and "*" not in args.jobname else None
+    begin = None
+    if args.submittime:
+        if not args.submittime.isdigit():
+            raise Usage(f"/submittime:{args.submittime} is not a number of days")
+        begin = (datetime.now(UTC) - timedelta(days=int(args.submittime))).isoformat()
+    jobs = client.call("get_jobs", state=state, owner=user, name=name, project=args.project,
+                       template=args.jobtemplate, begin=begin)
+    if args.jobname and "*" in args.jobname:
+        jobs = [j for j in jobs if fnmatch.fnmatchcase(j["Name"].lower(), args.jobname.lower())]
+    show.jobs(jobs, _format(args))
     return 0
 
 
-def cmd_view(client: Client, args: Arguments) -> int:
-    job = {**client.call("get_jobs", ids=[args.job_id()])[0], "HeadNode": client.address}
-    width = max(len(k) for k in job)
-    for key, value in job.items():
-        if not key.startswith("__"):
-            print(f"{key.ljust(width)} : {value}")
+def _format(args: argparse.Namespace, default: str = "table") -> str:
+    chosen = (args.format or default).lower()
+    if chosen not in ("list", "table"):
+        raise Usage(f"/format:{args.format} is not list or table")
+    return chosen
+
+
+def cmd_view(client: Client, args: argparse.Namespace) -> int:
+    from . import show
+    job = client.call("get_jobs", ids=[args.id])[0]
+    tasks = client.call("get_tasks", job_id=args.id)
+    show.job(job, tasks, client.address, detailed=bool(args.detailed))
+    if args.history and not args.detailed:  # HPC Pack: /detailed overrides /history
+        show.history(client.call("history", job_id=args.id))
     return 0
 
 
-def cmd_listtasks(client: Client, args: Arguments) -> int:
-    tasks = client.call("get_tasks", job_id=args.job_id())
-    rows = [(t["Id"], t["Name"], t["State"], "" if t["ExitCode"] is None else str(t["ExitCode"]), t["CommandLine"])
-            for t in tasks]
-    _table(("Id", "Name", "State", "Exit", "Command Line"), rows)
+def cmd_listtasks(client: Client, args: argparse.Namespace) -> int:
+    from . import show
+    tasks = client.call("get_tasks", job_id=args.id, expand=bool(args.expand), state=args.state or args.status)
+    show.tasks(tasks, _format(args, default="list"))
     return 0
 
 
-def _table(headers: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+BOOL = "bool"
+_NEW_OPTIONS = (
+    Option("askednodes", "nodes the job may run on, comma-separated", metavar="node_list", key="RequestedNodes"),
+    Option("requestednodes", "the same as /askednodes", metavar="node_list", key="RequestedNodes"),
+    Option("exclusive", "no other job runs on the job's nodes", BOOL, key="Exclusive"),
+    Option("failontaskfailure", "the job fails as soon as one of its tasks fails", BOOL, key="FailOnTaskFailure"),
+    Option("holduntil", "do not start before this date and time, or this many minutes from now",
+           metavar="DateTime|minutes"),
+    Option("jobenv", "an environment variable for all tasks (repeatable); NAME= unsets it", "list",
+           "NAME=value", key="JobEnv"),
+    Option("jobname", "the job's name (80 characters at most)", metavar="job_name", key="Name"),
+    Option("jobtemplate", "the job template", metavar="job_template_name", key="TemplateName"),
+    Option("nodegroup", "node groups, comma-separated", metavar="node_group_list", key="NodeGroups"),
+    Option("numcores", "cores: <min>[-<max>], * for as many as the tasks need", metavar="min[-max]",
+           key="NumCores"),
+    Option("numnodes", "nodes: <min>[-<max>]", metavar="min[-max]", key="NumNodes"),
+    Option("numsockets", "sockets: <min>[-<max>]", metavar="min[-max]", key="NumSockets"),
+    Option("parentjobids", "jobs that must finish first, comma-separated", metavar="jobID_list",
+           key="ParentJobIds"),
+    Option("priority", "Lowest, BelowNormal, Normal, AboveNormal, Highest (or 0-4000, Normal+10...)",
+           metavar="priority", key="Priority"),
+    Option("progress", "progress in percent, 0-100", metavar="percent", key="Progress"),
+    Option("progressmsg", "a progress message (80 characters at most)", metavar="message", key="ProgressMessage"),
+    Option("projectname", "the job's project", metavar="name", key="Project"),
+    Option("runtime", "the run-time limit: [[days:]hours:]minutes or Infinite", metavar="time", key="RunTime"),
+    Option("rununtilcanceled", "keep the cores until the job is canceled", BOOL, key="RunUntilCanceled"),
+    Option("taskexecutionfailureretrylimit", "requeue a task whose program fails this many times",
+           metavar="retry_limit", key="TaskExecutionFailureRetryLimit"),
+    Option("validexitcodes", "exit codes that mean success: 0,3..5", metavar="codes", key="ValidExitCodes"),
+)
+_NOT_HERE = "this head node does not schedule by it"
+_NEW_UNSUPPORTED = {
+    name: _NOT_HERE for name in ("corespernode", "customproperties", "estimatedprocessmemory", "faildependenttasks",
+                                 "license", "memorypernode", "nodegroupop", "orderby", "singlenode", "numprocessors")
+} | {name: "this head node sends no e-mail" for name in ("emailaddress", "notifyoncompletion", "notifyonstart")} \
+  | {"jobfile": "use New-HpcJob -JobFile in PowerShell"}
+_ADD_OPTIONS = (
+    Option("depend", "names of tasks that must finish first, comma-separated", metavar="task_name_list",
+           key="Depend"),
+    Option("env", "an environment variable of the task (repeatable); NAME= unsets it", "list", "NAME=value",
+           key="Env"),
+    Option("exclusive", "no other task runs on the task's node", BOOL, key="Exclusive"),
+    Option("name", "the task's name", metavar="task_name", key="Name"),
+    Option("numcores", "cores: <min>[-<max>]", metavar="min[-max]", key="NumCores"),
+    Option("parametric", "a parametric sweep: <start>-<end>[:<increment>]; * in the command line is the index",
+           metavar="start-end[:increment]"),
+    Option("rerunnable", "the task may run again after a failure", BOOL, key="Rerunnable"),
+    Option("runtime", "the run-time limit: [[days:]hours:]minutes or Infinite", metavar="time", key="RunTime"),
+    Option("stderr", "file for standard error, relative to /workdir", metavar="file", key="Stderr"),
+    Option("stdin", "file for standard input, relative to /workdir", metavar="file", key="Stdin"),
+    Option("stdout", "file for standard output, relative to /workdir", metavar="file", key="Stdout"),
+    Option("type", "Basic, ParametricSweep, NodePrep, NodeRelease or Service", metavar="type_name", key="Type"),
+    Option("validexitcodes", "exit codes that mean success: 0,3..5", metavar="codes", key="ValidExitCodes"),
+    Option("workdir", "the task's working folder", metavar="folder", key="WorkDir"),
+)
+_ADD_UNSUPPORTED = {"numnodes": "a task takes cores (/numcores)", "numsockets": "a task takes cores (/numcores)",
+                    "numprocessors": "a task takes cores (/numcores)", "requirednodes": _NOT_HERE,
+                    "taskfile": "use Add-HpcTask -TaskFile in PowerShell"}
+_MESSAGE = Option("message", "why (128 characters at most); the job's ErrorMessage shows it", metavar="message")
+_GRACEFUL = Option("graceful", "let running tasks end by themselves; do not wait", BOOL)
+_STATE = Option("state", "states, comma-separated (Queued,Running), or All", metavar="state_list")
+_STATUS = Option("status", "the same as /state", metavar="state_list")
+_FORMAT = Option("format", "list or table", metavar="list|table")
+
+COMMAND_LINE_RULE = """\
+The command line:
+  It begins at the first word after the job ID that is not one of job add's options,
+  or after --, which ends the options (and is not part of the command line).
+  A word such as /bin/echo (an absolute path: a second / before any :) names the
+  program and begins the command line; any other /word that is not an option of
+  job add is an error (write the program after -- if its name is a single /word).
+  The words are joined with spaces and run by the shell (/bin/sh) in the task's
+  working folder; quote what your shell would otherwise expand.
+
+Examples:
+  job add 5 /name:hello echo Hello World
+  job add 5 /stdout:out-*.txt /parametric:1-10 /usr/bin/printf "%s\\n" '*'
+  job add 5 /workdir:/srv/run -- /opt/model/run --steps 10"""
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("new", "Creates a job (in the Configuring state) and prints its ID.", "job new [options]", cmd_new,
+            _NEW_OPTIONS, job_id="none", unsupported=_NEW_UNSUPPORTED,
+            epilog="Example:\n  job new /jobname:nightly /numcores:2-4 /priority:AboveNormal"),
+    Command("add", "Adds a task to a job.", "job add <jobID> [options] [--] <command> [<parameters>...]", cmd_add,
+            _ADD_OPTIONS, unsupported=_ADD_UNSUPPORTED, epilog=COMMAND_LINE_RULE),
+    Command("submit", "Submits a job that is being configured.", "job submit /id:<jobID> | <jobID>", cmd_submit,
+            (Option("id", "the job's ID", metavar="jobID"),), job_id="optional",
+            unsupported={"user": ON_WINDOWS_ONLY, "password": ON_WINDOWS_ONLY,
+                         "jobfile": "use New-HpcJob -JobFile and Submit-HpcJob in PowerShell",
+                         "holduntil": "set it with job new /holduntil"}),
+    Command("cancel", "Cancels a job that is configuring, queued or running, and waits until it is Canceled.",
+            "job cancel <jobID> [/force] [/graceful] [/message:<message>]", cmd_cancel,
+            (Option("force", "stop running tasks at once: no grace period, no node release task", BOOL),
+             _GRACEFUL, _MESSAGE),
+            epilog="Ctrl+C stops the waiting, not the cancel.\n\nExample:\n  job cancel 5 /message:\"make room\""),
+    Command("finish", "Ends a running job as Finished (for jobs that run until canceled), and waits.",
+            "job finish <jobID> [/graceful] [/message:<message>]", cmd_finish, (_GRACEFUL, _MESSAGE)),
+    Command("requeue", "Queues a running, canceled or failed job again; its unfinished tasks run again.",
+            "job requeue <jobID>", cmd_requeue),
+    Command("list", "Lists jobs: without options, your own queued and running jobs.",
+            "job list [/all] [/format:{list|table}] [/jobname:<name>|<prefix>*] [/jobtemplate:<name>]\n"
+            "                [/project:<name>] [/state:<state_list>] [/submittime:<days>] [/user:<user>|*]",
+            cmd_list,
+            (Option("all", "every job of every user, in any state", BOOL), _FORMAT,
+             Option("jobname", "jobs of this name; prefix* for names that begin so", metavar="name"),
+             Option("jobtemplate", "jobs of this template", metavar="name"),
+             Option("project", "jobs of this project", metavar="name"), _STATE, _STATUS,
+             Option("submittime", "jobs submitted in the last <days> days", metavar="days"),
+             Option("user", "jobs of this user; * for every user", metavar="user")),
+            job_id="none", unsupported={"pool": "this head node has no pools"}),
+    Command("view", "Shows a job: its state, resources, times and task counts.",
+            "job view <jobID> [/detailed[:{true|false}]] [/history[:{true|false}]]", cmd_view,
+            (Option("detailed", "every property of the job", BOOL),
+             Option("history", "the job's history (administrators)", BOOL))),
+    Command("listtasks", "Lists a job's tasks (a parametric sweep as one task unless /expand).",
+            "job listtasks <jobID> [/expand] [/format:{list|table}] [/state:<state_list>]", cmd_listtasks,
+            (Option("expand", "each subtask of a parametric sweep on its own", BOOL), _FORMAT, _STATE, _STATUS)),
+)}
 
 
-COMMANDS: dict[str, Callable[[Client, Arguments], int]] = {
-    "new": cmd_new, "add": cmd_add, "submit": cmd_submit, "cancel": cmd_cancel, "finish": cmd_finish,
-    "requeue": cmd_requeue, "list": cmd_list, "view": cmd_view, "listtasks": cmd_listtasks,
-}
+def overview() -> str:
+    lines = ["usage: job <command> [<arguments>] [/scheduler:<name>]", "",
+             "HPC Pack's job command. The commands:", ""]
+    lines += [f"  {c.name:<10} {c.summary}" for c in COMMANDS.values()]
+    lines += ["", "Options are written /name:value or /name (any case), or --name=value and --name.",
+              "Every command takes /scheduler:<name> (default: CCP_SCHEDULER, then the local head node).",
+              "'job <command> /?' (or --help) shows a command's options."]
+    return "\n".join(lines)
+
+
+def parse(words: Sequence[str]) -> tuple[Command, argparse.Namespace]:
+    if not words or words[0].lower() in HELP_WORDS | {"help"}:
+        topic = words[1] if len(words) > 1 and words[0].lower() == "help" else None
+        if topic in COMMANDS:
+            _parser(COMMANDS[topic]).parse_args(["--help"])
+        print(overview())
+        raise SystemExit(0 if words else EXIT_USAGE)
+    command = COMMANDS.get(words[0].lower())
+    if command is None:
+        raise Usage(f"'{words[0]}' is not a job command; they are {', '.join(COMMANDS)}")
+    rest, command_line = (_split_task_words(command, list(words[1:])) if command.name == "add"
+                          else (list(words[1:]), []))
+    args = _parser(command).parse_args([_translate(command, w) for w in rest])
+    args.command_line = command_line
+    return command, args
 
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("/?", "-h", "--help", "help") or words[0] not in COMMANDS:
-        print(__doc__, file=sys.stderr if words and words[0] not in ("/?", "-h", "--help", "help") else sys.stdout)
-        return 0 if words and words[0] in ("/?", "-h", "--help", "help") else 2
+    name = words[0].lower() if words else ""
     try:
-        args = _task_arguments(words[1:]) if words[0] == "add" else Arguments(words[1:])
-        client = for_scheduler(args.value("scheduler"))
-        return COMMANDS[words[0]](client, args)
+        command, args = parse(words)
+        from ..client import for_scheduler
+        from ..errors import HpcError
+        client = for_scheduler(args.scheduler)
+        try:
+            status = command.run(client, args)
+            sys.stdout.flush()
+            return status
+        except HpcError as e:
+            print(f"job: {e.message}", file=sys.stderr)
+            return 1
+        finally:
+            client.close()
     except Usage as e:
-        print(f"job {words[0]}: {e} (see 'job --help')", file=sys.stderr)
-        return 2
-    except HpcError as e:
-        print(f"job: {e.message}", file=sys.stderr)
-        return 1
+        print(f"job {name}: {e} (see 'job {name} /?')" if name in COMMANDS else f"job: {e} (see 'job /?')",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("job: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _closed_output()
 
 
-def _task_arguments(words: list[str]) -> Arguments:
-    """`job add <id> [options] <command line>`: options end where the command line begins."""
-    split = 1
-    while split < len(words) and (words[split].startswith("/") or words[split].startswith("--")):
-        split += 1 if words[split].startswith("/") or "=" in words[split] or \
-            words[split][2:].lower() in FLAGS else 2
-    args = Arguments(words[:split])
-    args.positional += words[split:]
-    return args
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _closed_output() -> int:
+    """The reader of our output went away (`job list | head -1`): end quietly, as other tools do.
+    Anything still buffered goes nowhere, so that the exit does not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

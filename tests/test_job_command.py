@@ -1,0 +1,171 @@
+"""The `job` command's options, help, output and signals, against a real head node (issue 16)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from hpcpack.cli import COMMANDS
+from hpcpack.client import Client
+
+from .conftest import HeadNodeProcess, wait_until
+from .jobs import job, make_job, tasks, wait_state
+
+
+def job_cli(head: HeadNodeProcess, *words: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hpcpack.cli", *words], capture_output=True, text=True,
+                          env=head.env(), timeout=60, **kwargs)  # type: ignore[call-overload]
+
+
+def running_job(client: Client, command: str = "sleep 300") -> int:
+    job_id = make_job(client, command, NumCores="1")
+    wait_state(client, job_id, "Running")
+    return job_id
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_and_refuses_unknown_options(head: HeadNodeProcess, name: str) -> None:
+    for asked in ("/?", "--help", "/HELP", "-h"):
+        shown = job_cli(head, name, asked)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: job {name}"), (asked, shown)
+        assert "/scheduler:<name>" in shown.stdout and "Traceback" not in shown.stderr
+    also_help = job_cli(head, "help", name)
+    assert also_help.returncode == 0 and also_help.stdout.startswith(f"usage: job {name}")
+    for wrong in ("/forse", "--forse", "/mesage:x"):
+        refused = job_cli(head, name, *(["1"] if name not in ("new", "list") else []), wrong,
+                          *(["echo", "hi"] if name == "add" else []))
+        assert refused.returncode == 2, (wrong, refused)
+        assert f"job {name}: unknown option {wrong.split(':')[0]}" in refused.stderr
+
+
+def test_hpc_pack_options_of_each_command_are_accepted_in_either_form(head: HeadNodeProcess, client: Client) -> None:
+    made = job_cli(head, "new", "/JobName:forms", "--numcores=1-2", "--priority", "AboveNormal", "/rununtilcanceled",
+                   "/jobenv:A=1", "/jobenv:B=2", "/projectname:p", "/failontaskfailure:false")
+    assert made.returncode == 0, made.stderr
+    job_id = int(made.stdout.split("ID:")[1])
+    record = job(client, job_id)
+    assert (record["Name"], record["Priority"], record["Project"], record["MinCores"], record["MaxCores"]) == \
+        ("forms", "AboveNormal", "p", 1, 2)
+    assert record["RunUntilCanceled"] is True and record["EnvironmentVariables"] == {"A": "1", "B": "2"}
+    bad_bool = job_cli(head, "new", "/exclusive:maybe")
+    assert bad_bool.returncode == 2 and "'maybe' is not true or false" in bad_bool.stderr
+    not_here = job_cli(head, "new", "/emailaddress:a@b")
+    assert not_here.returncode == 2 and "/emailaddress is not supported here" in not_here.stderr
+    assert job_cli(head, "list", "/format:wide").returncode == 2
+
+
+def test_cancel_takes_one_job_and_never_drops_a_word(head: HeadNodeProcess, client: Client) -> None:
+    first, second = running_job(client), running_job(client)
+    two = job_cli(head, "cancel", str(first), str(second))
+    assert two.returncode == 2 and "unexpected words: " + str(second) in two.stderr
+    typo = job_cli(head, "cancel", str(first), "/forse", "/mesage:x")
+    assert typo.returncode == 2 and "unknown option /forse" in typo.stderr
+    no_id = job_cli(head, "cancel", "/?")
+    assert no_id.returncode == 0 and "job ID is required" not in no_id.stderr
+    assert job(client, first)["State"] == job(client, second)["State"] == "Running"
+    done = job_cli(head, "cancel", str(first), "/FORCE", "/message:why")
+    assert done.returncode == 0 and done.stdout == f"Job {first} canceled.\n"
+    assert job(client, first)["ErrorMessage"] == "why" and job(client, second)["State"] == "Running"
+    not_an_id = job_cli(head, "cancel", "five")
+    assert not_an_id.returncode == 2 and "'five' is not a job ID" in not_an_id.stderr
+
+
+def test_add_names_a_program_by_its_path_and_double_dash_ends_the_options(head: HeadNodeProcess,
+                                                                          client: Client) -> None:
+    job_id = int(job_cli(head, "new").stdout.split("ID:")[1])
+    assert job_cli(head, "add", str(job_id), "/bin/echo", "hi").returncode == 0
+    assert job_cli(head, "add", str(job_id), "/name:opt", "/workdir:/tmp", "/usr/bin/printf", "/name:x").returncode == 0
+    assert job_cli(head, "add", str(job_id), "--name", "gnu", "--", "/opt", "--steps", "1", "--").returncode == 0
+    unknown = job_cli(head, "add", str(job_id), "/forse", "echo")
+    assert unknown.returncode == 2 and "unknown option /forse" in unknown.stderr
+    nothing = job_cli(head, "add", str(job_id), "/name:x")
+    assert nothing.returncode == 2 and "command line is required" in nothing.stderr
+    lines = {t["Id"]: (t["Name"], t["CommandLine"], t["WorkDirectory"]) for t in tasks(client, job_id).values()}
+    assert lines == {f"{job_id}.1": ("", "/bin/echo hi", ""),
+                     f"{job_id}.2": ("opt", "/usr/bin/printf /name:x", "/tmp"),
+                     f"{job_id}.3": ("gnu", "/opt --steps 1 --", "")}
+    shown = job_cli(head, "add", "/?").stdout
+    assert "/bin/echo" in shown and "--, which ends the options" in shown
+
+
+def test_requeue_uses_the_head_nodes_requeue_for_a_running_job(head: HeadNodeProcess, client: Client) -> None:
+    job_id = running_job(client)
+    requeued = job_cli(head, "requeue", str(job_id))
+    assert requeued.returncode == 0 and requeued.stdout == f"Job {job_id} has been requeued.\n", requeued.stderr
+    wait_until(lambda: job(client, job_id)["RequeueCount"] == 1)
+    configuring = int(job_cli(head, "new").stdout.split("ID:")[1])
+    refused = job_cli(head, "requeue", str(configuring))
+    assert refused.returncode == 1 and refused.stderr.startswith("job: ")
+
+
+def test_a_closed_pipe_ends_quietly(head: HeadNodeProcess, client: Client) -> None:
+    for _ in range(3):
+        make_job(client, "true", submit=False)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written, as after `| head -1`
+    try:
+        closed = subprocess.run([sys.executable, "-m", "hpcpack.cli", "list", "/all"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, env=head.env(), timeout=60)
+    finally:
+        os.close(write)
+    assert closed.returncode == 141 and closed.stderr == ""
+    piped = subprocess.run(f"{sys.executable} -m hpcpack.cli listtasks 1 /format:table | head -1", shell=True,
+                           capture_output=True, text=True, env=head.env(), timeout=60)
+    assert piped.stdout.startswith("Id") and piped.stderr == ""
+
+
+def test_ctrl_c_while_a_cancel_waits_says_the_cancel_goes_on(head: HeadNodeProcess, client: Client) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 30})
+    job_id = running_job(client, "sh -c \"trap '' TERM; sleep 300\"")
+    waiting = subprocess.Popen([sys.executable, "-m", "hpcpack.cli", "cancel", str(job_id)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=head.env())
+    wait_state(client, job_id, "Canceling")
+    waiting.send_signal(signal.SIGINT)
+    out, err = waiting.communicate(timeout=20)
+    assert waiting.returncode == 130 and "Traceback" not in err
+    assert f"stopped waiting; the head node goes on cancelling job {job_id}." in err
+    assert job(client, job_id)["State"] == "Canceling"
+    client.call("cancel_jobs", ids=[job_id], force=True)
+    wait_state(client, job_id, "Canceled")
+
+
+def test_list_fits_80_columns_with_progress_elapsed_time_and_why_a_job_waits(head: HeadNodeProcess,
+                                                                             client: Client) -> None:
+    blocker = make_job(client, "sleep 300", "true", NumCores="8", Name="a-name-much-longer-than-the-column-is")
+    wait_until(lambda: job(client, blocker)["FinishedTaskCount"] == 1)
+    child = make_job(client, "true", NumCores="1", ParentJobIds=[blocker], Name="child")
+    waiting = make_job(client, "true", NumCores="8", Name="big")
+    wait_until(lambda: job(client, waiting)["PendingReason"] == "Resources")
+    listing = job_cli(head, "list", "/all").stdout.splitlines()
+    assert max(len(line) for line in listing) <= 80 and listing[0].split() == \
+        ["Id", "Owner", "Name", "State", "Tasks", "Elapsed", "Reason"]
+    rows = {line.split()[0]: line for line in listing[2:]}
+    assert "1/2" in rows[str(blocker)] and "Running" in rows[str(blocker)] and "a-name-much-l…" in rows[str(blocker)]
+    assert rows[str(child)].split()[-2:] == ["Dependency", f"({blocker})"]
+    assert rows[str(waiting)].split()[-1] == "Resources"
+    assert rows[str(blocker)].split()[-1].count(":") == 2  # elapsed h:mm:ss
+    as_list = job_cli(head, "list", "/all", "/format:list").stdout
+    assert f"Id         : {child}\n" in as_list and "Reason     : Dependency" in as_list
+    mine_by_name = job_cli(head, "list", "/jobname:a-name*").stdout
+    assert str(blocker) in mine_by_name and "child" not in mine_by_name
+    client.call("cancel_jobs", ids=[blocker, child, waiting], force=True)
+
+
+def test_view_and_listtasks_show_what_a_person_reads(head: HeadNodeProcess, client: Client) -> None:
+    job_id = make_job(client, "true", Name="viewed")
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Parametric": True, "Start": 1, "End": 3})
+    wait_state(client, job_id, "Finished")
+    view = job_cli(head, "view", str(job_id)).stdout
+    assert "Name             : viewed\n" in view and "Tasks            : 4 (4 Finished)\n" in view
+    assert f"HeadNode         : unix:{head.socket}" in view and "ExpandedPriority" not in view
+    assert "ExpandedPriority" in job_cli(head, "view", str(job_id), "/detailed").stdout
+    history = job_cli(head, "view", str(job_id), "/history").stdout
+    assert "Event" in history and "submit" in history
+    one = job_cli(head, "listtasks", str(job_id), "/format:table").stdout
+    assert f"{job_id}.2 " in one and f"{job_id}.2.1" not in one
+    expanded = job_cli(head, "listtasks", str(job_id), "/expand").stdout
+    assert f"Id             : {job_id}.2.3\n" in expanded and "CommandLine    : echo 3\n" in expanded
