@@ -1,0 +1,246 @@
+"""The head node's state and the few rules every part uses: jobs and their per-state index,
+permissions, one transaction per change, and putting jobs back as stored after a failed change."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from .. import executor, jobspec
+from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
+from ..errors import HpcError
+from ..identity import Caller
+from ..model import Job, Task, now
+from ..states import JobState, TaskState
+from ..store import Store, Transaction
+
+log = logging.getLogger("hpcpack.headnode")
+
+
+class StartFailure(Exception):
+    """A task cannot be started; the message says why, for the task's error message."""
+
+# HPC Pack's error codes stored on failed jobs and tasks (those of cancels are in model).
+TASK_FAILURE = 0x800409DC
+JOB_RUNTIME_EXPIRED = 0x800409D5
+
+_CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel value)
+    (False, False, False): ("cancel", "CancelByUser"),
+    (True, False, False): ("force", "CancelForceByUser"),
+    (False, True, False): ("graceful", "CancelGraceful"),
+    (False, False, True): ("finish", "Finish"),
+    (True, False, True): ("finish", "FinishForce"),
+    (False, True, True): ("finish", "FinishGraceful"),
+}
+SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
+SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
+CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A run of a task that ended: whatever of it is still alive is killed at the next sweep."""
+
+    job: Job
+    token: str
+    since: float | None
+
+
+@dataclass
+class Waiter:
+    """A client waiting for jobs to end; `done` is the daemon's future for the answer."""
+
+    ids: list[int]
+    deadline: float
+    done: Any
+
+
+class Core:
+    def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
+        self.state_dir = state_dir
+        self.config = config
+        self.store = Store(state_dir / "headnode.db")
+        self._properties: dict[str, str] | None = None
+        self.head_id = self._head_id()
+        self.output_dir = state_dir / "output"
+        self.cgroups = executor.Cgroups(self.head_id)
+        self.launchers = executor.Launchers()
+        self.name = socket.gethostname().upper()
+        self.jobs: dict[int, Job] = {}
+        self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
+        for job in self.store.load_jobs():
+            self._add(job)
+        self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
+        self.popen: dict[int, Popen[bytes]] = {}
+        self.adopted: dict[str, tuple[Job, Task]] = {}  # units found running after a restart
+        self.waiters: list[Waiter] = []
+        self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
+        self._sweep: list[Leftover] = []  # ended tasks whose leftover processes are still to be killed
+        self._next_sweep = 0.0
+        self._next_cleanup = 0.0
+        self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
+        self._current: Job | None = None  # the job a loop phase is working on
+        self.touched: set[int] = set()  # jobs the current request looked up
+        self._quarantine: set[int] = set()  # jobs that faulted and could not even be failed
+        self._exits: list[tuple[int, int]] = []  # (pid, status) reaped, not yet recorded
+        orders = [j.queue_order for j in self.jobs.values()]
+        self._next_order = max([0.0, *orders]) + 1
+
+    def close(self) -> None:
+        self.launchers.close()
+        self.cgroups.close()
+        self.store.close()
+
+    def _add(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        self._by_state[job.state][job.id] = job
+
+    def _move(self, job: Job, event: str) -> None:
+        """Every job transition goes through here, so the per-state index stays true."""
+        before = job.state
+        job.move(event)
+        del self._by_state[before][job.id]
+        self._by_state[job.state][job.id] = job
+
+    def in_state(self, *states: JobState) -> list[Job]:
+        """The jobs in these states (each loop step looks only at the jobs it can act on)."""
+        return [job for state in states for job in list(self._by_state[state].values())]
+
+    def _head_id(self) -> str:
+        props = self.store.properties()
+        if "HeadNodeId" not in props:
+            self.store.set_property("HeadNodeId", uuid.uuid4().hex[:12])
+            props = self.store.properties()
+        return props["HeadNodeId"]
+
+    def property(self, name: str) -> int:
+        if self._properties is None:
+            self._properties = self.store.properties()  # the head node is the only writer
+        value = self._properties.get(name)
+        return int(value) if value is not None else PROPERTY_DEFAULTS[name]
+
+    def job(self, job_id: int) -> Job:
+        """The job, remembered as touched by the current request (see reload)."""
+        self.touched.add(job_id)
+        job = self.jobs.get(int(job_id))
+        if job is None:
+            raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
+        return job
+
+    def may_read(self, caller: Caller, job: Job) -> bool:
+        """Whether the caller may see what can carry secrets (model.PRIVATE_*_FIELDS; about_HPC)."""
+        return caller.admin or caller.name == job.owner
+
+    def authorize_read(self, caller: Caller, job: Job) -> None:
+        if not self.may_read(caller, job):
+            raise HpcError("PermissionDenied", f"The user {caller.name} may not read the details of job {job.id}, "
+                           f"which belongs to {job.owner}; only its owner and administrators can.", job.id)
+
+    def authorize(self, caller: Caller, job: Job) -> None:
+        if not (caller.admin or caller.name == job.owner):
+            raise HpcError("PermissionDenied", f"The user {caller.name} does not have permission to change job "
+                           f"{job.id}, which belongs to {job.owner}.", job.id)
+
+    def history(self, job: Job, actor: str, event: str, message: str = "", details: str = "") -> None:
+        self.store.add_history(job.id, now(), actor, event, message, details)
+
+    def commit(self, job: Job, units: Iterable[Task] = (), entry: tuple[str, ...] = (), job_changed: bool = True,
+               expected: int | None = None) -> None:
+        """Writes one change in one transaction: the job (compare-and-set on its state), the units it
+        changed, and its history row (actor, event[, message[, details]])."""
+        with self.store.transaction():
+            if job_changed:
+                self.store.save_job(job, expected)
+            for unit in units:
+                self.store.save_task(unit)
+            if entry:
+                self.history(job, *entry)
+
+    def batch(self) -> Transaction:
+        """One transaction for several changes (nested ones join it)."""
+        return self.store.transaction()
+
+    def begin(self) -> None:
+        """Forget the last process scan and the jobs touched: called before each request and each step."""
+        self._processes = None
+        self.touched = set()
+
+    def reload(self, job_ids: Iterable[int]) -> None:
+        """Puts the jobs back as the store has them (after a change that could not be committed), and
+        every reference the head node keeps to them with them."""
+        fresh = {}
+        for job_id in set(job_ids):
+            old = self.jobs.pop(job_id, None)
+            if old is not None:
+                del self._by_state[old.state][job_id]
+            for job in self.store.load_jobs(job_id):
+                self._add(job)
+                fresh[job.id] = job
+        if not fresh:
+            return
+
+        def renew(job: Job, unit: Task) -> tuple[Job, Task]:
+            new = fresh.get(job.id)
+            match = next((u for u in new.units() if u.key == unit.key), None) if new else None
+            return (new, match) if new is not None and match is not None else (job, unit)
+        self.running = {pid: renew(*entry) for pid, entry in self.running.items()}
+        self.adopted = {key: renew(*entry) for key, entry in self.adopted.items()}
+        self._task_deadlines = {key: (deadline, *renew(job, unit))
+                                for key, (deadline, job, unit) in self._task_deadlines.items()}
+
+    def _active_ids(self) -> list[int]:
+        ended = (JobState.Finished, JobState.Failed, JobState.Canceled)
+        return [job_id for state, jobs in self._by_state.items() if state not in ended for job_id in jobs]
+
+    def find_task(self, job: Job, task_id: int, sub_id: int) -> Task:
+        task = job.task(int(task_id))
+        if task is not None and sub_id:
+            task = next((i for i in task.instances if i.sub_id == int(sub_id)), None)
+        if task is None:
+            suffix = f".{sub_id}" if sub_id else ""
+            raise HpcError("InvalidTaskId", f"Task {job.id}.{task_id}{suffix} does not exist.", f"{job.id}.{task_id}")
+        return task
+
+    def _output_path(self, unit: Task) -> Path:
+        return self.output_dir / str(unit.job_id) / f"{unit.task_id}.{unit.sub_id}.{unit.requeue_count}.out"
+
+    def _exit_path(self, unit: Task) -> Path:
+        return self.output_dir / str(unit.job_id) / f"{unit.task_id}.{unit.sub_id}.{unit.requeue_count}.rc"
+
+    def _node_instances(self, job: Job, template: Task) -> list[Task]:
+        template.instances = [jobspec.node_instance(template, i + 1, node)
+                              for i, node in enumerate(sorted(job.allocation))]
+        for unit in template.instances:
+            unit.move("submit")
+        return template.instances
+
+    def _queue_task(self, task: Task) -> None:
+        for unit in [task, *task.instances]:
+            if unit.state == TaskState.Configuring:
+                unit.move("submit")
+                unit.submit_time = now()
+
+    def _take_order(self, front: bool = False) -> float:
+        self._next_order += 1
+        return -self._next_order if front else self._next_order
+
+    def _core_demand(self, job: Job) -> tuple[int, int]:
+        per_unit = [u.min_cores for u in job.units() if not u.is_node_task] or [1]
+        per_node = max((n.cores for n in self.config.nodes), default=1)
+        scale = {"Core": 1, "Socket": 1, "Node": per_node}[job.unit_type]
+        low = job.min_units * scale if job.min_units is not None else max(per_unit)
+        high = job.max_units * scale if job.max_units is not None else max(low, sum(per_unit))
+        return low, high
+
+    def _each(self, jobs: list[Job]) -> Iterable[Job]:
+        """The jobs a phase works on, each remembered while it is worked on (to blame it for a fault)."""
+        for job in jobs:
+            if job.id not in self._quarantine:
+                self._current = self.jobs.get(job.id, job)
+                yield self._current

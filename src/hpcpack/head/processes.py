@@ -1,0 +1,123 @@
+"""Which processes are a task's, proven (cgroup, or the owner's uid below the task in the process
+tree, started after it), and signalling them: never by pid, group or session alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from .. import executor
+from ..model import Job, Task, now
+from ..states import TASK_TERMINAL
+from .core import (
+    SURVIVOR_REPORT_AFTER,
+    SWEEP_INTERVAL,
+    Core,
+)
+
+
+class Processes(Core):
+    def processes(self) -> list[executor.ProcessInfo]:
+        if self._processes is None:
+            self._processes = executor.snapshot()
+        return self._processes
+
+    def _task_uid(self, job: Job) -> int:
+        return job.owner_uid if os.geteuid() == 0 else os.geteuid()
+
+    def _owned(self, job: Job, since: float | None) -> list[executor.ProcessInfo]:
+        """Processes that may be the job's: its tasks' uid, started after the job (or unit) did.
+        No other process is ever signalled, so a stranger with a reused pid is never touched."""
+        uid, since = self._task_uid(job), (since or 0.0) - 1.0  # start times are exact to the boot second
+        return [p for p in self.processes() if p.uid == uid and p.started >= since]
+
+    def _orphans(self) -> list[executor.ProcessInfo]:
+        """Processes re-parented to the head node (it is a child subreaper) that it did not start:
+        what a task left when its wrapper was killed."""
+        me, ours = os.getpid(), self.launchers.pids()
+        return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen and p.pid not in ours]
+
+    def _unit_processes(self, job: Job, unit: Task) -> list[int]:
+        return self._token_processes(job, unit.token, unit.start_time, unit.pid)
+
+    def _token_processes(self, job: Job, token: str, since: float | None, wrapper: int = 0) -> list[int]:
+        """A run's live processes: its cgroup, else its wrapper (while it is our unreaped child, its pid
+        cannot be anyone else's), those carrying its marker, and everything below them in the process
+        tree (the wrapper is a subreaper, so escapes stay below it)."""
+        found: set[int] = set(self.cgroups.pids(token))
+        if token:
+            owned = self._owned(job, since)
+            ours = wrapper if wrapper in self.popen else 0
+            roots = {p.pid for p in owned if p.task == token or (ours and p.pid == ours)}
+            found |= roots | (executor.descendants(owned, roots) & {p.pid for p in owned})
+        return sorted(found)
+
+    def _job_processes(self, job: Job, exclude: frozenset[str] | set[str] = frozenset()) -> list[int]:
+        """Live processes of the job, minus those of the units in `exclude` (see _unit_processes);
+        orphans of the head node with the job's uid count too, so an escape is never missed."""
+        if job.start_time is None and not any(u.pid for u in job.units()):
+            return []  # it never ran: nothing to look for
+        owned = self._owned(job, job.start_time)
+        marker = executor.job_marker(self.head_id, job.id)
+        excluded = {p.pid for p in owned if p.task in exclude}
+        excluded |= executor.descendants(owned, excluded)
+        orphans = {p.pid for p in self._orphans()}
+        roots = {p.pid for p in owned if p.job == marker or p.pid in orphans} - excluded
+        found = (roots | executor.descendants(owned, roots)) & {p.pid for p in owned}
+        for unit in job.units():
+            if unit.token and unit.token not in exclude:
+                found.update(self.cgroups.pids(unit.token))
+        return sorted(found - excluded)
+
+    def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
+        """Signals the units' processes once the change that asks for it is committed (never before:
+        a crash or a full disk between the two must not leave killed tasks with no cancel on record)."""
+        pids = [pid for u in units for pid in self._unit_processes(job, u)]
+        tokens = [u.token for u in units] if sig == signal.SIGKILL else []
+
+        def send() -> None:
+            failed = executor.signal_all(pids, sig)
+            for token in tokens:
+                self.cgroups.kill(token)
+            if failed and job.cancel is not None:
+                job.cancel.survivors = failed
+        self.store.after_commit(send)
+
+    def _kill(self, job: Job, pids: list[int], units: list[Task]) -> None:
+        failed = executor.signal_all(pids, signal.SIGKILL)
+        for unit in job.units():
+            self.cgroups.kill(unit.token)
+        since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else None
+        if since is None:
+            return
+        if job.cancel is not None:
+            job.cancel.survivors = sorted(set(pids) | set(failed))
+        if now() - since > SURVIVOR_REPORT_AFTER and pids:
+            message = (f"Cancel incomplete: {len(pids)} process(es) of job {job.id} survive SIGKILL "
+                       f"(pids {', '.join(map(str, pids[:10]))}).")
+            if job.error_message != message:
+                job.error_message = message
+                self.commit(job, entry=("scheduler", "trouble", message))
+
+    def _kill_later(self, job: Job, unit: Task) -> None:
+        self._task_deadlines[unit.key] = (now() + self.property("TaskCancelGracePeriod"), job, unit)
+
+    def sweep_leftovers(self) -> None:
+        """Kills what ended tasks left behind; one /proc scan serves every task that ended lately."""
+        if not self._sweep or now() < self._next_sweep:
+            return
+        units, self._sweep = self._sweep, []
+        self._next_sweep = now() + SWEEP_INTERVAL
+        pids = [pid for left in units for pid in self._token_processes(left.job, left.token, left.since)]
+        executor.signal_all(pids + [p.pid for p in self._orphans()], signal.SIGKILL)
+        for left in units:
+            self.cgroups.kill(left.token)
+            self.cgroups.remove(left.token)
+
+    def enforce_task_deadlines(self) -> None:
+        for key, (deadline, job, unit) in list(self._task_deadlines.items()):
+            if unit.state in TASK_TERMINAL:
+                del self._task_deadlines[key]
+            elif now() >= deadline:
+                del self._task_deadlines[key]
+                self._signal_units(job, [unit], signal.SIGKILL)

@@ -1,0 +1,216 @@
+"""Launching tasks (through launch.py), reaping them, recording how they ended, retries, and
+completing jobs whose work is done."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sqlite3
+
+from .. import executor, jobspec
+from ..model import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
+from ..states import TASK_TERMINAL, JobState, TaskState
+from .cancels import Cancels
+from .core import (
+    TASK_FAILURE,
+    Leftover,
+    StartFailure,
+    log,
+)
+
+
+class Running(Cancels):
+    def start_ready_units(self) -> None:
+        for job in self._each(self.in_state(JobState.Running)):
+            self._start_units(job, [u for u in job.units() if u.type != "NodeRelease"])
+        for job in self._each(self.in_state(JobState.Canceling, JobState.Finishing)):
+            self._start_units(job, [u for u in job.units() if u.type == "NodeRelease"])
+
+    def _start_units(self, job: Job, units: list[Task]) -> None:
+        waiting = [u for u in units if u.state == TaskState.Queued]
+        if not waiting:
+            return
+        used: dict[str, int] = {}
+        for unit in units:
+            if unit.state in (TaskState.Running, TaskState.Canceling) and unit.type not in ("NodePrep", "NodeRelease"):
+                used[unit.node] = used.get(unit.node, 0) + unit.min_cores
+        prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
+        prepared = {u.node for u in prep.instances if u.state == TaskState.Finished} if prep else None
+        by_name: dict[str, list[Task]] = {}
+        for task in job.tasks:
+            by_name.setdefault(task.name, []).append(task)
+        for unit in waiting:
+            if unit.is_node_task:
+                self._launch(job, unit, unit.node)
+                continue
+            blocked = self._dependency_state(unit, by_name)
+            if blocked == "never":
+                self._cancel_unreachable(job, unit)
+                continue
+            if blocked == "wait":
+                continue
+            node = next((n for n, cores in job.allocation.items()
+                         if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)), None)
+            if node is None:
+                continue
+            used[node] = used.get(node, 0) + unit.min_cores
+            self._launch(job, unit, node)
+
+    def _dependency_state(self, unit: Task, by_name: dict[str, list[Task]]) -> str:
+        states = [t.shown_state for name in unit.depends for t in by_name.get(name, [])]
+        if any(s in (TaskState.Failed, TaskState.Canceled) for s in states):
+            return "never"
+        return "ready" if all(s == TaskState.Finished for s in states) else "wait"
+
+    def _cancel_unreachable(self, job: Job, unit: Task) -> None:
+        unit.move("cancel")
+        unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
+        unit.error_message = "A task this task depends on did not finish, so it cannot run."
+        self.commit(job, [unit], job_changed=False)
+
+    def _launch(self, job: Job, unit: Task, node: str) -> None:
+        unit.node = node
+        unit.move("start")
+        unit.start_time = now()
+        unit.token = executor.task_marker(self.head_id, job.id, unit.key, unit.requeue_count)
+        # Intent before action: Running is on record before the process exists, so a crash in between
+        # can never make the task run twice (the restarted head node finds no process and no exit code).
+        self.commit(job, [unit], job_changed=False)
+        try:
+            spec = self._run_spec(job, unit)
+            popen = self.launchers.start(spec, self.cgroups.create(unit.token))
+        except Exception as e:  # whatever it is, it ends this task, never the head node
+            log.warning("task %s of job %d could not be started: %r", unit.key, job.id, e)
+            self._fail_start(job, unit, str(e) if isinstance(e, StartFailure) else repr(e))
+            return
+        unit.pid = popen.pid  # stored with the task's next change
+        self.running[popen.pid] = (job, unit)
+        self.popen[popen.pid] = popen
+
+    def _fail_start(self, job: Job, unit: Task, reason: str) -> None:
+        unit.move("stopped" if unit.state == TaskState.Canceling else "exited_failed")
+        unit.end_time, unit.error_code = now(), TASK_FAILURE
+        unit.error_message = f"The task could not be started: {reason}"
+        self.commit(job, [unit], job_changed=False)
+        self._task_failed(job, unit)
+
+    def _run_spec(self, job: Job, unit: Task) -> executor.RunSpec:
+        uid = self._task_uid(job)
+        try:
+            account = pwd.getpwuid(uid)
+        except KeyError:
+            raise StartFailure(f"the job's owner {job.owner} (uid {uid}) has no account on this machine.") from None
+        env = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
+               "SHELL": account.pw_shell or "/bin/sh", "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+               "LANG": os.environ.get("LANG", "C.UTF-8")}
+        nodes = " ".join(f"{n} {c}" for n, c in sorted(job.allocation.items()))
+        env.update({
+            "CCP_JOBID": str(job.id), "CCP_TASKID": str(unit.task_id), "CCP_TASKINSTANCEID": str(unit.sub_id),
+            "CCP_JOBNAME": job.name, "CCP_TASKNAME": unit.name, "CCP_NODES": f"{len(job.allocation)} {nodes}",
+            "CCP_NUMCPUS": str(unit.min_cores), "CCP_SCHEDULER": self.name, "CCP_RERUNNABLE": str(unit.rerunnable),
+            "CCP_OWNER": job.owner, "COMPUTERNAME": unit.node, "CCP_WORKDIR": unit.work_dir,
+        })
+        for source in (job.env, unit.env):
+            for name, value in source.items():
+                if value is None:
+                    env.pop(name, None)
+                else:
+                    env[name] = value
+        groups = os.getgrouplist(account.pw_name, account.pw_gid)
+        return executor.RunSpec(
+            command=unit.command, env=env, cwd=unit.work_dir or account.pw_dir, cwd_required=bool(unit.work_dir),
+            uid=account.pw_uid, gid=account.pw_gid, groups=groups,
+            job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
+            output_path=self._output_path(unit), exit_path=self._exit_path(unit),
+            stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
+
+    def reap_exited_units(self) -> None:
+        """Records each exited task; an exit that could not be recorded (the store failed) is kept and
+        recorded on a later pass, so a task that exited 0 is never taken for killed."""
+        self._exits += executor.reap()
+        while self._exits:
+            pid, status = self._exits[0]
+            entry = self.running.get(pid)
+            if entry is not None:
+                self._current = entry[0]
+                try:
+                    self._wrapper_exited(entry[0], entry[1], executor.exit_code(status))
+                except sqlite3.Error:
+                    raise  # kept: recorded on a later pass
+                except Exception:
+                    self._exits.pop(0)  # a fault of this job: it is failed, the exit is not retried
+                    raise
+            self._exits.pop(0)
+            self.running.pop(pid, None)
+            popen = self.popen.pop(pid, None)
+            if popen is not None:
+                popen.returncode = executor.exit_code(status)
+
+    def _wrapper_exited(self, job: Job, unit: Task, status: int) -> None:
+        """The launcher's wrapper ended: the task's exit code is in its exit file; without one the
+        wrapper itself was killed (`status`), and a start error there fails the task with its reason."""
+        code, error = executor.read_result(self._exit_path(unit))
+        if error:
+            unit.output = executor.read_output(self._output_path(unit))
+            self._fail_start(job, unit, error)
+            return
+        self._unit_exited(job, unit, code if code is not None else status)
+
+    def _unit_exited(self, job: Job, unit: Task, code: int) -> None:
+        unit.exit_code = code
+        unit.end_time = now()
+        unit.output = executor.read_output(self._output_path(unit))
+        stopping = unit.state == TaskState.Canceling
+        if not stopping or job.state != JobState.Canceling:
+            # Nothing outlives its task: leftovers of a task that ended are killed at the next sweep.
+            self._sweep.append(Leftover(job, unit.token, unit.start_time))
+        if stopping and unit.requeue_when_stopped and job.state == JobState.Running:
+            unit.requeue_when_stopped = False
+            unit.requeue()
+            self.commit(job, [unit], job_changed=False)
+            return
+        if stopping:
+            finished = unit.error_code == FINISHED_BY_USER
+            unit.move("stopped_finished" if finished else "stopped")
+            if job.state == JobState.Canceling and not unit.error_message:
+                unit.error_code = TASKS_JOB_CANCELED
+                unit.error_message = "The job to which the task belongs was canceled."
+        elif self._exit_ok(job, code):
+            unit.move("exited_ok")
+        else:
+            unit.move("exited_failed")
+            unit.error_code = TASK_FAILURE
+            unit.error_message = (f"The task was killed by {executor.signal_name(code)}." if code < 0
+                                  else f"The task failed with exit code {code}.")
+        self.commit(job, [unit], job_changed=False)
+        if unit.state == TaskState.Failed and not self._retry(job, unit):
+            self._task_failed(job, unit)
+
+    def _task_failed(self, job: Job, unit: Task) -> None:
+        """A failed task fails its running job when the job or task asks for it, or it prepared a node."""
+        if unit.state == TaskState.Failed and job.state == JobState.Running and (
+                job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
+            self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
+
+    def _retry(self, job: Job, unit: Task) -> bool:
+        """TaskExecutionFailureRetryLimit: a failed, rerunnable task of a running job runs again."""
+        if (job.state != JobState.Running or not unit.rerunnable or unit.is_node_task
+                or unit.requeue_count >= job.task_retry_limit):
+            return False
+        failure = unit.error_message
+        unit.requeue()
+        self.commit(job, [unit], ("scheduler", "task retry", failure, unit.key), job_changed=False)
+        return True
+
+    def _exit_ok(self, job: Job, code: int) -> bool:
+        return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
+
+    def complete_finished_jobs(self) -> None:
+        for job in self._each(self.in_state(JobState.Running)):
+            work = [u for u in job.units() if not u.is_node_task]
+            if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work):
+                continue
+            if any(u.state not in TASK_TERMINAL for u in job.units()):
+                continue
+            self._move(job, "complete")
+            self.commit(job)
