@@ -109,7 +109,7 @@ def assert_never_root(kit: Path, alice: pwd.struct_passwd) -> None:
     assert all(uid == str(alice.pw_uid) for uids in proofs.values() for uid in uids), proofs
 
 
-@pytest.mark.parametrize("way", ["Env", "JobEnv", "job add /env"])
+@pytest.mark.parametrize("way", ["Env", "JobEnv", "job add /env", "job XML"])
 def test_what_a_user_puts_in_the_environment_never_runs_as_root(head: HeadNodeProcess, client: Client,
                                                                    users: dict[str, pwd.struct_passwd], evil: Path,
                                                                    way: str) -> None:
@@ -125,6 +125,8 @@ def test_what_a_user_puts_in_the_environment_never_runs_as_root(head: HeadNodePr
                              capture_output=True, text=True, timeout=60, cwd="/tmp")
         assert cli.returncode == 0, cli.stderr
         assert "error" not in call_as("hpcalice", head, "submit_jobs", ids=[job_id])[0]
+    elif way == "job XML":
+        job_id = _job_file_as("hpcalice", head, evil, env, command)
     else:
         job_spec = {"JobEnv": pairs} if way == "JobEnv" else {}
         task_spec = {"CommandLine": command, "WorkDir": str(evil), **({"Env": pairs} if way == "Env" else {})}
@@ -134,6 +136,23 @@ def test_what_a_user_puts_in_the_environment_never_runs_as_root(head: HeadNodePr
     assert job["State"] == "Finished", (job, task)
     assert (evil / "ran-as.txt").read_text().strip() == str(alice.pw_uid)
     assert_never_root(evil, alice)
+
+
+def _job_file_as(user: str, head: HeadNodeProcess, folder: Path, env: dict[str, str], command: str) -> int:
+    """A job file with the environment on its job and its task, read as New-HpcJob -JobFile reads it,
+    then created, all of it in one request, and submitted as `user`."""
+    from xml.sax.saxutils import quoteattr
+
+    from hpcpack.jobxml import read_job_file
+    variables = "".join(f"<Variable><Name>{k}</Name><Value>{v}</Value></Variable>" for k, v in env.items())
+    path = folder / "job.xml"
+    path.write_text(f'<Job Name="from-file"><Tasks><Task CommandLine={quoteattr(command)} WorkDirectory="{folder}">'
+                    f"<EnvironmentVariables>{variables}</EnvironmentVariables></Task></Tasks></Job>")
+    spec, tasks = read_job_file(str(path))
+    assert any("LD_PRELOAD=" in e for e in tasks[0]["Env"]), tasks
+    job_id = int(call_as(user, head, "new_job", spec=spec, tasks=tasks)["Id"])
+    assert "error" not in call_as(user, head, "submit_jobs", ids=[job_id])[0]
+    return job_id
 
 
 @pytest.fixture
