@@ -1,4 +1,5 @@
-"""Talking to a head node: find it, start the local one if none runs, send requests.
+"""Talking to a head node: find it, start the local one if none runs, send requests. A remote head node
+is reached over TCP with MUNGE authentication (transport.py).
 
 A `Client` keeps one connection and is safe to share between threads (PowerShell runspaces).
 """
@@ -14,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from . import __version__, protocol
+from . import __version__, protocol, transport
 from .config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
 from .errors import HpcError
 
@@ -70,6 +71,8 @@ class Client:
             if self._sock is None:
                 self._connect()
             assert self.endpoint is not None
+            if self.endpoint.address is not None:
+                return self.endpoint.describe()
             return f"unix:{self.endpoint.socket_path}"
 
     def _all_pages(self, args: dict[str, Any]) -> list[Any]:
@@ -113,8 +116,9 @@ class Client:
             except OSError as e:
                 down = endpoint.state_dir is None and endpoint.socket_path == SYSTEM_STATE_DIR / SOCKET_NAME
                 hint = " (the machine's head node is not running: root starts it, 'systemctl start hpc-headnode')"
-                errors.append(f"{endpoint.name or 'localhost'} ({endpoint.socket_path}): {e.strerror or e}"
-                              + (hint if down else ""))
+                where = endpoint.name or "localhost"
+                where += f" ({endpoint.describe()})" if endpoint.describe() != endpoint.name else ""
+                errors.append(f"{where}: {e.strerror or e}" + (hint if down else ""))
         raise HpcError("CannotConnectWithScheduler", "Cannot connect to the head node: " + "; ".join(errors),
                        ",".join(e.name for e in self.endpoints))
 
@@ -201,6 +205,11 @@ def _join(pages: list[Any]) -> Any:
 
 
 def _dial(endpoint: Endpoint) -> socket.socket:
+    """A connected socket: Unix, or TCP authenticated with MUNGE. Raises OSError when unreachable."""
+    if endpoint.problem is not None:
+        raise transport.Unusable(endpoint.problem)
+    if endpoint.address is not None:
+        return transport.dial(endpoint.address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(endpoint.socket_path))

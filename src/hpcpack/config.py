@@ -1,4 +1,5 @@
-"""Where the head node keeps its state, how a scheduler name finds it, and its configuration file."""
+"""Where the head node keeps its state, how a scheduler name finds it (a local socket or a remote head node),
+and its configuration file."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HpcError
-
 SYSTEM_STATE_DIR = Path("/var/lib/hpcpack")
 SOCKET_NAME = "headnode.sock"
 CONFIG_NAME = "headnode.yaml"
 LOCAL_NAMES = {"", ".", "localhost", "127.0.0.1", "::1"}
+DEFAULT_PORT = 5800  # a remote head node's TCP port unless headnode.yaml or the name says otherwise
 
 # Cluster properties the head node understands, with HPC Pack's defaults (seconds unless noted).
 PROPERTY_DEFAULTS: dict[str, int] = {
@@ -43,19 +43,31 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A head node a client can reach; `state_dir` is set when the client may start it itself."""
+    """A head node a client can reach: a Unix socket (`socket_path`; `state_dir` is set when the client may
+    start it itself), or a remote one over TCP with MUNGE (`address`). `problem` explains a name that cannot
+    be used at all (an https:// address); connecting to it fails with that message."""
 
-    socket_path: Path
+    socket_path: Path | None
     state_dir: Path | None
     name: str
+    address: tuple[str, int] | None = None
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """Where it is, for messages: the socket path or host:port."""
+        if self.address is not None:
+            return format_address(self.address)
+        return str(self.socket_path or self.name)
 
 
 def resolve(scheduler: list[str] | str | None) -> list[Endpoint]:
-    """Scheduler names -> endpoints to try in order (several names are alternative head nodes). Without names:
-    CCP_SCHEDULER (comma-separated, as HPC Pack has it), else this machine's default head node."""
+    """Scheduler names -> endpoints to try in order (several names are alternative head nodes, as HPC Pack's
+    high-availability head nodes are). Without names: CCP_SCHEDULER (comma-separated, as HPC Pack has it),
+    else this machine's default head node. Each name may itself be a comma-separated list (HPC Pack 2016's
+    form). Never raises: a name that cannot work fails when used."""
     names = [scheduler] if isinstance(scheduler, str) else list(scheduler or [])
     names = names or os.environ.get("CCP_SCHEDULER", "").split(",")
-    names = [n.strip() for n in names if n and n.strip()] or [""]
+    names = [n.strip() for name in names for n in (name or "").split(",") if n.strip()] or [""]
     return [_endpoint(n) for n in names]
 
 
@@ -63,14 +75,52 @@ def _endpoint(name: str) -> Endpoint:
     if name.startswith("unix:") or name.startswith("/"):
         path = Path(name.removeprefix("unix:"))
         return Endpoint(path, None, name)
-    if name.lower() in LOCAL_NAMES or name.lower() == socket.gethostname().lower():
+    if is_local_name(name):
         state = default_state_dir()
         # Anyone may start their own head node when none runs; only root starts the machine's.
         may_start = state != SYSTEM_STATE_DIR or os.geteuid() == 0
         return Endpoint(state / SOCKET_NAME, state if may_start else None, name or socket.gethostname())
-    raise HpcError("CannotConnectWithScheduler",
-                   f"Cannot connect to the head node '{name}': only the local head node is supported "
-                   "(use localhost, this machine's name, or unix:<socket path>).", name)
+    if "://" in name:
+        return Endpoint(None, None, name, problem=f"'{name}' is an address of HPC Pack's REST front end, which "
+                        "this module does not speak; name the head node itself: a host name, host:port, an IP "
+                        f"address (TCP port {DEFAULT_PORT} unless given, MUNGE authentication), a local name or "
+                        "unix:<socket path>")
+    try:
+        return Endpoint(None, None, name, address=parse_address(name))
+    except ValueError as e:
+        return Endpoint(None, None, name, problem=str(e))
+
+
+def is_local_name(name: str) -> bool:
+    """A name for this machine's own head node: empty, localhost, or this machine's host name (short or
+    fully qualified) without a port; that reaches the local head node, not a TCP loop to itself."""
+    lowered = name.lower()
+    if lowered in LOCAL_NAMES:
+        return True
+    host = socket.gethostname().lower()
+    return lowered in (host, host.split(".")[0], socket.getfqdn().lower())
+
+
+def parse_address(text: str, default_host: str | None = None) -> tuple[str, int]:
+    """'host', 'host:port', 'v4', '[v6]:port' or a bare IPv6 address -> (host, port), the port defaulting
+    to DEFAULT_PORT. Raises ValueError for a bad port or an empty host (unless `default_host`)."""
+    host, port = text.strip(), ""
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    host = host or (default_host or "")
+    if not host:
+        raise ValueError(f"'{text}' names no host")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"'{text}': the port must be a number from 1 to 65535")
+    return host, int(port) if port else DEFAULT_PORT
+
+
+def format_address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +135,8 @@ class HeadNodeConfig:
     admin_groups: set[str] = field(default_factory=set)
     nodes: list[Node] = field(default_factory=list)
     socket_mode: int = 0o600
+    listen: list[tuple[str, int]] = field(default_factory=list)  # TCP addresses for remote clients (MUNGE)
+    munge_socket: str | None = None  # the munged that checks remote clients' credentials (default: the system's)
 
     @classmethod
     def load(cls, state_dir: Path) -> HeadNodeConfig:
@@ -105,4 +157,6 @@ class HeadNodeConfig:
             admin_groups={str(g) for g in data.get("admin_groups") or []},
             nodes=nodes,
             socket_mode=int(str(data.get("socket_mode", "0600")), 8),
+            listen=[parse_address(str(a), default_host="0.0.0.0") for a in data.get("listen") or []],
+            munge_socket=str(data["munge_socket"]) if data.get("munge_socket") else None,
         )

@@ -1,4 +1,5 @@
-"""The head node process: owns the store, runs the loop, serves clients on a Unix socket.
+"""The head node process: owns the store, runs the loop, serves clients on a Unix socket and, when
+headnode.yaml lists `listen` addresses (root's head node only), on TCP with MUNGE authentication.
 
     hpc-headnode [--state-dir DIR] [--socket PATH]
 
@@ -22,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import __version__, protocol
+from . import __version__, protocol, transport
 from .config import SOCKET_NAME, HeadNodeConfig, default_state_dir
 from .errors import HpcError
 from .headnode import HeadNode, Waiter
@@ -33,6 +34,7 @@ from .requests import Requests
 log = logging.getLogger("hpcpack.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
+MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 
 
 class Daemon:
@@ -45,6 +47,7 @@ class Daemon:
         self.wake = asyncio.Event()
         self.stopping = False
         self.connections: Counter[int] = Counter()  # open connections, by uid
+        self.opening = 0  # TCP connections not yet authenticated
 
     def poke(self) -> None:
         self.wake.set()
@@ -58,7 +61,7 @@ class Daemon:
 
     def _resolve_waiters(self) -> None:
         for waiter in list(self.head.waiters):
-            jobs = [self.head.jobs.get(i) for i in waiter.ids]
+            jobs = [self.head.find(i) for i in waiter.ids]
             done = all(j is None or j.terminal for j in jobs)
             if done or now() >= waiter.deadline:
                 self.head.waiters.remove(waiter)
@@ -72,12 +75,18 @@ class Daemon:
         loop.add_signal_handler(signal.SIGCHLD, self.poke)
         if self.socket_path.exists():
             self.socket_path.unlink()
-        server = await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path))
+        # TCP first: once the socket exists, every listener does.
+        servers = [await asyncio.start_server(self._serve_remote, host, port, reuse_address=True)
+                   for host, port in self.config.listen]
+        servers.append(await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path)))
         os.chmod(self.socket_path, self.config.socket_mode)
         self.head.recover()
         self.head.launchers.warm()
-        log.info("head node %s serving %s (pid %d)", self.head.name, self.socket_path, os.getpid())
-        async with server:
+        log.info("head node %s serving %s%s (pid %d)", self.head.name, self.socket_path,
+                 "".join(f", tcp {h}:{p}" for h, p in self.config.listen), os.getpid())
+        async with contextlib.AsyncExitStack() as stack:
+            for server in servers:
+                await stack.enter_async_context(server)
             while not self.stopping:
                 self.head.step()
                 self._resolve_waiters()
@@ -92,14 +101,41 @@ class Daemon:
         self.poke()
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A Unix socket caller: who it is comes from the socket's peer credentials."""
         _, uid, gid = peer_credentials(writer.get_extra_info("socket"))
-        caller = identify(uid, gid, self.config)
+        await self._admit(identify(uid, gid, self.config), reader, writer, remote=False)
+
+    async def _serve_remote(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A TCP caller: who it is comes from its MUNGE credential (transport.accept), nothing else."""
+        if self.opening >= MAX_UNAUTHENTICATED:
+            writer.close()
+            return
+        self.opening += 1
+        try:
+            uid, gid = await transport.accept(reader, writer, self.config.munge_socket)
+        except (HpcError, OSError, asyncio.IncompleteReadError) as e:
+            log.warning("refused a TCP connection from %s: %s", writer.get_extra_info("peername"), e)
+            if isinstance(e, HpcError):
+                writer.write(protocol.encode(protocol.reply_error(e)))
+            writer.close()
+            return
+        finally:
+            self.opening -= 1
+        await self._admit(identify(uid, gid, self.config), reader, writer, remote=True)
+
+    async def _admit(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     remote: bool) -> None:
+        """The same rules for every caller: a per-user connection limit, then the conversation. A remote
+        caller is told it is in (its authentication's verdict) before the first request."""
+        uid = caller.uid
         if not caller.admin and self.connections[uid] >= MAX_CONNECTIONS_PER_USER:
             refusal = HpcError("TooManyConnections", f"{caller.name} already has {MAX_CONNECTIONS_PER_USER} "
                                "connections open to the head node; close some and try again.")
             writer.write(protocol.encode(protocol.reply_error(refusal)))
             writer.close()
             return
+        if remote:
+            writer.write(protocol.encode(protocol.reply_ok({"user": caller.name})))
         self.connections[uid] += 1
         try:
             await self._converse(caller, reader, writer)
@@ -204,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything the head node writes is its own (and, for output, the job owner's)
     state_dir.mkdir(parents=True, exist_ok=True)
     socket_path = args.socket or state_dir / SOCKET_NAME
-    secure_state_dir(state_dir, HeadNodeConfig.load(state_dir), socket_path)
+    config = HeadNodeConfig.load(state_dir)
+    if config.listen and os.geteuid() != 0:
+        print("hpc-headnode: 'listen' in headnode.yaml needs a head node run by root (one for every user of the "
+              "cluster); a user's own head node serves its Unix socket only", file=sys.stderr)
+        return 2
+    secure_state_dir(state_dir, config, socket_path)
     logging.basicConfig(filename=state_dir / "headnode.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     lock = acquire_lock(state_dir)

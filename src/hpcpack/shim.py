@@ -2,7 +2,9 @@
 
 Each cmdlet family registers its commands here. A command returns plain records: objects
 ("__type__" names the .NET type), plans (target/action/key, for ShouldProcess) and per-item
-errors ("__error__"). An exception it raises stops the whole cmdlet (a terminating error).
+errors ("__error__"). An exception it raises stops the whole cmdlet (a terminating error), except that a
+head node that cannot be reached or refuses the connection is HPC Pack's per-statement connection error:
+a non-terminating error record, which -ErrorAction SilentlyContinue silences.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 from typing import Any
 
 from .cmdlets import cluster, jobs, registry, tasks  # noqa: F401  (they register their commands)
-from .errors import HpcError
+from .errors import ErrorRecord, HpcError
+
+UNREACHABLE = ("CannotConnectWithScheduler", "AuthenticationFailed")
 
 
 def call(command: str, arguments: Any) -> list[dict[str, Any]]:
@@ -23,6 +27,10 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
     _trace(command, args)
     try:
         return handler(args)
+    except HpcError as e:
+        if e.error_id in UNREACHABLE:
+            return [ErrorRecord(e).to_record()]
+        raise
     finally:
         registry.STOPPED.discard(args.call_id)
 
