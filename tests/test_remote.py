@@ -57,7 +57,7 @@ class Cluster:
                 "POWERSHELL_TELEMETRY_OPTOUT=1", f"PYTHONPATH={ROOT / 'src'}"]
 
     def run(self, user: str, command: list[str], munge: str = "login", extra: tuple[str, ...] = (),
-            timeout: float = 90) -> subprocess.CompletedProcess[str]:
+            timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """`command` as `user` on the login node (its network namespace), with only the given environment."""
         return subprocess.run(["nsenter", f"--net={self.login_ns}", "--", "runuser", "-u", user, "--", "env", "-i",
                                *self.env(user, munge), *extra, *command], capture_output=True, text=True,
@@ -251,7 +251,7 @@ def test_the_specs_four_examples_run_on_the_remote_head_node(cluster: Cluster, s
     add_task(server, 45, CommandLine="sleep 300")
     server.call("submit_jobs", ids=[27, 39, 45])
     wait_until(lambda: ready.exists() and all(job(server, i)["State"] == "Running" for i in (39, 45)))
-    script = "\n".join(spec_example(n) for n in (1, 2, 3, 4)) + "\n$Job.Refresh()\n'final|' + $Job.State\n" \
+    script = "\n".join(f"'example|{n}|' + [datetime]::Now.ToString('HH:mm:ss.fff')\n{spec_example(n)}" for n in (1, 2, 3, 4)) + "\n$Job.Refresh()\n'final|' + $Job.State\n" \
         "'history|' + ((Get-HpcJobHistory -JobId 45 | ForEach-Object { $_.Event }) -join ',')\n" \
         "'grace|' + (Get-HpcClusterProperty -Parameter -Name TaskCancelGracePeriod).Value"
     out = ok(cluster.pwsh("hpcadmin", script, extra=(f"CCP_SCHEDULER={HEAD_IP}",)))
@@ -301,8 +301,10 @@ try {{ Get-HpcJob -Scheduler https://headnode.example.com -ErrorAction Stop }} c
 
 
 ATTEMPT = f"""
-import json, socket, sys, time
+import json, os, socket, sys, time
 from hpcpack import munge, protocol
+def cred(nonce, ttl=0):
+    return munge.encode(nonce, os.environ["HPCPACK_MUNGE_SOCKET"], ttl=ttl)
 def opening():
     s = socket.create_connection(({HEAD_IP!r}, 5800), timeout=10)
     return s, bytes.fromhex(protocol.receive(s)["result"]["nonce"])
@@ -329,15 +331,15 @@ def test_forged_replayed_expired_and_wrong_key_credentials_are_refused(cluster: 
     before = len(server.call("get_jobs", state="All"))
     forged = attempt(cluster, "s, n = opening(); print(offer(s, 'MUNGE:AAAA:'))")
     assert forged.startswith("refused:") and "MUNGE refused the credential" in forged
-    copied = attempt(cluster, "s, n = opening(); t, m = opening(); print(offer(t, munge.encode(n)))")
+    copied = attempt(cluster, "s, n = opening(); t, m = opening(); print(offer(t, cred(n)))")
     assert copied.startswith("refused:") and "another connection" in copied
-    replayed = attempt(cluster, "s, n = opening(); c = munge.encode(n); print(offer(s, c)[:7]); "
+    replayed = attempt(cluster, "s, n = opening(); c = cred(n); print(offer(s, c)[:7]); "
                                 "print(offer(opening()[0], c))")
-    assert replayed.splitlines()[0] == "served:" and "another connection" in replayed.splitlines()[1]
-    expired = attempt(cluster, "s, n = opening(); c = munge.encode(n, ttl=1); time.sleep(2.2); print(offer(s, c))")
+    assert replayed.splitlines()[0] == "served:" and "Replayed credential" in replayed.splitlines()[1]
+    expired = attempt(cluster, "s, n = opening(); c = cred(n, ttl=1); time.sleep(2.2); print(offer(s, c))")
     assert expired.startswith("refused:") and "Expired credential" in expired
-    wrong_key = attempt(cluster, "s, n = opening(); print(offer(s, munge.encode(n)))", munge="other")
-    assert wrong_key.startswith("refused:") and "MUNGE refused the credential" in wrong_key
+    wrong_key = attempt(cluster, "s, n = opening(); print(offer(s, cred(n)))", munge="other")
+    assert wrong_key.startswith("refused:") and "same cluster key" in wrong_key
     assert len(server.call("get_jobs", state="All")) == before + 1  # only the one honest connection made a job
     jobs = [j for j in server.call("get_jobs", state="All") if j["Name"] == "intruder"]
     assert [j["Owner"] for j in jobs] == ["hpcalice"]  # the uid came from the credential
@@ -355,7 +357,7 @@ def test_a_remote_users_connections_are_limited_as_locally(cluster: Cluster) -> 
 held = []
 for i in range(200):
     s, n = opening()
-    protocol.send(s, {"op": "authenticate", "args": {"munge": munge.encode(n)}})
+    protocol.send(s, {"op": "authenticate", "args": {"munge": cred(n)}})
     verdict = protocol.receive(s)
     if not verdict.get("ok"):
         print(i, verdict["error"]["error_id"]); break

@@ -90,12 +90,14 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     try:
         decoded = await asyncio.to_thread(munge.decode, credential, munge_socket)
     except munge.MungeError as e:
-        raise _refused(f"MUNGE refused the credential: {e.message}") from None
+        key = e.code not in (munge.EXPIRED, munge.REWOUND, munge.REPLAYED)
+        raise _refused(f"MUNGE refused the credential: {e.message}", key) from None
     if not secrets.compare_digest(decoded.payload, nonce):
         raise _refused("the credential was made for another connection")
     return decoded.uid, decoded.gid
 
 
-def _refused(reason: str) -> HpcError:
-    return HpcError("AuthenticationFailed", f"The head node refused the connection: {reason}. Nothing was done "
-                    "(the client and the head node need munged running with the same cluster key).")
+def _refused(reason: str, key_hint: bool = False) -> HpcError:
+    hint = " (the client and the head node need munged running with the same cluster key)" if key_hint else ""
+    return HpcError("AuthenticationFailed", f"The head node refused the connection: {reason}. Nothing was "
+                    f"done{hint}.")
