@@ -25,7 +25,7 @@ from hpcpack import __version__, protocol
 from hpcpack.client import Client
 from hpcpack.errors import HpcError
 
-from .conftest import ROOT, HeadNodeProcess, as_user, start_head_node, wait_until
+from .conftest import ROOT, HeadNodeProcess, as_user, needs_root, start_head_node, wait_until
 from .test_security import ended, job_as, tasks_of
 
 ONE_NODE = 'nodes:\n  - {name: NODE1, cores: 4}\nsocket_mode: "0666"\nadministrators: [hpcadmin]\n'
@@ -231,6 +231,7 @@ def _fill(path: Path) -> None:
             pass
 
 
+@needs_root  # mounts a small tmpfs
 def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk: Path) -> None:
     head = start_head_node(small_disk, ONE_NODE)
     try:
