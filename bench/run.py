@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from bench.remote import remote_bench  # noqa: E402
 from tests.conftest import head_id, start_head_node  # noqa: E402
 
 from hpcpack import executor  # noqa: E402
@@ -226,6 +227,7 @@ def main() -> int:
     finally:
         bench.close()
     results = {**bench.results, **pwsh_bench(5 if args.quick else 15)}
+    results.update({f"remote_{k}": v for k, v in remote_bench(20 if args.quick else 60).items()})
     out = ROOT / "build" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
