@@ -78,14 +78,20 @@ def test_the_spec_examples_split_into_code_and_remarks_and_links_are_kept() -> N
     assert ("Submit-HpcJob", "") in links and len(links) == 6
 
 
+def _commands(code: str) -> list[str]:
+    """An example's commands, one per prompt, as platyPS writes them (a prompt may follow a command directly)."""
+    return [c.strip() for c in code.replace("\n", "").split("PS C:\\>") if c.strip()]
+
+
 def test_our_pages_compile_and_carry_every_spec_parameter_and_example() -> None:
     ours = build(parse_page(HELP / "Stop-HpcJob.md"))
     spec = build(parse_page(SPEC))
     assert [p.name for p in ours.parameters] == [p.name for p in spec.parameters]
     assert len(ours.examples) == len(spec.examples) == 4
+    # The same commands; the prompts are a Linux pwsh's (PS /home/alice>), not Windows' (PS C:\>).
     for mine, theirs in zip(ours.examples, spec.examples, strict=True):
-        assert mine.code.replace("Submit-HpcJob$Job", "Submit-HpcJob\nPS C:\\> $Job") == \
-            theirs.code.replace("Submit-HpcJob$Job", "Submit-HpcJob\nPS C:\\> $Job")
+        assert mine.code.startswith("PS /home/alice> ") and "PS C:" not in mine.code
+        assert _commands(mine.code.replace("PS /home/alice> ", "PS C:\\> ")) == _commands(theirs.code)
     assert ours.notes is not None and any("Configuring, Submitted, Validating, Queued or Running" in n
                                           for n in ours.notes)
     assert any("ConfirmImpact is Medium" in n for n in ours.notes)
@@ -259,7 +265,7 @@ foreach ($c in (Get-Module HPC).ExportedCmdlets.Keys) { 'has|' + $c + '|' + ((Ge
     assert "syntax|2" in lines
     assert "param|Id|true|1|False" in lines and "param|Job|true|named|True (ByValue)" in lines
     assert "examples|4" in lines
-    assert any(line.startswith("example1|PS C:\\>Stop-HpcJob -Id 45 -Message") for line in lines)
+    assert any(line.startswith("example1|PS /home/alice> Stop-HpcJob -Id 45 -Message") for line in lines)
     assert any(line.startswith("force|Force|Stops the job at once") for line in lines)
     assert "about|True" in lines
     has = [line for line in lines if line.startswith("has|")]

@@ -52,8 +52,73 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         private readonly string _callId = Guid.NewGuid().ToString("N");
 
-        /// <summary>Ctrl+C or PowerShell.Stop(): the backend ends its waits; work the head node began goes on.</summary>
-        protected override void StopProcessing() => PythonBridge.Stop(_callId);
+        /// <summary>Ctrl+C or PowerShell.Stop(): the backend ends its waits; work the head node began goes on,
+        /// and the user is told which jobs or tasks it is still ending.</summary>
+        protected override void StopProcessing()
+        {
+            PythonBridge.Stop(_callId);
+            Dictionary<string, object> waiting = _waiting;
+            if (waiting == null) return;
+            try
+            {
+                Host.UI.WriteWarningLine($"Stopped waiting; the head node goes on stopping {waiting["What"]} {waiting["Remaining"]}.");
+            }
+            catch (Exception e) when (e is PipelineStoppedException || e is System.Management.Automation.Host.HostException || e is NotImplementedException)
+            {
+                // No host to tell (a runspace without UI): the stop itself still holds.
+            }
+        }
+
+        // The backend's last word on the wait in progress (null when none): what the warning on Ctrl+C names.
+        private volatile Dictionary<string, object> _waiting;
+
+        /// <summary>How often a long call is asked how its wait is going (for Write-Progress).</summary>
+        private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
+
+        /// <summary>Runs the backend call on a worker thread; meanwhile this (the pipeline) thread shows its progress.</summary>
+        private List<Dictionary<string, object>> CallShowingProgress(string command, Hashtable arguments)
+        {
+            System.Threading.Tasks.Task<List<Dictionary<string, object>>> work =
+                System.Threading.Tasks.Task.Run(() => PythonBridge.Call(command, arguments));
+            ProgressRecord shown = null;
+            try
+            {
+                while (!work.Wait(ProgressInterval))
+                {
+                    var ask = new Hashtable { ["Of"] = _callId, ["__CallId__"] = Guid.NewGuid().ToString("N") };
+                    Dictionary<string, object> report = PythonBridge.Call("Progress", ask).FirstOrDefault();
+                    if (report == null) continue;
+                    _waiting = report;
+                    if (shown != null && shown.StatusDescription == (string)report["Status"] && shown.CurrentOperation == (string)report["CurrentOperation"]) continue;
+                    shown = new ProgressRecord(WaitActivityId, (string)report["Activity"], (string)report["Status"])
+                    {
+                        ParentActivityId = BatchActivity,
+                        CurrentOperation = (string)report["CurrentOperation"],
+                        PercentComplete = Convert.ToInt32(report["PercentComplete"]),
+                        SecondsRemaining = Convert.ToInt32(report["SecondsRemaining"]),
+                    };
+                    WriteProgress(shown);
+                }
+            }
+            catch (AggregateException e) when (e.InnerException != null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+            }
+            finally
+            {
+                _waiting = null;
+            }
+            if (shown != null)
+            {
+                WriteProgress(new ProgressRecord(WaitActivityId, shown.Activity, "Done") { ParentActivityId = BatchActivity, RecordType = ProgressRecordType.Completed });
+            }
+            return work.Result;
+        }
+
+        private const int WaitActivityId = 1;
+
+        /// <summary>The activity a wait's progress belongs to: a bulk cmdlet's batches (0), or none (-1).</summary>
+        protected int BatchActivity { get; set; } = -1;
 
         /// <summary>Head node(s) to use; without it, CCP_SCHEDULER, then the local embedded head node.</summary>
         [Parameter]
@@ -93,7 +158,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return null;
         }
 
-        private static string[] DefaultScheduler()
+        internal static string[] DefaultScheduler()
         {
             string env = Environment.GetEnvironmentVariable("CCP_SCHEDULER");
             return string.IsNullOrWhiteSpace(env) ? null : env.Split(',').Select(s => s.Trim()).Where(s => s.Length > 0).ToArray();
@@ -113,7 +178,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             List<Dictionary<string, object>> records;
             try
             {
-                records = PythonBridge.Call(command, arguments);
+                records = CallShowingProgress(command, arguments);
             }
             catch (BackendException e)
             {
@@ -153,6 +218,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 int count = Math.Min(BatchSize, confirmed.Count - done);
                 if (confirmed.Count > BatchSize)
                 {
+                    BatchActivity = 0;
                     WriteProgress(new ProgressRecord(0, MyInvocation.MyCommand.Name, $"{done + count} of {confirmed.Count}")
                     {
                         PercentComplete = (done + count) * 100 / confirmed.Count,

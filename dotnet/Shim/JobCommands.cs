@@ -1,4 +1,5 @@
 // The job cmdlets: parameters, ShouldProcess and one backend call each. Behaviour is in Python.
+using System;
 using System.Collections;
 using System.Collections.Generic;
 using System.Management.Automation;
@@ -15,6 +16,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private int _stopped;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
+        [ArgumentCompleter(typeof(JobIdCompleter))]
         public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)]
@@ -36,22 +38,30 @@ namespace Microsoft.ComputeCluster.CCPPSH
         protected override void ProcessRecord()
         {
             _pending.AddRange(Confirm("Stop-HpcJob", Arguments()));
-            while (_pending.Count >= BatchSize) Flush(BatchSize);
+            // Jobs piped in keep coming (how many is not known): full batches go at once. -Id names them all at
+            // once, so EndProcessing knows the total and shows the share done.
+            while (ParameterSetName == "job" && _pending.Count >= BatchSize) Flush(BatchSize, 0);
         }
 
         protected override void EndProcessing()
         {
-            while (_pending.Count > 0) Flush(_pending.Count);
+            int total = _stopped + _pending.Count;
+            while (_pending.Count > 0) Flush(Math.Min(BatchSize, _pending.Count), total);
             if (_stopped > BatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
         }
 
-        private void Flush(int count)
+        private void Flush(int count, int total)
         {
             object[] batch = _pending.GetRange(0, count).ToArray();
             _pending.RemoveRange(0, count);
             if (_stopped > 0 || _pending.Count > 0)
             {
-                WriteProgress(new ProgressRecord(0, "Stop-HpcJob", $"Stopping jobs {_stopped + 1}-{_stopped + batch.Length}"));
+                BatchActivity = 0;
+                string of = total > 0 ? $" of {total}" : "";
+                WriteProgress(new ProgressRecord(0, "Stop-HpcJob", $"Stopping jobs {_stopped + 1}-{_stopped + batch.Length}{of}")
+                {
+                    PercentComplete = total > 0 ? _stopped * 100 / total : -1,
+                });
             }
             Call("Stop-HpcJob", Arguments(("Confirmed", batch)));
             _stopped += batch.Length;
@@ -73,7 +83,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class SetHpcJobCommand : JobPropertyCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
 
@@ -89,7 +99,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class SubmitHpcJobCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int[] Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob[] Job { get; set; }
 
@@ -102,16 +112,16 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class GetHpcJobCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Position = 1, ValueFromPipeline = true)] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id", Position = 1, ValueFromPipeline = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int Id { get; set; }
         [Parameter(ParameterSetName = "id")] public Microsoft.Hpc.Scheduler.Properties.JobState State { get; set; }
-        [Parameter(ParameterSetName = "id")] public string Name { get; set; }
-        [Parameter(ParameterSetName = "id")] public string Project { get; set; }
-        [Parameter(ParameterSetName = "id")] public string TemplateName { get; set; }
+        [Parameter(ParameterSetName = "id")] [ArgumentCompleter(typeof(JobNameCompleter))] public string Name { get; set; }
+        [Parameter(ParameterSetName = "id")] [ArgumentCompleter(typeof(ProjectCompleter))] public string Project { get; set; }
+        [Parameter(ParameterSetName = "id")] [ArgumentCompleter(typeof(TemplateCompleter))] public string TemplateName { get; set; }
         [Parameter(ParameterSetName = "id")] public string Pool { get; set; }
-        [Parameter(ParameterSetName = "id")] public string Owner { get; set; }
+        [Parameter(ParameterSetName = "id")] [ArgumentCompleter(typeof(OwnerCompleter))] public string Owner { get; set; }
         [Parameter(ParameterSetName = "id")] public System.DateTime BeginSubmitDate { get; set; }
         [Parameter(ParameterSetName = "id")] public System.DateTime EndSubmitDate { get; set; }
-        [Parameter(ParameterSetName = "nodename", Mandatory = true)] public string[] NodeName { get; set; }
+        [Parameter(ParameterSetName = "nodename", Mandatory = true)] [ArgumentCompleter(typeof(NodeCompleter))] public string[] NodeName { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcJob", Arguments());
     }
@@ -121,7 +131,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class AddHpcTaskCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true)] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
         [Parameter] public string TaskFile { get; set; }
         [Parameter] public string CommandLine { get; set; }
         [Parameter] public string Name { get; set; }
@@ -133,7 +143,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         [Parameter] public string NumNodes { get; set; }
         [Parameter] public string NumSockets { get; set; }
         [Parameter] public string NumCores { get; set; }
-        [Parameter] public string[] RequiredNodes { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(NodeCompleter))] public string[] RequiredNodes { get; set; }
         [Parameter] public string WorkDir { get; set; }
         [Parameter] public string Stdin { get; set; }
         [Parameter] public string Stdout { get; set; }
@@ -156,7 +166,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class ExportHpcJobCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int Id { get; set; }
         [Parameter(Mandatory = true)] public string Path { get; set; }
         [Parameter] public SwitchParameter Force { get; set; }
 

@@ -7,16 +7,16 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public abstract class JobPropertyCmdlet : HpcCmdlet
     {
         [Parameter] public string Name { get; set; }
-        [Parameter] public string Project { get; set; }
-        [Parameter] public string TemplateName { get; set; }
-        [Parameter] public string Priority { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(ProjectCompleter))] public string Project { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(TemplateCompleter))] public string TemplateName { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(PriorityCompleter))] public string Priority { get; set; }
         [Parameter] public string RunTime { get; set; }
         [Parameter] public string NumCores { get; set; }
         [Parameter] public string NumSockets { get; set; }
         [Parameter] public string NumNodes { get; set; }
         [Parameter] public string NumGpus { get; set; }
-        [Parameter] public string[] RequestedNodes { get; set; }
-        [Parameter] public string[] NodeGroups { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(NodeCompleter))] public string[] RequestedNodes { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(NodeGroupCompleter))] public string[] NodeGroups { get; set; }
         [Parameter] [ValidateSet("Intersect", "Uniform", "Union")] public string NodeGroupOp { get; set; }
         [Parameter] public string[] OrderBy { get; set; }
         [Parameter] public bool Exclusive { get; set; }

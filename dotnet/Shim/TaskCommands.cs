@@ -8,9 +8,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcTask))]
     public sealed class GetHpcTaskCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true)] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
-        [Parameter] public int TaskId { get; set; }
+        [Parameter] [ArgumentCompleter(typeof(TaskIdCompleter))] public int TaskId { get; set; }
         [Parameter] public int SubTaskId { get; set; }
         [Parameter] public TaskState[] State { get; set; }
 
@@ -21,8 +21,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(void))]
     public sealed class StopHpcTaskCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true)] public int JobId { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true)] public int TaskId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(TaskIdCompleter))] public int TaskId { get; set; }
         [Parameter(ParameterSetName = "id")] public int SubTaskId { get; set; }
         [Parameter(ParameterSetName = "task", Mandatory = true, ValueFromPipeline = true)] public HpcTask Task { get; set; }
         [Parameter] public string Message { get; set; }

@@ -135,6 +135,14 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public int TaskExecutionFailureRetryLimit { get; set; }
         public string ValidExitCodes { get; set; }
         public string Scheduler { get; set; }
+        /// <summary>Why a queued job waits: Resources, Priority, Dependency (parent ids), HoldUntil.</summary>
+        public string PendingReason { get; set; }
+        // HPC Pack's job counters; a parametric sweep counts as its subtasks.
+        public int TaskCount { get; set; }
+        public int RunningTaskCount { get; set; }
+        public int FinishedTaskCount { get; set; }
+        public int FailedTaskCount { get; set; }
+        public int CanceledTaskCount { get; set; }
 
         object IHpcRecord.GetKey() => Id;
 

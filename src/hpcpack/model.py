@@ -307,6 +307,7 @@ class Job:
             "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
             "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
             "PendingReason": self.pending_reason if self.state == JobState.Queued else "",
+            "CancelGraceEnd": iso(self.cancel.term_deadline) if self.cancel else None,
             **self._task_counts(),
         }
 

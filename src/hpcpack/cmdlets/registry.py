@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ..client import Client, for_scheduler
@@ -71,16 +72,50 @@ def _plain(value: Any) -> Any:
 
 
 ENDED = ("Finished", "Failed", "Canceled")
+PROGRESS: dict[str, Record] = {}  # call id -> how its wait is going, for the cmdlet's Write-Progress
+SHOWN_IDS = 5  # ids named in a progress line before "and N more"
+
+
+@command("Progress")
+def progress(args: Args) -> list[Record]:
+    """How the wait of call `Of` is going (asked by the cmdlet from its own thread while that call runs)."""
+    record = PROGRESS.get(str(args.get("Of")))
+    return [record] if record else []
+
+
+def _some(ids: list[Any]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def _report(args: Args, what: str, left: list[Any], total: int, grace_end: float | None) -> None:
+    """Publishes the wait's progress: which items, how many ended, how long is left of the grace period."""
+    seconds = max(0, round(grace_end - time.time())) if grace_end is not None else -1
+    status = f"Waiting for {what} {_some(left)} to end: {total - len(left)} of {total} ended"
+    operation = (f"{seconds} s left of the grace period, then running tasks are killed" if seconds > 0
+                 else "the grace period is over: ending the tasks" if seconds == 0 else "")
+    PROGRESS[args.call_id] = {"__type__": "Progress", "Activity": f"Stopping {what}", "Status": status,
+                              "CurrentOperation": operation, "PercentComplete": (total - len(left)) * 100 // total,
+                              "SecondsRemaining": seconds, "Remaining": _some(left), "What": what}
+
+
+def _grace_end(records: list[Record]) -> float | None:
+    """When the last grace period of these jobs or tasks ends (HPC Pack's TaskCancelGracePeriod), if one runs."""
+    ends = [datetime.fromisoformat(r["CancelGraceEnd"]).timestamp() for r in records if r.get("CancelGraceEnd")]
+    return max(ends) if ends else None
 
 
 def wait_until_ended(args: Args, ids: list[int]) -> dict[str, str]:
     """The jobs' states once they have all ended (or the head node's own deadline has passed)."""
     client = args.client()
     states: dict[str, str] = {}
+    grace_end = _grace_end(client.call("get_jobs", ids=ids))
 
     def ended() -> bool:
         states.update(client.call("wait_jobs", ids=ids, timeout=WAIT_SLICE))
-        return all(s in ENDED for s in states.values())
+        left = [i for i in ids if states.get(str(i)) not in ENDED]
+        _report(args, "job" if len(ids) == 1 else "jobs", left, len(ids), grace_end)
+        return not left
     _wait(args, ended, "jobs")
     return states
 
@@ -92,7 +127,9 @@ def wait_until_task_ended(args: Args, address: dict[str, Any]) -> None:
     def ended() -> bool:
         units = client.call("get_tasks", job_id=address["job_id"], task_id=address["task_id"],
                             sub_id=address.get("sub_id") or None)
-        if all(u["State"] in ENDED for u in units):
+        left = [u["Id"] for u in units if u["State"] not in ENDED]
+        _report(args, "task" if len(units) == 1 else "tasks", left, len(units), _grace_end(units))
+        if not left:
             return True
         time.sleep(WAIT_SLICE / 10)
         return False
@@ -103,12 +140,15 @@ def _wait(args: Args, ended: Callable[[], bool], what: str) -> None:
     """Polls `ended` in short slices until it holds or a cancel's time limit has passed, so that a stop
     request from PowerShell ends the wait at once (the head node goes on with the cancel)."""
     deadline = time.monotonic() + float(args.client().call("cancel_time_limit"))
-    while True:
-        if args.call_id in STOPPED:
-            raise HpcError("OperationStopped", f"Stopped while waiting for the {what} to end; the head node "
-                           f"goes on ending them.")
-        if ended() or time.monotonic() > deadline:
-            return
+    try:
+        while True:
+            if args.call_id in STOPPED:
+                raise HpcError("OperationStopped", f"Stopped while waiting for the {what} to end; the head node "
+                               f"goes on ending them.")
+            if ended() or time.monotonic() > deadline:
+                return
+    finally:
+        PROGRESS.pop(args.call_id, None)
 
 
 def error(error_id: str, message: str, target: Any = None) -> Record:
