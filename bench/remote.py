@@ -57,14 +57,27 @@ def bulk_cancel_ms(names: dict[str, str], repeats: int) -> dict[str, float]:
 
 
 def warm_stop_ms(names: dict[str, str], repeats: int, env: dict[str, str]) -> dict[str, float]:
-    """Median warm Stop-HpcJob -Id x through each scheduler name, alternating, in one pwsh session."""
-    measures = "\n".join(f"""
-$null = Get-HpcJob -Id (New-HpcJob -Scheduler '{name}').Id -Scheduler '{name}'
-$ids = foreach ($i in 1..{repeats}) {{ (New-HpcJob -Name b -Scheduler '{name}').Id }}
-$times = foreach ($id in $ids) {{
-  $sw.Restart(); Stop-HpcJob -Id $id -Scheduler '{name}'; $sw.Stop(); $sw.Elapsed.TotalMilliseconds }}
-[array]::Sort($times); '{key}|' + $times[[int]($times.Count / 2)]""" for key, name in names.items())
-    script = f"Import-Module '{ROOT}/module/HPC.psd1'\n$sw = [Diagnostics.Stopwatch]::new()\n{measures}"
+    """Median warm Stop-HpcJob -Id x through each scheduler name in one pwsh session, taking turns (each goes
+    first as often, and the store grows alike for both)."""
+    table = "; ".join(f"'{key}' = '{name}'" for key, name in names.items())
+    script = f"""Import-Module '{ROOT}/module/HPC.psd1'
+$names = [ordered]@{{ {table} }}
+$sw = [Diagnostics.Stopwatch]::new()
+$ids = @{{}}; $times = @{{}}
+foreach ($k in @($names.Keys)) {{
+  $null = Get-HpcJob -Id (New-HpcJob -Scheduler $names[$k]).Id -Scheduler $names[$k]
+  $ids[$k] = foreach ($i in 1..{repeats}) {{ (New-HpcJob -Name b -Scheduler $names[$k]).Id }}
+  $times[$k] = [Collections.Generic.List[double]]::new()
+}}
+foreach ($i in 0..{repeats - 1}) {{
+  $order = @($names.Keys); if ($i % 2) {{ [array]::Reverse($order) }}
+  foreach ($k in $order) {{
+    $sw.Restart(); Stop-HpcJob -Id $ids[$k][$i] -Scheduler $names[$k]; $sw.Stop()
+    $times[$k].Add($sw.Elapsed.TotalMilliseconds)
+  }}
+}}
+foreach ($k in @($names.Keys)) {{ $t = $times[$k].ToArray(); [array]::Sort($t); $k + '|' + $t[[int]($t.Count / 2)] }}
+"""
     out = subprocess.run([str(ROOT / "bin" / "pwsh"), "-NoProfile", "-NonInteractive", "-Command", script],
                          capture_output=True, text=True, env=env, timeout=900)
     if out.returncode != 0:

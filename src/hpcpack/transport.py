@@ -84,7 +84,8 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         body = await asyncio.wait_for(reader.readexactly(protocol.frame_length(header)), AUTH_TIMEOUT)
     except TimeoutError:
         raise _refused(f"no credential within {AUTH_TIMEOUT:.0f} s") from None
-    credential = (protocol.decode(body).get("args") or {}).get("munge")
+    args = protocol.decode(body).get("args")
+    credential = args.get("munge") if isinstance(args, dict) else None
     if not isinstance(credential, str):
         raise _refused("the connection did not open with a MUNGE credential")
     try:
