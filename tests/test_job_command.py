@@ -169,3 +169,28 @@ def test_view_and_listtasks_show_what_a_person_reads(head: HeadNodeProcess, clie
     assert f"{job_id}.2 " in one and f"{job_id}.2.1" not in one
     expanded = job_cli(head, "listtasks", str(job_id), "/expand").stdout
     assert f"Id             : {job_id}.2.3\n" in expanded and "CommandLine    : echo 3\n" in expanded
+
+
+def test_a_man_page_and_bash_completion_made_from_the_same_tables(head: HeadNodeProcess, client: Client) -> None:
+    page = job_cli(head, "manpage")
+    assert page.returncode == 0 and page.stdout.startswith(".TH JOB 1 ")
+    for name in COMMANDS:
+        assert f"\n.SS {name}\n.nf\nusage: job {name}" in page.stdout
+    assert "/force[:{true|false}]" in page.stdout and ".SH EXIT STATUS" in page.stdout
+    script = job_cli(head, "completion", "bash")
+    assert script.returncode == 0 and job_cli(head, "completion", "fish").returncode == 2
+    job_id = make_job(client, "true", submit=False)
+    bin_dir = os.path.dirname(sys.executable)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        run = subprocess.run(["bash", "-c", script.stdout + f"\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}\n"
+                              "_hpcpack_job 2>/dev/null; printf '%s\\n' \"${COMPREPLY[@]}\""],
+                             capture_output=True, text=True, timeout=60,
+                             env={**head.env(), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        return run.stdout.split()
+    assert complete("job", "can") == ["cancel"]
+    assert complete("job", "cancel", "/f") == ["/force"]
+    assert complete("job", "new", "/jobn") == ["/jobname:"]
+    assert complete("job", "list", "/f") == ["/format:"]
+    assert complete("job", "view", "") == [str(job_id)]

@@ -458,7 +458,9 @@ def overview() -> str:
     lines += [f"  {c.name:<10} {c.summary}" for c in COMMANDS.values()]
     lines += ["", "Options are written /name:value or /name (any case), or --name=value and --name.",
               "Every command takes /scheduler:<name> (default: CCP_SCHEDULER, then the local head node).",
-              "'job <command> /?' (or --help) shows a command's options."]
+              "'job <command> /?' (or --help) shows a command's options.", "",
+              "Besides HPC Pack's commands: 'job manpage' prints this command's man page, and",
+              "'job completion bash' its bash completion (eval \"$(job completion bash)\")."]
     return "\n".join(lines)
 
 
@@ -467,8 +469,10 @@ def parse(words: Sequence[str]) -> tuple[Command, argparse.Namespace]:
         topic = words[1] if len(words) > 1 and words[0].lower() == "help" else None
         if topic in COMMANDS:
             _parser(COMMANDS[topic]).parse_args(["--help"])
-        print(overview())
+        print(overview(), file=sys.stdout if words else sys.stderr)
         raise SystemExit(0 if words else EXIT_USAGE)
+    if words[0].lower() in ("completion", "manpage"):
+        _extra(words)
     command = COMMANDS.get(words[0].lower())
     if command is None:
         raise Usage(f"'{words[0]}' is not a job command; they are {', '.join(COMMANDS)}")
@@ -477,6 +481,19 @@ def parse(words: Sequence[str]) -> tuple[Command, argparse.Namespace]:
     args = _parser(command).parse_args([_translate(command, w) for w in rest])
     args.command_line = command_line
     return command, args
+
+
+def _extra(words: Sequence[str]) -> NoReturn:
+    """The Linux additions: `job completion bash` and `job manpage`."""
+    from . import extras
+    if words[0].lower() == "manpage" and len(words) == 1:
+        from .. import __version__
+        sys.stdout.write(extras.man_page(COMMANDS, _parser, overview(), __version__))
+    elif words[0].lower() == "completion" and words[1:] == ["bash"]:
+        sys.stdout.write(extras.bash_completion(COMMANDS))
+    else:
+        raise Usage("the Linux additions are 'job completion bash' and 'job manpage'")
+    raise SystemExit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
