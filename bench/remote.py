@@ -85,8 +85,21 @@ foreach ($k in @($names.Keys)) {{ $t = $times[$k].ToArray(); [array]::Sort($t); 
     return {k: float(v) for k, v in (line.split("|") for line in out.stdout.splitlines() if "|" in line)}
 
 
+def connect_ms(names: dict[str, str], repeats: int) -> dict[str, float]:
+    """Median time to open a connection (TCP: with its MUNGE credential checked) and get one reply."""
+    samples: dict[str, list[float]] = {key: [] for key in names}
+    for _ in range(repeats):
+        for key, name in names.items():
+            started = time.perf_counter()
+            client = Client(name)
+            client.call("ping")
+            samples[key].append((time.perf_counter() - started) * 1000)
+            client.close()
+    return {f"connect_{key}_ms": statistics.median(values) for key, values in samples.items()}
+
+
 def remote_bench(repeats: int) -> dict[str, float]:
-    """{stop_unix_ms, stop_tcp_ms, stop_ratio, bulk_unix_ms, bulk_tcp_ms, bulk_ratio}; prints them."""
+    """{stop_, bulk_, connect_ x unix_ms, tcp_ms, ratio}; prints them."""
     ensure_munge()
     work = Path(tempfile.mkdtemp(prefix="hpc-bench-remote-"))
     work.chmod(0o755)
@@ -100,6 +113,7 @@ def remote_bench(repeats: int) -> dict[str, float]:
         os.environ["HPCPACK_MUNGE_SOCKET"] = sock
         results = {f"stop_{k}_ms": v for k, v in warm_stop_ms(names, repeats, env).items()}
         results.update(bulk_cancel_ms(names, max(5, repeats // 8)))
+        results.update(connect_ms(names, 100))
     finally:
         if head is not None:
             head.stop()
@@ -109,10 +123,13 @@ def remote_bench(repeats: int) -> dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
     results["stop_ratio"] = results["stop_tcp_ms"] / results["stop_unix_ms"]
     results["bulk_ratio"] = results["bulk_tcp_ms"] / results["bulk_unix_ms"]
+    results["connect_ratio"] = results["connect_tcp_ms"] / results["connect_unix_ms"]
     print(f"warm Stop-HpcJob -Id x: TCP+MUNGE {results['stop_tcp_ms']:.2f} ms, Unix socket "
           f"{results['stop_unix_ms']:.2f} ms ({results['stop_ratio']:.2f}x); cancel {BULK} ids in one request: "
           f"TCP+MUNGE {results['bulk_tcp_ms']:.1f} ms, Unix socket {results['bulk_unix_ms']:.1f} ms "
-          f"({results['bulk_ratio']:.2f}x)")
+          f"({results['bulk_ratio']:.2f}x); a new connection and one reply: TCP+MUNGE "
+          f"{results['connect_tcp_ms']:.2f} ms, Unix socket {results['connect_unix_ms']:.2f} ms "
+          f"({results['connect_ratio']:.1f}x)")
     return {k: round(v, 4) for k, v in results.items()}
 
 

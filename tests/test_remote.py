@@ -91,11 +91,21 @@ def ensure_munge() -> None:
     steps = [["timeout", APT_TIMEOUT, "apt-get", "update", "-qq"],
              ["timeout", APT_TIMEOUT, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "munge",
               "libmunge2"]]
-    for step in steps:
-        result = subprocess.run(step, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            pytest.fail(f"could not install MUNGE ({' '.join(step[2:])} exited {result.returncode}: "
-                        f"{result.stderr.strip()[-400:]}); install it with 'apt-get install munge libmunge2'")
+    # The package would start the machine's own munged; the tests start theirs, and leave nothing running.
+    policy = Path("/usr/sbin/policy-rc.d")
+    ours = not policy.exists()
+    if ours:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        for step in steps:
+            result = subprocess.run(step, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                pytest.fail(f"could not install MUNGE ({' '.join(step[2:])} exited {result.returncode}: "
+                            f"{result.stderr.strip()[-400:]}); install it with 'apt-get install munge libmunge2'")
+    finally:
+        if ours:
+            policy.unlink()
 
 
 def start_munged(folder: Path, key: Path) -> int:
