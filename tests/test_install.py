@@ -222,6 +222,34 @@ def test_a_python_other_users_cannot_read_is_named_as_such(machine: Machine, sha
 
 
 @needs_root
+def test_a_user_builds_and_installs_for_themselves_then_uninstalls(machine: Machine) -> None:
+    """make install as a normal user: their CurrentUser module path and ~/.local/bin, nothing of the machine's."""
+    home = Path(os.path.expanduser(f"~{machine.user}"))
+    checkout = home / "hpc"
+    shutil.copytree(ROOT, checkout, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "bin", "obj", "*.egg-info", "__pycache__", ".*_cache"))
+    shutil.copytree(ROOT / "bin", checkout / "bin")  # the ignore above is for dotnet's bin folders
+    subprocess.run(["chown", "-R", f"{machine.user}:", str(checkout)], check=True)
+    # The wheel source the Makefile uses: ../shared/wheels beside the checkout, else the caller's pip settings.
+    shared_wheels = ROOT.parent / "shared" / "wheels"
+    wheels = {k: os.environ[k] for k in ("PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_INDEX_URL") if k in os.environ}
+    if shared_wheels.is_dir():
+        wheels.update({"PIP_FIND_LINKS": str(shared_wheels), "PIP_NO_INDEX": "1"})
+    built = machine.as_user("env", *(f"{k}={v}" for k, v in wheels.items()), "make", "install", cwd=str(checkout))
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    mine = home / ".local/share/powershell/Modules/HPC"
+    out = machine.pwsh("Import-Module HPC; (Get-Module HPC).ModuleBase; (Get-HpcClusterProperty -Name HeadNode).Value")
+    assert out.split() == [str(mine), f"unix:{STATE}/headnode.sock"]  # theirs first; the machine's head node
+    pointer = (mine / "bin" / "python-env.txt").read_text()
+    assert f"venv={home}/.local/share/hpcpack/venv" in pointer
+    assert (home / ".local/bin/job").resolve() == home / ".local/share/hpcpack/venv/bin/job"
+    removed = machine.as_user("make", "uninstall", cwd=str(checkout))
+    assert removed.returncode == 0, removed.stderr
+    assert not mine.exists() and not (home / ".local/bin/job").exists() and not (home / ".local/share/hpcpack").exists()
+    assert MODULE_DIR.exists()  # the machine's install is untouched
+
+
+@needs_root
 def test_while_the_machines_head_node_is_down_users_are_told_and_cannot_start_their_own(machine: Machine) -> None:
     subprocess.run(["/usr/local/bin/hpc-headnode", "--stop"], check=True, capture_output=True)
     assert machine.head.wait(15) == 0
