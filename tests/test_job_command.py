@@ -194,3 +194,37 @@ def test_a_man_page_and_bash_completion_made_from_the_same_tables(head: HeadNode
     assert complete("job", "new", "/jobn") == ["/jobname:"]
     assert complete("job", "list", "/f") == ["/format:"]
     assert complete("job", "view", "") == [str(job_id)]
+
+
+def task_cli(head: HeadNodeProcess, *words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hpcpack.cli.task", *words], capture_output=True, text=True,
+                          env=head.env(), timeout=60)
+
+
+def test_the_task_command_cancels_finishes_requeues_and_shows_one_task(head: HeadNodeProcess,
+                                                                        client: Client) -> None:
+    from hpcpack.cli.task import COMMANDS as TASK_COMMANDS
+    for name in TASK_COMMANDS:
+        shown = task_cli(head, name, "/?")
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: task {name} <jobID>.<taskID>")
+        refused = task_cli(head, name, "1.1", "/forse")
+        assert refused.returncode == 2 and f"task {name}: unknown option /forse" in refused.stderr
+    job_id = make_job(client, "sleep 300", "sleep 300", "sleep 300", NumCores="3", RunUntilCanceled=True)
+    wait_until(lambda: all(t["State"] == "Running" for t in tasks(client, job_id).values()))
+    assert task_cli(head, "cancel", str(job_id)).returncode == 2
+    assert task_cli(head, "cancel", f"{job_id}.1", f"{job_id}.2").returncode == 2
+    canceled = task_cli(head, "cancel", f"{job_id}.1", "/force", "/message:wrong input")
+    assert canceled.returncode == 0 and canceled.stdout == f"Task {job_id}.1 canceled.\n", canceled.stderr
+    first = tasks(client, job_id)[f"{job_id}.1"]
+    assert first["State"] in ("Canceled", "Failed") and first["ErrorMessage"] == "wrong input"
+    finished = task_cli(head, "finish", f"{job_id}.2")
+    assert finished.returncode == 0 and tasks(client, job_id)[f"{job_id}.2"]["State"] == "Finished"
+    requeued = task_cli(head, "requeue", f"{job_id}.1")
+    assert requeued.returncode == 0 and requeued.stdout == f"Task {job_id}.1 has been requeued.\n"
+    wait_until(lambda: tasks(client, job_id)[f"{job_id}.1"]["State"] == "Running")
+    view = task_cli(head, "view", f"{job_id}.3").stdout
+    assert f"Id             : {job_id}.3\n" in view and "State          : Running\n" in view
+    again = task_cli(head, "finish", f"{job_id}.2")
+    assert again.returncode == 1 and again.stderr.startswith("task: ")
+    assert job(client, job_id)["State"] == "Running"
+    client.call("cancel_jobs", ids=[job_id], force=True)

@@ -12,7 +12,7 @@ import argparse
 import fnmatch
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -48,10 +48,11 @@ class Command:
     syntax: str
     run: Callable[[Client, argparse.Namespace], int]
     options: tuple[Option, ...] = ()
-    job_id: str = "required"  # required, optional (submit: or /id:) or none
+    job_id: str = "required"  # required, optional (submit: or /id:), none, or task (jobID.taskID[.subtaskID])
     # HPC Pack options this head node does not do: refused by name, with the reason.
     unsupported: dict[str, str] = field(default_factory=dict)
     epilog: str = ""
+    tool: str = "job"  # job, or task (HPC Pack's task.exe)
 
     def option(self, name: str) -> Option | None:
         return next((o for o in (*self.options, SCHEDULER) if o.name == name.lower()), None)
@@ -69,6 +70,17 @@ def _bool(text: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+
+
+def _task_address(text: str) -> tuple[int, int, int]:
+    parts = text.split(".")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (2, 3) or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a task: write <jobID>.<taskID>[.<subtaskID>]")
+    return numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 0
 
 
 def _job_id(text: str) -> int:
@@ -97,16 +109,21 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required: jobID."):
+            raise Usage("a task is required: <jobID>.<taskID>[.<subtaskID>]")
         if message.startswith("the following arguments are required: jobID"):
             raise Usage("a job ID is required")
         raise Usage(message.replace("unrecognized arguments:", "unexpected words:"))
 
 
 def _parser(command: Command) -> _Parser:
-    parser = _Parser(prog=f"job {command.name}", usage=command.syntax, description=command.summary,
+    parser = _Parser(prog=f"{command.tool} {command.name}", usage=command.syntax, description=command.summary,
                      epilog=command.epilog, formatter_class=_Formatter, add_help=False, allow_abbrev=False)
     if command.job_id == "required":
         parser.add_argument("id", type=_job_id, metavar="jobID", help="the job's ID")
+    elif command.job_id == "task":
+        parser.add_argument("id", type=_task_address, metavar="jobID.taskID[.subtaskID]",
+                            help="the task (a parametric sweep's subtask with .subtaskID)")
     elif command.job_id == "optional":
         parser.add_argument("id", type=_job_id, metavar="jobID", nargs="?", help="the job's ID (or /id:<jobID>)")
     for option in (*command.options, SCHEDULER):
@@ -452,30 +469,32 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 )}
 
 
-def overview() -> str:
-    lines = ["usage: job <command> [<arguments>] [/scheduler:<name>]", "",
-             "HPC Pack's job command. The commands:", ""]
-    lines += [f"  {c.name:<10} {c.summary}" for c in COMMANDS.values()]
+def overview(commands: Mapping[str, Command] | None = None, tool: str = "job") -> str:
+    lines = [f"usage: {tool} <command> [<arguments>] [/scheduler:<name>]", "",
+             f"HPC Pack's {tool} command. The commands:", ""]
+    lines += [f"  {c.name:<10} {c.summary}" for c in (commands or COMMANDS).values()]
     lines += ["", "Options are written /name:value or /name (any case), or --name=value and --name.",
               "Every command takes /scheduler:<name> (default: CCP_SCHEDULER, then the local head node).",
-              "'job <command> /?' (or --help) shows a command's options.", "",
-              "Besides HPC Pack's commands: 'job manpage' prints this command's man page, and",
-              "'job completion bash' its bash completion (eval \"$(job completion bash)\")."]
+              f"'{tool} <command> /?' (or --help) shows a command's options.", "",
+              f"Besides HPC Pack's commands: '{tool} manpage' prints this command's man page, and",
+              f"'{tool} completion bash' its bash completion (eval \"$({tool} completion bash)\")."]
     return "\n".join(lines)
 
 
-def parse(words: Sequence[str]) -> tuple[Command, argparse.Namespace]:
+def parse(words: Sequence[str], commands: Mapping[str, Command] | None = None,
+          tool: str = "job") -> tuple[Command, argparse.Namespace]:
+    commands = commands or COMMANDS
     if not words or words[0].lower() in HELP_WORDS | {"help"}:
         topic = words[1] if len(words) > 1 and words[0].lower() == "help" else None
-        if topic in COMMANDS:
-            _parser(COMMANDS[topic]).parse_args(["--help"])
-        print(overview(), file=sys.stdout if words else sys.stderr)
+        if topic is not None and topic in commands:
+            _parser(commands[topic]).parse_args(["--help"])
+        print(overview(commands, tool), file=sys.stdout if words else sys.stderr)
         raise SystemExit(0 if words else EXIT_USAGE)
     if words[0].lower() in ("completion", "manpage"):
-        _extra(words)
-    command = COMMANDS.get(words[0].lower())
+        _extra(words, commands, tool)
+    command = commands.get(words[0].lower())
     if command is None:
-        raise Usage(f"'{words[0]}' is not a job command; they are {', '.join(COMMANDS)}")
+        raise Usage(f"'{words[0]}' is not a {tool} command; they are {', '.join(commands)}")
     rest, command_line = (_split_task_words(command, list(words[1:])) if command.name == "add"
                           else (list(words[1:]), []))
     args = _parser(command).parse_args([_translate(command, w) for w in rest])
@@ -483,24 +502,25 @@ def parse(words: Sequence[str]) -> tuple[Command, argparse.Namespace]:
     return command, args
 
 
-def _extra(words: Sequence[str]) -> NoReturn:
-    """The Linux additions: `job completion bash` and `job manpage`."""
+def _extra(words: Sequence[str], commands: Mapping[str, Command], tool: str) -> NoReturn:
+    """The Linux additions: `job completion bash` and `job manpage` (and task's)."""
     from . import extras
     if words[0].lower() == "manpage" and len(words) == 1:
         from .. import __version__
-        sys.stdout.write(extras.man_page(COMMANDS, _parser, overview(), __version__))
+        sys.stdout.write(extras.man_page(commands, _parser, overview(commands, tool), __version__, tool))
     elif words[0].lower() == "completion" and words[1:] == ["bash"]:
-        sys.stdout.write(extras.bash_completion(COMMANDS))
+        sys.stdout.write(extras.bash_completion(commands, tool))
     else:
-        raise Usage("the Linux additions are 'job completion bash' and 'job manpage'")
+        raise Usage(f"the Linux additions are '{tool} completion bash' and '{tool} manpage'")
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None = None, tool: str = "job") -> int:
     words = sys.argv[1:] if argv is None else argv
     name = words[0].lower() if words else ""
+    commands = commands or COMMANDS
     try:
-        command, args = parse(words)
+        command, args = parse(words, commands, tool)
         from ..client import for_scheduler
         from ..errors import HpcError
         client = for_scheduler(args.scheduler)
@@ -509,16 +529,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             return status
         except HpcError as e:
-            print(f"job: {e.message}", file=sys.stderr)
+            print(f"{tool}: {e.message}", file=sys.stderr)
             return 1
         finally:
             client.close()
     except Usage as e:
-        print(f"job {name}: {e} (see 'job {name} /?')" if name in COMMANDS else f"job: {e} (see 'job /?')",
+        print(f"{tool} {name}: {e} (see '{tool} {name} /?')" if name in commands else f"{tool}: {e} (see '{tool} /?')",
               file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("job: interrupted", file=sys.stderr)
+        print(f"{tool}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _closed_output()

@@ -19,10 +19,12 @@ def _roff(text: str) -> str:
 
 
 def man_page(commands: Mapping[str, Command], parser: Callable[[Command], argparse.ArgumentParser],
-             overview: str, version: str) -> str:
-    out = [f'.TH JOB 1 "" "hpcpack {version}" "HPC Pack commands"', ".SH NAME",
-           "job \\- create, submit, cancel and list HPC Pack jobs",
-           ".SH SYNOPSIS", ".B job", "\\fIcommand\\fR [\\fIarguments\\fR] [/scheduler:\\fIname\\fR]",
+             overview: str, version: str, tool: str = "job") -> str:
+    what = ("create, submit, cancel and list HPC Pack jobs" if tool == "job"
+            else "cancel, finish, requeue and show HPC Pack tasks")
+    out = [f'.TH {tool.upper()} 1 "" "hpcpack {version}" "HPC Pack commands"', ".SH NAME",
+           f"{tool} \\- {what}",
+           ".SH SYNOPSIS", f".B {tool}", "\\fIcommand\\fR [\\fIarguments\\fR] [/scheduler:\\fIname\\fR]",
            ".SH DESCRIPTION", ".nf", _roff(overview), ".fi", ".SH COMMANDS"]
     for command in commands.values():
         out += [f".SS {command.name}", ".nf", _roff(parser(command).format_help().rstrip()), ".fi"]
@@ -35,17 +37,17 @@ def man_page(commands: Mapping[str, Command], parser: Callable[[Command], argpar
     return "\n".join(out) + "\n"
 
 
-def bash_completion(commands: Mapping[str, Command]) -> str:
+def bash_completion(commands: Mapping[str, Command], tool: str = "job") -> str:
     """A bash completion function: commands, each command's options, and job ids from `job list /all`."""
     cases = []
     for command in commands.values():
         words = [f"/{o.name}" + (":" if o.kind != "bool" else "") for o in (*command.options,)]
         words += ["/scheduler:", "/?"]
-        ids = "1" if command.job_id != "none" else "0"
+        ids = "1" if command.job_id in ("required", "optional") else "0"
         cases.append(f"        {command.name}) opts='{' '.join(words)}'; ids={ids} ;;")
     return "\n".join([
-        "# bash completion for HPC Pack's job command: eval \"$(job completion bash)\"",
-        "_hpcpack_job() {",
+        f"# bash completion for HPC Pack's {tool} command: eval \"$({tool} completion bash)\"",
+        f"_hpcpack_{tool}() {{",
         "    local cur=${COMP_WORDS[COMP_CWORD]} opts ids",
         "    if [ \"$COMP_CWORD\" -eq 1 ]; then",
         f"        COMPREPLY=($(compgen -W '{' '.join(commands)} completion manpage' -- \"$cur\")); return",
@@ -61,6 +63,6 @@ def bash_completion(commands: Mapping[str, Command]) -> str:
         "        COMPREPLY=($(compgen -W \"$(job list /all 2>/dev/null | awk 'NR > 2 { print $1 }')\" -- \"$cur\"))",
         "    fi",
         "}",
-        "complete -o default -F _hpcpack_job job",
+        f"complete -o default -F _hpcpack_{tool} {tool}",
         "",
     ])
