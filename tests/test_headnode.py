@@ -97,6 +97,7 @@ def test_ended_jobs_are_forgotten_after_their_time_to_live_but_their_history_sta
     head.cancel_job(ROOT_CALLER, recent.id, None, False, False, False)
     assert old.end_time is not None
     old.end_time = time.time() - 6 * 86400  # past the default five days
+    head.store.save_job(old)  # ended jobs are read from the store, so that is where it must look old
     head._next_cleanup = 0.0
     head.step()
     assert old.id not in head.jobs and recent.id in head.jobs
@@ -135,3 +136,24 @@ def test_failed_tasks_are_retried_up_to_the_limit(head: HeadNode, tmp_path: Path
     assert counter.read_text().count("run") == 3  # the first run and two retries
     assert job.tasks[0].requeue_count == 2
     assert [r["event"] for r in head.store.history(job.id)].count("task retry") == 2
+
+
+def test_ended_jobs_leave_memory_but_not_the_store(head: HeadNode, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory holds the jobs that can still change; an ended one is read from SQLite when asked for."""
+    from hpcpack.head import core
+    job = head.new_job(ROOT_CALLER, {"Name": "done"})
+    head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
+    head.submit_job(ROOT_CALLER, job.id)
+    run_until(head, lambda: job.state == JobState.Finished)
+    monkeypatch.setattr(core, "EVICT_AFTER", 0.0)
+    head._next_eviction = 0.0
+    head.evict_ended_jobs()
+    assert job.id not in head.jobs
+    assert [j.name for j in head.ended_jobs([JobState.Finished])] == ["done"]
+    assert head.job(job.id).state == JobState.Finished and job.id in head.jobs  # read back on demand
+    again = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    try:
+        assert again.jobs == {} and again.job(job.id).tasks[0].state == TaskState.Finished
+    finally:
+        again.close()

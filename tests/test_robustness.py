@@ -237,12 +237,12 @@ def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk
     try:
         client = head.client()
         running = client.call("new_job", spec={})["Id"]
-        client.call("add_task", job_id=running, spec={"CommandLine": "sleep 300"})
+        client.call("add_task", job_id=running, spec={"CommandLine": "sleep 3021"})
         quick = client.call("new_job", spec={})["Id"]
         client.call("add_task", job_id=quick, spec={"CommandLine": "sleep 1; exit 0"})
         client.call("submit_jobs", ids=[running, quick])
         wait_until(lambda: all(tasks_of(client, j)[0]["State"] == "Running" for j in (running, quick)))
-        sleeper = next(p for p in _pids_of(b"sleep", b"300"))
+        [sleeper] = wait_until(lambda: _pids_of(b"sleep", b"3021"))  # its program, started
         _fill(small_disk / "filler")
         with pytest.raises(HpcError) as refused:
             client.call("cancel_jobs", ids=[running], force=True)

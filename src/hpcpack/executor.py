@@ -167,7 +167,7 @@ class Cgroups:
 
     def close(self) -> None:
         """Removes the head node's cgroup folder when the head node stops with no task inside it."""
-        if self.base is not None:
+        if self.base is not None and self.base.is_dir():
             for child in self.base.iterdir():
                 if child.is_dir() and not (child / "cgroup.procs").read_text().strip():
                     with contextlib.suppress(OSError):

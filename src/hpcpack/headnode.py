@@ -16,7 +16,7 @@ from typing import Any
 from . import jobspec, scheduler
 from .config import PROPERTY_DEFAULTS
 from .errors import HpcError
-from .head.core import CLEANUP_INTERVAL, StartFailure, Waiter, log
+from .head.core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
 from .head.recovery import Recovery
 from .identity import Caller
 from .model import Job, Task, now
@@ -148,6 +148,7 @@ class HeadNode(Recovery):
         self.begin()
         for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
                       self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
+                      self.evict_ended_jobs,
                       self.complete_finished_jobs, self.advance_ending_jobs, self.validate_submitted_jobs,
                       self.allocate_queued_jobs, self.start_ready_units):
             self._current = None
@@ -190,15 +191,16 @@ class HeadNode(Recovery):
             return
         self._next_cleanup = now() + CLEANUP_INTERVAL
         limit = now() - self.property("TtlCompletedJobs") * 86400
-        expired = [j for j in self.in_state(JobState.Finished, JobState.Failed, JobState.Canceled)
-                   if j.end_time is not None and j.end_time < limit]
+        expired = [j.id for j in self.store.load_jobs(states=ENDED_STATES, ended_before=limit)]
         with self.batch():
-            for job in expired:
-                self.store.delete_job(job.id)
+            for job_id in expired:
+                self.store.delete_job(job_id)
             self.store.forget_replies(now() - 86400)  # a resend comes within seconds, not days
-        for job in expired:
-            del self.jobs[job.id], self._by_state[job.state][job.id]
-            shutil.rmtree(self.output_dir / str(job.id), ignore_errors=True)
+        for job_id in expired:
+            job = self.jobs.pop(job_id, None)
+            if job is not None:
+                del self._by_state[job.state][job_id]
+            shutil.rmtree(self.output_dir / str(job_id), ignore_errors=True)
 
     def validate_submitted_jobs(self) -> None:
         cluster_cores = sum(n.cores for n in self.config.nodes)
@@ -281,8 +283,12 @@ class HeadNode(Recovery):
         """Why a queued job may not start yet whatever the cores: held, or parents not finished."""
         if job.hold_until is not None and now() < job.hold_until:
             return "HoldUntil"
-        waiting = [p for p in job.parent_job_ids if self.jobs.get(p) is None or self.jobs[p].state != JobState.Finished]
+        waiting = [p for p in job.parent_job_ids if not self._finished(p)]
         return f"Dependency ({','.join(map(str, waiting))})" if waiting else ""
+
+    def _finished(self, job_id: int) -> bool:
+        parent = self.find(job_id)
+        return parent is not None and parent.state == JobState.Finished
 
     def _may_start(self, job: Job) -> bool:
         """Its parent jobs have finished, and it is not held (HoldUntil)."""

@@ -16,6 +16,7 @@ from . import __version__, protocol
 from . import operations as ops
 from .config import PROPERTY_DEFAULTS
 from .errors import HpcError, invalid_argument
+from .head.core import ENDED_STATES
 from .headnode import HeadNode
 from .identity import Caller
 from .model import Job, Task, now
@@ -206,7 +207,8 @@ class Requests:
         # Only the asked states are looked at (the head node keeps an index by state), so a query for
         # the few running jobs does not walk every job ever stored.
         states = [s for s in JobState.__members__.values() if s != JobState.All and int(s) & mask]
-        for job in self.head.in_state(*states):
+        active = [s for s in states if s not in ENDED_STATES]
+        for job in self.head.in_state(*active) + self.head.ended_jobs(states):
             if owner_name and job.owner.lower() != owner_name:
                 continue
             if begin is not None and (job.submit_time is None or job.submit_time < begin):

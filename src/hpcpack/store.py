@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE applied_requests (key TEXT PRIMARY KEY, time REAL NOT NULL, reply TEXT NOT NULL);
     CREATE INDEX applied_requests_by_time ON applied_requests(time);
+    """,
+    # 4: ended jobs are not kept in memory; the head node reads them by state when asked.
+    """
+    CREATE INDEX jobs_by_state ON jobs(state);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -201,14 +205,16 @@ class Store:
         with self.transaction():
             self.db.execute("DELETE FROM tasks WHERE job_id=? AND task_id=? AND sub_id>0", (job_id, task_id))
 
-    def load_jobs(self, job_id: int | None = None) -> list[Job]:
-        """Every stored job with its tasks, or only the job `job_id` (none when it is not stored)."""
-        where, values = (" WHERE id = ?", (job_id,)) if job_id is not None else ("", ())
+    def load_jobs(self, job_id: int | None = None, states: Iterable[int] | None = None,
+                  ended_before: float | None = None) -> list[Job]:
+        """Stored jobs with their tasks: all of them, the job `job_id` (none when it is not stored), or
+        those in `states` (the jobs table's state column, indexed), optionally ended before a time."""
+        where, values = self._job_filter(job_id, states, ended_before)
         jobs = {row[0]: Job.from_row(json.loads(row[1])) for row in
-                self.db.execute(f"SELECT id, data FROM jobs{where} ORDER BY id", values)}
+                self.db.execute(f"SELECT id, data FROM jobs WHERE {where} ORDER BY id", values)}
         tasks: dict[tuple[int, int], Task] = {}
-        where = where.replace("id", "job_id")
-        for (data,) in self.db.execute(f"SELECT data FROM tasks{where} ORDER BY job_id, task_id, sub_id", values):
+        for (data,) in self.db.execute(f"SELECT data FROM tasks WHERE job_id IN (SELECT id FROM jobs WHERE {where}) "
+                                       "ORDER BY job_id, task_id, sub_id", values):
             task = Task.from_row(json.loads(data))
             if task.sub_id == 0:
                 tasks[(task.job_id, task.task_id)] = task
@@ -216,6 +222,23 @@ class Store:
             else:
                 tasks[(task.job_id, task.task_id)].instances.append(task)
         return list(jobs.values())
+
+    @staticmethod
+    def _job_filter(job_id: int | None, states: Iterable[int] | None,
+                    ended_before: float | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        values: list[Any] = []
+        if job_id is not None:
+            clauses.append("id = ?")
+            values.append(job_id)
+        if states is not None:
+            wanted = [int(s) for s in states]
+            clauses.append(f"state IN ({','.join('?' * len(wanted))})" if wanted else "0")
+            values += wanted
+        if ended_before is not None:
+            clauses.append("json_extract(data, '$.end_time') < ?")
+            values.append(ended_before)
+        return " AND ".join(clauses) or "1", values
 
     def applied_reply(self, key: str) -> Any:
         """The reply once given to the request `key`, or None."""

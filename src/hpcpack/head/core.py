@@ -61,6 +61,11 @@ class Waiter:
     done: Any
 
 
+ENDED_STATES = (JobState.Finished, JobState.Failed, JobState.Canceled)
+ACTIVE_STATES = tuple(s for s in JobState.__members__.values() if s not in (*ENDED_STATES, JobState.All))
+EVICT_AFTER = 60.0  # seconds an ended job stays in memory
+
+
 class Core:
     def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
         self.state_dir = state_dir
@@ -74,7 +79,7 @@ class Core:
         self.name = socket.gethostname().upper()
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
-        for job in self.store.load_jobs():
+        for job in self.store.load_jobs(states=ACTIVE_STATES):  # ended jobs stay on disk until asked for
             self._add(job)
         self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
         self.popen: dict[int, Popen[bytes]] = {}
@@ -83,6 +88,7 @@ class Core:
         self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
         self._sweep: list[Leftover] = []  # ended tasks whose leftover processes are still to be killed
         self._next_sweep = 0.0
+        self._next_eviction = 0.0
         self._next_cleanup = 0.0
         self._processes: list[executor.ProcessInfo] | None = None  # one /proc scan per step, taken lazily
         self._current: Job | None = None  # the job a loop phase is working on
@@ -126,12 +132,38 @@ class Core:
         return int(value) if value is not None else PROPERTY_DEFAULTS[name]
 
     def job(self, job_id: int) -> Job:
-        """The job, remembered as touched by the current request (see reload)."""
+        """The job, remembered as touched by the current request (see reload); InvalidJobId if none."""
         self.touched.add(job_id)
-        job = self.jobs.get(int(job_id))
+        job = self.find(job_id)
         if job is None:
             raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
         return job
+
+    def find(self, job_id: int) -> Job | None:
+        """The job from memory, or read from the store (an ended job is kept in memory only a while)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            for job in self.store.load_jobs(job_id):
+                self._add(job)
+        return job
+
+    def ended_jobs(self, states: Iterable[JobState]) -> list[Job]:
+        """The ended jobs in `states`, from the store (and memory, where a recent one may be newer)."""
+        wanted = [s for s in states if s in ENDED_STATES]
+        stored = {j.id: j for j in self.store.load_jobs(states=wanted)} if wanted else {}
+        stored.update({j.id: j for j in self.in_state(*wanted)})
+        return list(stored.values())
+
+    def evict_ended_jobs(self) -> None:
+        """Memory holds the jobs that can still change: an ended job leaves it EVICT_AFTER seconds after
+        its end (the store keeps it), so memory does not grow with the history of the cluster."""
+        if now() < self._next_eviction:
+            return
+        self._next_eviction = now() + EVICT_AFTER / 6
+        waited_for = {i for w in self.waiters for i in w.ids}
+        for job in self.in_state(*ENDED_STATES):
+            if (job.end_time or 0) < now() - EVICT_AFTER and job.id not in waited_for:
+                del self.jobs[job.id], self._by_state[job.state][job.id]
 
     def may_read(self, caller: Caller, job: Job) -> bool:
         """Whether the caller may see what can carry secrets (model.PRIVATE_*_FIELDS; about_HPC)."""
