@@ -58,8 +58,9 @@ class Command:
         return next((o for o in (*self.options, SCHEDULER) if o.name == name.lower()), None)
 
 
-SCHEDULER = Option("scheduler", "head node: a local name or unix:/path/to/headnode.sock; default: CCP_SCHEDULER, "
-                   "then the local head node", metavar="name")
+SCHEDULER = Option("scheduler", "head node: a local name, unix:/path/to/headnode.sock, or a remote one (host, "
+                   "host:port, IP address; MUNGE); several, comma-separated, are tried in order; default: "
+                   "CCP_SCHEDULER, then the local head node", metavar="name")
 ON_WINDOWS_ONLY = "it names Windows credentials; tasks run as the job's owner"
 
 
