@@ -58,10 +58,15 @@ class Cluster:
 
     def run(self, user: str, command: list[str], munge: str = "login", extra: tuple[str, ...] = (),
             timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        """`command` as `user` on the login node (its network namespace), with only the given environment."""
-        return subprocess.run(["nsenter", f"--net={self.login_ns}", "--", "runuser", "-u", user, "--", "env", "-i",
-                               *self.env(user, munge), *extra, *command], capture_output=True, text=True,
-                              timeout=timeout, cwd="/tmp")
+        """`command` as `user` on the login node (its network namespace), with only the given environment;
+        at the timeout, the test fails with what the command had written so far."""
+        try:
+            return subprocess.run(["nsenter", f"--net={self.login_ns}", "--", "runuser", "-u", user, "--", "env",
+                                   "-i", *self.env(user, munge), *extra, *command], capture_output=True, text=True,
+                                  timeout=timeout, cwd="/tmp")
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"{command[0]} timed out after {timeout} s\nstdout:\n{e.stdout!r}\n"
+                                 f"stderr:\n{e.stderr!r}") from None
 
     def pwsh(self, user: str, script: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         module = self.root / "login" / "HPC" / "HPC.psd1"
