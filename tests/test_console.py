@@ -18,7 +18,7 @@ from .jobs import job, make_job, wait_state
 from .test_pwsh_interactive import PROMPT, Terminal
 
 Pwsh = Callable[..., PwshResult]
-IGNORES_TERM = "sh -c \"trap '' TERM; sleep 300\""
+IGNORES_TERM = "trap '' TERM; while true; do sleep 0.05; done"  # the task's own shell ignores SIGTERM
 
 
 @pytest.fixture

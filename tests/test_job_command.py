@@ -120,7 +120,7 @@ def test_a_closed_pipe_ends_quietly(head: HeadNodeProcess, client: Client) -> No
 
 def test_ctrl_c_while_a_cancel_waits_says_the_cancel_goes_on(head: HeadNodeProcess, client: Client) -> None:
     client.call("set_property", values={"TaskCancelGracePeriod": 30})
-    job_id = running_job(client, "sh -c \"trap '' TERM; sleep 300\"")
+    job_id = running_job(client, "trap '' TERM; while true; do sleep 0.05; done")
     waiting = subprocess.Popen([sys.executable, "-m", "hpcpack.cli", "cancel", str(job_id)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=head.env())
     wait_state(client, job_id, "Canceling")

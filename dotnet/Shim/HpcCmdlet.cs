@@ -85,8 +85,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             {
                 while (!work.Wait(ProgressInterval))
                 {
-                    var ask = new Hashtable { ["Of"] = _callId, ["__CallId__"] = Guid.NewGuid().ToString("N") };
-                    Dictionary<string, object> report = PythonBridge.Call("Progress", ask).FirstOrDefault();
+                    Dictionary<string, object> report = AskProgress();
                     if (report == null) continue;
                     _waiting = report;
                     if (shown != null && shown.StatusDescription == (string)report["Status"] && shown.CurrentOperation == (string)report["CurrentOperation"]) continue;
@@ -116,6 +115,22 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
 
         private const int WaitActivityId = 1;
+
+        /// <summary>How the running call's wait is going, or null (none yet, or the question failed: progress
+        /// is only shown, so it never fails the cmdlet). A call id of its own, so that it never touches the
+        /// running call's stop request.</summary>
+        private Dictionary<string, object> AskProgress()
+        {
+            try
+            {
+                var ask = new Hashtable { ["Of"] = _callId, ["__CallId__"] = Guid.NewGuid().ToString("N") };
+                return PythonBridge.Call("Progress", ask).FirstOrDefault();
+            }
+            catch (BackendException)
+            {
+                return null;
+            }
+        }
 
         /// <summary>The activity a wait's progress belongs to: a bulk cmdlet's batches (0), or none (-1).</summary>
         protected int BatchActivity { get; set; } = -1;
