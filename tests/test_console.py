@@ -149,7 +149,7 @@ def test_tab_completion_asks_the_head_node(pwsh: Pwsh, client: Client) -> None:
     found = completions(pwsh, "Stop-HpcJob -Id ", "Get-HpcJob ", "Get-HpcTask -JobId 0 -TaskId ", tasks_of_first,
                         "Get-HpcJob -Owner ", "Get-HpcJob -Name al", "New-HpcJob -Project a",
                         "Set-HpcJob -Id 1 -Priority Above", "New-HpcJob -TemplateName ", "New-HpcJob -NodeGroups ",
-                        "New-HpcJob -RequestedNodes NO", "Add-HpcTask -JobId ")
+                        "New-HpcJob -RequestedNodes NO", "Add-HpcTask -JobId ", "Get-HpcJobHistory -JobId ")
     assert found["Stop-HpcJob -Id "][:2] == [[str(second), f"{second} beta (Configuring, {owner})"],
                                               [str(first), f"{first} alpha (Configuring, {owner})"]]
     assert [m[0] for m in found["Get-HpcJob "]][:2] == [str(second), str(first)]  # -Id is its first position
@@ -163,6 +163,7 @@ def test_tab_completion_asks_the_head_node(pwsh: Pwsh, client: Client) -> None:
     assert found["New-HpcJob -NodeGroups "] == [["gpu", "gpu"]]
     assert found["New-HpcJob -RequestedNodes NO"] == [["NODE2", "NODE2"]]
     assert [m[0] for m in found["Add-HpcTask -JobId "]][:2] == [str(second), str(first)]
+    assert [m[0] for m in found["Get-HpcJobHistory -JobId "]][:2] == [str(second), str(first)]
 
 
 def test_tab_completion_without_a_head_node_offers_nothing_and_says_nothing(tmp_path: Any) -> None:

@@ -32,7 +32,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         [Parameter(ParameterSetName = "date", Mandatory = true, Position = 1)] public DateTime StartDate { get; set; }
         [Parameter(ParameterSetName = "date", Mandatory = true, Position = 2)] public DateTime EndDate { get; set; }
-        [Parameter(ParameterSetName = "job", Mandatory = true)] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "job", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcJobHistory", Arguments());
     }
