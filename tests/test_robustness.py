@@ -258,6 +258,8 @@ def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk
         client.close()
     finally:
         head.stop()
+        for pid in _pids_of(b"sleep", b"3021"):  # a failed run leaves nothing behind either
+            os.kill(pid, 9)
 
 
 def _pids_of(*argv: bytes) -> list[int]:
@@ -431,3 +433,50 @@ def test_job_lists_come_in_pages_however_many_jobs_there_are(head: HeadNodeProce
     monkeypatch.setattr(client, "_exchange", lambda request: sent.append(request) or exchange(request))
     assert [j["Id"] for j in client.call("get_jobs", state="All")] == ids
     assert [r["args"].get("after") for r in sent] == [None, 3, 6, 9]
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"ParentJobIds": [10**20]}, "ParentJobIds"),
+    ({"Priority": 10**30}, "Priority"),
+])
+def test_numbers_beyond_int32_are_refused_and_scheduling_goes_on(client: Client, spec: dict[str, Any],
+                                                                 field: str) -> None:
+    with pytest.raises(HpcError) as refused:
+        client.call("new_job", spec=spec)
+    assert field in refused.value.message
+    job_id = client.call("new_job", spec={})["Id"]
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "true"})
+    client.call("submit_jobs", ids=[job_id])
+    assert ended(client, job_id)["State"] == "Finished"
+
+
+def test_a_sweep_larger_than_the_head_node_takes_is_refused_at_once(head: HeadNodeProcess, client: Client) -> None:
+    job_id = client.call("new_job", spec={})["Id"]
+    with pytest.raises(HpcError) as refused:
+        client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep",
+                                                     "Start": 1, "End": 200_000})
+    assert refused.value.error_id == "ArgumentOutOfRange" and "10,000" in refused.value.message
+    assert tasks_of(client, job_id) == [] and answers(head)
+
+
+def test_a_request_id_is_bound_to_its_operation(head: HeadNodeProcess, client: Client) -> None:
+    made = raw(head, {"op": "new_job", "args": {"spec": {"Name": "a"}}, "request_id": "same1"})
+    other = raw(head, {"op": "set_job", "args": {"id": made["result"]["Id"], "spec": {"Name": "b"}},
+                       "request_id": "same1"})
+    assert other["ok"] and other["result"]["Name"] == "b"  # applied, not the new_job's stored reply
+
+
+def test_half_sent_and_deeply_nested_frames_are_refused(head: HeadNodeProcess) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(head.socket))
+        sock.sendall(protocol.HEADER.pack(protocol.MAX_REQUEST + 1))
+        reply = protocol.receive(sock)
+    assert reply["error"]["error_id"] == "ProtocolError"
+    deep = raw(head, {"op": "new_job", "args": {"spec": {"x": [[[[[[[[[[1]]]]]]]]]]}}})
+    assert deep["error"]["error_id"] == "InvalidArgument"
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(head.socket))
+        sock.sendall(protocol.HEADER.pack(len(nested)) + nested)
+        assert protocol.receive(sock)["error"]["error_id"] == "ProtocolError"
+    assert answers(head)

@@ -237,8 +237,8 @@ def test_state_files_are_readable_by_the_head_node_only(head: HeadNodeProcess, c
         if path == head.socket:
             continue
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
-        if path.suffix == ".out":
-            assert path.stat().st_uid == alice.pw_uid  # the owner's output, kept where only root can reach
+        if path.suffix == ".out":  # root's: a file the user owned could carry a lease that blocks the head node
+            assert path.stat().st_uid == 0 and alice.pw_uid != 0
     peek = as_user("hpcbob", head, f"import os\nprint(os.listdir({str(head.state_dir)!r}))")
     assert peek.returncode != 0 and "PermissionError" in peek.stderr
     read = as_user("hpcbob", head, f"open({str(head.state_dir / 'headnode.db')!r}).read()")
@@ -321,3 +321,63 @@ def test_requests_of_the_wrong_type_are_refused_and_change_nothing(head: HeadNod
     assert (after["State"], after["Name"], after["EnvironmentVariables"]) == ("Configuring", "target", {})
     assert [t["CommandLine"] for t in client.call("get_tasks", job_id=1)] == ["sleep 300"]
     assert [j["Id"] for j in client.call("get_jobs", state="All")] == [1]
+
+
+LEASE = """
+import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+try:
+    fcntl.fcntl(1, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    print("lease taken", flush=True)
+except OSError as e:
+    print("lease refused:", e.strerror, flush=True)
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/bin/sleep", ["sleep", "3041"])  # keeps the output file open past the task's end
+"""
+
+
+def test_a_task_cannot_make_the_head_node_wait_on_its_files(head: HeadNodeProcess, client: Client,
+                                                            users: dict[str, pwd.struct_passwd], evil: Path) -> None:
+    """A write lease on the task's own output would make the head node (root) block for the kernel's
+    lease-break time when it reads the output: the output is root's, so no lease can be taken."""
+    script = evil / "lease.py"
+    script.write_text(LEASE)
+    job_id = job_as("hpcalice", head, {}, [{"CommandLine": f"python3 {script}"}])
+    assert ended(client, job_id, 20)["State"] == "Finished"
+    assert "lease refused" in tasks_of(client, job_id)[0]["Output"]
+    assert call_as("hpcbob", head, "ping")["name"]  # and the head node answers everyone
+
+
+def test_one_users_escaped_process_is_not_killed_when_another_users_task_ends(
+        head: HeadNodeProcess, client: Client, users: dict[str, pwd.struct_passwd]) -> None:
+    bobs = job_as("hpcbob", head, {}, [{"CommandLine": "(setsid /bin/sleep 3042 &); sleep 600"}])
+    escaped = wait_until(lambda: _pids_of_sleep(b"3042"))
+    alices = job_as("hpcalice", head, {}, [{"CommandLine": "true"}])
+    assert ended(client, alices)["State"] == "Finished"
+    wait_until(lambda: client.call("get_jobs", ids=[bobs])[0]["State"] == "Running")
+    assert _pids_of_sleep(b"3042") == escaped  # bob's, alive: alice's task ending touched nothing of his
+    client.call("cancel_jobs", ids=[bobs], force=True)
+    assert ended(client, bobs)["State"] == "Canceled" and _pids_of_sleep(b"3042") == []
+
+
+def _pids_of_sleep(argument: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[:2] == [b"/bin/sleep", argument]:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return sorted(found)
+
+
+def test_a_failed_tasks_private_paths_stay_private(head: HeadNodeProcess, client: Client,
+                                                   users: dict[str, pwd.struct_passwd]) -> None:
+    job_id = job_as("hpcalice", head, {"FailOnTaskFailure": True},
+                    [{"CommandLine": "true", "Stdout": "/nonexistent/TOKEN=s3cr3t/out"}])
+    assert ended(client, job_id)["State"] == "Failed"
+    assert "s3cr3t" in tasks_of(client, job_id)[0]["ErrorMessage"]  # the owner's (and root's) to see
+    assert "s3cr3t" not in call_as("hpcbob", head, "get_tasks", job_id=job_id)[0]["ErrorMessage"]
+    assert "s3cr3t" not in call_as("hpcbob", head, "get_jobs", ids=[job_id])[0]["ErrorMessage"]

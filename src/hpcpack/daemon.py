@@ -34,6 +34,7 @@ from .requests import Requests
 log = logging.getLogger("hpcpack.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
+REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 
 
@@ -147,8 +148,10 @@ class Daemon:
             while True:
                 try:
                     header = await reader.readexactly(protocol.HEADER.size)
-                    body = await reader.readexactly(protocol.frame_length(header))
-                except (asyncio.IncompleteReadError, ConnectionError):
+                    # A request is small and arrives at once: a half-sent one must not hold memory.
+                    size = protocol.frame_length(header, protocol.MAX_REQUEST)
+                    body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
+                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return
                 writer.write(protocol.encode(await self._answer(caller, body)))
                 await writer.drain()

@@ -14,6 +14,7 @@ import errno
 import marshal
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT_KEPT = 4096
+ENVIRON_READ = 4096  # bytes of a process's environment read when looking for task markers
 JOB_MARKER = "HPCPACK_JOB"
 TASK_MARKER = "HPCPACK_TASK"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -104,7 +106,8 @@ class Launchers:
 
 
 def _instructions(spec: RunSpec, cgroup: Path | None) -> dict[str, Any]:
-    env = {**spec.env, JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
+    markers = {JOB_MARKER: spec.job_marker, TASK_MARKER: spec.task_marker}
+    env = {**markers, **{k: v for k, v in spec.env.items() if k not in markers}}  # markers first: see snapshot
     return {"uid": spec.uid, "gid": spec.gid, "groups": spec.groups, "cgroup": str(cgroup or ""),
             "exit_path": str(spec.exit_path), "output_path": str(spec.output_path), "cwd": spec.cwd,
             "cwd_required": spec.cwd_required, "command": spec.command, "env": env,
@@ -196,20 +199,28 @@ def _cgroup_base(name: str) -> Path | None:
 
 
 def read_output(path: Path) -> str:
+    """The first OUTPUT_KEPT bytes of a task's output; never blocks (O_NONBLOCK: a lease or a FIFO
+    there is someone's trick, and the head node does not wait for it)."""
+    return _read_private(path, OUTPUT_KEPT).decode(errors="replace")
+
+
+def _read_private(path: Path, size: int) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read(OUTPUT_KEPT).decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return ""
+        return b""
+    try:
+        return os.read(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def read_result(path: Path) -> tuple[int | None, str]:
     """What the launcher wrote: (exit code, "") or (None, why the task could not start);
     (None, "") when it wrote nothing (it was killed, or never ran)."""
-    try:
-        text = path.read_text(errors="replace").strip()
-    except OSError:
-        return None, ""
+    text = _read_private(path, 65536).decode(errors="replace").strip()
     if text.startswith("error: "):
         return None, text.removeprefix("error: ")
     return (int(text), "") if text.lstrip("-").isdigit() else (None, "")
@@ -278,7 +289,7 @@ def _process(pid: int) -> ProcessInfo | None:
     uid = int(status[at + 5:].split()[0]) if at >= 0 else -1
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = f.read()
+            environ = f.read(ENVIRON_READ)  # the markers come first; a huge environment costs nothing
     except OSError:
         environ = b""
     return ProcessInfo(pid, int(rest[1]), int(rest[3]), uid, _BOOT + int(rest[19]) / _CLOCK_TICKS,

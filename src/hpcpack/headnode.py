@@ -34,6 +34,7 @@ class HeadNode(Recovery):
         jobspec.apply_job_properties(job, spec)
         for task_spec in tasks:
             job.tasks += jobspec.build_tasks(job, task_spec, max([0, *(t.task_id for t in job.tasks)]) + 1)
+            jobspec.check_size(job.tasks)
         return self._create(caller, job)
 
     def _create(self, caller: Caller, job: Job, details: str = "") -> Job:
@@ -76,6 +77,7 @@ class HeadNode(Recovery):
         jobspec.allowed_to_add(job)
         first = max([0, *(t.task_id for t in job.tasks)]) + 1
         tasks = jobspec.build_tasks(job, spec, first)
+        jobspec.check_size(job.tasks + tasks)
         submitted = job.state not in (JobState.Configuring,)
         problem = submitted and jobspec.dependency_problem(job.tasks + tasks)
         if problem:  # a submitted job's tasks must be able to run; a Configuring job is checked at submit
@@ -257,7 +259,7 @@ class HeadNode(Recovery):
             job.pending_reason = self._hold_reason(job) or "Resources"
         if not any(cores > 0 for cores in free.values()):
             return  # nothing can start, however long the queue
-        queued = [j for j in self.in_state(JobState.Queued) if self._may_start(j)]
+        queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)]
         idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
         demands = []
         for job in queued:

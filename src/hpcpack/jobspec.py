@@ -8,6 +8,7 @@ from typing import Any
 from .errors import HpcError, invalid_argument
 from .model import TASK_TYPES, Job, Task
 from .params import (
+    MAX_JOB_UNITS,
     MAX_NAME,
     check_length,
     parse_env,
@@ -39,7 +40,11 @@ def _bool(value: Any, what: str) -> bool:
     raise invalid_argument(f"{what} must be $true or $false, not '{value}'.", what)
 
 
-def _int(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+INT32_MAX = 2**31 - 1
+
+
+def _int(value: Any, what: str, low: int | None = None, high: int | None = INT32_MAX) -> int:
+    """A whole number within [low, high] (HPC Pack's numbers are Int32 unless said otherwise)."""
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -258,6 +263,14 @@ def allowed_to_add(job: Job) -> None:
     """Tasks join a job that has not ended or begun to end (HPC Pack refuses the others)."""
     if job.state in (JobState.Finished, JobState.Finishing, JobState.Canceling, JobState.Canceled, JobState.Failed):
         raise HpcError("InvalidOperation", f"Tasks cannot be added to job {job.id}: it is {job.state.name}.", job.id)
+
+
+def check_size(tasks: list[Task]) -> None:
+    """ArgumentOutOfRange when a job would hold more than params.MAX_JOB_UNITS tasks and sweep steps."""
+    units = sum(1 + len(t.instances) for t in tasks)
+    if units > MAX_JOB_UNITS:
+        raise HpcError("ArgumentOutOfRange", f"A job may hold {MAX_JOB_UNITS:,} tasks and sweep steps on this head "
+                       f"node; this one would hold {units:,}.", "CommandLine")
 
 
 def dependency_problem(tasks: list[Task]) -> str:

@@ -32,6 +32,7 @@ import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
 _SIGKILL = 9
+_EXIT_ROOM = 64  # bytes reserved in the exit file
 _STOPS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 
@@ -45,31 +46,39 @@ def main() -> int:
     # The head node started us with these signals blocked, so that a cancel in the first milliseconds
     # could not kill the wrapper before it had its handlers; one that came meanwhile arrives now.
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _STOPS)
+    _become_subreaper()  # escapes stay below the wrapper, never re-parented to the head node
     spec_path = _read_line(0)
     if not spec_path:
         return 0  # the head node stopped without needing us
     with open(spec_path, "rb") as f:
         spec = marshal.load(f)
     os.unlink(spec_path)
-    exit_fd = _private_file(spec["exit_path"], os.O_TRUNC, spec)
-    output = _private_file(spec["output_path"], os.O_APPEND, spec)
+    exit_fd = _private_file(spec["exit_path"], os.O_TRUNC)
+    os.write(exit_fd, b" " * _EXIT_ROOM)  # room for the exit code now, so a full disk later cannot lose it
+    output = _private_file(spec["output_path"], os.O_APPEND)
     for target in (1, 2):
         os.dup2(output, target)  # what the task prints, unless it redirects it itself
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     try:
         if spec["cgroup"]:
             _join_cgroup(spec["cgroup"])
-        else:
-            _become_subreaper()  # without a cgroup, this is what keeps escapes below the wrapper
         _become(spec["uid"], spec["gid"], spec["groups"])
         program = _start(spec)
     except StartError as e:
-        os.write(exit_fd, f"error: {e}\n".encode(errors="replace"))
+        _record(exit_fd, f"error: {e}")
         return 126
     code = _wait_for(program)
-    os.write(exit_fd, f"{code}\n".encode())
+    _record(exit_fd, str(code))
     _kill_leftovers()
     return 0
+
+
+def _record(fd: int, text: str) -> None:
+    """The exit file's one line, written over the room taken at the start."""
+    try:  # noqa: SIM105 (contextlib would cost an import per task)
+        os.pwrite(fd, f"{text}\n".encode(errors="replace").ljust(_EXIT_ROOM), 0)
+    except OSError:
+        pass  # nothing more can be done here; the head node takes the wrapper's own status
 
 
 def _read_line(fd: int) -> str:
@@ -82,12 +91,10 @@ def _read_line(fd: int) -> str:
     return data.decode().strip()
 
 
-def _private_file(path: str, mode: int, spec: dict[str, object]) -> int:
-    """A file of the head node's private folder, never through a link; output belongs to the owner."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | mode, 0o600)
-    if mode == os.O_APPEND and os.geteuid() == 0:
-        os.fchown(fd, int(spec["uid"]), int(spec["gid"]))  # type: ignore[call-overload]
-    return fd
+def _private_file(path: str, mode: int) -> int:
+    """A file of the head node's private folder, never through a link. It stays root's: a file the
+    user owned could take a lease that makes the head node block when it reads it."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | mode, 0o600)
 
 
 def _ignore(signum: int, frame: object) -> None:
@@ -95,7 +102,7 @@ def _ignore(signum: int, frame: object) -> None:
 
 
 def _become_subreaper() -> None:
-    import ctypes  # only here: 10+ ms, and with a cgroup the subreaper is not needed
+    import ctypes  # here, while the launcher waits for a task: 10+ ms that no task waits for
 
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 

@@ -197,7 +197,7 @@ class Task:
 # secrets is for the job's owner and administrators only, and others see these fields empty.
 PRIVATE_JOB_FIELDS = ("EnvironmentVariables", "Extra")
 PRIVATE_TASK_FIELDS = ("CommandLine", "Output", "EnvironmentVariables", "WorkDirectory", "StdInFilePath",
-                       "StdOutFilePath", "StdErrFilePath")
+                       "StdOutFilePath", "StdErrFilePath", "ErrorMessage")
 
 
 @dataclass

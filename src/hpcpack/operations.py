@@ -36,7 +36,8 @@ Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
 SubId = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
 States = Text | Annotated[list[Text], Field(max_length=64)]
-When = Text | StrictInt | StrictFloat
+When = Text | Annotated[StrictInt, Field(ge=0, le=2**40)] | Annotated[StrictFloat, Field(ge=0, le=2**40,
+                                                                                 allow_inf_nan=False)]
 
 
 def _check_value(value: Any, where: str, depth: int = 0) -> Any:
@@ -88,7 +89,7 @@ class NewJob(Request):
     """A new job; with `tasks` (a job file), the job and all its tasks in one step, or nothing."""
 
     spec: Spec = {}
-    tasks: Annotated[list[Spec], Field(max_length=10_000)] = []
+    tasks: Annotated[list[Spec], Field(max_length=1_000)] = []
 
 
 class CopyJob(Request):

@@ -15,7 +15,8 @@ from typing import Any
 from .errors import HpcError
 
 HEADER = struct.Struct("!I")
-MAX_FRAME = 64 * 1024 * 1024
+MAX_FRAME = 64 * 1024 * 1024  # a reply
+MAX_REQUEST = 4 * 1024 * 1024  # a request (the head node reads no more)
 PROTOCOL_VERSION = 2  # 2: typed requests, "hello" on connect, request ids
 MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 # Operations that change nothing: a client may send them again after a lost connection. The others
@@ -34,17 +35,17 @@ def encode(message: dict[str, Any]) -> bytes:
 def decode(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body)
-    except ValueError as e:
-        raise HpcError("ProtocolError", f"malformed message: {e}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        raise HpcError("ProtocolError", f"malformed message: {e!r}") from None
     if not isinstance(message, dict):
         raise HpcError("ProtocolError", "a message must be a JSON object")
     return message
 
 
-def frame_length(header: bytes) -> int:
+def frame_length(header: bytes, limit: int = MAX_FRAME) -> int:
     (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise HpcError("ProtocolError", f"a frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+    if length > limit:
+        raise HpcError("ProtocolError", f"a frame of {length} bytes exceeds the {limit}-byte limit")
     return int(length)
 
 

@@ -39,12 +39,20 @@ def _time(value: str | int | float | None, what: str) -> float | None:
         raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
 
 
+def _compact(result: Any) -> Any:
+    """A bulk reply as kept for a resend: each job's id and error, not its whole record (a resend of a
+    10,000-job request must not store megabytes)."""
+    if isinstance(result, list):
+        return [{k: v for k, v in item.items() if k != "job"} if isinstance(item, dict) else item for item in result]
+    return result
+
+
 def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
     if op in protocol.READ_ONLY or request_id is None:
         return None
     if not isinstance(request_id, str) or not (0 < len(request_id) <= 64) or not request_id.isalnum():
         raise invalid_argument("request_id must be 1 to 64 letters and digits.", "request_id")
-    return f"{caller.uid}:{request_id}"
+    return f"{caller.uid}:{op}:{request_id}"
 
 
 def _finish(state: str | None) -> bool:
@@ -76,7 +84,7 @@ class Requests:
         if asyncio.iscoroutinefunction(handler):
             result = await handler(caller, params)
             if key is not None:
-                self.head.store.record_reply(key, now(), result)
+                self.head.store.record_reply(key, now(), _compact(result))
             return result
         with self.head.batch():
             result = handler(caller, params)

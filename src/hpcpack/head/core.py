@@ -142,7 +142,7 @@ class Core:
     def find(self, job_id: int) -> Job | None:
         """The job from memory, or read from the store (an ended job is kept in memory only a while)."""
         job = self.jobs.get(job_id)
-        if job is None:
+        if job is None and 0 < job_id < 2**63:  # (SQLite's integers)
             for job in self.store.load_jobs(job_id):
                 self._add(job)
         return job

@@ -108,8 +108,13 @@ class Processes(Core):
             return
         units, self._sweep = self._sweep, []
         self._next_sweep = now() + SWEEP_INTERVAL
-        pids = [pid for left in units for pid in self._token_processes(left.job, left.token, left.since)]
-        executor.signal_all(pids + [p.pid for p in self._orphans()], signal.SIGKILL)
+        orphans = {p.pid for p in self._orphans()}
+        pids: set[int] = set()
+        for left in units:
+            pids.update(self._token_processes(left.job, left.token, left.since))
+            # An orphan is this run's only if it is its owner's and started after it: never another user's.
+            pids.update(p.pid for p in self._owned(left.job, left.since) if p.pid in orphans)
+        executor.signal_all(sorted(pids), signal.SIGKILL)
         for left in units:
             self.cgroups.kill(left.token)
             self.cgroups.remove(left.token)

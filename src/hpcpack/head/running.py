@@ -190,7 +190,9 @@ class Running(Cancels):
         """A failed task fails its running job when the job or task asks for it, or it prepared a node."""
         if unit.state == TaskState.Failed and job.state == JobState.Running and (
                 job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
-            self._fail_job(job, f"Task {unit.key} failed: {unit.error_message}")
+            # The job's message is public and the task's may name private paths: only what is safe here.
+            how = f"with exit code {unit.exit_code}" if unit.exit_code is not None else "to start"
+            self._fail_job(job, f"Task {unit.key} failed {how}; its error message says more.")
 
     def _retry(self, job: Job, unit: Task) -> bool:
         """TaskExecutionFailureRetryLimit: a failed, rerunnable task of a running job runs again."""
