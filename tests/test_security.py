@@ -283,7 +283,7 @@ def test_a_strangers_process_with_a_reused_pid_is_never_signalled(head: HeadNode
                                                                                       "long": "Running"})
     ended_pid = _task_pid(head.state_dir, job_id, 1)
     wait_until(lambda: not Path(f"/proc/{ended_pid}").exists())
-    stranger = wait_until(lambda: _stranger_with_pid(ended_pid, users["hpcbob"]), 10)
+    stranger = wait_until(lambda: _stranger_with_pid(ended_pid, users["hpcbob"]), 60)  # retried while others take it
     try:
         wait_until(lambda: os.getsid(stranger) == ended_pid)  # what a session-based search would take for the task's
         assert "error" not in client.call("cancel_jobs", ids=[job_id], force=True)[0]
