@@ -128,3 +128,24 @@ def test_node_prep_and_release_tasks_show_their_exit_codes(client: Client) -> No
     wait_state(client, job_id, "Finished")
     shown: dict[str, Any] = {t["Type"]: t for t in client.call("get_tasks", job_id=job_id)}
     assert shown["NodePrep"]["State"] == "Finished" and shown["NodePrep"]["ExitCode"] == 0
+
+
+@pytest.mark.parametrize("route", ["task cancel", "HpcTask.Cancel()"])
+def test_every_route_of_a_task_cancel_grants_the_grace_period(client: Client, folder: Path, head: Any,
+                                                              route: str) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import run_pwsh
+    log = folder / "log"
+    job_id = make_job(client, CLEANUP.format(log=log), "sleep 300")
+    wait_until(lambda: _ready(log))
+    if route == "task cancel":
+        done = subprocess.run([sys.executable, "-m", "hpcpack.cli.task", "cancel", f"{job_id}.1",
+                               f"/scheduler:unix:{head.socket}"], capture_output=True, text=True, timeout=60)
+    else:
+        done = run_pwsh(f"(Get-HpcTask -JobId {job_id} -TaskId 1).Cancel()", env=head.env())
+    assert done.returncode == 0, done.stderr
+    wait_task_state(client, job_id, f"{job_id}.1", "Failed", "Canceled")
+    assert log.read_text().split() == ["ready", "cleaning", "cleaned"], (route, log.read_text())
+    cancel(client, job_id, force=True)
