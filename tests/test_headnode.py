@@ -157,3 +157,25 @@ def test_ended_jobs_leave_memory_but_not_the_store(head: HeadNode, tmp_path: Pat
         assert again.jobs == {} and again.job(job.id).tasks[0].state == TaskState.Finished
     finally:
         again.close()
+
+
+def test_a_sweeps_steps_are_created_as_they_come_near_and_all_run(head: HeadNode,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpcpack import jobspec
+    from hpcpack.head import running
+    monkeypatch.setattr(jobspec, "SWEEP_WINDOW", 4)
+    monkeypatch.setattr(running, "SWEEP_WINDOW", 4)
+    job = head.new_job(ROOT_CALLER, {})
+    [sweep] = head.add_task(ROOT_CALLER, job.id, {"CommandLine": "echo step *", "Type": "ParametricSweep",
+                                                   "Start": 3, "End": 60, "Increment": 3})
+    assert (sweep.steps, len(sweep.instances), sweep.pending_steps) == (20, 4, 16)
+    head.submit_job(ROOT_CALLER, job.id)
+    most = 0
+    def done() -> bool:
+        nonlocal most
+        most = max(most, sum(1 for u in sweep.instances if u.state not in (TaskState.Finished,)))
+        return job.state == JobState.Finished
+    run_until(head, done, 60)
+    assert [u.output.strip() for u in sweep.instances] == [f"step {3 * n}" for n in range(1, 21)]
+    assert sweep.shown_state == TaskState.Finished and most <= 4 + 4
+    assert len(head.store.load_jobs(job.id)[0].tasks[0].instances) == 20  # every step stored as it came

@@ -108,12 +108,12 @@ def test_ranges_runtime_and_environment() -> None:
 
 
 def test_sweeps_count_and_substitute_like_hpc_pack() -> None:
-    assert len(params.sweep_values(10, 100, 2)) == 46
+    assert params.sweep_count(10, 100, 2) == 46
     assert params.substitute_sweep("echo * *** ^*", 7) == "echo 7 007 *"
     with pytest.raises(HpcError):
-        params.sweep_values(5, 1, 1)
+        params.sweep_count(5, 1, 1)
     with pytest.raises(HpcError):
-        params.sweep_values(1, 2_000_000, 1)
+        params.sweep_count(1, 2_000_000, 1)
 
 
 def test_allocation_by_priority_then_queue_order_and_no_overtaking() -> None:

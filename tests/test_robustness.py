@@ -450,13 +450,25 @@ def test_numbers_beyond_int32_are_refused_and_scheduling_goes_on(client: Client,
     assert ended(client, job_id)["State"] == "Finished"
 
 
-def test_a_sweep_larger_than_the_head_node_takes_is_refused_at_once(head: HeadNodeProcess, client: Client) -> None:
+def test_a_million_step_sweep_costs_a_window_of_steps_and_more_is_refused(head: HeadNodeProcess,
+                                                                           client: Client) -> None:
     job_id = client.call("new_job", spec={})["Id"]
     with pytest.raises(HpcError) as refused:
         client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep",
-                                                     "Start": 1, "End": 200_000})
-    assert refused.value.error_id == "ArgumentOutOfRange" and "10,000" in refused.value.message
-    assert tasks_of(client, job_id) == [] and answers(head)
+                                                     "Start": 1, "End": 1_000_001})
+    assert refused.value.error_id == "ArgumentOutOfRange" and "1,000,000" in refused.value.message
+    client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep",
+                                                 "Start": 1, "End": 1_000_000})
+    assert len(tasks_of(client, job_id)) == 1_000  # the first window; the rest come as steps end
+    assert client.call("get_jobs", ids=[job_id])[0]["TaskCount"] == 1_000_000 and answers(head)
+    client.call("submit_jobs", ids=[job_id])
+    wait_until(lambda: client.call("get_jobs", ids=[job_id])[0]["State"] == "Running")
+    client.call("cancel_jobs", ids=[job_id], force=True)
+    job = ended(client, job_id)
+    assert job["State"] == "Canceled" and job["CanceledTaskCount"] + job["FinishedTaskCount"] + job[
+        "FailedTaskCount"] == 1_000_000
+    [sweep] = client.call("get_tasks", job_id=job_id, expand=False)
+    assert sweep["State"] == "Canceled"
 
 
 def test_a_request_id_is_bound_to_its_operation(head: HeadNodeProcess, client: Client) -> None:

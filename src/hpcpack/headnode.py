@@ -68,6 +68,7 @@ class HeadNode(Recovery):
                 unit.exit_code, unit.error_message, unit.error_code, unit.output = None, "", 0, ""
                 unit.start_time = unit.end_time = unit.submit_time = None
                 unit.pid, unit.node, unit.token, unit.requeue_count = 0, "", "", 0
+                unit.rest_canceled = False
             job.tasks.append(copy)
         return self._create(caller, job, f"copied from job {source.id}")
 
@@ -150,9 +151,9 @@ class HeadNode(Recovery):
         self.begin()
         for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
                       self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
-                      self.evict_ended_jobs,
-                      self.complete_finished_jobs, self.advance_ending_jobs, self.validate_submitted_jobs,
-                      self.allocate_queued_jobs, self.start_ready_units):
+                      self.evict_ended_jobs, self.expand_sweeps, self.complete_finished_jobs,
+                      self.advance_ending_jobs, self.validate_submitted_jobs, self.allocate_queued_jobs,
+                      self.start_ready_units):
             self._current = None
             try:
                 phase()

@@ -10,13 +10,14 @@ from .model import TASK_TYPES, Job, Task
 from .params import (
     MAX_JOB_UNITS,
     MAX_NAME,
+    SWEEP_WINDOW,
     check_length,
     parse_env,
     parse_priority,
     parse_range,
     parse_runtime,
     substitute_sweep,
-    sweep_values,
+    sweep_count,
 )
 from .states import JobState
 
@@ -209,9 +210,19 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         end = _int(spec.get("End", start), "End")
         increment = _int(spec.get("Increment", 1), "Increment")
         task.start_value, task.end_value, task.increment_value = start, end, increment
-        task.instances = [_instance(task, n + 1, substitute_sweep(task.command, value), value)
-                          for n, value in enumerate(sweep_values(start, end, increment))]
+        task.steps = sweep_count(start, end, increment)
+        task.instances = more_steps(task, SWEEP_WINDOW)
     return [task]
+
+
+def more_steps(sweep: Task, most: int) -> list[Task]:
+    """The sweep's next steps, at most `most` of them: a sweep's steps are created as they come near,
+    so that a million-step sweep costs a window of them, not a million."""
+    first = len(sweep.instances) + 1
+    last = min(sweep.pending_steps, most) + first - 1
+    values = (sweep.start_value + (n - 1) * sweep.increment_value for n in range(first, last + 1))
+    return [_instance(sweep, n, substitute_sweep(sweep.command, value), value)
+            for n, value in zip(range(first, last + 1), values, strict=True)]
 
 
 def _task_type(spec: dict[str, Any]) -> str:

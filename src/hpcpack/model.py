@@ -106,7 +106,14 @@ class Task:
     output: str = ""
     fail_job_on_failure: bool = False
     requeue_when_stopped: bool = False  # a running task asked to requeue: queued again once it has stopped
+    steps: int = 0  # a sweep's steps in all; those not created yet are pending (see pending_steps)
+    rest_canceled: bool = False  # a sweep's pending steps were canceled (with its job, or the sweep)
     instances: list[Task] = field(default_factory=list, repr=False)
+
+    @property
+    def pending_steps(self) -> int:
+        """Steps of a sweep not created yet (they are Queued, or Canceled with rest_canceled)."""
+        return max(0, self.steps - len(self.instances)) if self.parametric and not self.sub_id else 0
 
     @property
     def parametric(self) -> bool:
@@ -126,6 +133,8 @@ class Task:
         if not (self.parametric or self.is_node_task) or self.sub_id or not self.instances:
             return self.state
         states = [i.state for i in self.instances]
+        if self.pending_steps:
+            states.append(TaskState.Canceled if self.rest_canceled else TaskState.Queued)
         for candidate in (TaskState.Running, TaskState.Canceling, TaskState.Queued):
             if candidate in states:
                 return candidate
@@ -133,7 +142,7 @@ class Task:
             # HPC Pack: a cancelled sweep is Canceled (its steps stopped while running show Failed).
             if any(i.state == TaskState.Failed and i.error_code not in STOPPED_BY_CANCEL for i in self.instances):
                 return TaskState.Failed
-            stopped = any(i.state == TaskState.Canceled or i.error_code in STOPPED_BY_CANCEL for i in self.instances)
+            stopped = TaskState.Canceled in states or any(i.error_code in STOPPED_BY_CANCEL for i in self.instances)
             return TaskState.Canceled if stopped else TaskState.Finished
         return self.state
 
@@ -315,9 +324,11 @@ class Job:
         """HPC Pack's job counters (ISchedulerJobCounters): a sweep counts as its subtasks."""
         units = [u for u in self.units() if not u.is_node_task]
         shown = [u.state for u in units]
-        return {"TaskCount": len(units), "RunningTaskCount": shown.count(TaskState.Running),
+        pending = sum(t.pending_steps for t in self.tasks)
+        canceled = sum(t.pending_steps for t in self.tasks if t.rest_canceled)
+        return {"TaskCount": len(units) + pending, "RunningTaskCount": shown.count(TaskState.Running),
                 "FinishedTaskCount": shown.count(TaskState.Finished), "FailedTaskCount": shown.count(TaskState.Failed),
-                "CanceledTaskCount": shown.count(TaskState.Canceled)}
+                "CanceledTaskCount": shown.count(TaskState.Canceled) + canceled}
 
     def _unit_counts(self) -> dict[str, int]:
         """MinCores/MaxCores, MinSockets/MaxSockets, MinNodes/MaxNodes: set for the job's unit type."""
@@ -331,4 +342,5 @@ class Job:
         if not units:
             return 100 if self.state == JobState.Finished else 0
         done = sum(1 for u in units if u.state in TASK_TERMINAL)
-        return done * 100 // len(units)
+        done += sum(t.pending_steps for t in self.tasks if t.rest_canceled)
+        return done * 100 // (len(units) + sum(t.pending_steps for t in self.tasks))

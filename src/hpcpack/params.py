@@ -118,23 +118,22 @@ def check_length(value: str | None, limit: int, what: str) -> str | None:
     return value
 
 
-# Steps of one sweep. HPC Pack allows 1,000,000; this head node creates every step up front (about 2 KB
-# and 0.25 ms each), so a larger bound would let one request hold the head node for seconds.
-MAX_SWEEP_STEPS = 10_000
-MAX_JOB_UNITS = 50_000  # tasks and steps of one job, for the same reason
+MAX_SWEEP_STEPS = 1_000_000  # HPC Pack's limit; steps are created as they come near (SWEEP_WINDOW)
+SWEEP_WINDOW = 1_000  # a sweep's steps that exist at once beyond those that ended
+MAX_JOB_UNITS = 50_000  # tasks and existing steps of one job: one request cannot hold the head node long
 
 
-def sweep_values(start: int, end: int, increment: int) -> list[int]:
+def sweep_count(start: int, end: int, increment: int) -> int:
+    """How many steps Start..End by Increment has; refuses what HPC Pack refuses."""
     if increment <= 0:
         raise invalid_argument("Increment must be a positive number.", "Increment")
     if end < start:
         raise invalid_argument(f"End ({end}) must not be less than Start ({start}).", "End")
     count = (end - start) // increment + 1
     if count > MAX_SWEEP_STEPS:
-        raise HpcError("ArgumentOutOfRange", f"A sweep of {count} steps exceeds this head node's limit of "
-                       f"{MAX_SWEEP_STEPS:,}: it creates every step when the task is added (HPC Pack allows "
-                       "1,000,000). Split the sweep into several tasks or jobs.", "End")
-    return list(range(start, end + 1, increment))
+        raise HpcError("ArgumentOutOfRange", f"A sweep of {count:,} steps exceeds the {MAX_SWEEP_STEPS:,} limit.",
+                       "End")
+    return count
 
 
 _STARS = re.compile(r"\^\*|\*+")

@@ -115,7 +115,15 @@ class Cancels(Processes):
                 unit.error_message = "The job to which the task belongs was canceled."
                 unit.end_time = now()
                 changed.append(unit)
-        return changed
+        return changed + self._cancel_pending_steps(job.tasks)
+
+    @staticmethod
+    def _cancel_pending_steps(tasks: list[Task]) -> list[Task]:
+        """A sweep's steps not created yet are canceled with it: they will never be created."""
+        sweeps = [t for t in tasks if t.pending_steps and not t.rest_canceled]
+        for sweep in sweeps:
+            sweep.rest_canceled = True
+        return sweeps
 
     def _stop_running_units(self, job: Job, force: bool) -> list[Task]:
         """SIGTERM (or SIGKILL with force) to every running unit; the grace clock starts now."""
@@ -146,10 +154,12 @@ class Cancels(Processes):
         self.check_cancel_request(message, force, False)
         task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
-        if all(u.state in TASK_TERMINAL for u in units):
+        if task.shown_state in TASK_TERMINAL:
             raise HpcError("InvalidCancelTaskState", f"You cannot cancel task {task.key} in its current state "
                            f"({task.shown_state.name}).", task.key)
-        changed = []
+        changed = self._cancel_pending_steps([task])
+        if changed:
+            task.error_code = CANCELED_BY_USER  # a sweep canceled by its user stays so on a requeue
         for unit in units:
             if unit.state in TASK_WAITING:
                 unit.move("cancel")
@@ -303,6 +313,9 @@ class Cancels(Processes):
             if task.is_node_task:
                 task.instances = []
                 continue
+            if task.rest_canceled and task.error_code != CANCELED_BY_USER:
+                task.rest_canceled = False  # its steps not created yet will be, as the job runs again
+                changed.append(task)
             for unit in task.instances if task.parametric else [task]:
                 keep = unit.state == TaskState.Finished or (
                     unit.state == TaskState.Canceled and unit.error_code == CANCELED_BY_USER)

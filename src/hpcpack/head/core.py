@@ -253,7 +253,10 @@ class Core:
         return template.instances
 
     def _queue_task(self, task: Task) -> None:
-        for unit in [task, *task.instances]:
+        self._queue_task_units([task, *task.instances])
+
+    def _queue_task_units(self, units: list[Task]) -> None:
+        for unit in units:
             if unit.state == TaskState.Configuring:
                 unit.move("submit")
                 unit.submit_time = now()

@@ -9,7 +9,8 @@ import sqlite3
 
 from .. import executor, jobspec
 from ..model import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
-from ..states import TASK_TERMINAL, JobState, TaskState
+from ..params import SWEEP_WINDOW
+from ..states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from .cancels import Cancels
 from .core import (
     TASK_FAILURE,
@@ -207,10 +208,28 @@ class Running(Cancels):
     def _exit_ok(self, job: Job, code: int) -> bool:
         return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
 
+    def expand_sweeps(self) -> None:
+        """Creates the next steps of running sweeps whose created steps are running out (SWEEP_WINDOW at
+        a time, a bounded number each pass, so one huge sweep never holds the loop)."""
+        budget = 2 * SWEEP_WINDOW
+        for job in self._each(self.in_state(JobState.Running)):
+            for sweep in [t for t in job.tasks if t.pending_steps and not t.rest_canceled]:
+                waiting = sum(1 for u in sweep.instances if u.state in TASK_WAITING)
+                if budget <= 0 or waiting >= SWEEP_WINDOW // 2:
+                    continue
+                steps = jobspec.more_steps(sweep, min(SWEEP_WINDOW, budget))
+                self._queue_task_units(steps)
+                sweep.instances += steps
+                budget -= len(steps)
+                with self.batch():
+                    for step in steps:
+                        self.store.insert_task(step)
+
     def complete_finished_jobs(self) -> None:
         for job in self._each(self.in_state(JobState.Running)):
             work = [u for u in job.units() if not u.is_node_task]
-            if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work):
+            if job.run_until_canceled or any(u.state not in TASK_TERMINAL for u in work) or any(
+                    t.pending_steps and not t.rest_canceled for t in job.tasks):
                 continue
             if any(u.state not in TASK_TERMINAL for u in job.units()):
                 continue
