@@ -222,7 +222,7 @@ def small_disk() -> Iterator[Path]:
 
 
 def _fill(path: Path) -> None:
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=0) as f:  # unbuffered: closing it has nothing left to write
         try:
             while True:
                 f.write(b"\0" * 65536)
