@@ -277,13 +277,13 @@ def _stranger_with_pid(pid: int, user: pwd.struct_passwd) -> int | None:
 
 def test_a_strangers_process_with_a_reused_pid_is_never_signalled(head: HeadNodeProcess, client: Client,
                                                                   users: dict[str, pwd.struct_passwd]) -> None:
-    job_id = job_as("hpcalice", head, {}, [{"CommandLine": "true", "Name": "quick"},
-                                           {"CommandLine": "sleep 300", "Name": "long"}])
-    wait_until(lambda: {t["Name"]: t["State"] for t in tasks_of(client, job_id)} == {"quick": "Finished",
-                                                                                      "long": "Running"})
-    ended_pid = _task_pid(head.state_dir, job_id, 1)
-    wait_until(lambda: not Path(f"/proc/{ended_pid}").exists())
-    stranger = wait_until(lambda: _stranger_with_pid(ended_pid, users["hpcbob"]), 60)  # retried while others take it
+    for _ in range(10):  # another process of the machine may take the freed pid first: then again
+        job_id, ended_pid = _job_with_an_ended_task(head, client)
+        stranger = _take_pid(ended_pid, users["hpcbob"])
+        if stranger is not None:
+            break
+        client.call("cancel_jobs", ids=[job_id], force=True)
+    assert stranger is not None, "no freed pid could be taken in 10 tries"
     try:
         wait_until(lambda: os.getsid(stranger) == ended_pid)  # what a session-based search would take for the task's
         assert "error" not in client.call("cancel_jobs", ids=[job_id], force=True)[0]
@@ -292,6 +292,28 @@ def test_a_strangers_process_with_a_reused_pid_is_never_signalled(head: HeadNode
     finally:
         os.kill(stranger, signal.SIGKILL)
         os.waitpid(stranger, 0)
+
+
+def _job_with_an_ended_task(head: HeadNodeProcess, client: Client) -> tuple[int, int]:
+    """A running job of hpcalice's whose first task has ended: (job id, the freed pid of that task)."""
+    job_id = job_as("hpcalice", head, {}, [{"CommandLine": "true", "Name": "quick"},
+                                           {"CommandLine": "sleep 300", "Name": "long"}])
+    wait_until(lambda: {t["Name"]: t["State"] for t in tasks_of(client, job_id)} == {"quick": "Finished",
+                                                                                      "long": "Running"})
+    ended_pid = _task_pid(head.state_dir, job_id, 1)
+    wait_until(lambda: not Path(f"/proc/{ended_pid}").exists())
+    return job_id, ended_pid
+
+
+def _take_pid(pid: int, user: pwd.struct_passwd) -> int | None:
+    """A stranger's process with exactly this pid, or None once another process holds it."""
+    for _ in range(200):
+        if Path(f"/proc/{pid}").exists():
+            return None
+        stranger = _stranger_with_pid(pid, user)
+        if stranger is not None:
+            return stranger
+    return None
 
 
 @pytest.mark.parametrize(("op", "args", "field"), [
