@@ -189,6 +189,21 @@ def job_processes(state_dir: Path, job_id: int | None = None) -> list[int]:
             if p.job == prefix.rstrip("/") or (job_id is None and p.job.startswith(prefix))]
 
 
+def pids_running(*argv: bytes) -> list[int]:
+    """Live (not zombie) processes whose command line starts with `argv`, sorted."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+                state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if cmdline[:len(argv)] == list(argv) and state != b"Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
 def _kill_leftovers(state_dir: Path) -> None:
     """Nothing a test started may outlive it, even when the test failed (the test has already said so)."""
     for pid in job_processes(state_dir):

@@ -12,7 +12,15 @@ import pytest
 
 from hpcpack.client import Client
 
-from .conftest import HeadNodeProcess, as_user, job_processes, running_head_node, start_head_node, wait_until
+from .conftest import (
+    HeadNodeProcess,
+    as_user,
+    job_processes,
+    pids_running,
+    running_head_node,
+    start_head_node,
+    wait_until,
+)
 from .jobs import add_task, cancel, job, make_job, task_states, tasks, wait_state, wait_task_state
 
 TRAP_TERM = "trap 'echo cleaned > {out}; exit 3' TERM; echo ready > {ready}; while true; do sleep 0.05; done"
@@ -395,24 +403,13 @@ def test_a_process_that_leaves_its_session_and_clears_its_environment_is_still_k
     ready = ready_file(tmp_path)
     job_id = make_job(client, f"setsid env -i /bin/sleep 3017 & echo ready > {ready}; wait")
     wait_until(ready.exists)
-    escaped = wait_until(lambda: _pids_running(b"3017"))
+    escaped = wait_until(lambda: pids_running(b"/bin/sleep", b"3017"))
     cancel(client, job_id, force=True)
     wait_state(client, job_id, "Canceled")
-    assert _pids_running(b"3017") == [], escaped
+    assert pids_running(b"/bin/sleep", b"3017") == [], escaped
 
 
-def _pids_running(argument: bytes) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
-                state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if cmdline[:2] == [b"/bin/sleep", argument] and state != b"Z":
-                found.append(int(entry.name))
-    return found
+
 
 
 def test_a_process_that_escapes_after_its_shell_exits_is_gone_before_the_job_ends(
@@ -422,13 +419,13 @@ def test_a_process_that_escapes_after_its_shell_exits_is_gone_before_the_job_end
     ready = ready_file(tmp_path)
     job_id = make_job(client, f"(setsid env -i /bin/sleep 3018 &); echo ready > {ready}")
     assert wait_state(client, job_id, "Finished")["State"] == "Finished"
-    assert ready.exists() and _pids_running(b"3018") == []
+    assert ready.exists() and pids_running(b"/bin/sleep", b"3018") == []
 
 
 def test_a_forced_cancel_reaches_an_escaped_double_fork(client: Client, tmp_path: Path) -> None:
     ready = ready_file(tmp_path)
     job_id = make_job(client, f"(setsid env -i /bin/sleep 3019 &); echo ready > {ready}; sleep 300")
-    wait_until(lambda: ready.exists() and _pids_running(b"3019"))
+    wait_until(lambda: ready.exists() and pids_running(b"/bin/sleep", b"3019"))
     cancel(client, job_id, force=True)
     assert wait_state(client, job_id, "Canceled")["State"] == "Canceled"
-    assert _pids_running(b"3019") == []
+    assert pids_running(b"/bin/sleep", b"3019") == []

@@ -25,7 +25,7 @@ from hpcpack import __version__, protocol
 from hpcpack.client import Client
 from hpcpack.errors import HpcError
 
-from .conftest import ROOT, HeadNodeProcess, as_user, needs_root, start_head_node, wait_until
+from .conftest import ROOT, HeadNodeProcess, as_user, needs_root, pids_running, start_head_node, wait_until
 from .test_security import ended, job_as, tasks_of
 
 ONE_NODE = 'nodes:\n  - {name: NODE1, cores: 4}\nsocket_mode: "0666"\nadministrators: [hpcadmin]\n'
@@ -242,7 +242,7 @@ def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk
         client.call("add_task", job_id=quick, spec={"CommandLine": "sleep 1; exit 0"})
         client.call("submit_jobs", ids=[running, quick])
         wait_until(lambda: all(tasks_of(client, j)[0]["State"] == "Running" for j in (running, quick)))
-        [sleeper] = wait_until(lambda: _pids_of(b"sleep", b"3021"))  # its program, started
+        [sleeper] = wait_until(lambda: pids_running(b"sleep", b"3021"))  # its program, started
         _fill(small_disk / "filler")
         with pytest.raises(HpcError) as refused:
             client.call("cancel_jobs", ids=[running], force=True)
@@ -258,20 +258,8 @@ def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk
         client.close()
     finally:
         head.stop()
-        for pid in _pids_of(b"sleep", b"3021"):  # a failed run leaves nothing behind either
+        for pid in pids_running(b"sleep", b"3021"):  # a failed run leaves nothing behind either
             os.kill(pid, 9)
-
-
-def _pids_of(*argv: bytes) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[:len(argv)] == list(argv):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.mark.parametrize("operation", ["cancel", "submit", "requeue"])

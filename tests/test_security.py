@@ -21,7 +21,7 @@ import pytest
 from hpcpack.client import Client
 from hpcpack.errors import HpcError
 
-from .conftest import ROOT, SYSTEM_PYTHON, HeadNodeProcess, as_user, wait_until
+from .conftest import ROOT, SYSTEM_PYTHON, HeadNodeProcess, as_user, pids_running, wait_until
 
 LOADER_VARIABLES = ("PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "BASH_ENV", "ENV", "IFS", "PYTHONPATH", "PYTHONHOME",
                     "PYTHONSTARTUP", "PYTHONINSPECT")
@@ -374,25 +374,13 @@ def test_a_task_cannot_make_the_head_node_wait_on_its_files(head: HeadNodeProces
 def test_one_users_escaped_process_is_not_killed_when_another_users_task_ends(
         head: HeadNodeProcess, client: Client, users: dict[str, pwd.struct_passwd]) -> None:
     bobs = job_as("hpcbob", head, {}, [{"CommandLine": "(setsid /bin/sleep 3042 &); sleep 600"}])
-    escaped = wait_until(lambda: _pids_of_sleep(b"3042"))
+    escaped = wait_until(lambda: pids_running(b"/bin/sleep", b"3042"))
     alices = job_as("hpcalice", head, {}, [{"CommandLine": "true"}])
     assert ended(client, alices)["State"] == "Finished"
     wait_until(lambda: client.call("get_jobs", ids=[bobs])[0]["State"] == "Running")
-    assert _pids_of_sleep(b"3042") == escaped  # bob's, alive: alice's task ending touched nothing of his
+    assert pids_running(b"/bin/sleep", b"3042") == escaped  # bob's, alive: alice's task ending touched nothing of his
     client.call("cancel_jobs", ids=[bobs], force=True)
-    assert ended(client, bobs)["State"] == "Canceled" and _pids_of_sleep(b"3042") == []
-
-
-def _pids_of_sleep(argument: bytes) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[:2] == [b"/bin/sleep", argument]:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return sorted(found)
+    assert ended(client, bobs)["State"] == "Canceled" and pids_running(b"/bin/sleep", b"3042") == []
 
 
 def test_a_failed_tasks_private_paths_stay_private(head: HeadNodeProcess, client: Client,
