@@ -78,7 +78,7 @@ DEMO_HOME := $(CURDIR)/build/demo-headnode
 demo: build
 	rm -rf $(DEMO_HOME)
 	HPCPACK_HOME=$(DEMO_HOME) bin/pwsh -NoProfile -NonInteractive -File demo/demo.ps1; \
-	status=$$?; $(PY) -m hpcpack.daemon --state-dir $(DEMO_HOME) --stop; exit $$status
+	status=$$?; $(PY) -m hpcpack.head.daemon --state-dir $(DEMO_HOME) --stop; exit $$status
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

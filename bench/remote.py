@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import start_head_node  # noqa: E402
 from tests.test_remote import ensure_munge, make_key, start_munged  # noqa: E402
 
-from hpcpack.client import Client  # noqa: E402
+from hpcpack.backends.client import Client  # noqa: E402
 
 BULK = 1000
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 from bench.remote import remote_bench  # noqa: E402
 from tests.conftest import head_id, start_head_node  # noqa: E402
 
-from hpcpack import executor  # noqa: E402
-from hpcpack.client import Client  # noqa: E402
+from hpcpack.backends.client import Client  # noqa: E402
+from hpcpack.head import executor  # noqa: E402
 
 SLURM = {"submit_ms": 5.1, "cancel_each_ms": 3.9, "cancel_batched_ms": 0.6, "sigterm_ignorer_s": 4.7}
 CONFIG = "nodes:\n  - {name: NODE1, cores: 64}\n  - {name: NODE2, cores: 64}\n"
@@ -201,7 +201,7 @@ $queue = [Collections.Generic.Queue[int]]::new([int[]]$ids)
     out = subprocess.run([str(ROOT / "bin" / "pwsh"), "-NoProfile", "-NonInteractive", "-Command", script],
                          capture_output=True, text=True, env=env, timeout=900)
     wall = time.perf_counter() - started
-    subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state), "--stop"], env=env,
+    subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(state), "--stop"], env=env,
                    capture_output=True)
     shutil.rmtree(state, ignore_errors=True)
     if out.returncode != 0:

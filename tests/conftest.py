@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from hpcpack import executor
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
+from hpcpack.head import executor
 
 ROOT = Path(__file__).resolve().parent.parent
 PWSH = ROOT / "bin" / "pwsh"
@@ -89,7 +89,7 @@ def start_head_node(state_dir: Path, config: str = "", user: str | None = None) 
         python, env = SYSTEM_PYTHON, {"PATH": "/usr/bin:/bin", "HOME": account.pw_dir,
                                       "PYTHONPATH": f"{user_site()}:{ROOT / 'src'}"}
         drop = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-    process = subprocess.Popen([python, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)], env=env,
+    process = subprocess.Popen([python, "-m", "hpcpack.head.daemon", "--state-dir", str(state_dir)], env=env,
                                stdin=subprocess.DEVNULL, start_new_session=True, **drop)  # type: ignore[call-overload]
     node = HeadNodeProcess(state_dir, process, user)
     wait_until(lambda: _answers(node) or process.poll() is not None, 15)
@@ -233,7 +233,7 @@ def users() -> dict[str, pwd.struct_passwd]:
 def as_user(user: str, head: HeadNodeProcess, code: str) -> subprocess.CompletedProcess[str]:
     """Runs Python client code as another Unix user (the system Python: the client needs only stdlib)."""
     script = f"import sys, json; sys.path.insert(0, {str(ROOT / 'src')!r})\n" \
-             f"from hpcpack.client import Client\nfrom hpcpack.errors import HpcError\n" \
+             f"from hpcpack.backends.client import Client\nfrom hpcpack.errors import HpcError\n" \
              f"c = Client('unix:{head.socket}')\n" + code
     return subprocess.run(["runuser", "-u", user, "--", SYSTEM_PYTHON, "-c", script], capture_output=True,
                           text=True, timeout=60, cwd="/tmp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import wait_until
 

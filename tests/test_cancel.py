@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import (
     HeadNodeProcess,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import HeadNodeProcess, wait_until
 from .jobs import job, task_states, wait_state

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import MODULE, HeadNodeProcess, PwshResult, run_pwsh, wait_until
 from .jobs import job, make_job, wait_state

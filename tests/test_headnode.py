@@ -12,9 +12,9 @@ import pytest
 
 from hpcpack.config import HeadNodeConfig, Node
 from hpcpack.errors import HpcError
-from hpcpack.headnode import HeadNode
+from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
-from hpcpack.states import JobState, TaskState
+from hpcpack.model.states import JobState, TaskState
 
 from .conftest import wait_until
 
@@ -161,8 +161,8 @@ def test_ended_jobs_leave_memory_but_not_the_store(head: HeadNode, tmp_path: Pat
 
 def test_a_sweeps_steps_are_created_as_they_come_near_and_all_run(head: HeadNode,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpcpack import jobspec
     from hpcpack.head import running
+    from hpcpack.model import jobspec
     monkeypatch.setattr(jobspec, "SWEEP_WINDOW", 4)
     monkeypatch.setattr(running, "SWEEP_WINDOW", 4)
     job = head.new_job(ROOT_CALLER, {})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import ROOT, needs_root, run_pwsh, wait_until
 from .jobs import job, task_states, wait_state
@@ -178,7 +178,7 @@ def test_one_version_everywhere() -> None:
     assert metadata.version("hpcpack") == version
     manifest = (ROOT / "module" / "HPC.psd1").read_text()
     assert re.search(r"ModuleVersion\s*=\s*'([^']+)'", manifest).group(1) == version  # type: ignore[union-attr]
-    cli = subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--version"], capture_output=True, text=True)
+    cli = subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--version"], capture_output=True, text=True)
     assert cli.stdout.strip() == version
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from hpcpack.backends.client import Client
 from hpcpack.cli import COMMANDS
-from hpcpack.client import Client
 
 from .conftest import HeadNodeProcess, wait_until
 from .jobs import job, make_job, tasks, wait_state

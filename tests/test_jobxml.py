@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
-from hpcpack.jobxml import read_job_file, write_job_file
+from hpcpack.model.jobxml import read_job_file, write_job_file
 
 from .conftest import ROOT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import ME, MODULE, ROOT, HeadNodeProcess, PwshResult, needs_root, run_pwsh, wait_until
 from .jobs import add_task, job, task_states, tasks, wait_state
@@ -292,7 +292,7 @@ def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session
     import subprocess
     import sys
 
-    from hpcpack.executor import Cgroups
+    from hpcpack.head.executor import Cgroups
 
     from .conftest import head_id, job_processes
     home = tmp_path / "home"
@@ -310,7 +310,7 @@ def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session
         assert os.getsid(client.call("ping")["pid"]) != os.getsid(0)  # the head node has a session of its own
     finally:
         client.close()
-        subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(home), "--stop"], check=True)
+        subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(home), "--stop"], check=True)
         for pid in job_processes(home):
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not job_processes(home))

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack import params, scheduler
 from hpcpack.errors import HpcError
-from hpcpack.model import Job, Task
-from hpcpack.states import (
+from hpcpack.head import scheduler
+from hpcpack.head.store import SCHEMA_VERSION, StaleState, Store
+from hpcpack.model import params
+from hpcpack.model.objects import Job, Task
+from hpcpack.model.states import (
     JOB_CANCELABLE,
     InvalidTransition,
     JobState,
@@ -21,7 +23,6 @@ from hpcpack.states import (
     parse_flags,
     task_transition,
 )
-from hpcpack.store import SCHEMA_VERSION, StaleState, Store
 
 DATA = Path(__file__).parent / "data"
 

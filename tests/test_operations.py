@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import inspect
 
-from hpcpack import operations, protocol
-from hpcpack.requests import Requests
+from hpcpack.head.requests import Requests
+from hpcpack.wire import operations, protocol
 
 
 def test_every_operation_has_a_handler_and_every_handler_an_operation() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import MODULE, PWSH, HeadNodeProcess
 from .jobs import make_job, wait_state

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import ME, MODULE, HeadNodeProcess, PwshResult, run_pwsh
 from .jobs import job, make_job, wait_state

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import ROOT, SYSTEM_PYTHON, HeadNodeProcess, _answers, _kill_leftovers, needs_root, user_site, wait_until
 from .jobs import add_task, job, task_states, wait_state
@@ -168,7 +168,7 @@ def start_remote_head(root: Path, tag: str) -> HeadNodeProcess:
         f'listen: ["{HEAD_IP}"]\nmunge_socket: {root / "head" / "munge.sock"}\nsocket_mode: "0666"\n'
         "administrators: [hpcadmin]\nnodes:\n  - {name: NODE1, cores: 4}\n  - {name: NODE2, cores: 4}\n")
     process = subprocess.Popen(["nsenter", f"--net=/run/netns/hpct-head-{tag}", "--", sys.executable, "-m",
-                                "hpcpack.daemon", "--state-dir", str(state)], stdin=subprocess.DEVNULL,
+                                "hpcpack.head.daemon", "--state-dir", str(state)], stdin=subprocess.DEVNULL,
                                start_new_session=True)
     node = HeadNodeProcess(state, process)
     wait_until(lambda: _answers(node) or process.poll() is not None, 15)
@@ -317,7 +317,7 @@ try {{ Get-HpcJob -Scheduler https://headnode.example.com -ErrorAction Stop }} c
 
 ATTEMPT = f"""
 import json, os, socket, sys, time
-from hpcpack import munge, protocol
+from hpcpack.wire import munge, protocol
 def cred(nonce, ttl=0):
     return munge.encode(nonce, os.environ["HPCPACK_MUNGE_SOCKET"], ttl=ttl)
 def opening():
@@ -401,7 +401,7 @@ def test_a_head_node_not_run_by_root_refuses_to_listen(state_dir: Path, users: o
     (state_dir / "headnode.yaml").write_text('listen: ["127.0.0.1:1"]\n')
     os.chown(state_dir, users["hpcalice"].pw_uid, users["hpcalice"].pw_gid)  # type: ignore[index]
     result = subprocess.run(["runuser", "-u", "hpcalice", "--", "env", f"PYTHONPATH={user_site()}:{ROOT / 'src'}",
-                             SYSTEM_PYTHON, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)],
+                             SYSTEM_PYTHON, "-m", "hpcpack.head.daemon", "--state-dir", str(state_dir)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "needs a head node run by root" in result.stderr
     assert not (state_dir / "headnode.db").exists()  # it did not start

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from hpcpack import __version__, protocol
-from hpcpack.client import Client
+from hpcpack import __version__
+from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
+from hpcpack.wire import protocol
 
 from .conftest import ROOT, HeadNodeProcess, as_user, needs_root, pids_running, start_head_node, wait_until
 from .test_security import ended, job_as, tasks_of
@@ -159,7 +160,7 @@ def test_refused_changes_change_nothing(head: HeadNodeProcess, client: Client, t
         path = tmp_path / "job.xml"
         path.write_text(f'<Job Name="bad"><Tasks><Task CommandLine="true" NiceId="1"/>'
                         f'<Task CommandLine="true" {attributes} UnitType="Core"/></Tasks></Job>')
-        from hpcpack.jobxml import read_job_file
+        from hpcpack.model.jobxml import read_job_file
         with pytest.raises(HpcError) as refused:
             spec, task_specs = read_job_file(str(path))
             client.call("new_job", spec=spec, tasks=task_specs)
@@ -205,7 +206,7 @@ def test_a_resent_request_is_applied_once(head: HeadNodeProcess, client: Client)
 
 def test_two_head_nodes_never_share_a_state_folder(head: HeadNodeProcess) -> None:
     (head.state_dir / "headnode.lock").unlink()
-    second = subprocess.run([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(head.state_dir)],
+    second = subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(head.state_dir)],
                             capture_output=True, text=True, timeout=30)
     assert second.returncode == 3 and "already runs" in second.stderr
     assert answers(head)
@@ -336,7 +337,7 @@ def test_an_embedded_head_node_of_another_version_is_replaced_and_its_jobs_adopt
     env.pop("CCP_SCHEDULER", None)
     ready = tmp_path / "ready"
     made = subprocess.run([sys.executable, "-c", (
-        "from hpcpack.client import Client\nc = Client()\n"
+        "from hpcpack.backends.client import Client\nc = Client()\n"
         "j = c.call('new_job', spec={})\n"
         f"c.call('add_task', job_id=j['Id'], spec={{'CommandLine': 'touch {ready}; sleep 2; exit 7'}})\n"
         "c.call('submit_jobs', ids=[j['Id']])\nprint(c.call('ping')['pid'])\n")],
@@ -360,7 +361,7 @@ def test_an_embedded_head_node_of_another_version_is_replaced_and_its_jobs_adopt
 
 def test_a_machine_wide_head_node_of_another_version_gives_a_clear_error(tmp_path: Path, state_dir: Path) -> None:
     old = _older_build(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", "hpcpack.daemon", "--state-dir", str(state_dir)],
+    process = subprocess.Popen([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(state_dir)],
                                env={**os.environ, "PYTHONPATH": str(old)}, start_new_session=True)
     try:
         wait_until(lambda: (state_dir / "headnode.sock").exists())
@@ -380,7 +381,7 @@ def test_random_requests_never_take_the_head_node_down(head: HeadNodeProcess, cl
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from hpcpack.operations import OPERATIONS
+    from hpcpack.wire.operations import OPERATIONS
 
     json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
                                | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
 
 from .conftest import ROOT, SYSTEM_PYTHON, HeadNodeProcess, as_user, pids_running, wait_until
@@ -143,7 +143,7 @@ def _job_file_as(user: str, head: HeadNodeProcess, folder: Path, env: dict[str, 
     then created, all of it in one request, and submitted as `user`."""
     from xml.sax.saxutils import quoteattr
 
-    from hpcpack.jobxml import read_job_file
+    from hpcpack.model.jobxml import read_job_file
     variables = "".join(f"<Variable><Name>{k}</Name><Value>{v}</Value></Variable>" for k, v in env.items())
     path = folder / "job.xml"
     path.write_text(f'<Job Name="from-file"><Tasks><Task CommandLine={quoteattr(command)} WorkDirectory="{folder}">'

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hpcpack.client import Client
+from hpcpack.backends.client import Client
 
 from .conftest import PwshResult, wait_until
 from .jobs import add_task, cancel, job, make_job, tasks, wait_state, wait_task_state

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from ..backends.client import Client
 
 HELP_WORDS = {"/?", "/help", "-h", "-?", "--help"}
 EXIT_USAGE = 2
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None =
     commands = commands or COMMANDS
     try:
         command, args = parse(words, commands, tool)
-        from ..client import for_scheduler
+        from ..backends.client import for_scheduler
         from ..errors import HpcError
         client = for_scheduler(args.scheduler)
         try:

@@ -19,7 +19,7 @@ from . import EXIT_INTERRUPTED, Command, Option
 from . import main as run
 
 if TYPE_CHECKING:
-    from ..client import Client
+    from ..backends.client import Client
 
 ENDED = ("Finished", "Failed", "Canceled")
 POLL = 0.1  # seconds between looks at a task that is being stopped

@@ -91,7 +91,7 @@ def new_job(args: Args) -> list[Record]:
     client = args.client()
     spec = args.pick(*JOB_PROPERTIES)
     if args.has("JobFile"):
-        from ..jobxml import read_job_file
+        from ..model.jobxml import read_job_file
         file_spec, tasks = read_job_file(str(args.get("JobFile")))
         file_spec.update(spec)
         return [client.call("new_job", spec=file_spec, tasks=tasks)]  # all of it, or nothing
@@ -110,7 +110,7 @@ def add_task(args: Args) -> list[Record]:
     client = args.client()
     specs = [args.pick(*TASK_PROPERTIES)]
     if args.has("TaskFile"):
-        from ..jobxml import read_task_file
+        from ..model.jobxml import read_task_file
         specs = [{**task, **specs[0]} for task in read_task_file(str(args.get("TaskFile")))]
     return each(_job_ids(args), lambda job_id: [t for spec in specs
                                                  for t in client.call("add_task", job_id=job_id, spec=spec)])
@@ -167,7 +167,7 @@ def export_job_plan(args: Args) -> list[Record]:
 
 @command("Export-HpcJob")
 def export_job(args: Args) -> list[Record]:
-    from ..jobxml import write_job_file
+    from ..model.jobxml import write_job_file
     client = args.client()
     path = Path(str(args.get("Path")))
 

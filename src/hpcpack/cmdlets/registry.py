@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ..client import Client, for_scheduler
+from ..backends.client import Client, for_scheduler
 from ..errors import ErrorRecord, HpcError
 
 Record = dict[str, Any]

@@ -7,9 +7,9 @@ import signal
 
 from ..errors import HpcError
 from ..identity import Caller
-from ..model import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
-from ..params import MAX_MESSAGE
-from ..states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
+from ..model.objects import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
+from ..model.params import MAX_MESSAGE
+from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, TASK_FAILURE, log
 from .processes import Processes
 

@@ -12,15 +12,16 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from .. import executor, jobspec
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
 from ..identity import Caller
-from ..model import Job, Task, now
-from ..states import JobState, TaskState
-from ..store import Store, Transaction
+from ..model import jobspec
+from ..model.objects import Job, Task, now
+from ..model.states import JobState, TaskState
+from . import executor
+from .store import Store, Transaction
 
-log = logging.getLogger("hpcpack.headnode")
+log = logging.getLogger("hpcpack.head.headnode")
 
 
 class StartFailure(Exception):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import signal
 
-from .. import executor
-from ..model import Job, Task, now
-from ..states import TASK_TERMINAL
+from ..model.objects import Job, Task, now
+from ..model.states import TASK_TERMINAL
+from . import executor
 from .core import (
     SURVIVOR_REPORT_AFTER,
     SWEEP_INTERVAL,

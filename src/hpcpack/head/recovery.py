@@ -6,8 +6,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 
-from ..model import Job
-from ..states import JobState, TaskState
+from ..model.objects import Job
+from ..model.states import JobState, TaskState
 from .core import (
     log,
 )

@@ -7,10 +7,11 @@ import os
 import pwd
 import sqlite3
 
-from .. import executor, jobspec
-from ..model import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
-from ..params import SWEEP_WINDOW
-from ..states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
+from ..model import jobspec
+from ..model.objects import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
+from ..model.params import SWEEP_WINDOW
+from ..model.states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
+from . import executor
 from .cancels import Cancels
 from .core import (
     TASK_FAILURE,

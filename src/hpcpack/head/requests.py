@@ -12,15 +12,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, protocol
-from . import operations as ops
-from .config import PROPERTY_DEFAULTS
-from .errors import HpcError, invalid_argument
-from .head.core import ENDED_STATES
+from .. import __version__
+from ..config import PROPERTY_DEFAULTS
+from ..errors import HpcError, invalid_argument
+from ..identity import Caller
+from ..model.objects import Job, Task, now
+from ..model.states import JobState, TaskState, parse_flags
+from ..wire import operations as ops
+from ..wire import protocol
+from .core import ENDED_STATES
 from .headnode import HeadNode
-from .identity import Caller
-from .model import Job, Task, now
-from .states import JobState, TaskState, parse_flags
 
 if TYPE_CHECKING:
     from .daemon import Daemon

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .errors import HpcError, invalid_argument
-from .model import TASK_TYPES, Job, Task
+from ..errors import HpcError, invalid_argument
+from .objects import TASK_TYPES, Job, Task
 from .params import (
     MAX_JOB_UNITS,
     MAX_NAME,

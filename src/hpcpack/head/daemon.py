@@ -23,15 +23,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import __version__, protocol, transport
-from .config import SOCKET_NAME, HeadNodeConfig, default_state_dir
-from .errors import HpcError
+from .. import __version__
+from ..config import SOCKET_NAME, HeadNodeConfig, default_state_dir
+from ..errors import HpcError
+from ..identity import Caller, identify, peer_credentials
+from ..model.objects import now
+from ..wire import protocol, transport
 from .headnode import HeadNode, Waiter
-from .identity import Caller, identify, peer_credentials
-from .model import now
 from .requests import Requests
 
-log = logging.getLogger("hpcpack.headnode")
+log = logging.getLogger("hpcpack.head.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
@@ -220,7 +221,7 @@ def raise_open_file_limit() -> None:
 
 
 def stop_head_node(socket_path: Path) -> int:
-    from .client import Client
+    from ..backends.client import Client
     try:
         Client(f"unix:{socket_path}").call("shutdown")
     except HpcError as e:

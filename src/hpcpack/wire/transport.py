@@ -16,9 +16,9 @@ import secrets
 import socket
 from typing import TYPE_CHECKING
 
+from ..config import format_address
+from ..errors import HpcError
 from . import munge, protocol
-from .config import format_address
-from .errors import HpcError
 
 if TYPE_CHECKING:
     import asyncio

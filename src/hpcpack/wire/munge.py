@@ -16,7 +16,7 @@ import ctypes.util
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HpcError
+from ..errors import HpcError
 
 LIBRARY = "libmunge.so.2"
 INSTALL_HINT = ("install MUNGE (Debian/Ubuntu: 'apt-get install munge libmunge2') and start munged with the "

@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
-from .errors import HpcError
+from ..errors import HpcError
 
 NAMESPACE = "http://schemas.microsoft.com/HPCS2008R2/scheduler/"
 MAX_FILE = 16 * 1024 * 1024

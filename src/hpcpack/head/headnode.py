@@ -13,14 +13,15 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from . import jobspec, scheduler
-from .config import PROPERTY_DEFAULTS
-from .errors import HpcError
-from .head.core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
-from .head.recovery import Recovery
-from .identity import Caller
-from .model import Job, Task, now
-from .states import JobState, TaskState
+from ..config import PROPERTY_DEFAULTS
+from ..errors import HpcError
+from ..identity import Caller
+from ..model import jobspec
+from ..model.objects import Job, Task, now
+from ..model.states import JobState, TaskState
+from . import scheduler
+from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
+from .recovery import Recovery
 
 __all__ = ["HeadNode", "StartFailure", "Waiter"]
 

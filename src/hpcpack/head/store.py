@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .model import Job, Task
+from ..model.objects import Job, Task
 
 # Each entry upgrades the schema from version N-1 to N. Never edit one that has shipped: add another.
 MIGRATIONS: list[str] = [

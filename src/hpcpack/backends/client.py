@@ -15,9 +15,10 @@ import time
 import uuid
 from typing import Any
 
-from . import __version__, protocol, transport
-from .config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
-from .errors import HpcError
+from .. import __version__
+from ..config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
+from ..errors import HpcError
+from ..wire import protocol, transport
 
 START_TIMEOUT = 15.0
 _clients: dict[tuple[str, ...], Client] = {}
@@ -224,7 +225,7 @@ def start_local_head_node(endpoint: Endpoint) -> subprocess.Popen[bytes]:
     assert endpoint.state_dir is not None
     endpoint.state_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [_python(), "-m", "hpcpack.daemon", "--state-dir", str(endpoint.state_dir),
+        [_python(), "-m", "hpcpack.head.daemon", "--state-dir", str(endpoint.state_dir),
          "--socket", str(endpoint.socket_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/",

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
-from .errors import HpcError
+from ..errors import HpcError
 from .protocol import MAX_IDS
 
 MAX_TEXT = 64 * 1024      # characters in any one string

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import HpcError, invalid_argument
+from ..errors import HpcError, invalid_argument
 
 PRIORITY_NAMES = {"lowest": 0, "belownormal": 1000, "normal": 2000, "abovenormal": 3000, "highest": 4000}
 _PRIORITY = re.compile(r"^\s*(?P<name>[A-Za-z]+)?\s*(?:(?P<sign>[+-])?\s*(?P<num>\d+))?\s*$")

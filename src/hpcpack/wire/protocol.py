@@ -12,7 +12,7 @@ import socket
 import struct
 from typing import Any
 
-from .errors import HpcError
+from ..errors import HpcError
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # a reply
