@@ -15,6 +15,7 @@ from hpcpack.errors import HpcError
 from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
 from hpcpack.model.states import JobState, TaskState
+from hpcpack.model.stop import StopOptions
 
 from .conftest import wait_until
 
@@ -28,7 +29,7 @@ def head(tmp_path: Path) -> Iterator[HeadNode]:
     node.set_property(ROOT_CALLER, "TaskCancelGracePeriod", 1)
     yield node
     for job in node.in_state(JobState.Running, JobState.Canceling):
-        node.cancel_job(ROOT_CALLER, job.id, None, True, False, False)
+        node.cancel_job(ROOT_CALLER, job.id, StopOptions(force=True))
     wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
     node.close()
 
@@ -42,13 +43,13 @@ def test_submitted_and_validating_jobs_can_be_canceled(head: HeadNode) -> None:
     head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
     head.submit_job(ROOT_CALLER, job.id)
     assert job.state == JobState.Submitted
-    head.cancel_job(ROOT_CALLER, job.id, "early", False, False, False)
+    head.cancel_job(ROOT_CALLER, job.id, StopOptions(message="early"))
     assert job.state == JobState.Canceled and job.error_message == "early"
     other = head.new_job(ROOT_CALLER, {})
     head.submit_job(ROOT_CALLER, other.id)
     head._move(other, "validate")  # what the validation step does first
     head.commit(other)
-    head.cancel_job(ROOT_CALLER, other.id, None, False, False, False)
+    head.cancel_job(ROOT_CALLER, other.id, StopOptions())
     assert other.state == JobState.Canceled
 
 
@@ -58,7 +59,7 @@ def test_a_cancel_racing_a_completion_has_one_winner(head: HeadNode) -> None:
     head.submit_job(ROOT_CALLER, job.id)
     run_until(head, lambda: job.state == JobState.Finished)
     with pytest.raises(HpcError) as e:
-        head.cancel_job(ROOT_CALLER, job.id, None, False, False, False)
+        head.cancel_job(ROOT_CALLER, job.id, StopOptions())
     assert e.value.error_id == "InvalidCancelJobState"
     assert job.state == JobState.Finished
     assert head.store.load_jobs()[0].state == JobState.Finished
@@ -66,7 +67,7 @@ def test_a_cancel_racing_a_completion_has_one_winner(head: HeadNode) -> None:
 
 def test_only_the_owner_or_an_administrator_may_change_a_job(head: HeadNode) -> None:
     job = head.new_job(ROOT_CALLER, {})
-    for action in (lambda: head.cancel_job(ALICE, job.id, None, False, False, False),
+    for action in (lambda: head.cancel_job(ALICE, job.id, StopOptions()),
                    lambda: head.submit_job(ALICE, job.id),
                    lambda: head.set_job(ALICE, job.id, {"Name": "x"}),
                    lambda: head.add_task(ALICE, job.id, {"CommandLine": "true"})):
@@ -92,9 +93,9 @@ def test_a_job_past_its_run_time_is_canceled(head: HeadNode) -> None:
 
 def test_ended_jobs_are_forgotten_after_their_time_to_live_but_their_history_stays(head: HeadNode) -> None:
     old = head.new_job(ROOT_CALLER, {"Name": "old"})
-    head.cancel_job(ROOT_CALLER, old.id, None, False, False, False)
+    head.cancel_job(ROOT_CALLER, old.id, StopOptions())
     recent = head.new_job(ROOT_CALLER, {"Name": "recent"})
-    head.cancel_job(ROOT_CALLER, recent.id, None, False, False, False)
+    head.cancel_job(ROOT_CALLER, recent.id, StopOptions())
     assert old.end_time is not None
     old.end_time = time.time() - 6 * 86400  # past the default five days
     head.store.save_job(old)  # ended jobs are read from the store, so that is where it must look old

@@ -214,12 +214,31 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return results;
         }
 
-        /// <summary>Calls the backend and writes the objects it returns.</summary>
+        /// <summary>Calls the backend and writes the objects it returns. A long answer comes in chunks
+        /// (a last record of type "More"), each fetched only once the one before is written, so that
+        /// `Get-HpcJob -State All | Select-Object -First 10` stops early and holds no more than a chunk.</summary>
         protected void Emit(string command, Hashtable arguments)
         {
-            foreach (Dictionary<string, object> record in Call(command, arguments))
+            bool more = false;
+            try
             {
-                WriteObject(Records.Build(record));
+                List<Dictionary<string, object>> records = Call(command, arguments);
+                do
+                {
+                    more = false;
+                    foreach (Dictionary<string, object> record in records)
+                    {
+                        if (Records.IsMore(record)) more = true;
+                        else WriteObject(Records.Build(record));
+                    }
+                    if (more) records = Call("More", new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId });
+                }
+                while (more);
+            }
+            finally
+            {
+                // The pipeline stopped early (Select-Object -First) or failed: let go of the rest.
+                if (more) PythonBridge.Call("Close", new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId });
             }
         }
 

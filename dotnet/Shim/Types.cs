@@ -53,6 +53,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
             ["HpcVariable"] = typeof(HpcVariable),
         };
 
+        /// <summary>The marker that more records follow (fetched with the "More" command).</summary>
+        public static bool IsMore(Dictionary<string, object> record) =>
+            record.TryGetValue("__type__", out object typeName) && (string)typeName == "More";
+
         public static object Build(Dictionary<string, object> record)
         {
             if (!record.TryGetValue("__type__", out object typeName) || !Types.TryGetValue((string)typeName, out Type type))

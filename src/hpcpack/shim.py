@@ -26,7 +26,7 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
     args = registry.Args(dict(arguments))
     _trace(command, args)
     try:
-        return handler(args)
+        return registry.chunk(args.call_id, handler(args))
     except HpcError as e:
         if e.error_id in UNREACHABLE:
             return [ErrorRecord(e).to_record()]

@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..backends.contract import Item, JobQuery, StopOptions, TaskQuery
+from ..backends.stopping import stop_jobs
+from ..errors import HpcError
+
 if TYPE_CHECKING:
-    from ..backends.client import Client
+    from ..backends.contract import Backend
 
 HELP_WORDS = {"/?", "/help", "-h", "-?", "--help"}
 EXIT_USAGE = 2
@@ -46,7 +50,7 @@ class Command:
     name: str
     summary: str
     syntax: str
-    run: Callable[[Client, argparse.Namespace], int]
+    run: Callable[[Backend, argparse.Namespace], int]
     options: tuple[Option, ...] = ()
     job_id: str = "required"  # required, optional (submit: or /id:), none, or task (jobID.taskID[.subtaskID])
     # HPC Pack options this head node does not do: refused by name, with the reason.
@@ -209,11 +213,11 @@ def _spec(command: Command, args: argparse.Namespace) -> dict[str, Any]:
 # -- the commands ------------------------------------------------------------------------------------
 
 
-def cmd_new(client: Client, args: argparse.Namespace) -> int:
+def cmd_new(backend: Backend, args: argparse.Namespace) -> int:
     spec = _spec(COMMANDS["new"], args)
     if args.holduntil is not None:
         spec["HoldUntil"] = _hold_until(args.holduntil)
-    job = client.call("new_job", spec=spec)
+    job = backend.new_job(spec)
     print(f"Created job, ID: {job['Id']}")
     return 0
 
@@ -228,7 +232,7 @@ def _hold_until(text: str) -> str:
         raise Usage(f"/holduntil:{text} is neither minutes nor a date and time (2026-12-31T18:00)") from None
 
 
-def cmd_add(client: Client, args: argparse.Namespace) -> int:
+def cmd_add(backend: Backend, args: argparse.Namespace) -> int:
     spec = _spec(COMMANDS["add"], args)
     spec["CommandLine"] = " ".join(args.command_line)
     if not args.command_line:
@@ -241,27 +245,28 @@ def cmd_add(client: Client, args: argparse.Namespace) -> int:
                         Increment=int(bounds[1]) if len(bounds) > 1 else 1)
         except ValueError:
             raise Usage(f"/parametric:{args.parametric} is not <start>-<end>[:<increment>]") from None
-    for task in client.call("add_task", job_id=args.id, spec=spec):
+    for task in backend.add_task(args.id, spec):
         print(f"Task {task['Id']} added.")
     return 0
 
 
-def _per_job(results: list[dict[str, Any]], done: str) -> int:
+def _per_job(items: list[Item], done: str) -> int:
+    """One line per job: `done` for those that went through, the error for the others (exit status 1)."""
     status = 0
-    for entry in results:
-        if "error" in entry:
-            print(f"job: {entry['error']['message']}", file=sys.stderr)
+    for item in items:
+        if item.error is not None:
+            print(f"job: {item.error.message}", file=sys.stderr)
             status = 1
         else:
-            print(done.format(id=entry["id"]))
+            print(done.format(id=item.id))
     return status
 
 
-def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+def cmd_submit(backend: Backend, args: argparse.Namespace) -> int:
     job_id = args.id or (_job_id_option(args.id_option) if args.id_option else None)
     if job_id is None:
         raise Usage("a job ID is required: job submit /id:<jobID>")
-    return _per_job(client.call("submit_jobs", ids=[job_id]), "Job has been submitted. ID: {id}.")
+    return _per_job(backend.submit_jobs([job_id]), "Job has been submitted. ID: {id}.")
 
 
 def _job_id_option(text: str) -> int:
@@ -271,42 +276,35 @@ def _job_id_option(text: str) -> int:
         raise Usage(str(e)) from None
 
 
-def _stop(client: Client, args: argparse.Namespace, finish: bool) -> int:
-    job_id: int = args.id
-    graceful = bool(args.graceful)
-    results = client.call("cancel_jobs", ids=[job_id], message=args.message, force=bool(getattr(args, "force", False)),
-                          graceful=graceful, state="Finished" if finish else None)
+def _stop(backend: Backend, args: argparse.Namespace, finish: bool) -> int:
+    """`job cancel` and `job finish`: the cmdlets' stop-and-wait (backends.stopping); Ctrl+C ends the
+    waiting, not the stop."""
+    options = StopOptions.from_parameters(bool(getattr(args, "force", False)), bool(args.graceful),
+                                          "Finished" if finish else None, args.message)
     verb = "finished" if finish else "canceled"
-    if "error" in results[0] or graceful:
-        return _per_job(results, f"Job {{id}} will be {verb} when its running tasks end.")
     try:
-        final = client.call("wait_jobs", ids=[job_id]).get(str(job_id))
+        items = stop_jobs(backend, [args.id], options)
     except KeyboardInterrupt:
         print(f"job {'finish' if finish else 'cancel'}: stopped waiting; the head node goes on "
-              f"{'finishing' if finish else 'cancelling'} job {job_id}.", file=sys.stderr)
+              f"{'finishing' if finish else 'cancelling'} job {args.id}.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    expected = "Finished" if finish else "Canceled"
-    if final != expected:
-        job = client.call("get_jobs", ids=[job_id])[0]
-        print(f"job: job {job_id} is {final}, not {expected}: {job['ErrorMessage']}", file=sys.stderr)
-        return 1
-    print(f"Job {job_id} {verb}.")
-    return 0
+    return _per_job(items, f"Job {{id}} will be {verb} when its running tasks end." if options.graceful
+                    else f"Job {{id}} {verb}.")
 
 
-def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
-    return _stop(client, args, finish=False)
+def cmd_cancel(backend: Backend, args: argparse.Namespace) -> int:
+    return _stop(backend, args, finish=False)
 
 
-def cmd_finish(client: Client, args: argparse.Namespace) -> int:
-    return _stop(client, args, finish=True)
+def cmd_finish(backend: Backend, args: argparse.Namespace) -> int:
+    return _stop(backend, args, finish=True)
 
 
-def cmd_requeue(client: Client, args: argparse.Namespace) -> int:
-    return _per_job(client.call("requeue_jobs", ids=[args.id]), "Job {id} has been requeued.")
+def cmd_requeue(backend: Backend, args: argparse.Namespace) -> int:
+    return _per_job(backend.requeue_jobs([args.id]), "Job {id} has been requeued.")
 
 
-def cmd_list(client: Client, args: argparse.Namespace) -> int:
+def cmd_list(backend: Backend, args: argparse.Namespace) -> int:
     from . import show
     state = args.state or args.status or ("All" if args.all else None)
     user = None if args.user in (None, "*") else args.user
@@ -318,8 +316,8 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
         if not args.submittime.isdigit():
             raise Usage(f"/submittime:{args.submittime} is not a number of days")
         begin = (datetime.now(UTC) - timedelta(days=int(args.submittime))).isoformat()
-    jobs = client.call("get_jobs", state=state, owner=user, name=name, project=args.project,
-                       template=args.jobtemplate, begin=begin)
+    jobs = list(backend.query_jobs(JobQuery(state=state, owner=user, name=name, project=args.project,
+                                            template=args.jobtemplate, begin=begin)))
     if args.jobname and "*" in args.jobname:
         jobs = [j for j in jobs if fnmatch.fnmatchcase(j["Name"].lower(), args.jobname.lower())]
     show.jobs(jobs, _format(args))
@@ -333,19 +331,26 @@ def _format(args: argparse.Namespace, default: str = "table") -> str:
     return chosen
 
 
-def cmd_view(client: Client, args: argparse.Namespace) -> int:
+def _job(backend: Backend, job_id: int) -> dict[str, Any]:
+    found = backend.lookup_jobs([job_id])[0]
+    if found.error is not None or found.record is None:
+        raise found.error or HpcError("InvalidJobId", f"No job {job_id}.", job_id)
+    return found.record
+
+
+def cmd_view(backend: Backend, args: argparse.Namespace) -> int:
     from . import show
-    job = client.call("get_jobs", ids=[args.id])[0]
-    tasks = client.call("get_tasks", job_id=args.id)
-    show.job(job, tasks, client.address, detailed=bool(args.detailed))
+    job = _job(backend, args.id)
+    tasks = backend.get_tasks(TaskQuery(args.id))
+    show.job(job, tasks, backend.name, detailed=bool(args.detailed))
     if args.history and not args.detailed:  # HPC Pack: /detailed overrides /history
-        show.history(client.call("history", job_id=args.id))
+        show.history(backend.history(args.id))
     return 0
 
 
-def cmd_listtasks(client: Client, args: argparse.Namespace) -> int:
+def cmd_listtasks(backend: Backend, args: argparse.Namespace) -> int:
     from . import show
-    tasks = client.call("get_tasks", job_id=args.id, expand=bool(args.expand), state=args.state or args.status)
+    tasks = backend.get_tasks(TaskQuery(args.id, expand=bool(args.expand), state=args.state or args.status))
     show.tasks(tasks, _format(args, default="list"))
     return 0
 
@@ -522,18 +527,17 @@ def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None =
     commands = commands or COMMANDS
     try:
         command, args = parse(words, commands, tool)
-        from ..backends.client import for_scheduler
-        from ..errors import HpcError
-        client = for_scheduler(args.scheduler)
+        from ..backends.headnode import backend_for
+        backend = backend_for(args.scheduler)
         try:
-            status = command.run(client, args)
+            status = command.run(backend, args)
             sys.stdout.flush()
             return status
         except HpcError as e:
             print(f"{tool}: {e.message}", file=sys.stderr)
             return 1
         finally:
-            client.close()
+            backend.close()
     except Usage as e:
         print(f"{tool} {name}: {e} (see '{tool} {name} /?')" if name in commands else f"{tool}: {e} (see '{tool} /?')",
               file=sys.stderr)

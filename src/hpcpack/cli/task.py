@@ -11,63 +11,53 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..backends.contract import StopOptions, TaskKey, TaskQuery
+from ..backends.stopping import stop_task
 from . import EXIT_INTERRUPTED, Command, Option
 from . import main as run
 
 if TYPE_CHECKING:
-    from ..backends.client import Client
+    from ..backends.contract import Backend
 
-ENDED = ("Finished", "Failed", "Canceled")
-POLL = 0.1  # seconds between looks at a task that is being stopped
-
-
-def _address(args: argparse.Namespace) -> dict[str, Any]:
+def _address(args: argparse.Namespace) -> TaskKey:
     job_id, task_id, sub_id = args.id
-    return {"job_id": job_id, "task_id": task_id, "sub_id": sub_id or None}
+    return TaskKey(job_id, task_id, sub_id or 0)
 
 
-def _key(args: argparse.Namespace) -> str:
-    return ".".join(str(part) for part in args.id if part)
-
-
-def _stop(client: Client, args: argparse.Namespace, finish: bool) -> int:
-    """Cancels (or finishes) the task, then waits until it (every subtask of a sweep) has ended, as HPC
-    Pack's client does; Ctrl+C ends the waiting, not the stop."""
-    verb = "finish" if finish else "cancel"
-    client.call("cancel_task", **_address(args), message=args.message, force=bool(getattr(args, "force", False)),
-                state="Finished" if finish else None)
-    deadline = time.monotonic() + float(client.call("cancel_time_limit"))
+def _stop(backend: Backend, args: argparse.Namespace, finish: bool) -> int:
+    """Cancels (or finishes) the task, then waits until it (every subtask of a sweep) has ended: the
+    cmdlets' stop-and-wait (backends.stopping); Ctrl+C ends the waiting, not the stop."""
+    key = _address(args)
+    options = StopOptions.from_parameters(force=bool(getattr(args, "force", False)),
+                                          state="Finished" if finish else None, message=args.message)
     try:
-        while True:
-            units = client.call("get_tasks", **_address(args))
-            if all(u["State"] in ENDED for u in units) or time.monotonic() > deadline:
-                break
-            time.sleep(POLL)
+        units = stop_task(backend, key, options)
     except KeyboardInterrupt:
-        print(f"task {verb}: stopped waiting; the head node goes on stopping task {_key(args)}.", file=sys.stderr)
+        print(f"task {'finish' if finish else 'cancel'}: stopped waiting; the head node goes on stopping task "
+              f"{key}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     states = sorted({u["State"] for u in units})
     wanted = ("Finished",) if finish else ("Canceled", "Failed")
     if any(s not in wanted for s in states):
-        print(f"task: task {_key(args)} is {', '.join(states)}, not {' or '.join(wanted)}.", file=sys.stderr)
+        print(f"task: task {key} is {', '.join(states)}, not {' or '.join(wanted)}.", file=sys.stderr)
         return 1
-    print(f"Task {_key(args)} {'finished' if finish else 'canceled'}.")
+    print(f"Task {key} {'finished' if finish else 'canceled'}.")
     return 0
 
 
-def cmd_requeue(client: Client, args: argparse.Namespace) -> int:
-    client.call("requeue_task", **_address(args))
-    print(f"Task {_key(args)} has been requeued.")
+def cmd_requeue(backend: Backend, args: argparse.Namespace) -> int:
+    backend.requeue_task(_address(args))
+    print(f"Task {_address(args)} has been requeued.")
     return 0
 
 
-def cmd_view(client: Client, args: argparse.Namespace) -> int:
+def cmd_view(backend: Backend, args: argparse.Namespace) -> int:
     from . import show
-    show.tasks(client.call("get_tasks", **_address(args)), "list")
+    key = _address(args)
+    show.tasks(backend.get_tasks(TaskQuery(key.job_id, key.task_id, key.sub_id or None)), "list")
     return 0
 
 

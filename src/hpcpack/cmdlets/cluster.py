@@ -11,11 +11,11 @@ SETTABLE = ("TaskCancelGracePeriod", "NodeReleaseTaskTimeout", "TtlCompletedJobs
 
 @command("Get-HpcClusterProperty")
 def get_cluster_property(args: Args) -> list[Record]:
-    client = args.client()
+    backend = args.backend()
     name = args.get("Name")
     # Which head node this is (README, "The head node") needs no administrator, unlike the properties.
-    values = {} if str(name).lower() == "headnode" else client.call("get_properties")
-    values["HeadNode"] = client.address
+    values: dict[str, object] = {} if str(name).lower() == "headnode" else dict(backend.get_properties())
+    values["HeadNode"] = backend.name
     return [{"__type__": "HpcVariable", "Name": k, "Value": str(v)} for k, v in values.items()
             if name is None or k.lower() == str(name).lower()]
 
@@ -31,14 +31,13 @@ def set_cluster_property(args: Args) -> list[Record]:
     confirmed = args.get("Confirmed") or []
     values = {name: args.get(name) for name in SETTABLE if args.has(name) and name in confirmed}
     if values:
-        args.client().call("set_property", values=values)
+        args.backend().set_properties(values)
     return []
 
 
 @command("Get-HpcJobHistory")
 def get_job_history(args: Args) -> list[Record]:
-    rows = args.client().call("history", job_id=args.get("JobId"), start=args.get("StartDate"),
-                              end=args.get("EndDate"))
+    rows = args.backend().history(args.get("JobId"), args.get("StartDate"), args.get("EndDate"))
     return [{"__type__": "HpcJobHistory", "JobId": r["job_id"], "Event": r["event"], "Actor": r["actor"],
              "Message": r["message"], "Details": r["details"],
              "Time": datetime.fromtimestamp(r["time"], UTC).isoformat()} for r in rows]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from .registry import Args, Record, command, each, error, job_target, per_item, plan, wait_until_ended
+from ..backends.contract import JobQuery, StopOptions, TaskQuery
+from ..backends.stopping import stop_jobs
+from ..errors import HpcError
+from .registry import Args, Record, command, each, job_target, per_item, plan, plans, waiting
 
 # Parameters that New-HpcJob and Set-HpcJob pass on as job properties.
 JOB_PROPERTIES = (
@@ -29,55 +33,29 @@ def _job_ids(args: Args) -> list[int]:
     return args.ints("Confirmed") or args.ints("Id") or args.ints("Job") or args.ints("JobId")
 
 
-def _lookup_plans(args: Args, describe: Any) -> list[Record]:
-    out: list[Record] = []
-    for entry in args.client().call("lookup_jobs", ids=_job_ids(args)):
-        if "error" in entry:
-            out.extend(per_item([entry]))
-        else:
-            job = entry["job"]
-            out.append(plan(job_target(job), describe(job), job["Id"]))
-    return out
+def _lookup_plans(args: Args, describe: Callable[[Record], str]) -> list[Record]:
+    return plans(args.backend().lookup_jobs(_job_ids(args)), describe)
+
+
+def _stop_options(args: Args) -> StopOptions:
+    return StopOptions.from_parameters(args.flag("Force"), args.flag("Graceful"), args.get("State"),
+                                       args.get("Message"))
 
 
 @command("Stop-HpcJob:plan")
 def stop_job_plan(args: Args) -> list[Record]:
-    results = args.client().call("plan_cancel", ids=_job_ids(args), message=args.get("Message"),
-                                 state=args.get("State"), force=args.flag("Force"), graceful=args.flag("Graceful"))
-    out: list[Record] = []
-    for entry in results:
-        if "error" in entry:
-            out.extend(per_item([entry]))
-        else:
-            out.append(plan(job_target(entry["job"]), entry["action"], entry["id"]))
-    return out
+    items = args.backend().plan_cancel(_job_ids(args), _stop_options(args))
+    return [plan(job_target(i.record), i.action or "", i.id) if i.error is None and i.record is not None
+            else per_item([i])[0] for i in items]
 
 
 @command("Stop-HpcJob")
 def stop_job(args: Args) -> list[Record]:
-    """Cancels the jobs; waits for their final state unless graceful (HPC Pack's client does the same)."""
-    client = args.client()
-    finish = str(args.get("State") or "").lower() == "finished"
-    results = client.call("cancel_jobs", ids=_job_ids(args), message=args.get("Message"), state=args.get("State"),
-                          force=args.flag("Force"), graceful=args.flag("Graceful"))
-    out = [r for r in per_item(results) if "__error__" in r]
-    accepted = [r["id"] for r in results if "error" not in r]
-    if accepted and not args.flag("Graceful"):
-        expected = "Finished" if finish else "Canceled"
-        final = wait_until_ended(args, accepted)
-        for job_id in accepted:
-            state = final.get(str(job_id))
-            if state != expected:
-                out.append(_incomplete(client, job_id, state, expected))
-    return out
-
-
-def _incomplete(client: Any, job_id: int, state: str | None, expected: str) -> Record:
-    job = client.call("get_jobs", ids=[job_id])[0]
-    if state in ("Canceling", "Finishing"):
-        return error("CancelIncomplete", f"Job {job_id} did not reach {expected} in time; it is still {state}. "
-                     f"{job['ErrorMessage']}", job_id)
-    return error("CancelFailed", f"Job {job_id} ended {state}, not {expected}: {job['ErrorMessage']}", job_id)
+    """Cancels the jobs and waits for their final state unless graceful (backends.stopping); outputs
+    only the errors, one per job that was refused or did not end as asked."""
+    with waiting(args) as (report, stopped):
+        items = stop_jobs(args.backend(), _job_ids(args), _stop_options(args), report, stopped)
+    return per_item([i for i in items if i.error is not None])
 
 
 @command("New-HpcJob:plan")
@@ -88,16 +66,16 @@ def new_job_plan(args: Args) -> list[Record]:
 
 @command("New-HpcJob")
 def new_job(args: Args) -> list[Record]:
-    client = args.client()
+    backend = args.backend()
     spec = args.pick(*JOB_PROPERTIES)
     if args.has("JobFile"):
         from ..model.jobxml import read_job_file
         file_spec, tasks = read_job_file(str(args.get("JobFile")))
         file_spec.update(spec)
-        return [client.call("new_job", spec=file_spec, tasks=tasks)]  # all of it, or nothing
+        return [backend.new_job(file_spec, tasks)]  # all of it, or nothing
     if args.has("Job"):
-        return [client.call("copy_job", id=args.ints("Job")[0], spec=spec)]
-    return [client.call("new_job", spec=spec)]
+        return [backend.copy_job(args.ints("Job")[0], spec)]
+    return [backend.new_job(spec)]
 
 
 @command("Add-HpcTask:plan")
@@ -107,13 +85,12 @@ def add_task_plan(args: Args) -> list[Record]:
 
 @command("Add-HpcTask")
 def add_task(args: Args) -> list[Record]:
-    client = args.client()
+    backend = args.backend()
     specs = [args.pick(*TASK_PROPERTIES)]
     if args.has("TaskFile"):
         from ..model.jobxml import read_task_file
         specs = [{**task, **specs[0]} for task in read_task_file(str(args.get("TaskFile")))]
-    return each(_job_ids(args), lambda job_id: [t for spec in specs
-                                                 for t in client.call("add_task", job_id=job_id, spec=spec)])
+    return each(_job_ids(args), lambda job_id: [t for spec in specs for t in backend.add_task(job_id, spec)])
 
 
 @command("Submit-HpcJob:plan")
@@ -125,23 +102,21 @@ def submit_job_plan(args: Args) -> list[Record]:
 
 @command("Submit-HpcJob")
 def submit_job(args: Args) -> list[Record]:
-    return per_item(args.client().call("submit_jobs", ids=_job_ids(args)))
+    return per_item(args.backend().submit_jobs(_job_ids(args)))
 
 
 @command("Get-HpcJob")
-def get_job(args: Args) -> list[Record]:
-    client = args.client()
+def get_job(args: Args) -> list[Record] | Iterator[Record]:
+    """Jobs by -Id (an error per missing id), or those that match, streamed page by page."""
+    backend = args.backend()
     if args.has("Id"):
-        return per_item(client.call("lookup_jobs", ids=args.ints("Id")))
-    state = args.get("State")
-    query: dict[str, Any] = {
-        "state": state, "owner": args.get("Owner"), "name": args.get("Name"), "project": args.get("Project"),
-        "template": args.get("TemplateName"), "begin": args.get("BeginSubmitDate"),
-        "end": args.get("EndSubmitDate"), "nodes": args.get("NodeName"),
-    }
-    if query["begin"] or query["end"] or query["name"] or query["project"] or query["template"] or query["nodes"]:
-        query["state"] = state or "All"
-    return list(client.call("get_jobs", **query))
+        return per_item(backend.lookup_jobs(args.ints("Id")))
+    query = JobQuery(state=args.get("State"), owner=args.get("Owner"), name=args.get("Name"),
+                     project=args.get("Project"), template=args.get("TemplateName"),
+                     begin=args.get("BeginSubmitDate"), end=args.get("EndSubmitDate"), nodes=args.get("NodeName"))
+    if query.begin or query.end or query.name or query.project or query.template or query.nodes:
+        query = replace(query, state=query.state or "All")  # a filter other than owner looks at every state
+    return backend.query_jobs(query)
 
 
 @command("Set-HpcJob:plan")
@@ -152,9 +127,9 @@ def set_job_plan(args: Args) -> list[Record]:
 
 @command("Set-HpcJob")
 def set_job(args: Args) -> list[Record]:
-    client = args.client()
+    backend = args.backend()
     spec = args.pick(*JOB_PROPERTIES)
-    return each(_job_ids(args), lambda job_id: [client.call("set_job", id=job_id, spec=spec)])
+    return each(_job_ids(args), lambda job_id: [backend.set_job(job_id, spec)])
 
 
 @command("Export-HpcJob:plan")
@@ -168,12 +143,15 @@ def export_job_plan(args: Args) -> list[Record]:
 @command("Export-HpcJob")
 def export_job(args: Args) -> list[Record]:
     from ..model.jobxml import write_job_file
-    client = args.client()
+    backend = args.backend()
     path = Path(str(args.get("Path")))
 
     def export(job_id: int) -> list[Record]:
-        tasks = client.call("get_tasks", job_id=job_id, expand=False, full=True)  # the owner's or an admin's
-        job = client.call("get_jobs", ids=[job_id])[0]
+        tasks = backend.get_tasks(TaskQuery(job_id, expand=False, full=True))  # the owner's or an admin's
+        found = backend.lookup_jobs([job_id])[0]
+        if found.error is not None or found.record is None:
+            raise found.error or HpcError("InvalidJobId", f"No job {job_id}.", job_id)
+        job = found.record
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(write_job_file(job, tasks))
         return []

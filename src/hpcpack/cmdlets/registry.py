@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
-from ..backends.client import Client, for_scheduler
+from ..backends import stopping
+from ..backends.contract import Backend, Item, Progress
+from ..backends.headnode import backend_for
+from ..backends.stopping import Report, Stopped
 from ..errors import ErrorRecord, HpcError
 
 Record = dict[str, Any]
-Handler = Callable[["Args"], list[Record]]
+Handler = Callable[["Args"], list[Record] | Iterator[Record]]
 COMMANDS: dict[str, Handler] = {}
+CURSORS: dict[str, Iterator[Record]] = {}  # call id -> the rest of a long answer, fetched with "More"
+CHUNK = 1000  # records in one answer to PowerShell; the rest wait in CURSORS
 STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
-WAIT_SLICE = 0.25  # seconds a wait lasts before it looks whether it was asked to stop
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -50,8 +54,8 @@ class Args:
             return []
         return [int(v) for v in (value if isinstance(value, list) else [value])]
 
-    def client(self) -> Client:
-        return for_scheduler(self.get("Scheduler"))
+    def backend(self) -> Backend:
+        return backend_for(self.get("Scheduler"))
 
     def pick(self, *names: str) -> dict[str, Any]:
         """The given parameters that were bound, under their PowerShell names."""
@@ -71,9 +75,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-ENDED = ("Finished", "Failed", "Canceled")
 PROGRESS: dict[str, Record] = {}  # call id -> how its wait is going, for the cmdlet's Write-Progress
-SHOWN_IDS = 5  # ids named in a progress line before "and N more"
 
 
 @command("Progress")
@@ -83,70 +85,41 @@ def progress(args: Args) -> list[Record]:
     return [record] if record else []
 
 
-def _some(ids: list[Any]) -> str:
-    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
-    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+def chunk(call_id: str, records: list[Record] | Iterator[Record]) -> list[Record]:
+    """A list as it is; an iterator's next CHUNK records, then a "More" marker if it has more (the
+    module writes them and asks for "More": the rest is only read if the pipeline wants it)."""
+    if isinstance(records, list):
+        return records
+    out = list(islice(records, CHUNK))
+    if len(out) == CHUNK:
+        CURSORS[call_id] = records
+        out.append({"__type__": "More"})
+    return out
 
 
-def _report(args: Args, what: str, left: list[Any], total: int, grace_end: float | None) -> None:
-    """Publishes the wait's progress: which items, how many ended, how long is left of the grace period."""
-    seconds = max(0, round(grace_end - time.time())) if grace_end is not None else -1
-    status = f"Waiting for {what} {_some(left)} to end: {total - len(left)} of {total} ended"
-    operation = (f"{seconds} s left of the grace period, then running tasks are killed" if seconds > 0
-                 else "the grace period is over: ending the tasks" if seconds == 0 else "")
-    PROGRESS[args.call_id] = {"__type__": "Progress", "Activity": f"Stopping {what}", "Status": status,
-                              "CurrentOperation": operation, "PercentComplete": (total - len(left)) * 100 // total,
-                              "SecondsRemaining": seconds, "Remaining": _some(left), "What": what}
+@command("More")
+def more(args: Args) -> list[Record]:
+    """The next chunk of call `Of`'s answer."""
+    call_id = str(args.get("Of"))
+    rest = CURSORS.pop(call_id, None)
+    return chunk(call_id, rest) if rest is not None else []
 
 
-def _grace_end(records: list[Record]) -> float | None:
-    """When the last grace period of these jobs or tasks ends (HPC Pack's TaskCancelGracePeriod), if one runs."""
-    ends = [datetime.fromisoformat(r["CancelGraceEnd"]).timestamp() for r in records if r.get("CancelGraceEnd")]
-    return max(ends) if ends else None
+@command("Close")
+def close(args: Args) -> list[Record]:
+    """Call `Of`'s pipeline stopped early: its answer's rest is not wanted."""
+    CURSORS.pop(str(args.get("Of")), None)
+    return []
 
 
-def wait_until_ended(args: Args, ids: list[int]) -> dict[str, str]:
-    """The jobs' states once they have all ended (or the head node's own deadline has passed)."""
-    client = args.client()
-    states: dict[str, str] = {}
-    grace_end = _grace_end(client.call("get_jobs", ids=ids))
-
-    def ended() -> bool:
-        states.update(client.call("wait_jobs", ids=ids, timeout=WAIT_SLICE))
-        left = [i for i in ids if states.get(str(i)) not in ENDED]
-        _report(args, "job" if len(ids) == 1 else "jobs", left, len(ids), grace_end)
-        return not left
-    _wait(args, ended, "jobs")
-    return states
-
-
-def wait_until_task_ended(args: Args, address: dict[str, Any]) -> None:
-    """Returns once the task (every subtask of a sweep) has ended, as Stop-HpcJob waits for jobs."""
-    client = args.client()
-
-    def ended() -> bool:
-        units = client.call("get_tasks", job_id=address["job_id"], task_id=address["task_id"],
-                            sub_id=address.get("sub_id") or None)
-        left = [u["Id"] for u in units if u["State"] not in ENDED]
-        _report(args, "task" if len(units) == 1 else "tasks", left, len(units), _grace_end(units))
-        if not left:
-            return True
-        time.sleep(WAIT_SLICE / 10)
-        return False
-    _wait(args, ended, "tasks")
-
-
-def _wait(args: Args, ended: Callable[[], bool], what: str) -> None:
-    """Polls `ended` in short slices until it holds or a cancel's time limit has passed, so that a stop
-    request from PowerShell ends the wait at once (the head node goes on with the cancel)."""
-    deadline = time.monotonic() + float(args.client().call("cancel_time_limit"))
+@contextmanager
+def waiting(args: Args) -> Iterator[tuple[Report, Stopped]]:
+    """What a stop-and-wait needs from the cmdlet: where to publish its progress (for Write-Progress)
+    and whether PowerShell asked the cmdlet to stop."""
+    def report(progress: Progress) -> None:
+        PROGRESS[args.call_id] = {"__type__": "Progress", **stopping.describe(progress)}
     try:
-        while True:
-            if args.call_id in STOPPED:
-                raise HpcError("OperationStopped", f"Stopped while waiting for the {what} to end; the head node "
-                               f"goes on ending them.")
-            if ended() or time.monotonic() > deadline:
-                return
+        yield report, lambda: args.call_id in STOPPED
     finally:
         PROGRESS.pop(args.call_id, None)
 
@@ -167,15 +140,22 @@ def each(items: list[Any], action: Callable[[Any], list[Record]]) -> list[Record
     return out
 
 
-def per_item(results: list[Record]) -> list[Record]:
-    """Daemon per-item results -> objects and error records, in order."""
+def per_item(items: list[Item]) -> list[Record]:
+    """Per-item answers -> their records and non-terminating error records, in order."""
     out = []
-    for entry in results:
-        if "error" in entry:
-            out.append(ErrorRecord(HpcError.from_wire(entry["error"])).to_record())
-        elif entry.get("job") is not None:
-            out.append(entry["job"])
+    for item in items:
+        if item.error is not None:
+            out.append(ErrorRecord(item.error).to_record())
+        elif item.record is not None:
+            out.append(item.record)
     return out
+
+
+def plans(items: list[Item], describe: Callable[[Record], str]) -> list[Record]:
+    """Per-item answers -> ShouldProcess plans (or error records), in order."""
+    return [plan(job_target(i.record), describe(i.record), i.id) if i.record is not None and i.error is None
+            else ErrorRecord(i.error or HpcError("InvalidJobId", f"No job {i.id}.", i.id)).to_record()
+            for i in items]
 
 
 def plan(target: str, action: str, key: Any) -> Record:

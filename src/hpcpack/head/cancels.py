@@ -8,30 +8,20 @@ import signal
 from ..errors import HpcError
 from ..identity import Caller
 from ..model.objects import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
-from ..model.params import MAX_MESSAGE
 from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
+from ..model.stop import StopOptions
 from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, TASK_FAILURE, log
 from .processes import Processes
 
 
 class Cancels(Processes):
-    def check_cancel_request(self, message: str | None, force: bool, graceful: bool) -> None:
-        if force and graceful:
-            raise HpcError("ForcedGracefulConflict", "Force and Graceful cannot be used together: Force stops "
-                           "running tasks at once, Graceful lets them finish.")
-        if message is not None and len(message) > MAX_MESSAGE:
-            raise HpcError("CancelMessageIsTooLong", f"The cancel message is {len(message)} characters long; "
-                           f"the limit is {MAX_MESSAGE}.", "Message")
-
-    def cancel_job(self, caller: Caller, job_id: int, message: str | None, force: bool, graceful: bool,
-                   finish: bool) -> Job:
+    def cancel_job(self, caller: Caller, job_id: int, options: StopOptions) -> Job:
         """Cancels (or finishes) the job; its processes are signalled only once that is committed."""
         with self.batch():
-            return self._cancel_job(caller, job_id, message, force, graceful, finish)
+            return self._cancel_job(caller, job_id, options)
 
-    def _cancel_job(self, caller: Caller, job_id: int, message: str | None, force: bool, graceful: bool,
-                    finish: bool) -> Job:
-        self.check_cancel_request(message, force, graceful)
+    def _cancel_job(self, caller: Caller, job_id: int, options: StopOptions) -> Job:
+        force, graceful, finish, message = options.force, options.graceful, options.finish, options.message
         job = self.job(job_id)
         self.authorize(caller, job)
         kind, request = _CANCEL_KINDS[(force, graceful, finish)]
@@ -59,8 +49,9 @@ class Cancels(Processes):
             self.history(job, "scheduler", "end", job.state.name or "")
         return job
 
-    def describe_cancel(self, caller: Caller, job: Job, force: bool, graceful: bool, finish: bool) -> str:
+    def describe_cancel(self, caller: Caller, job: Job, options: StopOptions) -> str:
         """The cancel's effect on this job, in words; raises what cancel_job would raise."""
+        force, graceful, finish = options.force, options.graceful, options.finish
         self.authorize(caller, job)
         if job.state not in JOB_CANCELABLE and job.state != JobState.Canceling:
             raise HpcError("InvalidCancelJobState", f"You cannot cancel job {job.id} in its current state "
@@ -142,16 +133,14 @@ class Cancels(Processes):
             job.cancel.term_deadline = deadline
         return changed
 
-    def cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, message: str | None,
-                    force: bool, finish: bool) -> Task:
+    def cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, options: StopOptions) -> Task:
         with self.batch():  # signals wait for the commit
-            return self._cancel_task(caller, job_id, task_id, sub_id, message, force, finish)
+            return self._cancel_task(caller, job_id, task_id, sub_id, options)
 
-    def _cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, message: str | None,
-                     force: bool, finish: bool) -> Task:
+    def _cancel_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int, options: StopOptions) -> Task:
+        message, force, finish = options.message, options.force, options.finish
         job = self.job(job_id)
         self.authorize(caller, job)
-        self.check_cancel_request(message, force, False)
         task = self.find_task(job, task_id, sub_id)
         units = task.instances if (task.parametric and not sub_id) else [task]
         if task.shown_state in TASK_TERMINAL:
@@ -293,7 +282,7 @@ class Cancels(Processes):
             if job.state != JobState.Running:
                 raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; only Running, Canceled or "
                                "Failed jobs can be requeued.", job.id)
-            self._cancel_job(caller, job_id, "Requeued by user.", False, False, False)
+            self._cancel_job(caller, job_id, StopOptions(message="Requeued by user."))
             assert job.cancel is not None
             job.cancel.final_state = "Requeue"
             self.commit(job)

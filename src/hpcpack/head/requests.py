@@ -18,6 +18,7 @@ from ..errors import HpcError, invalid_argument
 from ..identity import Caller
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState, parse_flags
+from ..model.stop import StopOptions
 from ..wire import operations as ops
 from ..wire import protocol
 from .core import ENDED_STATES
@@ -56,11 +57,9 @@ def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
     return f"{caller.uid}:{op}:{request_id}"
 
 
-def _finish(state: str | None) -> bool:
-    """-State Finished (the only value Stop-HpcJob and Stop-HpcTask take) -> True."""
-    if state and state.lower() != "finished":
-        raise invalid_argument(f"State '{state}' is not valid; the only valid value is Finished.", "State")
-    return bool(state)
+def _stop_options(params: ops.CancelJobs | ops.CancelTask) -> StopOptions:
+    return StopOptions.from_parameters(params.force, getattr(params, "graceful", False), params.state,
+                                       params.message)
 
 
 class Requests:
@@ -145,12 +144,9 @@ class Requests:
         return await self._per_job(caller, params.ids, lambda i: self.head.requeue_job(caller, i))
 
     async def op_cancel_jobs(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
-        finish = _finish(params.state)
-        self.head.check_cancel_request(params.message, params.force, params.graceful)
-        return await self._per_job(
-            caller, params.ids,
-            lambda i: self.head.cancel_job(caller, i, params.message, params.force, params.graceful, finish),
-            records=False)
+        options = _stop_options(params)
+        return await self._per_job(caller, params.ids, lambda i: self.head.cancel_job(caller, i, options),
+                                   records=False)
 
     async def op_wait_jobs(self, caller: Caller, params: ops.WaitJobs) -> dict[str, Any]:
         """Waits for the jobs' final states; by default as long as a cancel can take."""
@@ -173,14 +169,13 @@ class Requests:
 
     def op_plan_cancel(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
         """What a cancel would do to each job, in words, for -WhatIf and -Confirm."""
-        finish = _finish(params.state)
-        self.head.check_cancel_request(params.message, params.force, params.graceful)
+        options = _stop_options(params)
         results = []
         for entry in self.op_lookup_jobs(caller, ops.JobIds(ids=params.ids)):
             if "job" in entry:
                 job = self.head.jobs[entry["id"]]
                 try:
-                    entry["action"] = self.head.describe_cancel(caller, job, params.force, params.graceful, finish)
+                    entry["action"] = self.head.describe_cancel(caller, job, options)
                 except HpcError as e:
                     entry = {"id": entry["id"], "error": e.to_wire()}
             results.append(entry)
@@ -253,8 +248,8 @@ class Requests:
         return [self._task_record(u, caller) for u in units if int(u.shown_state) & mask]
 
     def op_cancel_task(self, caller: Caller, params: ops.CancelTask) -> dict[str, Any]:
-        task = self.head.cancel_task(caller, params.job_id, params.task_id, params.sub_id or 0, params.message,
-                                     params.force, _finish(params.state))
+        task = self.head.cancel_task(caller, params.job_id, params.task_id, params.sub_id or 0,
+                                     _stop_options(params))
         return self._task_record(task, caller)
 
     def op_requeue_task(self, caller: Caller, params: ops.TaskAddress) -> dict[str, Any]:

@@ -1,0 +1,191 @@
+"""The one contract between the cmdlets (and the `job` command) and a scheduler backend.
+
+A backend is anything that keeps HPC Pack's model of jobs and tasks and acts on it: today the head
+node reached over its socket (`backends.headnode.HeadNodeBackend`), local or remote; the Slurm engine
+sits behind a head node and so needs no second client. Every verb is one method here, typed; the wire
+carries exactly these verbs (`wire.operations`), and `tests/contract/` is the suite every backend passes.
+
+Shapes: jobs and tasks travel as records (`Record`: HpcJob/HpcTask property names, as PowerShell shows
+them, plus "__type__" and "Scheduler"). Verbs on many jobs answer per item, in the order asked
+(`Item`), so one refused job never hides the others; verbs on one thing raise `HpcError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import HpcError
+from ..model.stop import StopOptions
+
+Record = dict[str, Any]
+Spec = dict[str, Any]  # job or task properties by their PowerShell parameter names
+__all__ = ["Backend", "Item", "JobQuery", "Progress", "Record", "Spec", "StopOptions", "TaskKey", "TaskQuery"]
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    """A task (sub_id 0) or one subtask of a parametric sweep."""
+
+    job_id: int
+    task_id: int
+    sub_id: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.job_id}.{self.task_id}" + (f".{self.sub_id}" if self.sub_id else "")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "task_id": self.task_id, "sub_id": self.sub_id or None}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item's answer to a verb on many: its record (or the action planned for it), or its error."""
+
+    id: int
+    record: Record | None = None
+    error: HpcError | None = None
+    action: str | None = None  # plan_cancel: what the cancel would do, in words
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Get-HpcJob's filters. Without state or owner: the caller's Queued and Running jobs (HPC Pack's
+    default). Times are ISO 8601 text or POSIX seconds."""
+
+    state: str | list[str] | None = None
+    owner: str | None = None
+    name: str | None = None
+    project: str | None = None
+    template: str | None = None
+    begin: str | float | None = None
+    end: str | float | None = None
+    nodes: list[str] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Get-HpcTask's filters; `expand` shows sweeps as their subtasks; `full` asks for the whole task
+    (the owner's or an administrator's right: Export-HpcJob) instead of a copy blanked for others."""
+
+    job_id: int
+    task_id: int | None = None
+    sub_id: int | None = None
+    state: str | list[str] | None = None
+    expand: bool = True
+    full: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Progress:
+    """How a wait for jobs or tasks to end is going: what is left and when the grace period ends."""
+
+    what: str                     # "job", "jobs", "task", "tasks"
+    left: list[Any]               # ids (or task keys) not ended yet
+    total: int
+    grace_end: float | None = None  # POSIX seconds, when running tasks are killed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """The verbs. Each raises HpcError (FullyQualifiedErrorId in `error_id`) for what it refuses;
+    CannotConnectWithScheduler when the backend cannot be reached."""
+
+    @property
+    def name(self) -> str:
+        """Where this backend is, as a user would name it again (`unix:/path`, `host:port`)."""
+        ...
+
+    def close(self) -> None:
+        """Lets go of the connection (a later verb opens a new one)."""
+        ...
+
+    def ping(self) -> dict[str, Any]:
+        """Who answers: name, version, protocol, the caller's user name and whether an administrator."""
+        ...
+
+    def new_job(self, spec: Spec, tasks: Sequence[Spec] = ()) -> Record:
+        """A new job in Configuring; with `tasks` (a job file), the job and all its tasks, or nothing."""
+        ...
+
+    def copy_job(self, job_id: int, spec: Spec) -> Record:
+        """A new job with the properties and tasks of `job_id` (its owner's or an administrator's), then `spec`."""
+        ...
+
+    def set_job(self, job_id: int, spec: Spec) -> Record:
+        """Changes the job's properties (a Running job accepts only some); raises per HPC Pack's rules."""
+        ...
+
+    def add_task(self, job_id: int, spec: Spec) -> list[Record]:
+        """Adds one task to a Configuring job, or to a Queued or Running one (HPC Pack allows it); the
+        task's records (a sweep: the sweep)."""
+        ...
+
+    def submit_jobs(self, ids: Sequence[int]) -> list[Item]:
+        """Submits each job (a Canceled or Failed job is requeued): per item, its record afterwards."""
+        ...
+
+    def requeue_jobs(self, ids: Sequence[int]) -> list[Item]:
+        """Queues each Canceled or Failed job again: per item."""
+        ...
+
+    def lookup_jobs(self, ids: Sequence[int]) -> list[Item]:
+        """Each job's record, or why it cannot be had (InvalidJobId): per item, changes nothing."""
+        ...
+
+    def query_jobs(self, query: JobQuery) -> Iterator[Record]:
+        """The jobs that match, by id, fetched in pages as the caller consumes them (any number)."""
+        ...
+
+    def get_tasks(self, query: TaskQuery) -> list[Record]:
+        """The job's tasks that match (blanked of private fields for callers who are neither owner nor
+        administrator, unless `full`, which then raises PermissionDenied)."""
+        ...
+
+    def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
+        """What a cancel would do to each job, in words (for -WhatIf and -Confirm): per item, no change."""
+        ...
+
+    def cancel_jobs(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
+        """Starts the cancel of each job, committed before any signal; does not wait (see `stopping`)."""
+        ...
+
+    def wait_jobs(self, ids: Sequence[int], timeout: float) -> dict[int, str]:
+        """Each job's state once all have ended or `timeout` seconds (≤ 3600) have passed."""
+        ...
+
+    def cancel_time_limit(self) -> float:
+        """The longest a cancel may take, in seconds: grace period, node-release timeout and a margin."""
+        ...
+
+    def cancel_task(self, key: TaskKey, options: StopOptions) -> Record:
+        """Starts stopping one task (or a whole sweep, or one subtask); does not wait."""
+        ...
+
+    def requeue_task(self, key: TaskKey) -> Record:
+        """Queues a Failed or Canceled task again."""
+        ...
+
+    def submit_task(self, key: TaskKey) -> Record:
+        """Submits a Configuring task of a Queued or Running job."""
+        ...
+
+    def history(self, job_id: int | None = None, start: str | float | None = None,
+                end: str | float | None = None) -> list[Record]:
+        """The audit events (administrators only), oldest first: job_id, event, actor, message, details, time."""
+        ...
+
+    def get_properties(self) -> dict[str, int]:
+        """The cluster properties (administrators only)."""
+        ...
+
+    def set_properties(self, values: dict[str, int]) -> dict[str, int]:
+        """Sets cluster properties (administrators only); all of them afterwards."""
+        ...

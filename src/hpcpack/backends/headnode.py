@@ -1,0 +1,107 @@
+"""The head node as a backend: each verb of the contract is one wire operation over `client.Client`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..errors import HpcError
+from ..wire import protocol
+from .client import Client, for_scheduler
+from .contract import Item, JobQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
+
+
+def backend_for(scheduler: list[str] | str | None) -> HeadNodeBackend:
+    """The backend for -Scheduler (or `/scheduler:`), CCP_SCHEDULER, HPCPACK_HOME or the default head
+    node, resolved as README "The head node" says; one connection per process and head node."""
+    return HeadNodeBackend(for_scheduler(scheduler))
+
+
+def _items(results: list[dict[str, Any]]) -> list[Item]:
+    return [Item(id=int(r["id"]), record=r.get("job"),
+                 error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"))
+            for r in results]
+
+
+class HeadNodeBackend:
+    """A head node (embedded, the machine's or remote) behind its socket. Satisfies `contract.Backend`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @property
+    def name(self) -> str:
+        return self.client.address
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ping(self) -> dict[str, Any]:
+        return dict(self.client.call("ping"))
+
+    def new_job(self, spec: Spec, tasks: Sequence[Spec] = ()) -> Record:
+        return dict(self.client.call("new_job", spec=spec, tasks=list(tasks)))
+
+    def copy_job(self, job_id: int, spec: Spec) -> Record:
+        return dict(self.client.call("copy_job", id=job_id, spec=spec))
+
+    def set_job(self, job_id: int, spec: Spec) -> Record:
+        return dict(self.client.call("set_job", id=job_id, spec=spec))
+
+    def add_task(self, job_id: int, spec: Spec) -> list[Record]:
+        return list(self.client.call("add_task", job_id=job_id, spec=spec))
+
+    def submit_jobs(self, ids: Sequence[int]) -> list[Item]:
+        return _items(self.client.call("submit_jobs", ids=list(ids)))
+
+    def requeue_jobs(self, ids: Sequence[int]) -> list[Item]:
+        return _items(self.client.call("requeue_jobs", ids=list(ids)))
+
+    def lookup_jobs(self, ids: Sequence[int]) -> list[Item]:
+        return _items(self.client.call("lookup_jobs", ids=list(ids)))
+
+    def query_jobs(self, query: JobQuery) -> Iterator[Record]:
+        after = None
+        while True:  # pages, so that no reply outgrows a frame and a consumer may stop early
+            page = self.client.call("get_jobs", **query.to_wire(), after=after, limit=protocol.MAX_IDS)
+            yield from page
+            if len(page) < protocol.MAX_IDS:
+                return
+            after = page[-1]["Id"]
+
+    def get_tasks(self, query: TaskQuery) -> list[Record]:
+        return list(self.client.call("get_tasks", **query.to_wire()))
+
+    def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
+        return _items(self.client.call("plan_cancel", ids=list(ids), **options.to_wire()))
+
+    def cancel_jobs(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
+        return _items(self.client.call("cancel_jobs", ids=list(ids), **options.to_wire()))
+
+    def wait_jobs(self, ids: Sequence[int], timeout: float) -> dict[int, str]:
+        states = self.client.call("wait_jobs", ids=list(ids), timeout=timeout)
+        return {int(k): str(v) for k, v in states.items()}
+
+    def cancel_time_limit(self) -> float:
+        return float(self.client.call("cancel_time_limit"))
+
+    def cancel_task(self, key: TaskKey, options: StopOptions) -> Record:
+        wire = options.to_wire()
+        del wire["graceful"]  # a task has no graceful stop (Stop-HpcTask has no -Graceful)
+        return dict(self.client.call("cancel_task", **key.to_wire(), **wire))
+
+    def requeue_task(self, key: TaskKey) -> Record:
+        return dict(self.client.call("requeue_task", **key.to_wire()))
+
+    def submit_task(self, key: TaskKey) -> Record:
+        return dict(self.client.call("submit_task", **key.to_wire()))
+
+    def history(self, job_id: int | None = None, start: str | float | None = None,
+                end: str | float | None = None) -> list[Record]:
+        return list(self.client.call("history", job_id=job_id, start=start, end=end))
+
+    def get_properties(self) -> dict[str, int]:
+        return dict(self.client.call("get_properties"))
+
+    def set_properties(self, values: dict[str, int]) -> dict[str, int]:
+        return dict(self.client.call("set_property", values=values))
