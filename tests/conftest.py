@@ -171,10 +171,12 @@ def running_head_node(state_dir: Path, user: str | None = None) -> Iterator[Head
     client = node.client()
     client.call("set_property", values={"TaskCancelGracePeriod": 2, "NodeReleaseTaskTimeout": 5})
     client.close()
-    yield node
-    node.stop()
-    if (state_dir / "headnode.db").exists():
-        _kill_leftovers(state_dir)
+    try:
+        yield node
+    finally:
+        node.stop()
+        if (state_dir / "headnode.db").exists():
+            _kill_leftovers(state_dir)
 
 
 def head_id(state_dir: Path) -> str:

@@ -66,7 +66,7 @@ def test_the_specs_four_examples_run_verbatim(head: HeadNodeProcess, client: Cli
     created = max(j["Id"] for j in client.call("get_jobs", state="All"))
     assert job(client, created)["State"] == "Finished"
     assert job(client, created)["RunUntilCanceled"] is True and job(client, created)["MaxCores"] == 3
-    assert task_states(client, created) == {f"{created}.1": "Finished"}
+    assert task_states(client, created) == {f"{created}.1": "Finished"}, str(tasks(client, created))
 
     ok(run_pwsh(spec_example(4), env=head.env()))
     assert job(client, 27)["State"] == "Canceling"

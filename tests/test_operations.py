@@ -4,7 +4,11 @@ handler an operation, and a client may resend exactly the operations that change
 from __future__ import annotations
 
 import inspect
+import re
 
+from hpcpack.backends import headnode
+from hpcpack.backends.contract import Backend
+from hpcpack.backends.headnode import HeadNodeBackend
 from hpcpack.head.requests import Requests
 from hpcpack.wire import operations, protocol
 
@@ -25,3 +29,15 @@ def test_each_handler_takes_its_operations_declared_arguments() -> None:
 def test_read_only_operations_are_operations() -> None:
     assert set(operations.OPERATIONS) >= protocol.READ_ONLY
     assert not protocol.READ_ONLY & {"new_job", "add_task", "cancel_jobs", "submit_jobs", "requeue_jobs"}
+
+
+def test_the_head_node_backend_keeps_the_whole_contract_and_reaches_every_operation() -> None:
+    """Every verb of backends.contract.Backend is implemented with its declared signature, and each wire
+    operation is what some verb sends (apart from the connection's own: hello, and shutdown)."""
+    verbs = {name for name, _ in inspect.getmembers(Backend) if not name.startswith("_")}
+    for verb in verbs:
+        ours, declared = getattr(HeadNodeBackend, verb), getattr(Backend, verb)
+        if not isinstance(declared, property):
+            assert inspect.signature(ours) == inspect.signature(declared), verb
+    sent = set(re.findall(r'\.call\("(\w+)"', inspect.getsource(headnode)))
+    assert sent == set(operations.OPERATIONS) - {"hello", "shutdown"}

@@ -172,7 +172,10 @@ class Running(Cancels):
             self.commit(job, [unit], job_changed=False)
             return
         if stopping:
-            finished = unit.error_code == FINISHED_BY_USER
+            # A job being finished (-State Finished): a task that ends well is Finished, even if it ended
+            # by itself just as the stop arrived.
+            finishing = job.cancel is not None and job.cancel.final_state == "Finished" and self._exit_ok(job, code)
+            finished = unit.error_code == FINISHED_BY_USER or finishing
             unit.move("stopped_finished" if finished else "stopped")
             if job.state == JobState.Canceling and not unit.error_message:
                 unit.error_code = TASKS_JOB_CANCELED
