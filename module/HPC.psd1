@@ -13,7 +13,9 @@
     TypesToProcess       = @()
     CmdletsToExport      = @(
         'Add-HpcTask', 'Add-PSSnapin', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
-        'Export-HpcJob', 'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob'
+        'Export-HpcJob', 'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob',
+        'Get-HpcNode', 'Set-HpcNodeState', 'Get-HpcNodeStateHistory', 'Get-HpcGroup', 'New-HpcGroup', 'Add-HpcGroup',
+        'Remove-HpcGroup', 'Get-HpcClusterOverview'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

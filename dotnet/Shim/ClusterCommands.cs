@@ -10,6 +10,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         [Parameter(Position = 1)] public string Name { get; set; }
         [Parameter] public SwitchParameter Parameter { get; set; }
+        [Parameter] public SwitchParameter Environment { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcClusterProperty", Arguments());
     }
@@ -22,6 +23,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         [Parameter] [ValidateRange(0, 86400)] public int NodeReleaseTaskTimeout { get; set; }
         [Parameter] [ValidateRange(0, 3650)] public int TtlCompletedJobs { get; set; }
         [Parameter] [ValidateRange(0, 10000)] public int ExcludedNodesLimit { get; set; }
+        [Parameter] public string[] Environment { get; set; }
 
         protected override void ProcessRecord() => ConfirmThenEmit("Set-HpcClusterProperty", Arguments());
     }

@@ -59,7 +59,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         public static object Build(Dictionary<string, object> record)
         {
-            if (!record.TryGetValue("__type__", out object typeName) || !Types.TryGetValue((string)typeName, out Type type))
+            if (!record.TryGetValue("__type__", out object typeName) || !(Types.TryGetValue((string)typeName, out Type type)
+                || (type = typeof(Records).Assembly.GetType("Microsoft.ComputeCluster.CCPPSH." + typeName)) != null))
             {
                 throw new InvalidOperationException($"The backend returned a record of unknown type '{typeName}'.");
             }

@@ -23,6 +23,30 @@ PROPERTY_DEFAULTS: dict[str, int] = {
     "ExcludedNodesLimit": 10,
 }
 
+# HPC Pack's other cluster parameters, shown by Get-HpcClusterProperty with their defaults. This head node
+# reads JobRetryCount/TaskRetryCount nowhere yet; they are shown (and kept) as HPC Pack has them.
+CLUSTER_PARAMETERS: dict[str, str] = {
+    "SchedulingMode": "Queued",
+    "PreemptionType": "Graceful",
+    "PriorityBias": "MediumBias",
+    "JobRetryCount": "3",
+    "TaskRetryCount": "3",
+    "JobCleanupHour": "2",
+    "HeartbeatInterval": "30",
+    "InactivityCount": "3",
+    "SubmissionFilterTimeout": "15",
+    "ActivationFilterTimeout": "15",
+    "DefaultHoldDuration": "900",
+    "AllowNewUserConnections": "True",
+    "AutomaticGrowthEnabled": "True",
+    "AutomaticShrinkEnabled": "True",
+    "EmailNotificationEnabled": "False",
+}
+
+BUILTIN_GROUPS = {"HeadNodes": "The head nodes of the cluster.",
+                  "ComputeNodes": "The compute nodes of the cluster."}
+DEFAULT_NODE_TEMPLATE = "Default ComputeNode Template"
+
 
 def machine_wide() -> bool:
     """True on a machine where 'make install' as root set up one head node for every user (in /var/lib/hpcpack)."""
@@ -127,6 +151,46 @@ def format_address(address: tuple[str, int]) -> str:
 class Node:
     name: str
     cores: int
+    sockets: int = 1
+    memory: int = 0  # MB
+    groups: tuple[str, ...] = ("ComputeNodes",)
+    template: str = DEFAULT_NODE_TEMPLATE
+    location: str = ""
+
+    @classmethod
+    def from_yaml(cls, entry: dict[str, Any]) -> Node:
+        """One entry of `nodes:`; memory (MB) defaults to this machine's, every node is in ComputeNodes."""
+        groups = entry.get("groups") or []
+        if isinstance(groups, str):
+            groups = [g.strip() for g in groups.split(",")]
+        names = ["ComputeNodes", *(str(g) for g in groups if str(g).strip())]
+        unique = tuple(dict.fromkeys(names))
+        return cls(name=str(entry["name"]), cores=int(entry["cores"]), sockets=int(entry.get("sockets") or 1),
+                   memory=int(entry.get("memory") or machine_memory_mb()), groups=unique,
+                   template=str(entry.get("template") or DEFAULT_NODE_TEMPLATE),
+                   location=str(entry.get("location") or ""))
+
+
+def machine_memory_mb() -> int:
+    """This machine's memory in MB (/proc/meminfo), 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def machine_sockets() -> int:
+    """This machine's processor sockets (distinct physical ids in /proc/cpuinfo), at least 1."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            ids = {line.split(":")[1].strip() for line in f if line.startswith("physical id")}
+    except OSError:
+        return 1
+    return max(1, len(ids))
 
 
 @dataclass
@@ -149,9 +213,15 @@ class HeadNodeConfig:
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping at the top level")
             data = loaded
-        nodes = [Node(str(n["name"]), int(n["cores"])) for n in data.get("nodes") or []]
-        if not nodes:
-            nodes = [Node(socket.gethostname().upper(), os.cpu_count() or 1)]
+        nodes = [Node.from_yaml(n) for n in data.get("nodes") or []]
+        if not nodes:  # this machine: the head node is also the compute node
+            nodes = [Node(socket.gethostname().upper(), os.cpu_count() or 1, machine_sockets(), machine_memory_mb(),
+                          ("HeadNodes", "ComputeNodes"))]
+        seen: set[str] = set()
+        for node in nodes:
+            if node.name.lower() in seen:
+                raise ValueError(f"{path}: the node {node.name} is listed twice")
+            seen.add(node.name.lower())
         return cls(
             administrators={str(u) for u in data.get("administrators") or []},
             admin_groups={str(g) for g in data.get("admin_groups") or []},

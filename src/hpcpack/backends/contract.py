@@ -21,7 +21,8 @@ from ..model.stop import StopOptions
 
 Record = dict[str, Any]
 Spec = dict[str, Any]  # job or task properties by their PowerShell parameter names
-__all__ = ["Backend", "Item", "JobQuery", "Progress", "Record", "Spec", "StopOptions", "TaskKey", "TaskQuery"]
+__all__ = ["Backend", "Item", "JobQuery", "NamedItem", "NodeQuery", "Progress", "Record", "Spec", "StopOptions",
+           "TaskKey", "TaskQuery"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,31 @@ class Item:
     record: Record | None = None
     error: HpcError | None = None
     action: str | None = None  # plan_cancel: what the cancel would do, in words
+
+
+@dataclass(frozen=True)
+class NamedItem:
+    """One node's or node group's answer to a verb on many, by name: its record or action, or its error."""
+
+    name: str
+    record: Record | None = None
+    error: HpcError | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeQuery:
+    """Get-HpcNode's filters; each matches any of its values, and a node must match every filter given."""
+
+    names: list[str] | None = None
+    groups: list[str] | None = None
+    states: list[str] | None = None
+    templates: list[str] | None = None
+    locations: list[str] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"names": self.names, "groups": self.groups, "states": self.states, "templates": self.templates,
+                "locations": self.locations}
 
 
 @dataclass(frozen=True)
@@ -188,4 +214,52 @@ class Backend(Protocol):
 
     def set_properties(self, values: dict[str, int]) -> dict[str, int]:
         """Sets cluster properties (administrators only); all of them afterwards."""
+        ...
+
+    def get_nodes(self, query: NodeQuery) -> list[Record]:
+        """The nodes that match (HpcNode records: NetBiosName, State, HealthState, Groups, cores, jobs running)."""
+        ...
+
+    def plan_node_state(self, names: Sequence[str], state: str, force: bool) -> list[NamedItem]:
+        """What setting each node's state would do, in words (for -WhatIf and -Confirm): per node, no change."""
+        ...
+
+    def set_node_state(self, names: Sequence[str], state: str, force: bool) -> list[NamedItem]:
+        """Sets each node Online or Offline (Offline drains; with force, at once: running tasks are requeued);
+        administrators only. Per node, its record afterwards; does not wait for a drain."""
+        ...
+
+    def node_history(self, names: Sequence[str] | None, start: str | float | None,
+                     end: str | float | None) -> list[Record]:
+        """Node state changes in [start, end), oldest first (administrators only): node, time, state,
+        previous, actor, reason."""
+        ...
+
+    def get_groups(self, names: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> list[Record]:
+        """The node groups that match (HpcGroup records: Id, Name, Description, Nodes)."""
+        ...
+
+    def new_group(self, name: str, description: str = "") -> Record:
+        """Creates an empty node group (administrators only)."""
+        ...
+
+    def change_groups(self, names: Sequence[str], ids: Sequence[int], nodes: Sequence[str] | None,
+                      add: bool) -> list[NamedItem]:
+        """Adds the nodes to each group, or removes them (without nodes: deletes the group); per group."""
+        ...
+
+    def cluster_overview(self) -> Record:
+        """Nodes by state, cores (total, busy, idle, offline), jobs and tasks by state."""
+        ...
+
+    def cluster_parameters(self) -> dict[str, str]:
+        """HPC Pack's cluster parameters with their values (administrators only)."""
+        ...
+
+    def get_environment(self) -> dict[str, str]:
+        """The cluster-wide environment variables every task gets (administrators only)."""
+        ...
+
+    def set_environment(self, values: dict[str, str | None]) -> dict[str, str]:
+        """Sets (or, with None, removes) cluster-wide environment variables; all of them afterwards."""
         ...

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import HpcError
 from ..wire import protocol
 from .client import Client, for_scheduler
-from .contract import Item, JobQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
+from .contract import Item, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
 
 
 def backend_for(scheduler: list[str] | str | None) -> HeadNodeBackend:
@@ -20,6 +20,12 @@ def backend_for(scheduler: list[str] | str | None) -> HeadNodeBackend:
 def _items(results: list[dict[str, Any]]) -> list[Item]:
     return [Item(id=int(r["id"]), record=r.get("job"),
                  error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"))
+            for r in results]
+
+
+def _named(results: list[dict[str, Any]], key: str) -> list[NamedItem]:
+    return [NamedItem(name=str(r["name"]), record=r.get(key),
+                      error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"))
             for r in results]
 
 
@@ -105,3 +111,40 @@ class HeadNodeBackend:
 
     def set_properties(self, values: dict[str, int]) -> dict[str, int]:
         return dict(self.client.call("set_property", values=values))
+
+    def get_nodes(self, query: NodeQuery) -> list[Record]:
+        return list(self.client.call("get_nodes", **query.to_wire()))
+
+    def plan_node_state(self, names: Sequence[str], state: str, force: bool) -> list[NamedItem]:
+        return _named(self.client.call("plan_node_state", names=list(names), state=state, force=force), "node")
+
+    def set_node_state(self, names: Sequence[str], state: str, force: bool) -> list[NamedItem]:
+        return _named(self.client.call("set_node_state", names=list(names), state=state, force=force), "node")
+
+    def node_history(self, names: Sequence[str] | None, start: str | float | None,
+                     end: str | float | None) -> list[Record]:
+        return list(self.client.call("node_history", names=list(names) if names else None, start=start, end=end))
+
+    def get_groups(self, names: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> list[Record]:
+        return list(self.client.call("get_groups", names=list(names) if names else None,
+                                     ids=list(ids) if ids else None))
+
+    def new_group(self, name: str, description: str = "") -> Record:
+        return dict(self.client.call("new_group", name=name, description=description))
+
+    def change_groups(self, names: Sequence[str], ids: Sequence[int], nodes: Sequence[str] | None,
+                      add: bool) -> list[NamedItem]:
+        return _named(self.client.call("change_groups", names=list(names), ids=list(ids),
+                                       nodes=list(nodes) if nodes is not None else None, add=add), "group")
+
+    def cluster_overview(self) -> Record:
+        return dict(self.client.call("cluster_overview"))
+
+    def cluster_parameters(self) -> dict[str, str]:
+        return dict(self.client.call("cluster_parameters"))
+
+    def get_environment(self) -> dict[str, str]:
+        return dict(self.client.call("get_environment"))
+
+    def set_environment(self, values: dict[str, str | None]) -> dict[str, str]:
+        return dict(self.client.call("set_environment", values=values))

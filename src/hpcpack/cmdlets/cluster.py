@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .nodes import parse_environment
 from .registry import Args, Record, command, plan
 
 SETTABLE = ("TaskCancelGracePeriod", "NodeReleaseTaskTimeout", "TtlCompletedJobs", "ExcludedNodesLimit")
@@ -11,19 +12,36 @@ SETTABLE = ("TaskCancelGracePeriod", "NodeReleaseTaskTimeout", "TtlCompletedJobs
 
 @command("Get-HpcClusterProperty")
 def get_cluster_property(args: Args) -> list[Record]:
+    """HPC Pack's cluster parameters (-Parameter), the cluster's environment variables (-Environment), or
+    both (neither switch); `HeadNode` (which head node answered) is always there and needs no administrator."""
     backend = args.backend()
     name = args.get("Name")
-    # Which head node this is (README, "The head node") needs no administrator, unlike the properties.
-    values: dict[str, object] = {} if str(name).lower() == "headnode" else dict(backend.get_properties())
-    values["HeadNode"] = backend.name
+    values: dict[str, object] = {}
+    if str(name).lower() != "headnode":
+        if not args.flag("Environment"):
+            values.update(backend.cluster_parameters())
+        if not args.flag("Parameter"):
+            values.update(backend.get_environment())
+    if not args.flag("Environment"):
+        values["HeadNode"] = backend.name
     return [{"__type__": "HpcVariable", "Name": k, "Value": str(v)} for k, v in values.items()
             if name is None or k.lower() == str(name).lower()]
 
 
 @command("Set-HpcClusterProperty:plan")
 def set_cluster_property_plan(args: Args) -> list[Record]:
-    return [plan(f"Cluster property {name}", f"Set-HpcClusterProperty: set to {args.get(name)}", name)
-            for name in SETTABLE if args.has(name)]
+    out = [plan(f"Cluster property {name}", f"Set-HpcClusterProperty: set to {args.get(name)}", name)
+           for name in SETTABLE if args.has(name)]
+    for variable, value in parse_environment(_environment(args)).items():
+        action = f"set to '{value}'" if value is not None else "remove"
+        out.append(plan(f"Cluster environment variable {variable}", f"Set-HpcClusterProperty: {action}",
+                        f"env:{variable}"))
+    return out
+
+
+def _environment(args: Args) -> list[str]:
+    value = args.get("Environment")
+    return [] if value is None else [str(v) for v in (value if isinstance(value, list) else [value])]
 
 
 @command("Set-HpcClusterProperty")
@@ -32,6 +50,9 @@ def set_cluster_property(args: Args) -> list[Record]:
     values = {name: args.get(name) for name in SETTABLE if args.has(name) and name in confirmed}
     if values:
         args.backend().set_properties(values)
+    environment = {k: v for k, v in parse_environment(_environment(args)).items() if f"env:{k}" in confirmed}
+    if environment:
+        args.backend().set_environment(environment)
     return []
 
 

@@ -64,6 +64,7 @@ class Waiter:
 
 ENDED_STATES = (JobState.Finished, JobState.Failed, JobState.Canceled)
 ACTIVE_STATES = tuple(s for s in JobState.__members__.values() if s not in (*ENDED_STATES, JobState.All))
+ENV_PREFIX = "env:"  # cluster environment variables among the stored cluster properties
 EVICT_AFTER = 60.0  # seconds an ended job stays in memory
 
 
@@ -115,6 +116,10 @@ class Core:
         del self._by_state[before][job.id]
         self._by_state[job.state][job.id] = job
 
+    def node_usable(self, name: str) -> bool:
+        """New work may start on the node (head.nodes knows node states; here every node may)."""
+        return True
+
     def in_state(self, *states: JobState) -> list[Job]:
         """The jobs in these states (each loop step looks only at the jobs it can act on)."""
         return [job for state in states for job in list(self._by_state[state].values())]
@@ -131,6 +136,21 @@ class Core:
             self._properties = self.store.properties()  # the head node is the only writer
         value = self._properties.get(name)
         return int(value) if value is not None else PROPERTY_DEFAULTS[name]
+
+    def cluster_environment(self) -> dict[str, str]:
+        """Cluster-wide environment variables (Set-HpcClusterProperty -Environment): every task gets them."""
+        if self._properties is None:
+            self._properties = self.store.properties()
+        return {k.removeprefix(ENV_PREFIX): v for k, v in self._properties.items() if k.startswith(ENV_PREFIX)}
+
+    def set_environment(self, values: dict[str, str | None]) -> None:
+        with self.store.transaction():
+            for name, value in values.items():
+                if value is None:
+                    self.store.db.execute("DELETE FROM cluster_properties WHERE name = ?", (ENV_PREFIX + name,))
+                else:
+                    self.store.set_property(ENV_PREFIX + name, value)
+        self._properties = None
 
     def job(self, job_id: int) -> Job:
         """The job, remembered as touched by the current request (see reload); InvalidJobId if none."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..config import PROPERTY_DEFAULTS
+from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
 from ..identity import Caller
 from ..model import jobspec
@@ -21,13 +22,17 @@ from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import scheduler
 from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
-from .recovery import Recovery
+from .nodes import Nodes
 
 __all__ = ["HeadNode", "StartFailure", "Waiter"]
 
 
-class HeadNode(Recovery):
+class HeadNode(Nodes):
     """The head node: the parts in hpcpack.head, plus submission, validation, allocation and the loop."""
+
+    def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
+        super().__init__(state_dir, config)
+        self.load_nodes()
 
     def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
         """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
@@ -153,7 +158,8 @@ class HeadNode(Recovery):
         for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
                       self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
                       self.evict_ended_jobs, self.expand_sweeps, self.complete_finished_jobs,
-                      self.advance_ending_jobs, self.validate_submitted_jobs, self.allocate_queued_jobs,
+                      self.advance_ending_jobs, self.settle_draining_nodes, self.validate_submitted_jobs,
+                      self.allocate_queued_jobs,
                       self.start_ready_units):
             self._current = None
             try:
@@ -234,6 +240,16 @@ class HeadNode(Recovery):
         unknown = [n for n in job.requested_nodes if n.lower() not in node_names]
         if unknown:
             return f"Requested nodes do not exist: {', '.join(unknown)}."
+        problem = self.group_problem(job)
+        if problem:
+            return problem
+        sets = self.node_sets(job)
+        if sets:
+            cores = {n.name: n.cores for n in self.config.nodes}
+            best = max(sum(cores.get(n, 0) for n in s) for s in sets)
+            if minimum > best:
+                return (f"The job needs at least {minimum} cores; its node groups ({', '.join(self.job_groups(job))}, "
+                        f"{self.group_op(job)}) have {best}.")
         return self._task_problem(job) or jobspec.dependency_problem(job.tasks)
 
     def _task_problem(self, job: Job) -> str:
@@ -250,26 +266,36 @@ class HeadNode(Recovery):
                 return f"Task {unit.key} needs {unit.min_cores} cores; the job may have at most {most}."
         return ""
 
+    def _stranded(self) -> list[Job]:
+        """Running jobs left without nodes (their nodes were taken offline) that still have work to start."""
+        return [j for j in self.in_state(JobState.Running) if not j.allocation
+                and any(u.state == TaskState.Queued for u in j.units())]
+
     def allocate_queued_jobs(self) -> None:
-        if not self._by_state[JobState.Queued]:
+        stranded = self._stranded()
+        if not self._by_state[JobState.Queued] and not stranded:
             return
-        free = {n.name: n.cores for n in self.config.nodes}
+        # Only Online nodes take new work: a Draining or Offline node gives no cores.
+        free = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
         for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
             for node, cores in job.allocation.items():
-                free[node] = free.get(node, 0) - cores
+                if node in free:
+                    free[node] -= cores
         for job in self.in_state(JobState.Queued):
             job.pending_reason = self._hold_reason(job) or "Resources"
         if not any(cores > 0 for cores in free.values()):
             return  # nothing can start, however long the queue
-        queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)]
+        queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)] + stranded
         idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
         demands = []
         for job in queued:
             low, high = self._core_demand(job)
             allowed = tuple(n.name for n in self.config.nodes if n.name not in job.excluded_nodes
                             and (not job.requested_nodes or n.name.lower() in {r.lower() for r in job.requested_nodes}))
+            # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
+            sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
             demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
-                                            job.exclusive or job.unit_type == "Node", allowed))
+                                            job.exclusive or job.unit_type == "Node", allowed, sets))
         grants = scheduler.plan(free, idle, demands)
         waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
         for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
@@ -277,6 +303,9 @@ class HeadNode(Recovery):
         for job_id, grant in grants.items():
             job = self.jobs[job_id]
             job.allocation = grant
+            if job.state == JobState.Running:  # a stranded job: new nodes, the same run
+                self.commit(job, entry=("scheduler", "nodes allocated", ",".join(sorted(grant))))
+                continue
             self._move(job, "start")
             job.start_time = now()
             prep = next((t for t in job.tasks if t.type == "NodePrep"), None)

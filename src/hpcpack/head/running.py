@@ -52,7 +52,8 @@ class Running(Cancels):
             if blocked == "wait":
                 continue
             node = next((n for n, cores in job.allocation.items()
-                         if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)), None)
+                         if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)
+                         and self.node_usable(n)), None)  # nothing new starts on a draining node
             if node is None:
                 continue
             used[node] = used.get(node, 0) + unit.min_cores
@@ -112,7 +113,7 @@ class Running(Cancels):
             "CCP_NUMCPUS": str(unit.min_cores), "CCP_SCHEDULER": self.name, "CCP_RERUNNABLE": str(unit.rerunnable),
             "CCP_OWNER": job.owner, "COMPUTERNAME": unit.node, "CCP_WORKDIR": unit.work_dir,
         })
-        for source in (job.env, unit.env):
+        for source in (self.cluster_environment(), job.env, unit.env):
             for name, value in source.items():
                 if value is None:
                     env.pop(name, None)

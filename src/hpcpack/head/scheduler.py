@@ -19,6 +19,7 @@ class Demand:
     max_cores: int
     exclusive: bool = False
     nodes: tuple[str, ...] = ()  # allowed nodes; empty means any
+    node_sets: tuple[tuple[str, ...], ...] = ()  # node groups: all cores from one of these sets; empty = any
 
 
 def order(demand: Demand) -> tuple[int, float, int]:
@@ -34,6 +35,9 @@ def plan(free: dict[str, int], idle_nodes: set[str], queue: list[Demand]) -> dic
     for demand in sorted(queue, key=order):
         candidates = [n for n in free if (not demand.nodes or n in demand.nodes)
                       and (not demand.exclusive or n in idle) and free[n] > 0]
+        if demand.node_sets:  # the first node set (group) that can give the minimum
+            fitting = [[n for n in candidates if n in node_set] for node_set in demand.node_sets]
+            candidates = next((c for c in fitting if sum(free[n] for n in c) >= demand.min_cores), [])
         if sum(free[n] for n in candidates) < demand.min_cores:
             break
         grant: dict[str, int] = {}

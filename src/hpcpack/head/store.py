@@ -50,6 +50,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_by_state ON jobs(state);
     """,
+    # 5: nodes (their state, set by Set-HpcNodeState), node groups and memberships, node state history.
+    # A membership removed by Remove-HpcGroup is kept as removed, so that headnode.yaml does not bring it back.
+    """
+    CREATE TABLE nodes (name TEXT PRIMARY KEY COLLATE NOCASE, state TEXT NOT NULL, changed REAL NOT NULL);
+    CREATE TABLE node_groups (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL DEFAULT '');
+    CREATE TABLE node_group_members (group_id INTEGER NOT NULL REFERENCES node_groups(id) ON DELETE CASCADE,
+        node TEXT NOT NULL COLLATE NOCASE, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (group_id, node));
+    CREATE TABLE node_history (seq INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, time REAL NOT NULL,
+        state TEXT NOT NULL, previous TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
+    CREATE INDEX node_history_by_time ON node_history(time);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -271,6 +283,60 @@ class Store:
                                "ORDER BY seq", values)
         keys = ("job_id", "time", "actor", "event", "message", "details")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # Nodes and node groups (schema 5).
+
+    def node_states(self) -> dict[str, tuple[str, float]]:
+        return {name: (state, changed) for name, state, changed in
+                self.db.execute("SELECT name, state, changed FROM nodes")}
+
+    def save_node_state(self, name: str, state: str, previous: str, time: float, actor: str,
+                        reason: str = "") -> None:
+        self.db.execute("INSERT INTO nodes (name, state, changed) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                        "SET state=excluded.state, changed=excluded.changed", (name, state, time))
+        self.db.execute("INSERT INTO node_history (node, time, state, previous, actor, reason) VALUES (?,?,?,?,?,?)",
+                        (name, time, state, previous, actor, reason))
+
+    def node_history(self, nodes: list[str] | None, start: float | None, end: float | None) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        values: list[Any] = []
+        for clause, value in (("time >= ?", start), ("time < ?", end)):
+            if value is not None:
+                clauses.append(clause)
+                values.append(value)
+        if nodes is not None:
+            clauses.append(f"node IN ({','.join('?' * len(nodes))})")
+            values += nodes
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        keys = ("node", "time", "state", "previous", "actor", "reason")
+        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM node_history{where} ORDER BY seq", values)
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def groups(self) -> list[tuple[int, str, str, list[str]]]:
+        """(id, name, description, member nodes) of every node group, by id."""
+        members: dict[int, list[str]] = {}
+        for group_id, node in self.db.execute("SELECT group_id, node FROM node_group_members WHERE removed = 0 "
+                                              "ORDER BY node"):
+            members.setdefault(group_id, []).append(node)
+        return [(gid, name, desc, members.get(gid, [])) for gid, name, desc in
+                self.db.execute("SELECT id, name, description FROM node_groups ORDER BY id")]
+
+    def ensure_group(self, name: str, description: str = "") -> int:
+        self.db.execute("INSERT OR IGNORE INTO node_groups (name, description) VALUES (?, ?)", (name, description))
+        return int(self.db.execute("SELECT id FROM node_groups WHERE name = ?", (name,)).fetchone()[0])
+
+    def seed_member(self, group_id: int, node: str) -> None:
+        """A membership headnode.yaml declares: added unless it exists (or was removed on purpose)."""
+        self.db.execute("INSERT OR IGNORE INTO node_group_members (group_id, node) VALUES (?, ?)", (group_id, node))
+
+    def set_member(self, group_id: int, node: str, member: bool) -> None:
+        self.db.execute("INSERT INTO node_group_members (group_id, node, removed) VALUES (?, ?, ?) "
+                        "ON CONFLICT(group_id, node) DO UPDATE SET removed=excluded.removed",
+                        (group_id, node, 0 if member else 1))
+
+    def delete_group(self, group_id: int) -> None:
+        self.db.execute("DELETE FROM node_group_members WHERE group_id = ?", (group_id,))
+        self.db.execute("DELETE FROM node_groups WHERE id = ?", (group_id,))
 
     def properties(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT name, value FROM cluster_properties").fetchall())

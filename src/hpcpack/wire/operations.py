@@ -169,6 +169,53 @@ class SetProperty(Request):
     values: Annotated[dict[Text, Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]], Field(max_length=64)]
 
 
+Names = Annotated[list[Text], Field(max_length=1024)]
+
+
+class GetNodes(Request):
+    names: Names | None = None
+    groups: Names | None = None
+    states: Names | None = None
+    templates: Names | None = None
+    locations: Names | None = None
+
+
+class SetNodeState(Request):
+    names: Names
+    state: Text
+    force: StrictBool = False
+    reason: Text = ""
+
+
+class NodeHistory(Request):
+    names: Names | None = None
+    start: When | None = None
+    end: When | None = None
+
+
+class GetGroups(Request):
+    names: Names | None = None
+    ids: Ids | None = None
+
+
+class NewGroup(Request):
+    name: Annotated[str, Field(strict=True, max_length=64), AfterValidator(_clean_text)]
+    description: Text = ""
+
+
+class ChangeGroups(Request):
+    names: Names = []
+    ids: Ids = []
+    nodes: Names | None = None
+    add: StrictBool
+
+
+class SetEnvironment(Request):
+    """NAME=value sets a cluster-wide environment variable; a null value (NAME=) removes it."""
+
+    values: Annotated[dict[Text, Text | None], Field(max_length=256)]
+
+
 OPERATIONS: dict[str, type[Request]] = {
     "hello": Hello,
     "ping": NoArgs,
@@ -192,6 +239,17 @@ OPERATIONS: dict[str, type[Request]] = {
     "get_properties": NoArgs,
     "set_property": SetProperty,
     "shutdown": NoArgs,
+    "get_nodes": GetNodes,
+    "plan_node_state": SetNodeState,
+    "set_node_state": SetNodeState,
+    "node_history": NodeHistory,
+    "get_groups": GetGroups,
+    "new_group": NewGroup,
+    "change_groups": ChangeGroups,
+    "cluster_overview": NoArgs,
+    "cluster_parameters": NoArgs,
+    "get_environment": NoArgs,
+    "set_environment": SetEnvironment,
 }
 
 
