@@ -47,7 +47,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
     }
 
-    [Cmdlet(VerbsCommon.Get, "HpcNodeStateHistory", DefaultParameterSetName = "AllNode")]
+    [Cmdlet(VerbsCommon.Get, "HpcNodeStateHistory", DefaultParameterSetName = "Name")]
     [OutputType(typeof(HpcNodeHistory))]
     public sealed class GetHpcNodeStateHistoryCommand : HpcCmdlet
     {
