@@ -53,8 +53,13 @@ def test_hpc_pack_options_of_each_command_are_accepted_in_either_form(head: Head
     assert record["RunUntilCanceled"] is True and record["EnvironmentVariables"] == {"A": "1", "B": "2"}
     bad_bool = job_cli(head, "new", "/exclusive:maybe")
     assert bad_bool.returncode == 2 and "'maybe' is not true or false" in bad_bool.stderr
-    not_here = job_cli(head, "new", "/emailaddress:a@b")
-    assert not_here.returncode == 2 and "/emailaddress is not supported here" in not_here.stderr
+    not_here = job_cli(head, "new", "/numprocessors:2")
+    assert not_here.returncode == 2 and "/numprocessors is not supported here" in not_here.stderr
+    recorded = job_cli(head, "new", "/emailaddress:a@b.example", "/singlenode", "/corespernode:2-4")
+    assert recorded.returncode == 0, recorded.stderr
+    shown = job(client, int(recorded.stdout.split("ID:")[1]))
+    assert (shown["EmailAddress"], shown["SingleNode"], shown["MinCoresPerNode"], shown["MaxCoresPerNode"]) == \
+        ("a@b.example", True, 2, 4)
     assert job_cli(head, "list", "/format:wide").returncode == 2
 
 

@@ -140,6 +140,22 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public int TaskExecutionFailureRetryLimit { get; set; }
         public string ValidExitCodes { get; set; }
         public string Scheduler { get; set; }
+        public int NumGpus { get; set; }
+        public string NodeGroupOp { get; set; }
+        public string[] OrderBy { get; set; }
+        public bool FailDependentTasks { get; set; }
+        public int MinMemory { get; set; }
+        public int MaxMemory { get; set; }
+        public int MinCoresPerNode { get; set; }
+        public int MaxCoresPerNode { get; set; }
+        public int EstimatedProcessMemory { get; set; }
+        public string SoftwareLicense { get; set; }
+        public bool NotifyOnStart { get; set; }
+        public bool NotifyOnCompletion { get; set; }
+        public string EmailAddress { get; set; }
+        public DateTime? HoldUntil { get; set; }
+        public bool SingleNode { get; set; }
+        public Hashtable CustomProperties { get; set; }
         /// <summary>Why a queued job waits: Resources, Priority, Dependency (parent ids), HoldUntil.</summary>
         public string PendingReason { get; set; }
         // HPC Pack's job counters; a parametric sweep counts as its subtasks.
@@ -207,6 +223,13 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public int RequeueCount { get; set; }
         public string[] AllocatedNodes { get; set; }
         public Hashtable EnvironmentVariables { get; set; }
+        public bool IsExclusive { get; set; }
+        public bool FailJobOnFailure { get; set; }
+        public int FailJobOnFailureCount { get; set; }
+        public string[] RequiredNodes { get; set; }
+        public string ValidExitCodes { get; set; }
+        public Hashtable CustomProperties { get; set; }
+        public int RuntimeLimit { get; set; }
         public DateTime? CreateTime { get; set; }
         public DateTime? SubmitTime { get; set; }
         public DateTime? StartTime { get; set; }

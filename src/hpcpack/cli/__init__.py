@@ -217,6 +217,14 @@ def cmd_new(backend: Backend, args: argparse.Namespace) -> int:
     spec = _spec(COMMANDS["new"], args)
     if args.holduntil is not None:
         spec["HoldUntil"] = _hold_until(args.holduntil)
+    for option, low, high in (("corespernode", "MinCoresPerNode", "MaxCoresPerNode"),
+                              ("memorypernode", "MinMemoryPerNode", "MaxMemoryPerNode")):
+        text = getattr(args, option)
+        if text is not None:
+            first, _, last = text.partition("-")
+            spec[low] = first
+            if last:
+                spec[high] = last
     job = backend.new_job(spec)
     print(f"Created job, ID: {job['Id']}")
     return 0
@@ -384,13 +392,23 @@ _NEW_OPTIONS = (
     Option("taskexecutionfailureretrylimit", "requeue a task whose program fails this many times",
            metavar="retry_limit", key="TaskExecutionFailureRetryLimit"),
     Option("validexitcodes", "exit codes that mean success: 0,3..5", metavar="codes", key="ValidExitCodes"),
+    Option("corespernode", "only nodes with this many cores: <min>[-<max>]", metavar="min[-max]"),
+    Option("memorypernode", "only nodes with this much memory in MB: <min>[-<max>]", metavar="min[-max]"),
+    Option("customproperties", "name=value;name2=value2", metavar="properties", key="CustomProperties"),
+    Option("estimatedprocessmemory", "MB one process needs (a node runs at most its memory / this)",
+           metavar="MB", key="EstimatedProcessMemory"),
+    Option("faildependenttasks", "tasks that depend on a failed task fail too", BOOL, key="FailDependentTasks"),
+    Option("license", "licenses: name:count,... (count a number or *)", metavar="licenses", key="License"),
+    Option("nodegroupop", "Intersect, Uniform or Union", metavar="op", key="NodeGroupOp"),
+    Option("orderby", "node preference: Memory, -Memory, Cores, -Cores (primary[,secondary])", metavar="keys",
+           key="OrderBy"),
+    Option("singlenode", "all the job's cores on one node", BOOL, key="SingleNode"),
+    Option("emailaddress", "where notices go (recorded: this head node sends no e-mail)", metavar="address",
+           key="EmailAddress"),
+    Option("notifyoncompletion", "a notice when the job ends (recorded)", BOOL, key="NotifyOnCompletion"),
+    Option("notifyonstart", "a notice when the job starts (recorded)", BOOL, key="NotifyOnStart"),
 )
-_NOT_HERE = "this head node does not schedule by it"
-_NEW_UNSUPPORTED = {
-    name: _NOT_HERE for name in ("corespernode", "customproperties", "estimatedprocessmemory", "faildependenttasks",
-                                 "license", "memorypernode", "nodegroupop", "orderby", "singlenode", "numprocessors")
-} | {name: "this head node sends no e-mail" for name in ("emailaddress", "notifyoncompletion", "notifyonstart")} \
-  | {"jobfile": "use New-HpcJob -JobFile in PowerShell"}
+_NEW_UNSUPPORTED = {"numprocessors": "give /numcores", "jobfile": "use New-HpcJob -JobFile in PowerShell"}
 _ADD_OPTIONS = (
     Option("depend", "names of tasks that must finish first, comma-separated", metavar="task_name_list",
            key="Depend"),
@@ -409,9 +427,11 @@ _ADD_OPTIONS = (
     Option("type", "Basic, ParametricSweep, NodePrep, NodeRelease or Service", metavar="type_name", key="Type"),
     Option("validexitcodes", "exit codes that mean success: 0,3..5", metavar="codes", key="ValidExitCodes"),
     Option("workdir", "the task's working folder", metavar="folder", key="WorkDir"),
+    Option("requirednodes", "the task runs only on these nodes, comma-separated", metavar="node_list",
+           key="RequiredNodes"),
 )
 _ADD_UNSUPPORTED = {"numnodes": "a task takes cores (/numcores)", "numsockets": "a task takes cores (/numcores)",
-                    "numprocessors": "a task takes cores (/numcores)", "requirednodes": _NOT_HERE,
+                    "numprocessors": "a task takes cores (/numcores)",
                     "taskfile": "use Add-HpcTask -TaskFile in PowerShell"}
 _MESSAGE = Option("message", "why (128 characters at most); the job's ErrorMessage shows it", metavar="message")
 _GRACEFUL = Option("graceful", "let running tasks end by themselves; do not wait", BOOL)

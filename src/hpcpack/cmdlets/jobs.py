@@ -9,23 +9,12 @@ from pathlib import Path
 from ..backends.contract import JobQuery, StopOptions, TaskQuery
 from ..backends.stopping import stop_jobs
 from ..errors import HpcError
+from ..model.properties import JOB_NAMES, TASK_NAMES
 from .registry import Args, Record, command, each, job_target, per_item, plan, plans, waiting
 
-# Parameters that New-HpcJob and Set-HpcJob pass on as job properties.
-JOB_PROPERTIES = (
-    "Name", "Project", "TemplateName", "Priority", "RunTime", "NumCores", "NumSockets", "NumNodes", "NumGpus",
-    "RequestedNodes", "NodeGroups", "NodeGroupOp", "OrderBy", "Exclusive", "RunUntilCanceled",
-    "FailOnTaskFailure", "FailDependentTasks", "MinMemoryPerNode", "MaxMemoryPerNode", "MinCoresPerNode",
-    "MaxCoresPerNode", "EstimatedProcessMemory", "License", "Progress", "ProgressMessage", "NotifyOnStart",
-    "NotifyOnCompletion", "EmailAddress", "HoldUntil", "SingleNode", "JobEnv", "ParentJobIds",
-    "TaskExecutionFailureRetryLimit", "ValidExitCodes", "CustomProperties", "AddExcludedNodes",
-    "RemoveExcludedNodes", "ClearExcludedNodes",
-)
-TASK_PROPERTIES = (
-    "CommandLine", "Name", "Exclusive", "FailJobOnFailure", "FailJobOnFailureCount", "Rerunnable", "RunTime",
-    "NumNodes", "NumSockets", "NumCores", "RequiredNodes", "WorkDir", "Stdin", "Stdout", "Stderr",
-    "ValidExitCodes", "Depend", "CustomProperties", "Env", "Parametric", "Type", "Start", "End", "Increment",
-)
+# Parameters New-HpcJob and Set-HpcJob, and Add-HpcTask, pass on: declared once (model.properties).
+JOB_PROPERTIES = JOB_NAMES
+TASK_PROPERTIES = TASK_NAMES
 
 
 def _job_ids(args: Args) -> list[int]:

@@ -184,11 +184,24 @@ class Cancels(Processes):
         self.commit(job, changed, ("scheduler", kind, reason))
 
     def enforce_run_times(self) -> None:
-        """A job that runs past its RunTime is canceled, as HPC Pack does (JobRuntimeExpired)."""
+        """A job that runs past its RunTime is canceled, as HPC Pack does (JobRuntimeExpired); a task
+        past its own RunTime is stopped (SIGTERM, grace period, SIGKILL) and ends Failed."""
         for job in self._each(self.in_state(JobState.Running)):
             if job.runtime > 0 and job.start_time is not None and now() >= job.start_time + job.runtime:
                 reason = f"The job exceeded its run-time limit of {job.runtime // 60} minute(s)."
                 self._stop_by_scheduler(job, "run time expired", reason, "Canceled", JOB_RUNTIME_EXPIRED)
+                continue
+            expired = [u for u in job.units() if u.state == TaskState.Running and u.runtime_limit > 0
+                       and u.start_time is not None and now() >= u.start_time + u.runtime_limit]
+            for unit in expired:
+                unit.move("stop")
+                unit.error_code = TASK_FAILURE
+                unit.error_message = f"The task exceeded its run-time limit of {unit.runtime_limit // 60} minute(s)."
+                self._signal_units(job, [unit], signal.SIGTERM)
+                self._kill_later(job, unit)
+            if expired:
+                self.commit(job, expired, ("scheduler", "run time expired", expired[0].error_message,
+                                           ",".join(u.key for u in expired)), job_changed=False)
 
     def advance_ending_jobs(self) -> None:
         for job in self._each(self.in_state(JobState.Canceling, JobState.Finishing)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,18 @@ from ..identity import Caller
 from ..model import jobspec
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
-from . import scheduler
+from . import placement, scheduler
 from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
 from .nodes import Nodes
 
 __all__ = ["HeadNode", "StartFailure", "Waiter"]
+
+
+# What a job's run gave it, not what its owner asked for: New-HpcJob -Job copies every other field.
+_RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "previous_state", "create_time",
+                         "submit_time", "start_time", "end_time", "change_time", "error_message", "error_code",
+                         "request_cancel", "requeue_count", "allocation", "release_deadline", "queue_order",
+                         "cancel", "pending_reason", "tasks", "progress", "progress_message"})
 
 
 class HeadNode(Nodes):
@@ -59,10 +67,7 @@ class HeadNode(Nodes):
         source = self.job(source_id)
         self.authorize_read(caller, source)  # a copy carries the source's command lines and environment
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
-        for name in ("name", "priority", "project", "template", "run_until_canceled", "exclusive",
-                     "fail_on_task_failure", "unit_type", "min_units", "max_units", "runtime", "node_groups",
-                     "requested_nodes", "excluded_nodes", "parent_job_ids", "env", "valid_exit_codes",
-                     "task_retry_limit", "extra"):
+        for name in (f.name for f in fields(Job) if f.name not in _RUN_FIELDS):
             value = getattr(source, name)
             setattr(job, name, type(value)(value) if isinstance(value, list | dict) else value)
         jobspec.apply_job_properties(job, spec)
@@ -182,6 +187,8 @@ class HeadNode(Nodes):
             deadlines.append(self._next_sweep)
         deadlines += [j.start_time + j.runtime for j in self.in_state(JobState.Running)
                       if j.runtime > 0 and j.start_time is not None]
+        deadlines += [u.start_time + u.runtime_limit for j in self.in_state(JobState.Running) for u in j.units()
+                      if u.runtime_limit > 0 and u.start_time is not None and u.state == TaskState.Running]
         deadlines += [j.hold_until for j in self.in_state(JobState.Queued) if j.hold_until and j.hold_until > now()]
         polling = bool(self.adopted)
         for job in self.in_state(JobState.Canceling, JobState.Finishing):
@@ -240,7 +247,7 @@ class HeadNode(Nodes):
         unknown = [n for n in job.requested_nodes if n.lower() not in node_names]
         if unknown:
             return f"Requested nodes do not exist: {', '.join(unknown)}."
-        problem = self.group_problem(job)
+        problem = self.group_problem(job) or placement.problem(job, self.config.nodes, minimum)
         if problem:
             return problem
         sets = self.node_sets(job)
@@ -290,12 +297,15 @@ class HeadNode(Nodes):
         demands = []
         for job in queued:
             low, high = self._core_demand(job)
-            allowed = tuple(n.name for n in self.config.nodes if n.name not in job.excluded_nodes
-                            and (not job.requested_nodes or n.name.lower() in {r.lower() for r in job.requested_nodes}))
+            allowed = placement.allowed_nodes(job, self.config.nodes)
+            if not allowed:
+                continue  # none of its nodes is there now (validation saw them): it waits, Resources
             # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
             sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
             demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
-                                            job.exclusive or job.unit_type == "Node", allowed, sets))
+                                            job.exclusive or job.unit_type == "Node", allowed, sets,
+                                            job.single_node, placement.preference(job, self.config.nodes),
+                                            placement.caps(job, self.config.nodes)))
         grants = scheduler.plan(free, idle, demands)
         waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
         for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it

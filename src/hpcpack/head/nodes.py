@@ -347,7 +347,7 @@ class Nodes(Recovery):
 
     @staticmethod
     def group_op(job: Job) -> str:
-        value = str(job.extra.get("NodeGroupOp") or "Intersect").strip()
+        value = job.node_group_op
         return next((op for op in GROUP_OPS if op.lower() == value.lower()), value)
 
     def node_sets(self, job: Job) -> list[set[str]]:

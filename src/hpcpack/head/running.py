@@ -51,8 +51,18 @@ class Running(Cancels):
                 continue
             if blocked == "wait":
                 continue
+            required = {n.lower() for n in unit.required_nodes}
+            if required and not required & {n.lower() for n in job.allocation}:
+                unit.move("unstartable")
+                unit.error_code, unit.end_time = TASK_FAILURE, now()
+                unit.error_message = (f"The task cannot start: none of its required nodes "
+                                      f"({', '.join(unit.required_nodes)}) is allocated to the job.")
+                self.commit(job, [unit], job_changed=False)
+                self._task_failed(job, unit)
+                continue
             node = next((n for n, cores in job.allocation.items()
                          if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)
+                         and (not required or n.lower() in required)
                          and self.node_usable(n)), None)  # nothing new starts on a draining node
             if node is None:
                 continue
@@ -66,8 +76,10 @@ class Running(Cancels):
         return "ready" if all(s == TaskState.Finished for s in states) else "wait"
 
     def _cancel_unreachable(self, job: Job, unit: Task) -> None:
-        unit.move("cancel")
-        unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
+        """A task whose dependency failed or was canceled never runs: Canceled, or Failed when the job
+        says FailDependentTasks (HPC Pack's rule)."""
+        unit.move("unstartable" if job.fail_dependent_tasks else "cancel")
+        unit.error_code, unit.end_time = (TASK_FAILURE if job.fail_dependent_tasks else TASKS_JOB_CANCELED), now()
         unit.error_message = "A task this task depends on did not finish, so it cannot run."
         self.commit(job, [unit], job_changed=False)
 
@@ -175,13 +187,14 @@ class Running(Cancels):
         if stopping:
             # A job being finished (-State Finished): a task that ends well is Finished, even if it ended
             # by itself just as the stop arrived.
-            finishing = job.cancel is not None and job.cancel.final_state == "Finished" and self._exit_ok(job, code)
+            finishing = (job.cancel is not None and job.cancel.final_state == "Finished"
+                         and self._exit_ok(job, code, unit))
             finished = unit.error_code == FINISHED_BY_USER or finishing
             unit.move("stopped_finished" if finished else "stopped")
             if job.state == JobState.Canceling and not unit.error_message:
                 unit.error_code = TASKS_JOB_CANCELED
                 unit.error_message = "The job to which the task belongs was canceled."
-        elif self._exit_ok(job, code):
+        elif self._exit_ok(job, code, unit):
             unit.move("exited_ok")
         else:
             unit.move("exited_failed")
@@ -195,10 +208,20 @@ class Running(Cancels):
     def _task_failed(self, job: Job, unit: Task) -> None:
         """A failed task fails its running job when the job or task asks for it, or it prepared a node."""
         if unit.state == TaskState.Failed and job.state == JobState.Running and (
-                job.fail_on_task_failure or unit.fail_job_on_failure or unit.type == "NodePrep"):
+                job.fail_on_task_failure or self._failures_reached(job, unit) or unit.type == "NodePrep"):
             # The job's message is public and the task's may name private paths: only what is safe here.
             how = f"with exit code {unit.exit_code}" if unit.exit_code is not None else "to start"
             self._fail_job(job, f"Task {unit.key} failed {how}; its error message says more.")
+
+    @staticmethod
+    def _failures_reached(job: Job, unit: Task) -> bool:
+        """FailJobOnFailure: the first failure fails the job, or the FailJobOnFailureCount-th of the task's
+        units (a sweep's steps)."""
+        if not unit.fail_job_on_failure:
+            return False
+        task = job.task(unit.task_id)
+        units = (task.instances if task is not None and task.instances else [unit])
+        return sum(1 for u in units if u.state == TaskState.Failed) >= max(1, unit.fail_job_on_failure_count)
 
     def _retry(self, job: Job, unit: Task) -> bool:
         """TaskExecutionFailureRetryLimit: a failed, rerunnable task of a running job runs again."""
@@ -210,8 +233,10 @@ class Running(Cancels):
         self.commit(job, [unit], ("scheduler", "task retry", failure, unit.key), job_changed=False)
         return True
 
-    def _exit_ok(self, job: Job, code: int) -> bool:
-        return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(job.valid_exit_codes))
+    def _exit_ok(self, job: Job, code: int, unit: Task | None = None) -> bool:
+        """The task's ValidExitCodes, else the job's, else 0 alone."""
+        codes = unit.valid_exit_codes if unit is not None and unit.valid_exit_codes else job.valid_exit_codes
+        return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(codes))
 
     def expand_sweeps(self) -> None:
         """Creates the next steps of running sweeps whose created steps are running out (SWEEP_WINDOW at

@@ -7,6 +7,7 @@ its minimum stops the pass, so large jobs are not starved by a stream of small o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -20,6 +21,9 @@ class Demand:
     exclusive: bool = False
     nodes: tuple[str, ...] = ()  # allowed nodes; empty means any
     node_sets: tuple[tuple[str, ...], ...] = ()  # node groups: all cores from one of these sets; empty = any
+    single_node: bool = False  # SingleNode: all cores on one node
+    preference: tuple[str, ...] = ()  # OrderBy: nodes in the order the job prefers them
+    caps: tuple[tuple[str, int], ...] = ()  # the most cores the job may take on a node (EstimatedProcessMemory)
 
 
 def order(demand: Demand) -> tuple[int, float, int]:
@@ -33,26 +37,46 @@ def plan(free: dict[str, int], idle_nodes: set[str], queue: list[Demand]) -> dic
     idle = set(idle_nodes)
     grants: dict[int, dict[str, int]] = {}
     for demand in sorted(queue, key=order):
-        candidates = [n for n in free if (not demand.nodes or n in demand.nodes)
-                      and (not demand.exclusive or n in idle) and free[n] > 0]
-        if demand.node_sets:  # the first node set (group) that can give the minimum
-            fitting = [[n for n in candidates if n in node_set] for node_set in demand.node_sets]
-            candidates = next((c for c in fitting if sum(free[n] for n in c) >= demand.min_cores), [])
-        if sum(free[n] for n in candidates) < demand.min_cores:
+        room = _room(demand, free, idle)
+        if sum(room.values()) < demand.min_cores:
             break
-        grant: dict[str, int] = {}
-        wanted = demand.max_cores
-        for node in sorted(candidates, key=lambda n: -free[n]):
-            take = min(free[node], wanted)
-            if take <= 0:
-                continue
-            grant[node] = take
-            wanted -= take
-            if wanted == 0:
-                break
+        grant = _take(demand, room)
         for node, cores in grant.items():
             # An exclusive job shares its nodes with no one.
             free[node] = 0 if demand.exclusive else free[node] - cores
             idle.discard(node)
         grants[demand.job_id] = grant
     return grants
+
+
+def _room(demand: Demand, free: dict[str, int], idle: set[str]) -> dict[str, int]:
+    """The cores this job may take on each node now: its allowed nodes, its first node set (group) that
+    can give the minimum, its per-node caps, and with SingleNode the best one node that can."""
+    caps = dict(demand.caps)
+    room = {n: min(free[n], caps.get(n, free[n])) for n in free
+            if (not demand.nodes or n in demand.nodes) and (not demand.exclusive or n in idle) and free[n] > 0}
+    if demand.node_sets:
+        fitting = [{n: c for n, c in room.items() if n in node_set} for node_set in demand.node_sets]
+        room = next((f for f in fitting if sum(f.values()) >= demand.min_cores), {})
+    if demand.single_node:
+        ordered = sorted(room, key=_preference(demand, room))
+        room = next(({n: room[n]} for n in ordered if room[n] >= demand.min_cores), {})
+    return {n: c for n, c in room.items() if c > 0}
+
+
+def _take(demand: Demand, room: dict[str, int]) -> dict[str, int]:
+    grant: dict[str, int] = {}
+    wanted = demand.max_cores
+    for node in sorted(room, key=_preference(demand, room)):
+        take = min(room[node], wanted)
+        grant[node] = take
+        wanted -= take
+        if wanted == 0:
+            break
+    return grant
+
+
+def _preference(demand: Demand, room: dict[str, int]) -> Callable[[str], tuple[int, int]]:
+    """OrderBy's node order when the job gives one, else the nodes with the most room first."""
+    rank = {n: i for i, n in enumerate(demand.preference)}
+    return lambda n: (rank.get(n, len(rank)), -room[n])

@@ -19,12 +19,9 @@ from .params import (
     substitute_sweep,
     sweep_count,
 )
+from .properties import RUNNING_CHANGEABLE, TASK_NAMES
 from .states import JobState
 
-# Job properties a Running job still accepts (HPC Pack's list).
-RUNNING_CHANGEABLE = {"Name", "Project", "RunTime", "RunUntilCanceled", "Priority", "NotifyOnCompletion",
-                      "Progress", "ProgressMessage", "JobEnv", "AddExcludedNodes", "RemoveExcludedNodes",
-                      "ClearExcludedNodes"}
 _UNIT_PARAMETERS = (("NumCores", "Core"), ("NumSockets", "Socket"), ("NumNodes", "Node"))
 
 
@@ -79,10 +76,9 @@ def apply_job_properties(job: Job, spec: dict[str, Any]) -> None:
         if value is None:
             continue
         setter = _JOB_SETTERS.get(name.lower())
-        if setter is None:
-            job.extra[name] = str(value)
-        else:
-            setter(job, value)
+        if setter is None:  # never stored aside: what is not a job property is said so
+            raise invalid_argument(f"'{name}' is not a job property.", name)
+        setter(job, value)
     for name, unit in units:
         requested = parse_range(spec[name], name)
         job.unit_type, job.min_units, job.max_units = unit, requested.min, requested.max
@@ -119,6 +115,58 @@ def _set_env(job: Job, value: Any) -> None:
             job.env[name] = text
 
 
+def _set_gpus(job: Job, value: Any) -> None:
+    # HPC Pack leaves NumGpus' form undocumented; `[min-]max` as for cores, the minimum is what counts.
+    text = str(value).strip()
+    job.num_gpus = _int(text.split("-")[0] or 0, "NumGpus", 0)
+
+
+def _set_node_group_op(job: Job, value: Any) -> None:
+    choice = next((op for op in NODE_GROUP_OPS if op.lower() == str(value).strip().lower()), None)
+    if choice is None:
+        raise invalid_argument(f"NodeGroupOp '{value}' is not one of {', '.join(NODE_GROUP_OPS)}.", "NodeGroupOp")
+    job.node_group_op = choice
+
+
+def _set_order_by(job: Job, value: Any) -> None:
+    """HPC Pack's `primary[,secondary]` from Memory, -Memory, Cores, -Cores; two different resources."""
+    keys = _list(value)
+    known = {k.lower(): k for k in ORDER_BY_KEYS}
+    if len(keys) > 2 or any(k.lower() not in known for k in keys):
+        raise invalid_argument(f"OrderBy '{','.join(keys)}' is not valid: give one or two of "
+                               f"{', '.join(ORDER_BY_KEYS)}.", "OrderBy")
+    if len({k.lstrip("-").lower() for k in keys}) < len(keys):
+        raise invalid_argument("OrderBy's two keys must be different resources.", "OrderBy")
+    job.order_by = [known[k.lower()] for k in keys]
+
+
+def _set_licenses(job: Job, value: Any) -> None:
+    """`name:count` items (count a number or `*`), 160 characters at most in all (HPC Pack's limit)."""
+    items = _list(value)
+    check_length(",".join(items), 160, "License")
+    for item in items:
+        name, sep, count = item.partition(":")
+        if not name.strip() or not sep or not (count.strip() == "*" or count.strip().isdigit()):
+            raise invalid_argument(f"License '{item}' is not name:count (count a number or *).", "License")
+    job.licenses = items
+
+
+def custom_properties(value: Any) -> dict[str, str]:
+    """`name=value;name2=value2` (or a list of such), names case-insensitive: the last one wins."""
+    pairs = [p for item in _list(value) for p in item.split(";") if p.strip()]
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise invalid_argument(f"CustomProperties '{pair}' is not name=value.", "CustomProperties")
+        out = {k: v for k, v in out.items() if k.lower() != name.strip().lower()}
+        out[name.strip()] = check_length(text, 1024, "CustomProperties") or ""
+    return out
+
+
+NODE_GROUP_OPS = ("Intersect", "Uniform", "Union")
+ORDER_BY_KEYS = ("Memory", "-Memory", "Cores", "-Cores")
+
 _JOB_SETTERS: dict[str, Any] = {
     "name": lambda j, v: setattr(j, "name", check_length(str(v), MAX_NAME, "Name")),
     "project": lambda j, v: setattr(j, "project", check_length(str(v), MAX_NAME, "Project")),
@@ -138,11 +186,26 @@ _JOB_SETTERS: dict[str, Any] = {
     "validexitcodes": lambda j, v: setattr(j, "valid_exit_codes", str(v)),
     "taskexecutionfailureretrylimit": lambda j, v: setattr(j, "task_retry_limit",
                                                            _int(v, "TaskExecutionFailureRetryLimit", 0)),
-    "username": lambda j, v: setattr(j, "user_name", str(v)),
     "holduntil": lambda j, v: setattr(j, "hold_until", _time(v, "HoldUntil")),
     "addexcludednodes": _add_nodes("excluded_nodes"),
     "removeexcludednodes": _remove_excluded,
     "clearexcludednodes": _clear_excluded,
+    "numgpus": _set_gpus,
+    "nodegroupop": _set_node_group_op,
+    "orderby": _set_order_by,
+    "faildependenttasks": lambda j, v: setattr(j, "fail_dependent_tasks", _bool(v, "FailDependentTasks")),
+    "minmemorypernode": lambda j, v: setattr(j, "min_memory_per_node", _int(v, "MinMemoryPerNode", 0)),
+    "maxmemorypernode": lambda j, v: setattr(j, "max_memory_per_node", _int(v, "MaxMemoryPerNode", 0)),
+    "mincorespernode": lambda j, v: setattr(j, "min_cores_per_node", _int(v, "MinCoresPerNode", 0)),
+    "maxcorespernode": lambda j, v: setattr(j, "max_cores_per_node", _int(v, "MaxCoresPerNode", 0)),
+    "estimatedprocessmemory": lambda j, v: setattr(j, "estimated_process_memory",
+                                                   _int(v, "EstimatedProcessMemory", 0)),
+    "license": _set_licenses,
+    "notifyonstart": lambda j, v: setattr(j, "notify_on_start", _bool(v, "NotifyOnStart")),
+    "notifyoncompletion": lambda j, v: setattr(j, "notify_on_completion", _bool(v, "NotifyOnCompletion")),
+    "emailaddress": lambda j, v: setattr(j, "email_address", check_length(str(v), 256, "EmailAddress")),
+    "singlenode": lambda j, v: setattr(j, "single_node", _bool(v, "SingleNode")),
+    "customproperties": lambda j, v: setattr(j, "custom_properties", custom_properties(v)),
     # Handled by apply_job_properties itself.
     "numcores": lambda j, v: None,
     "numsockets": lambda j, v: None,
@@ -203,6 +266,7 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         task.fail_job_on_failure = _bool(spec["FailJobOnFailure"], "FailJobOnFailure")
     if spec.get("RunTime"):
         task.runtime_limit = parse_runtime(str(spec["RunTime"]))
+    _apply_task_extras(task, spec)
     if task.is_node_task or task_type == "Service":
         _check_special_task(job, task)
     if task.parametric:
@@ -213,6 +277,29 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         task.steps = sweep_count(start, end, increment)
         task.instances = more_steps(task, SWEEP_WINDOW)
     return [task]
+
+
+def _apply_task_extras(task: Task, spec: dict[str, Any]) -> None:
+    """The task parameters beyond the basics; an unknown one is refused, never stored aside."""
+    unknown = sorted(k for k, v in spec.items() if v is not None and k not in TASK_NAMES)
+    if unknown:
+        raise invalid_argument(f"'{unknown[0]}' is not a task property.", unknown[0])
+    for name in ("NumNodes", "NumSockets"):
+        if spec.get(name) not in (None, ""):
+            raise invalid_argument(f"{name} is not supported for a task here: a task takes cores; give NumCores.",
+                                   name)
+    if spec.get("FailJobOnFailureCount") is not None:
+        # HPC Pack: 1 to 1,000,000; it implies FailJobOnFailure, and FailJobOnFailure $false sets it to 0.
+        task.fail_job_on_failure_count = _int(spec["FailJobOnFailureCount"], "FailJobOnFailureCount", 1, 1_000_000)
+        task.fail_job_on_failure = spec.get("FailJobOnFailure") is None or task.fail_job_on_failure
+        if not task.fail_job_on_failure:
+            task.fail_job_on_failure_count = 0
+    task.required_nodes = _list(spec.get("RequiredNodes"))
+    if spec.get("ValidExitCodes"):
+        valid_exit_codes(str(spec["ValidExitCodes"]))  # refused now if it does not parse
+        task.valid_exit_codes = str(spec["ValidExitCodes"])
+    if spec.get("CustomProperties") is not None:
+        task.custom_properties = custom_properties(spec["CustomProperties"])
 
 
 def more_steps(sweep: Task, most: int) -> list[Task]:
@@ -261,7 +348,9 @@ def _instance(parent: Task, sub_id: int, command: str, index: int | None = None)
                 work_dir=text(parent.work_dir), stdin=text(parent.stdin), stdout=text(parent.stdout),
                 stderr=text(parent.stderr),
                 env=dict(parent.env), rerunnable=parent.rerunnable, runtime_limit=parent.runtime_limit,
-                fail_job_on_failure=parent.fail_job_on_failure)
+                fail_job_on_failure=parent.fail_job_on_failure,
+                fail_job_on_failure_count=parent.fail_job_on_failure_count, required_nodes=parent.required_nodes,
+                valid_exit_codes=parent.valid_exit_codes, custom_properties=parent.custom_properties)
 
 
 def node_instance(template: Task, sub_id: int, node: str) -> Task:

@@ -105,6 +105,10 @@ class Task:
     token: str = ""
     output: str = ""
     fail_job_on_failure: bool = False
+    fail_job_on_failure_count: int = 0  # a sweep fails its job once this many steps failed (0: the first)
+    required_nodes: list[str] = field(default_factory=list)  # the task runs only on these nodes
+    valid_exit_codes: str = ""  # "" = the job's
+    custom_properties: dict[str, str] = field(default_factory=dict)
     requeue_when_stopped: bool = False  # a running task asked to requeue: queued again once it has stopped
     steps: int = 0  # a sweep's steps in all; those not created yet are pending (see pending_steps)
     rest_canceled: bool = False  # a sweep's pending steps were canceled (with its job, or the sweep)
@@ -197,6 +201,10 @@ class Task:
             "IncrementValue": self.increment_value, "RequeueCount": self.requeue_count,
             "AllocatedNodes": [self.node] if self.node else [],
             "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
+            "IsExclusive": self.exclusive, "FailJobOnFailure": self.fail_job_on_failure,
+            "FailJobOnFailureCount": self.fail_job_on_failure_count, "RequiredNodes": list(self.required_nodes),
+            "ValidExitCodes": self.valid_exit_codes, "CustomProperties": dict(self.custom_properties),
+            "RuntimeLimit": self.runtime_limit,
             "CreateTime": iso(self.create_time), "SubmitTime": iso(self.submit_time),
             "StartTime": iso(self.start_time), "EndTime": iso(self.end_time), "Scheduler": scheduler,
         }
@@ -204,9 +212,9 @@ class Task:
 
 # Who may see what (about_HPC, "Privacy"): the job list is public, as on HPC Pack; what can carry
 # secrets is for the job's owner and administrators only, and others see these fields empty.
-PRIVATE_JOB_FIELDS = ("EnvironmentVariables", "Extra")
+PRIVATE_JOB_FIELDS = ("EnvironmentVariables", "Extra", "CustomProperties", "EmailAddress")
 PRIVATE_TASK_FIELDS = ("CommandLine", "Output", "EnvironmentVariables", "WorkDirectory", "StdInFilePath",
-                       "StdOutFilePath", "StdErrFilePath", "ErrorMessage")
+                       "StdOutFilePath", "StdErrFilePath", "ErrorMessage", "CustomProperties")
 
 
 @dataclass
@@ -246,7 +254,22 @@ class Job:
     progress_message: str = ""
     task_retry_limit: int = 0
     valid_exit_codes: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    num_gpus: int = 0
+    node_group_op: str = "Intersect"
+    order_by: list[str] = field(default_factory=list)  # node preference: Memory, -Memory, Cores, -Cores
+    fail_dependent_tasks: bool = False
+    min_memory_per_node: int = 0  # MB; 0: no bound
+    max_memory_per_node: int = 0
+    min_cores_per_node: int = 0
+    max_cores_per_node: int = 0
+    estimated_process_memory: int = 0  # MB a process needs: a node runs at most memory/this of the job's cores
+    licenses: list[str] = field(default_factory=list)  # name:count
+    notify_on_start: bool = False
+    notify_on_completion: bool = False
+    email_address: str = ""
+    single_node: bool = False
+    custom_properties: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # written by versions before the property table
     allocation: dict[str, int] = field(default_factory=dict)
     release_deadline: float | None = None
     hold_until: float | None = None
@@ -315,6 +338,14 @@ class Job:
             "Progress": self.progress or self._derived_progress(), "ProgressMessage": self.progress_message,
             "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
             "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
+            "NumGpus": self.num_gpus, "NodeGroupOp": self.node_group_op, "OrderBy": list(self.order_by),
+            "FailDependentTasks": self.fail_dependent_tasks, "MinMemory": self.min_memory_per_node,
+            "MaxMemory": self.max_memory_per_node, "MinCoresPerNode": self.min_cores_per_node,
+            "MaxCoresPerNode": self.max_cores_per_node, "EstimatedProcessMemory": self.estimated_process_memory,
+            "SoftwareLicense": ",".join(self.licenses), "NotifyOnStart": self.notify_on_start,
+            "NotifyOnCompletion": self.notify_on_completion, "EmailAddress": self.email_address,
+            "HoldUntil": iso(self.hold_until), "SingleNode": self.single_node,
+            "CustomProperties": dict(self.custom_properties),
             "PendingReason": self.pending_reason if self.state == JobState.Queued else "",
             "CancelGraceEnd": iso(self.cancel.term_deadline) if self.cancel else None,
             **self._task_counts(),

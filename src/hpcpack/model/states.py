@@ -80,6 +80,7 @@ _TASK_TABLE: dict[str, dict[TaskState, TaskState]] = {
     "exited_ok": {T.Running: T.Finished, T.Canceling: T.Finished},
     "exited_failed": {T.Running: T.Failed, T.Canceling: T.Failed},
     "cancel": {T.Configuring: T.Canceled, T.Submitted: T.Canceled, T.Queued: T.Canceled},
+    "unstartable": {T.Queued: T.Failed},  # it can never start (FailDependentTasks, no required node)
     "stop": {T.Running: T.Canceling, T.Canceling: T.Canceling},
     "stopped": {T.Canceling: T.Failed},
     "stopped_finished": {T.Canceling: T.Finished, T.Running: T.Finished},
