@@ -34,7 +34,7 @@ def test_reads_a_node_job_with_licenses() -> None:
     spec, tasks = read_job_file(str(LICENSES))
     assert spec["NumNodes"] == "2-32"
     assert spec["SoftwareLicense"] == "fs_multicore:6"
-    assert tasks == [{"CommandLine": "mpiexec fs.exe", "Type": "Basic"}]
+    assert tasks == [{"CommandLine": "mpiexec fs.exe", "Type": "Basic", "NumNodes": "2-32", "AutoRequeueCount": "0"}]
 
 
 def _same(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:

@@ -37,7 +37,8 @@ RUN_ATTRIBUTES = {"Version", "Id", "State", "PreviousState", "CreateTime", "Subm
 TASK_ATTRIBUTES = {
     "CommandLine": "CommandLine", "Name": "Name", "Type": "Type", "WorkDirectory": "WorkDir",
     "StdInFilePath": "Stdin", "StdOutFilePath": "Stdout", "StdErrFilePath": "Stderr", "IsRerunnable": "Rerunnable",
-    "FailJobOnFailure": "FailJobOnFailure", "IsExclusive": "Exclusive",
+    "FailJobOnFailure": "FailJobOnFailure", "IsExclusive": "Exclusive", "AutoRequeueCount": "AutoRequeueCount",
+    "FailJobOnFailureCount": "FailJobOnFailureCount",
 }
 
 
@@ -107,8 +108,12 @@ def _unit_request(attributes: dict[str, str]) -> dict[str, str]:
     auto_max = attributes.get("AutoCalculateMax", "false").lower() == "true"
     low = "*" if auto_min else attributes.get(f"Min{plural}")
     high = "*" if auto_max else attributes.get(f"Max{plural}")
-    if low is None or high is None or (auto_min and auto_max):
+    if low is None or high is None:
         return {}
+    if auto_min and auto_max:
+        # Both calculated from the tasks at validation: the job keeps its unit and the values the file shows.
+        shown = (attributes.get(f"Min{plural}", ""), attributes.get(f"Max{plural}", ""))
+        return {"AutoCalculatedUnits": f"{unit}:{shown[0]}-{shown[1]}"} if all(v.isdigit() for v in shown) else {}
     return {f"Num{plural}": f"{low}-{high}"}
 
 
@@ -154,8 +159,14 @@ def _tasks(root: Element, path: str) -> list[dict[str, Any]]:
         depends = [names[g] for g in parents.get(group, []) if g in names]
         if depends:
             spec["Depend"] = depends
-        if attributes.get("MinCores") and attributes.get("UnitType", "Core") == "Core":
-            spec["NumCores"] = f"{attributes['MinCores']}-{attributes.get('MaxCores', attributes['MinCores'])}"
+        unit = attributes.get("UnitType", "Core")
+        plural = UNITS.get(unit)
+        if plural is None:
+            raise HpcError("InvalidJobFile", f"{path}: task {attributes.get('NiceId', '?')} has UnitType=\"{unit}\"; "
+                           "use Core, Socket or Node.", path)
+        low = attributes.get(f"Min{plural}")
+        if low:
+            spec[f"Num{plural}"] = f"{low}-{attributes.get(f'Max{plural}', low)}"
         if attributes.get("Type") == "ParametricSweep" or attributes.get("IsParametric") == "true":
             spec.update(Type="ParametricSweep", Start=_int(task, "StartValue", 1, path),
                         End=_int(task, "EndValue", 1, path), Increment=_int(task, "IncrementValue", 1, path))
@@ -238,9 +249,11 @@ def write_job_file(job: dict[str, Any], tasks: list[dict[str, Any]]) -> bytes:
 
 
 def _task_attributes(job: dict[str, Any], task: dict[str, Any], group: str) -> dict[str, str]:
+    unit = str(task.get("UnitType")) if task.get("UnitType") in UNITS else "Core"
+    plural = UNITS[unit]
     attributes = {
         "Version": "3.000", "Id": str(task["TaskId"]), "ParentJobId": str(job["Id"]), "State": task["State"],
-        "UnitType": "Core", "NiceId": str(task["TaskId"]), "CommandLine": task["CommandLine"],
+        "UnitType": unit, "NiceId": str(task["TaskId"]), "CommandLine": task["CommandLine"],
         "RequeueCount": str(task["RequeueCount"]), "PendingReason": "None", "StartValue": str(task["StartValue"]),
         "EndValue": str(task["EndValue"]), "IncrementValue": str(task["IncrementValue"]), "GroupId": group,
         "Name": task["Name"], "MinCores": str(task["MinCores"]), "MaxCores": str(task["MaxCores"]),
@@ -248,8 +261,28 @@ def _task_attributes(job: dict[str, Any], task: dict[str, Any], group: str) -> d
         "IsParametric": _bool(task["IsParametric"]), "WorkDirectory": task["WorkDirectory"],
         "StdInFilePath": task["StdInFilePath"], "StdOutFilePath": task["StdOutFilePath"],
         "StdErrFilePath": task["StdErrFilePath"],
+        "FailJobOnFailure": _bool(task.get("FailJobOnFailure")),
+        "AutoRequeueCount": str(task.get("AutoRequeueCount", 0)),
+        "IsExclusive": _bool(task.get("IsExclusive")),
     }
+    if unit != "Core":
+        attributes[f"Min{plural}"] = str(task.get(f"Min{plural}", 1))
+        attributes[f"Max{plural}"] = str(task.get(f"Max{plural}", 1))
+    if task.get("FailJobOnFailureCount"):
+        attributes["FailJobOnFailureCount"] = str(task["FailJobOnFailureCount"])
     return {k: v for k, v in attributes.items() if v != ""}
+
+
+def write_task_file(job: dict[str, Any], task: dict[str, Any]) -> bytes:
+    """One task (Export-HpcTask) -> task XML: a <Task> element as in a job file, which Add-HpcTask -TaskFile
+    reads back."""
+    element = Element("Task", _task_attributes(job, task, str(1000 + task["TaskId"])))
+    element.set("xmlns", NAMESPACE)
+    if task["EnvironmentVariables"]:
+        _write_environment(element, task["EnvironmentVariables"])
+    indent(element, space="    ")
+    body = tostring(element, encoding="unicode", short_empty_elements=True)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + body).encode("utf-8")
 
 
 def _write_environment(parent: Element, variables: dict[str, str]) -> None:
