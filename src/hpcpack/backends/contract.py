@@ -179,6 +179,11 @@ class Backend(Protocol):
         """Changes a task that has not started (Configuring, or Queued and not a sweep): its record afterwards."""
         ...
 
+    def map_paths(self, paths: Sequence[str]) -> list[str]:
+        """Windows paths (C:\\..., \\\\server\\share) -> Linux paths by the head node's path map (headnode.yaml
+        `path_map`); NoPathMapping when no rule applies. Other paths come back unchanged."""
+        ...
+
     def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
         """What a cancel would do to each job, in words (for -WhatIf and -Confirm): per item, no change."""
         ...

@@ -81,6 +81,9 @@ class HeadNodeBackend:
     def set_task(self, job_id: int, task_id: int, spec: Spec) -> Record:
         return dict(self.client.call("set_task", job_id=job_id, task_id=task_id, spec=spec))
 
+    def map_paths(self, paths: Sequence[str]) -> list[str]:
+        return [str(p) for p in self.client.call("map_paths", paths=list(paths))]
+
     def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
         return _items(self.client.call("plan_cancel", ids=list(ids), **options.to_wire()))
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
 from ..identity import Caller, groups_of
-from ..model import jobspec
+from ..model import jobspec, paths
 from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
@@ -85,13 +85,26 @@ class HeadNode(Nodes):
         if not self.store.delete_template(name):
             raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist.", name)
 
+    def _check_paths(self, tasks: list[Task]) -> list[Task]:
+        """A Windows path in a task's WorkDir, Stdin, Stdout or Stderr needs a rule of the path map (model.paths):
+        refused now, with the reason, rather than when the task starts. (The head node maps it at start.)"""
+        for task in tasks:
+            for value, what in ((task.work_dir, "WorkDir"), (task.stdin, "Stdin"), (task.stdout, "Stdout"),
+                                (task.stderr, "Stderr")):
+                paths.map_path(value, self.config.path_map, what)
+        return tasks
+
+    def map_paths(self, values: list[str]) -> list[str]:
+        return [paths.map_path(v, self.config.path_map) for v in values]
+
     def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
         """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
         jobspec.apply_job_properties(job, spec)
         self._check_template_spec(caller, job, spec)
         for task_spec in tasks:
-            job.tasks += jobspec.build_tasks(job, task_spec, max([0, *(t.task_id for t in job.tasks)]) + 1)
+            job.tasks += self._check_paths(jobspec.build_tasks(job, task_spec,
+                                                               max([0, *(t.task_id for t in job.tasks)]) + 1))
             jobspec.check_size(job.tasks)
         return self._create(caller, job)
 
@@ -137,6 +150,7 @@ class HeadNode(Nodes):
         jobspec.allowed_to_add(job)
         first = max([0, *(t.task_id for t in job.tasks)]) + 1
         tasks = jobspec.build_tasks(job, spec, first)
+        self._check_paths(tasks)
         jobspec.check_size(job.tasks + tasks)
         submitted = job.state not in (JobState.Configuring,)
         problem = submitted and jobspec.dependency_problem(job.tasks + tasks)
@@ -213,7 +227,7 @@ class HeadNode(Nodes):
                         or k == counter}
         others = [t for t in job.tasks if t is not task]
         probe = Job(id=job.id, owner=job.owner, owner_uid=job.owner_uid, state=job.state, tasks=others)
-        built = jobspec.build_tasks(probe, spec, task.task_id)[0]
+        built = self._check_paths(jobspec.build_tasks(probe, spec, task.task_id))[0]
         if job.state != JobState.Configuring:
             problem = jobspec.dependency_problem([*others, built])
             if problem:

@@ -251,6 +251,10 @@ class Requests:
     def op_set_task(self, caller: Caller, params: ops.SetTask) -> dict[str, Any]:
         return self._task_record(self.head.set_task(caller, params.job_id, params.task_id, dict(params.spec)), caller)
 
+    def op_map_paths(self, caller: Caller, params: ops.MapPaths) -> list[str]:
+        """Windows paths -> Linux paths by the head node's path map (NoPathMapping when none applies)."""
+        return self.head.map_paths(list(params.paths))
+
     def op_cancel_task(self, caller: Caller, params: ops.CancelTask) -> dict[str, Any]:
         task = self.head.cancel_task(caller, params.job_id, params.task_id, params.sub_id or 0,
                                      _stop_options(params))

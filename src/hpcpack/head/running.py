@@ -7,7 +7,8 @@ import os
 import pwd
 import sqlite3
 
-from ..model import jobspec
+from ..errors import HpcError
+from ..model import jobspec, paths
 from ..model.objects import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
 from ..model.params import SWEEP_WINDOW
 from ..model.states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
@@ -119,13 +120,19 @@ class Running(Cancels):
                     env.pop(name, None)
                 else:
                     env[name] = value
+        try:  # Windows paths of migrated scripts, by the head node's path map (model.paths)
+            work_dir, stdin, stdout, stderr = (paths.map_path(value, self.config.path_map, what) for value, what in (
+                (unit.work_dir, "WorkDir"), (unit.stdin, "Stdin"), (unit.stdout, "Stdout"), (unit.stderr, "Stderr")))
+        except HpcError as e:
+            raise StartFailure(e.message) from None
+        env["CCP_WORKDIR"] = work_dir
         groups = os.getgrouplist(account.pw_name, account.pw_gid)
         return executor.RunSpec(
-            command=unit.command, env=env, cwd=unit.work_dir or account.pw_dir, cwd_required=bool(unit.work_dir),
+            command=unit.command, env=env, cwd=work_dir or account.pw_dir, cwd_required=bool(work_dir),
             uid=account.pw_uid, gid=account.pw_gid, groups=groups,
             job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
             output_path=self._output_path(unit), exit_path=self._exit_path(unit),
-            stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
+            stdin=stdin, stdout=stdout, stderr=stderr)
 
     def reap_exited_units(self) -> None:
         """Records each exited task; an exit that could not be recorded (the store failed) is kept and

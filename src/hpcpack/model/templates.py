@@ -226,8 +226,8 @@ def _current(job: Job, item: TemplateItem) -> Any:
         if job.unit_type != unit:
             return None
         return job.min_units if bound == "Min" else job.max_units
-    attribute = _ATTRIBUTES[item.property]
-    return getattr(job, attribute)
+    value = getattr(job, _ATTRIBUTES[item.property])
+    return None if value in ("", []) else value  # not set: nothing to check (Required says whether it must be)
 
 
 def _set(job: Job, item: TemplateItem, value: Any) -> None:

@@ -144,6 +144,10 @@ class TaskAddress(Request):
     sub_id: SubId | None = None
 
 
+class MapPaths(Request):
+    paths: Annotated[list[Text], Field(max_length=64)]
+
+
 class SetTask(Request):
     job_id: Id
     task_id: Id
@@ -274,6 +278,7 @@ OPERATIONS: dict[str, type[Request]] = {
     "set_job": SetJob,
     "get_tasks": GetTasks,
     "set_task": SetTask,
+    "map_paths": MapPaths,
     "cancel_task": CancelTask,
     "requeue_task": TaskAddress,
     "submit_task": TaskAddress,
