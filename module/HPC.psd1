@@ -15,7 +15,9 @@
         'Add-HpcTask', 'Add-PSSnapin', 'Get-HpcClusterProperty', 'Get-HpcJob', 'Get-HpcJobHistory', 'Get-HpcTask',
         'Export-HpcJob', 'New-HpcJob', 'Set-HpcClusterProperty', 'Set-HpcJob', 'Stop-HpcJob', 'Stop-HpcTask', 'Submit-HpcJob',
         'Get-HpcNode', 'Set-HpcNodeState', 'Get-HpcNodeStateHistory', 'Get-HpcGroup', 'New-HpcGroup', 'Add-HpcGroup',
-        'Remove-HpcGroup', 'Get-HpcClusterOverview'
+        'Remove-HpcGroup', 'Get-HpcClusterOverview',
+        'Get-HpcJobTemplate', 'New-HpcJobTemplate', 'Remove-HpcJobTemplate', 'Export-HpcJobTemplate', 'Import-HpcJobTemplate',
+        'Set-HpcTask', 'Export-HpcTask', 'Get-PSSnapin'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -46,6 +46,7 @@ def test_submitted_and_validating_jobs_can_be_canceled(head: HeadNode) -> None:
     head.cancel_job(ROOT_CALLER, job.id, StopOptions(message="early"))
     assert job.state == JobState.Canceled and job.error_message == "early"
     other = head.new_job(ROOT_CALLER, {})
+    head.add_task(ROOT_CALLER, other.id, {"CommandLine": "true"})  # a job with no tasks is refused (JobHasNoTasks)
     head.submit_job(ROOT_CALLER, other.id)
     head._move(other, "validate")  # what the validation step does first
     head.commit(other)

@@ -33,8 +33,8 @@ def test_reads_an_exported_job_with_a_sweep_and_a_dependency_chain() -> None:
 def test_reads_a_node_job_with_licenses() -> None:
     spec, tasks = read_job_file(str(LICENSES))
     assert spec["NumNodes"] == "2-32"
-    assert spec["SoftwareLicense"] == "fs_multicore:6"
-    assert tasks == [{"CommandLine": "mpiexec fs.exe", "Type": "Basic"}]
+    assert spec["License"] == "fs_multicore:6"  # SoftwareLicense is the job file's name for -License
+    assert tasks == [{"CommandLine": "mpiexec fs.exe", "Type": "Basic", "NumNodes": "2-32", "AutoRequeueCount": "0"}]
 
 
 def _same(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:

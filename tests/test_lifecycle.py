@@ -278,12 +278,14 @@ Stop-HpcJob -Id $j.Id -Message 'audit'
 $rows = Get-HpcJobHistory -JobId $j.Id
 ($rows | ForEach-Object { $_.Event }) -join ','
 $start = [datetime]::Now.AddMinutes(-5); $end = [datetime]::Now.AddMinutes(5)
-@(Get-HpcJobHistory $start $end).Count -ge 2
+@(Get-HpcJobHistory $start $end -Audit).Count -ge 2
+(Get-HpcJobHistory $start $end | Where-Object JobId -eq $j.Id).State
 """
     out = ok(run_pwsh(script, env=head.env())).splitlines()
     assert out[0] == "7"
     assert out[1] == "create,cancel,end"
     assert out[2] == "True"
+    assert out[3] == "Canceled"  # one record per ended job
     assert os.geteuid() == 0
 
 

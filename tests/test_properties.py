@@ -18,7 +18,7 @@ from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
 from hpcpack.model import jobspec
 from hpcpack.model.objects import Job, Task
-from hpcpack.model.properties import JOB, JOB_CHANGES, JOB_NAMES, TASK, TASK_NAMES
+from hpcpack.model.properties import JOB, JOB_CHANGES, JOB_FILE_ONLY, JOB_NAMES, TASK, TASK_NAMES
 from hpcpack.model.states import JobState, TaskState
 from hpcpack.model.stop import StopOptions
 
@@ -74,7 +74,7 @@ def test_the_head_nodes_records_carry_every_shown_property() -> None:
 
 
 def test_the_head_node_has_one_setter_per_job_parameter_and_refuses_others() -> None:
-    assert set(jobspec._JOB_SETTERS) == {n.lower() for n in JOB_NAMES}
+    assert set(jobspec._JOB_SETTERS) == {n.lower() for n in JOB_NAMES + JOB_FILE_ONLY}
     job = Job(id=1, owner="root", owner_uid=0)
     with pytest.raises(HpcError) as refused:
         jobspec.apply_job_properties(job, {"NoSuchProperty": "1"})
@@ -194,13 +194,28 @@ def test_a_task_past_its_run_time_is_stopped_and_failed(head: HeadNode) -> None:
     assert "run-time limit" in unit.error_message
 
 
-def test_task_parameters_that_cannot_act_are_refused(head: HeadNode) -> None:
+def test_unknown_task_parameters_are_refused(head: HeadNode) -> None:
     job = head.new_job(ROOT, {})
-    for spec in ({"CommandLine": "true", "NumNodes": "2"}, {"CommandLine": "true", "NumSockets": "1"},
-                 {"CommandLine": "true", "Bogus": "1"}):
-        with pytest.raises(HpcError) as refused:
-            head.add_task(ROOT, job.id, spec)
-        assert refused.value.error_id == "InvalidArgument"
+    with pytest.raises(HpcError) as refused:
+        head.add_task(ROOT, job.id, {"CommandLine": "true", "Bogus": "1"})
+    assert refused.value.error_id == "InvalidArgument" and "Bogus" in refused.value.message
+
+
+def test_a_task_on_nodes_holds_whole_nodes_and_is_told_them(head: HeadNode) -> None:
+    job = run(head, {"NumNodes": "2-2"}, {"CommandLine": "echo $CCP_NUMCPUS $CCP_NODES", "NumNodes": "2"},
+              {"CommandLine": "echo $CCP_NUMCPUS", "NumSockets": "1"})
+    ended(head, job)
+    multi, socket = job.tasks
+    assert multi.state == TaskState.Finished and socket.state == TaskState.Finished
+    numcpus, count, *pairs = multi.output.split()
+    assert count == "2" and int(numcpus) == sum(int(c) for c in pairs[1::2]) == sum(job_cores(head, pairs[0::2]))
+    too_many = run(head, {"NumNodes": "1-1"}, {"CommandLine": "true", "NumNodes": "2"})
+    ended(head, too_many)
+    assert too_many.tasks[0].state == TaskState.Failed and "needs 2 nodes" in too_many.tasks[0].error_message
+
+
+def job_cores(head: HeadNode, names: list[str]) -> list[int]:
+    return [n.cores for n in head.config.nodes if n.name in names]
 
 
 def test_recorded_properties_are_shown_and_copied(head: HeadNode) -> None:

@@ -60,10 +60,24 @@ REFERENCE: dict[str, tuple[str, dict[tuple[str, str], tuple[str, str, bool, str]
                             ("task", "State"): ("String", "Named", False, "False")}),
     "Get-HpcJobHistory": ("date", {("date", "StartDate"): ("DateTime", "1", True, "False"),
                                    ("date", "EndDate"): ("DateTime", "2", True, "False")}),
+    # HPC Pack's Set-HpcTask and Export-HpcTask (hpcpack-facts §4.9, §4.10): -Parametric is a Boolean here.
+    "Set-HpcTask": ("task", {("task", "Task"): ("HpcTask", "Named", True, "True (ByValue)"),
+                             ("id", "JobId"): ("Int32", "Named", True, "False"),
+                             ("id", "TaskId"): ("Int32", "Named", True, "False"),
+                             ("id", "Parametric"): ("Boolean", "Named", False, "False"),
+                             ("task", "NumCores"): ("String", "Named", False, "False")}),
+    "Export-HpcTask": ("task", {("task", "Task"): ("HpcTask", "Named", True, "True (ByValue)"),
+                                ("id", "JobId"): ("Int32", "Named", True, "False"),
+                                ("id", "TaskId"): ("Int32", "Named", True, "False"),
+                                ("task", "Path"): ("String", "Named", True, "False"),
+                                ("id", "Force"): ("SwitchParameter", "Named", False, "False")}),
+    "Get-HpcJobTemplate": ("(All)", {("(All)", "Name"): ("String[]", "0", False, "True (ByValue)")}),
+    "Import-HpcJobTemplate": ("(All)", {("(All)", "Path"): ("String", "0", True, "False")}),
 }
 CHANGERS = {"Stop-HpcJob": "Medium", "Stop-HpcTask": "Medium", "Export-HpcJob": "Medium",
             "Set-HpcClusterProperty": "Medium", "New-HpcJob": "Low", "Add-HpcTask": "Low", "Submit-HpcJob": "Low",
-            "Set-HpcJob": "Low"}
+            "Set-HpcJob": "Low", "Set-HpcTask": "Low", "Export-HpcTask": "Medium", "New-HpcJobTemplate": "Low",
+            "Remove-HpcJobTemplate": "High", "Export-HpcJobTemplate": "Medium", "Import-HpcJobTemplate": "Medium"}
 
 
 @pytest.fixture(scope="module")

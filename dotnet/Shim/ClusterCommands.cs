@@ -29,11 +29,14 @@ namespace Microsoft.ComputeCluster.CCPPSH
     }
 
     [Cmdlet(VerbsCommon.Get, "HpcJobHistory", DefaultParameterSetName = "date")]
-    [OutputType(typeof(HpcJobHistory))]
+    [OutputType(typeof(HpcJobHistory), ParameterSetName = new[] { "date" })]
+    [OutputType(typeof(HpcJobEvent), ParameterSetName = new[] { "job" })]
     public sealed class GetHpcJobHistoryCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "date", Mandatory = true, Position = 1)] public DateTime StartDate { get; set; }
         [Parameter(ParameterSetName = "date", Mandatory = true, Position = 2)] public DateTime EndDate { get; set; }
+        /// <summary>The head node's audit events in the range (HpcJobEvent) instead of one record per ended job.</summary>
+        [Parameter(ParameterSetName = "date")] public SwitchParameter Audit { get; set; }
         [Parameter(ParameterSetName = "job", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcJobHistory", Arguments());

@@ -147,7 +147,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
             {
                 if (EngineParameters.Contains(p.Key)) continue;
                 // Paths are relative to PowerShell's location, which Python cannot see.
-                args[p.Key] = PathParameters.Contains(p.Key) && p.Value is string path && path.Length > 0
+                // A Windows path (C:\..., \\server\share) is the head node's to map (headnode.yaml path_map).
+                args[p.Key] = PathParameters.Contains(p.Key) && p.Value is string path && path.Length > 0 && !IsWindowsPath(path)
                     ? SessionState.Path.GetUnresolvedProviderPathFromPSPath(path)
                     : p.Value;
             }
@@ -172,6 +173,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
             return null;
         }
+
+        private static bool IsWindowsPath(string path) =>
+            path.StartsWith(@"\\", StringComparison.Ordinal)
+            || (path.Length >= 2 && char.IsLetter(path[0]) && path[1] == ':' && (path.Length == 2 || path[2] == '\\' || path[2] == '/'));
 
         internal static string[] DefaultScheduler()
         {

@@ -50,6 +50,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
             ["HpcJob"] = typeof(HpcJob),
             ["HpcTask"] = typeof(HpcTask),
             ["HpcJobHistory"] = typeof(HpcJobHistory),
+            ["HpcJobEvent"] = typeof(HpcJobEvent),
+            ["HpcJobTemplate"] = typeof(HpcJobTemplate),
             ["HpcVariable"] = typeof(HpcVariable),
         };
 
@@ -88,6 +90,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             if (underlying == typeof(TimeSpan)) return TimeSpan.FromSeconds(System.Convert.ToDouble(value, CultureInfo.InvariantCulture));
             if (underlying == typeof(string[])) return ((IEnumerable)value).Cast<object>().Select(o => o?.ToString()).ToArray();
             if (underlying == typeof(int[])) return ((IEnumerable)value).Cast<object>().Select(o => System.Convert.ToInt32(o, CultureInfo.InvariantCulture)).ToArray();
+            if (underlying == typeof(Hashtable[])) return ((IEnumerable)value).Cast<object>().Select(o => new Hashtable((IDictionary)o, StringComparer.OrdinalIgnoreCase)).ToArray();
             if (underlying == typeof(Hashtable)) return new Hashtable((IDictionary)value, StringComparer.OrdinalIgnoreCase);
             return System.Convert.ChangeType(value, underlying, CultureInfo.InvariantCulture);
         }
@@ -221,15 +224,22 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public int EndValue { get; set; }
         public int IncrementValue { get; set; }
         public int RequeueCount { get; set; }
-        public string[] AllocatedNodes { get; set; }
-        public Hashtable EnvironmentVariables { get; set; }
-        public bool IsExclusive { get; set; }
+        public string UnitType { get; set; }
+        public int MinNodes { get; set; }
+        public int MaxNodes { get; set; }
+        public int MinSockets { get; set; }
+        public int MaxSockets { get; set; }
         public bool FailJobOnFailure { get; set; }
         public int FailJobOnFailureCount { get; set; }
+        public int AutoRequeueCount { get; set; }
+        public bool IsExclusive { get; set; }
+        /// <summary>The task's run-time limit in seconds (-1: none).</summary>
+        public int RuntimeLimit { get; set; }
+        public string[] AllocatedNodes { get; set; }
+        public Hashtable EnvironmentVariables { get; set; }
         public string[] RequiredNodes { get; set; }
         public string ValidExitCodes { get; set; }
         public Hashtable CustomProperties { get; set; }
-        public int RuntimeLimit { get; set; }
         public DateTime? CreateTime { get; set; }
         public DateTime? SubmitTime { get; set; }
         public DateTime? StartTime { get; set; }
@@ -263,8 +273,45 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public override string ToString() => Id;
     }
 
-    /// <summary>One audit row of a job's life: who did what, and when.</summary>
+    /// <summary>One ended job, as Get-HpcJobHistory returns it (HPC Pack's job history record).</summary>
     public class HpcJobHistory
+    {
+        public int JobId { get; set; }
+        public string Name { get; set; }
+        public string Owner { get; set; }
+        public string UserName { get; set; }
+        public string Project { get; set; }
+        public string Template { get; set; }
+        public string Priority { get; set; }
+        public JobState State { get; set; }
+        /// <summary>How the job ended (its final state's name), as HPC Pack's history event.</summary>
+        public string Event { get; set; }
+        public DateTime? CreateTime { get; set; }
+        public DateTime? SubmitTime { get; set; }
+        public DateTime? StartTime { get; set; }
+        public DateTime? EndTime { get; set; }
+        /// <summary>Core time: each task's run time times the cores it held.</summary>
+        public TimeSpan CpuTime { get; set; }
+        public TimeSpan Runtime { get; set; }
+        public long MemoryUsed { get; set; }
+        public int NumberOfTasks { get; set; }
+        public int FinishedTaskCount { get; set; }
+        public int FailedTaskCount { get; set; }
+        public int CanceledTaskCount { get; set; }
+        public int RequeueCount { get; set; }
+        public string ErrorMessage { get; set; }
+        public string Service { get; set; }
+        public string Type { get; set; }
+        public int NumberOfCalls { get; set; }
+        public double CallsPerSecond { get; set; }
+        public int CallDuration { get; set; }
+        public string[] AllocatedNodes { get; set; }
+
+        public override string ToString() => JobId.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>One audit row of a job's life: who did what, and when (Get-HpcJobHistory -Audit or -JobId).</summary>
+    public class HpcJobEvent
     {
         public int JobId { get; set; }
         public string Event { get; set; }

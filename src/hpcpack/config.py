@@ -201,10 +201,13 @@ class HeadNodeConfig:
     socket_mode: int = 0o600
     listen: list[tuple[str, int]] = field(default_factory=list)  # TCP addresses for remote clients (MUNGE)
     munge_socket: str | None = None  # the munged that checks remote clients' credentials (default: the system's)
+    path_map: list[tuple[str, str]] = field(default_factory=list)  # Windows prefix -> Linux folder (model.paths)
 
     @classmethod
     def load(cls, state_dir: Path) -> HeadNodeConfig:
         import yaml  # only the head node reads its configuration; clients need the standard library only
+
+        from .model.paths import parse_rules
 
         path = state_dir / CONFIG_NAME
         data: dict[str, Any] = {}
@@ -229,4 +232,5 @@ class HeadNodeConfig:
             socket_mode=int(str(data.get("socket_mode", "0600")), 8),
             listen=[parse_address(str(a), default_host="0.0.0.0") for a in data.get("listen") or []],
             munge_socket=str(data["munge_socket"]) if data.get("munge_socket") else None,
+            path_map=parse_rules(data.get("path_map")),
         )

@@ -33,6 +33,11 @@ _KINDS: dict[str, tuple[str, int]] = {
     "TooManyConnections": ("LimitsExceeded", 0x800402CF),
     "VersionMismatch": ("InvalidOperation", 0x800402CF),
     "AuthenticationFailed": ("SecurityError", 0x8004020B),
+    "JobHasNoTasks": ("InvalidOperation", 0x8004020F),
+    "InvalidJobTemplate": ("ObjectNotFound", 0x80040205),
+    "JobTemplateViolation": ("InvalidArgument", 0x80040205),
+    "TaskModifyFailed": ("InvalidOperation", 0x80040220),
+    "NoPathMapping": ("InvalidArgument", 0x80040205),
 }
 
 

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from .cmdlets import cluster, jobs, nodes, registry, tasks  # noqa: F401  (they register their commands)
+from .cmdlets import cluster, jobs, nodes, registry, tasks, templates  # noqa: F401  (they register their commands)
 from .errors import ErrorRecord, HpcError
 
 UNREACHABLE = ("CannotConnectWithScheduler", "AuthenticationFailed")

@@ -175,6 +175,15 @@ class Backend(Protocol):
         administrator, unless `full`, which then raises PermissionDenied)."""
         ...
 
+    def set_task(self, job_id: int, task_id: int, spec: Spec) -> Record:
+        """Changes a task that has not started (Configuring, or Queued and not a sweep): its record afterwards."""
+        ...
+
+    def map_paths(self, paths: Sequence[str]) -> list[str]:
+        """Windows paths (C:\\..., \\\\server\\share) -> Linux paths by the head node's path map (headnode.yaml
+        `path_map`); NoPathMapping when no rule applies. Other paths come back unchanged."""
+        ...
+
     def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
         """What a cancel would do to each job, in words (for -WhatIf and -Confirm): per item, no change."""
         ...
@@ -206,6 +215,25 @@ class Backend(Protocol):
     def history(self, job_id: int | None = None, start: str | float | None = None,
                 end: str | float | None = None) -> list[Record]:
         """The audit events (administrators only), oldest first: job_id, event, actor, message, details, time."""
+        ...
+
+    def job_history(self, start: str | float, end: str | float) -> list[Record]:
+        """One HpcJobHistory record per job that ended (Finished, Failed, Canceled) in [start, end), by end
+        time (administrators only): JobId, Name, Owner, Project, SubmitTime, StartTime, EndTime, State,
+        CpuTime and Runtime (seconds), MemoryUsed, NumberOfTasks, Service, Type, ..."""
+        ...
+
+    def get_templates(self, name: str | None = None) -> list[Record]:
+        """HpcJobTemplate records: every job template (Default first), or the one named (InvalidJobTemplate)."""
+        ...
+
+    def put_template(self, template: dict[str, Any], replace: bool = False) -> Record:
+        """Creates a job template (administrators only) from {name, description, users, items: [{property,
+        default, min, max, values, required, read_only}]}; with `replace`, replaces one of that name."""
+        ...
+
+    def remove_template(self, name: str) -> None:
+        """Removes a job template (administrators only; never Default)."""
         ...
 
     def get_properties(self) -> dict[str, int]:

@@ -78,6 +78,12 @@ class HeadNodeBackend:
     def get_tasks(self, query: TaskQuery) -> list[Record]:
         return list(self.client.call("get_tasks", **query.to_wire()))
 
+    def set_task(self, job_id: int, task_id: int, spec: Spec) -> Record:
+        return dict(self.client.call("set_task", job_id=job_id, task_id=task_id, spec=spec))
+
+    def map_paths(self, paths: Sequence[str]) -> list[str]:
+        return [str(p) for p in self.client.call("map_paths", paths=list(paths))]
+
     def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
         return _items(self.client.call("plan_cancel", ids=list(ids), **options.to_wire()))
 
@@ -105,6 +111,18 @@ class HeadNodeBackend:
     def history(self, job_id: int | None = None, start: str | float | None = None,
                 end: str | float | None = None) -> list[Record]:
         return list(self.client.call("history", job_id=job_id, start=start, end=end))
+
+    def job_history(self, start: str | float, end: str | float) -> list[Record]:
+        return list(self.client.call("job_history", start=start, end=end))
+
+    def get_templates(self, name: str | None = None) -> list[Record]:
+        return list(self.client.call("get_templates", name=name))
+
+    def put_template(self, template: dict[str, Any], replace: bool = False) -> Record:
+        return dict(self.client.call("put_template", **template, replace=replace))
+
+    def remove_template(self, name: str) -> None:
+        self.client.call("remove_template", name=name)
 
     def get_properties(self) -> dict[str, int]:
         return dict(self.client.call("get_properties"))

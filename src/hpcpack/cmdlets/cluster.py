@@ -58,7 +58,11 @@ def set_cluster_property(args: Args) -> list[Record]:
 
 @command("Get-HpcJobHistory")
 def get_job_history(args: Args) -> list[Record]:
+    """One HpcJobHistory record per job that ended in the range (HPC Pack's meaning); with -Audit or -JobId,
+    the head node's audit events instead (HpcJobEvent: who did what to a job, and when)."""
+    if not args.flag("Audit") and not args.has("JobId"):
+        return args.backend().job_history(args.get("StartDate"), args.get("EndDate"))
     rows = args.backend().history(args.get("JobId"), args.get("StartDate"), args.get("EndDate"))
-    return [{"__type__": "HpcJobHistory", "JobId": r["job_id"], "Event": r["event"], "Actor": r["actor"],
+    return [{"__type__": "HpcJobEvent", "JobId": r["job_id"], "Event": r["event"], "Actor": r["actor"],
              "Message": r["message"], "Details": r["details"],
              "Time": datetime.fromtimestamp(r["time"], UTC).isoformat()} for r in rows]

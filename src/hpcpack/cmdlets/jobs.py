@@ -22,6 +22,16 @@ def _job_ids(args: Args) -> list[int]:
     return args.ints("Confirmed") or args.ints("Id") or args.ints("Job") or args.ints("JobId")
 
 
+def _local_file(args: Args, name: str) -> str:
+    """A job or task file to read here: a Windows path mapped by the head node's path map, `\\` as a separator,
+    and the extension's case forgiven where the file system is not (model.paths)."""
+    from ..model import paths
+    path = str(args.get(name))
+    if paths.is_windows_path(path):
+        path = args.backend().map_paths([path])[0]
+    return paths.local_file(path)
+
+
 def _lookup_plans(args: Args, describe: Callable[[Record], str]) -> list[Record]:
     return plans(args.backend().lookup_jobs(_job_ids(args)), describe)
 
@@ -59,7 +69,7 @@ def new_job(args: Args) -> list[Record]:
     spec = args.pick(*JOB_PROPERTIES)
     if args.has("JobFile"):
         from ..model.jobxml import read_job_file
-        file_spec, tasks = read_job_file(str(args.get("JobFile")))
+        file_spec, tasks = read_job_file(_local_file(args, "JobFile"))
         file_spec.update(spec)
         return [backend.new_job(file_spec, tasks)]  # all of it, or nothing
     if args.has("Job"):
@@ -78,7 +88,7 @@ def add_task(args: Args) -> list[Record]:
     specs = [args.pick(*TASK_PROPERTIES)]
     if args.has("TaskFile"):
         from ..model.jobxml import read_task_file
-        specs = [{**task, **specs[0]} for task in read_task_file(str(args.get("TaskFile")))]
+        specs = [{**task, **specs[0]} for task in read_task_file(_local_file(args, "TaskFile"))]
     return each(_job_ids(args), lambda job_id: [t for spec in specs for t in backend.add_task(job_id, spec)])
 
 

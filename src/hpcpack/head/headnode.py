@@ -17,8 +17,9 @@ from typing import Any
 
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
-from ..identity import Caller
-from ..model import jobspec
+from ..identity import Caller, groups_of
+from ..model import jobspec, paths
+from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import placement, scheduler
@@ -42,12 +43,76 @@ class HeadNode(Nodes):
         super().__init__(state_dir, config)
         self.load_nodes()
 
+    def templates(self) -> list[tpl.JobTemplate]:
+        """Every job template, by name; `Default` always (a built-in one until an administrator imports another)."""
+        stored = [tpl.JobTemplate.from_row(d) for d in self.store.templates()]
+        if not any(t.name.lower() == tpl.DEFAULT.lower() for t in stored):
+            stored.insert(0, tpl.default_template())
+        return sorted(stored, key=lambda t: (t.name.lower() != "default", t.name.lower()))
+
+    def template(self, name: str) -> tpl.JobTemplate:
+        found = next((t for t in self.templates() if t.name.lower() == name.lower()), None)
+        if found is None:
+            raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist on the head node "
+                           f"{self.name} (Get-HpcJobTemplate lists them).", name)
+        return found
+
+    def _usable_template(self, caller: Caller, name: str) -> tpl.JobTemplate:
+        template = self.template(name)
+        if not tpl.may_use(template, caller.name, groups_of(caller.name, caller.gid), caller.admin):
+            raise HpcError("PermissionDenied", f"The user {caller.name} may not use the job template '{template.name}'"
+                           f" (it is for {', '.join(template.users)}).", name)
+        return template
+
+    def _check_template_spec(self, caller: Caller, job: Job, spec: dict[str, Any]) -> None:
+        if any(k.lower() == "templatename" and v not in (None, "") for k, v in spec.items()):
+            job.template = self._usable_template(caller, job.template).name
+
+    def put_template(self, caller: Caller, template: tpl.JobTemplate, replace: bool) -> tpl.JobTemplate:
+        if not caller.admin:
+            raise HpcError("PermissionDenied", f"Only an administrator can create or change job templates; "
+                           f"{caller.name} is not one.", template.name)
+        tpl.check(template)
+        exists = any(t.name.lower() == template.name.lower() for t in self.store_templates())
+        if exists and not replace:
+            raise HpcError("InvalidOperation", f"A job template named '{template.name}' already exists; use -Force to "
+                           "replace it.", template.name)
+        self.store.save_template(template.name, template.to_row())
+        return template
+
+    def store_templates(self) -> list[tpl.JobTemplate]:
+        return [tpl.JobTemplate.from_row(d) for d in self.store.templates()]
+
+    def remove_template(self, caller: Caller, name: str) -> None:
+        if not caller.admin:
+            raise HpcError("PermissionDenied", f"Only an administrator can remove job templates; {caller.name} is "
+                           "not one.", name)
+        if name.lower() == tpl.DEFAULT.lower():
+            raise HpcError("InvalidOperation", "The Default job template cannot be removed (every job without another "
+                           "template uses it); import another to change it.", name)
+        if not self.store.delete_template(name):
+            raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist.", name)
+
+    def _check_paths(self, tasks: list[Task]) -> list[Task]:
+        """A Windows path in a task's WorkDir, Stdin, Stdout or Stderr needs a rule of the path map (model.paths):
+        refused now, with the reason, rather than when the task starts. (The head node maps it at start.)"""
+        for task in tasks:
+            for value, what in ((task.work_dir, "WorkDir"), (task.stdin, "Stdin"), (task.stdout, "Stdout"),
+                                (task.stderr, "Stderr")):
+                paths.map_path(value, self.config.path_map, what)
+        return tasks
+
+    def map_paths(self, values: list[str]) -> list[str]:
+        return [paths.map_path(v, self.config.path_map) for v in values]
+
     def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
         """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
         job = Job(id=0, owner=caller.name, owner_uid=caller.uid)
         jobspec.apply_job_properties(job, spec)
+        self._check_template_spec(caller, job, spec)
         for task_spec in tasks:
-            job.tasks += jobspec.build_tasks(job, task_spec, max([0, *(t.task_id for t in job.tasks)]) + 1)
+            job.tasks += self._check_paths(jobspec.build_tasks(job, task_spec,
+                                                               max([0, *(t.task_id for t in job.tasks)]) + 1))
             jobspec.check_size(job.tasks)
         return self._create(caller, job)
 
@@ -71,6 +136,7 @@ class HeadNode(Nodes):
             value = getattr(source, name)
             setattr(job, name, type(value)(value) if isinstance(value, list | dict) else value)
         jobspec.apply_job_properties(job, spec)
+        self._check_template_spec(caller, job, spec)
         for task in source.tasks:
             copy = Task.from_row({**task.to_row(), "state": 1, "previous_state": 1})
             copy.instances = [Task.from_row({**i.to_row(), "state": 1, "previous_state": 1})
@@ -89,6 +155,7 @@ class HeadNode(Nodes):
         jobspec.allowed_to_add(job)
         first = max([0, *(t.task_id for t in job.tasks)]) + 1
         tasks = jobspec.build_tasks(job, spec, first)
+        self._check_paths(tasks)
         jobspec.check_size(job.tasks + tasks)
         submitted = job.state not in (JobState.Configuring,)
         problem = submitted and jobspec.dependency_problem(job.tasks + tasks)
@@ -113,6 +180,13 @@ class HeadNode(Nodes):
         if job.state != JobState.Configuring:
             raise HpcError("OnlyConfigJobsCanBeSubmitted", f"Job {job.id} is {job.state.name}; only a Configuring "
                            "job can be submitted, and only a Canceled or Failed one requeued.", job.id)
+        if not job.tasks and not job.run_until_canceled:
+            # HPC Pack: a job with no tasks has nothing to run; submitting it is a mistake (often an
+            # Add-HpcTask that was refused earlier in the script), so it is refused, not run empty.
+            raise HpcError("JobHasNoTasks", f"Job {job.id} has no tasks, so there is nothing to submit: add a task "
+                           "(Add-HpcTask) first, or make it a RunUntilCanceled job.", job.id)
+        template = self._usable_template(caller, job.template)  # who submits must be allowed to use it
+        tpl.apply(template, job)  # its defaults, then its ranges: a job outside them is refused here
         self._move(job, "submit")
         job.submit_time = now()
         job.queue_order = self._take_order()
@@ -124,6 +198,7 @@ class HeadNode(Nodes):
         self.authorize(caller, job)
         jobspec.check_changeable(job, spec)
         jobspec.apply_job_properties(job, spec)
+        self._check_template_spec(caller, job, spec)
         job.change_time = now()
         changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
         self.commit(job, entry=(caller.name, "modify", "", changed))
@@ -141,6 +216,48 @@ class HeadNode(Nodes):
                            "can be submitted.", task.key)
         self._queue_task(task)
         self.commit(job, units, job_changed=False)
+        return task
+
+    def set_task(self, caller: Caller, job_id: int, task_id: int, changes: dict[str, Any]) -> Task:
+        """Set-HpcTask: the task built again from its properties with `changes`, checked as Add-HpcTask
+        checks a new one; it keeps its id, state and history."""
+        job = self.job(job_id)
+        self.authorize(caller, job)
+        task = self.find_task(job, task_id, 0)
+        jobspec.check_task_changeable(job, task)
+        spec = {**jobspec.task_spec(task), **{k: v for k, v in changes.items() if v is not None}}
+        for counter in ("NumCores", "NumSockets", "NumNodes"):
+            if counter in changes and changes[counter] is not None:
+                spec = {k: v for k, v in spec.items() if k not in ("NumCores", "NumSockets", "NumNodes")
+                        or k == counter}
+        others = [t for t in job.tasks if t is not task]
+        probe = Job(id=job.id, owner=job.owner, owner_uid=job.owner_uid, state=job.state, tasks=others)
+        built = self._check_paths(jobspec.build_tasks(probe, spec, task.task_id))[0]
+        if job.state != JobState.Configuring:
+            problem = jobspec.dependency_problem([*others, built])
+            if problem:
+                raise HpcError("TaskModifyFailed", f"Task {task.key} cannot be changed: {problem}", task.key)
+        expected = int(task.state)
+        old_instances = task.instances
+        for name in Task.__dataclass_fields__:
+            if name not in jobspec.TASK_KEPT_FIELDS:
+                setattr(task, name, getattr(built, name))
+        if task.parametric or old_instances:
+            task.instances = built.instances
+            for instance in task.instances:
+                instance.job_id = job.id
+                if task.state != TaskState.Configuring:
+                    self._queue_task_units([instance])
+        with self.batch():
+            self.store.save_task(task, expected=expected)
+            if task.parametric or old_instances:
+                self.store.delete_instances(job.id, task.task_id)
+                for instance in task.instances:
+                    self.store.insert_task(instance)
+            job.change_time = now()
+            self.store.save_job(job, expected=int(job.state))
+            self.history(job, caller.name, "modify task", "", f"task {task.task_id}: "
+                         + ", ".join(sorted(k for k, v in changes.items() if v is not None)))
         return task
 
     def set_property(self, caller: Caller, name: str, value: int) -> None:

@@ -16,7 +16,8 @@ from .. import __version__
 from ..config import CLUSTER_PARAMETERS, PROPERTY_DEFAULTS
 from ..errors import HpcError, invalid_argument
 from ..identity import Caller
-from ..model.objects import Job, Task, now
+from ..model import templates
+from ..model.objects import Job, Task, history_record, now
 from ..model.states import JobState, TaskState, parse_flags
 from ..model.stop import StopOptions
 from ..wire import operations as ops
@@ -247,6 +248,13 @@ class Requests:
                      for u in (t.instances if params.expand and t.parametric and t.instances else [t])]
         return [self._task_record(u, caller) for u in units if int(u.shown_state) & mask]
 
+    def op_set_task(self, caller: Caller, params: ops.SetTask) -> dict[str, Any]:
+        return self._task_record(self.head.set_task(caller, params.job_id, params.task_id, dict(params.spec)), caller)
+
+    def op_map_paths(self, caller: Caller, params: ops.MapPaths) -> list[str]:
+        """Windows paths -> Linux paths by the head node's path map (NoPathMapping when none applies)."""
+        return self.head.map_paths(list(params.paths))
+
     def op_cancel_task(self, caller: Caller, params: ops.CancelTask) -> dict[str, Any]:
         task = self.head.cancel_task(caller, params.job_id, params.task_id, params.sub_id or 0,
                                      _stop_options(params))
@@ -267,6 +275,32 @@ class Requests:
         rows: list[dict[str, Any]] = self.head.store.history(params.job_id, _time(params.start, "StartDate"),
                                                              _time(params.end, "EndDate"))
         return rows
+
+    def op_job_history(self, caller: Caller, params: ops.JobHistory) -> list[dict[str, Any]]:
+        """One record per job that ended (Finished, Failed, Canceled) in [start, end), oldest end first:
+        HPC Pack's HpcJobHistory (administrators only, as there)."""
+        if not caller.admin:
+            raise HpcError("PermissionDenied", f"Only an administrator can read the job history; {caller.name} "
+                           "is not one.")
+        start, end = _time(params.start, "StartDate"), _time(params.end, "EndDate")
+        jobs = self.head.store.load_jobs(states=[int(s) for s in ENDED_STATES], ended_after=start, ended_before=end)
+        return [history_record(job) for job in sorted(jobs, key=lambda j: (j.end_time or 0, j.id))]
+
+    def op_get_templates(self, caller: Caller, params: ops.TemplateName) -> list[dict[str, Any]]:
+        """Every template (anyone may list them, as on HPC Pack), or the one named (InvalidJobTemplate)."""
+        found = [self.head.template(params.name)] if params.name else self.head.templates()
+        return [t.to_record(self.head.name) for t in found]
+
+    def op_put_template(self, caller: Caller, params: ops.PutTemplate) -> dict[str, Any]:
+        template = templates.JobTemplate(params.name, params.description, list(params.users),
+                                         [templates.TemplateItem(**i.model_dump()) for i in params.items])
+        return self.head.put_template(caller, template, params.replace).to_record(self.head.name)
+
+    def op_remove_template(self, caller: Caller, params: ops.TemplateName) -> dict[str, Any]:
+        if not params.name:
+            raise invalid_argument("Name the template to remove.", "Name")
+        self.head.remove_template(caller, params.name)
+        return {"removed": params.name}
 
     def op_get_properties(self, caller: Caller, params: ops.Request) -> dict[str, int]:
         if not caller.admin:

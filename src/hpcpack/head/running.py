@@ -7,7 +7,8 @@ import os
 import pwd
 import sqlite3
 
-from ..model import jobspec
+from ..errors import HpcError
+from ..model import jobspec, paths
 from ..model.objects import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
 from ..model.params import SWEEP_WINDOW
 from ..model.states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
@@ -35,7 +36,8 @@ class Running(Cancels):
         used: dict[str, int] = {}
         for unit in units:
             if unit.state in (TaskState.Running, TaskState.Canceling) and unit.type not in ("NodePrep", "NodeRelease"):
-                used[unit.node] = used.get(unit.node, 0) + unit.min_cores
+                for node, cores in (unit.held or {unit.node: unit.min_cores}).items():
+                    used[node] = used.get(node, 0) + cores
         prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
         prepared = {u.node for u in prep.instances if u.state == TaskState.Finished} if prep else None
         by_name: dict[str, list[Task]] = {}
@@ -51,23 +53,59 @@ class Running(Cancels):
                 continue
             if blocked == "wait":
                 continue
-            required = {n.lower() for n in unit.required_nodes}
-            if required and not required & {n.lower() for n in job.allocation}:
-                unit.move("unstartable")
-                unit.error_code, unit.end_time = TASK_FAILURE, now()
-                unit.error_message = (f"The task cannot start: none of its required nodes "
-                                      f"({', '.join(unit.required_nodes)}) is allocated to the job.")
-                self.commit(job, [unit], job_changed=False)
-                self._task_failed(job, unit)
+            usable = [n for n in job.allocation if (prepared is None or n in prepared) and self.node_usable(n)]
+            why = self._never_fits(job, unit)
+            if why:
+                self._unstartable(job, unit, why)
                 continue
-            node = next((n for n, cores in job.allocation.items()
-                         if cores - used.get(n, 0) >= unit.min_cores and (prepared is None or n in prepared)
-                         and (not required or n.lower() in required)
-                         and self.node_usable(n)), None)  # nothing new starts on a draining node
-            if node is None:
+            held = self._place(job, unit, [n for n in usable if self._required(unit, n)], used)
+            if held is None:
                 continue
-            used[node] = used.get(node, 0) + unit.min_cores
-            self._launch(job, unit, node)
+            for node, cores in held.items():
+                used[node] = used.get(node, 0) + cores
+            unit.held = held if len(held) > 1 or unit.unit_type != "Core" else {}
+            self._launch(job, unit, next(iter(held)))
+
+    @staticmethod
+    def _required(unit: Task, node: str) -> bool:
+        return not unit.required_nodes or node.lower() in {n.lower() for n in unit.required_nodes}
+
+    def _cores_per_socket(self, node: str) -> int:
+        info = next((n for n in self.config.nodes if n.name == node), None)
+        return max(1, info.cores // max(1, info.sockets)) if info is not None else 1
+
+    def _place(self, job: Job, unit: Task, nodes: list[str], used: dict[str, int]) -> dict[str, int] | None:
+        """Where the task runs now, as cores by node (the first is where its command starts), or None
+        while the job's cores are busy. A task asks in cores (on one node), sockets (that many sockets'
+        cores on one node) or nodes (that many of the job's nodes, whole: HPC Pack's multi-node task)."""
+        free = {n: job.allocation[n] - used.get(n, 0) for n in nodes}
+        if unit.unit_type == "Node":
+            whole = [n for n in nodes if used.get(n, 0) == 0]
+            return {n: job.allocation[n] for n in whole[:unit.min_units]} if len(whole) >= unit.min_units else None
+        for node in nodes:
+            cores = unit.min_units * self._cores_per_socket(node) if unit.unit_type == "Socket" else unit.min_cores
+            if free[node] >= cores:
+                return {node: cores}
+        return None
+
+    def _never_fits(self, job: Job, unit: Task) -> str:
+        """Why the task can never start with the job's allocation, or ''."""
+        nodes = [n for n in job.allocation if self._required(unit, n)]
+        if unit.required_nodes and not nodes:
+            return f"none of its required nodes ({', '.join(unit.required_nodes)}) is allocated to the job"
+        if unit.unit_type == "Node" and len(nodes) < unit.min_units:
+            return f"it needs {unit.min_units} nodes and the job was given {len(nodes)}"
+        if unit.unit_type == "Socket" and not any(
+                job.allocation[n] >= unit.min_units * self._cores_per_socket(n) for n in nodes):
+            return f"it needs {unit.min_units} socket(s) on one node and the job has none that big"
+        return ""
+
+    def _unstartable(self, job: Job, unit: Task, why: str) -> None:
+        unit.move("unstartable")
+        unit.error_code, unit.end_time = TASK_FAILURE, now()
+        unit.error_message = f"The task cannot start: {why}."
+        self.commit(job, [unit], job_changed=False)
+        self._task_failed(job, unit)
 
     def _dependency_state(self, unit: Task, by_name: dict[str, list[Task]]) -> str:
         states = [t.shown_state for name in unit.depends for t in by_name.get(name, [])]
@@ -118,11 +156,14 @@ class Running(Cancels):
         env = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
                "SHELL": account.pw_shell or "/bin/sh", "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
                "LANG": os.environ.get("LANG", "C.UTF-8")}
-        nodes = " ".join(f"{n} {c}" for n, c in sorted(job.allocation.items()))
+        # CCP_NODES: the job's nodes; a task on several nodes (or sockets) is told just its own.
+        mine = unit.held or job.allocation
+        nodes = " ".join(f"{n} {c}" for n, c in sorted(mine.items()))
         env.update({
             "CCP_JOBID": str(job.id), "CCP_TASKID": str(unit.task_id), "CCP_TASKINSTANCEID": str(unit.sub_id),
-            "CCP_JOBNAME": job.name, "CCP_TASKNAME": unit.name, "CCP_NODES": f"{len(job.allocation)} {nodes}",
-            "CCP_NUMCPUS": str(unit.min_cores), "CCP_SCHEDULER": self.name, "CCP_RERUNNABLE": str(unit.rerunnable),
+            "CCP_JOBNAME": job.name, "CCP_TASKNAME": unit.name, "CCP_NODES": f"{len(mine)} {nodes}",
+            "CCP_NUMCPUS": str(sum(unit.held.values()) if unit.held else unit.min_cores),
+            "CCP_SCHEDULER": self.name, "CCP_RERUNNABLE": str(unit.rerunnable),
             "CCP_OWNER": job.owner, "COMPUTERNAME": unit.node, "CCP_WORKDIR": unit.work_dir,
         })
         for source in (self.cluster_environment(), job.env, unit.env):
@@ -131,13 +172,19 @@ class Running(Cancels):
                     env.pop(name, None)
                 else:
                     env[name] = value
+        try:  # Windows paths of migrated scripts, by the head node's path map (model.paths)
+            work_dir, stdin, stdout, stderr = (paths.map_path(value, self.config.path_map, what) for value, what in (
+                (unit.work_dir, "WorkDir"), (unit.stdin, "Stdin"), (unit.stdout, "Stdout"), (unit.stderr, "Stderr")))
+        except HpcError as e:
+            raise StartFailure(e.message) from None
+        env["CCP_WORKDIR"] = work_dir
         groups = os.getgrouplist(account.pw_name, account.pw_gid)
         return executor.RunSpec(
-            command=unit.command, env=env, cwd=unit.work_dir or account.pw_dir, cwd_required=bool(unit.work_dir),
+            command=unit.command, env=env, cwd=work_dir or account.pw_dir, cwd_required=bool(work_dir),
             uid=account.pw_uid, gid=account.pw_gid, groups=groups,
             job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
             output_path=self._output_path(unit), exit_path=self._exit_path(unit),
-            stdin=unit.stdin, stdout=unit.stdout, stderr=unit.stderr)
+            stdin=stdin, stdout=stdout, stderr=stderr)
 
     def reap_exited_units(self) -> None:
         """Records each exited task; an exit that could not be recorded (the store failed) is kept and

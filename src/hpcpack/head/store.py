@@ -62,6 +62,10 @@ MIGRATIONS: list[str] = [
         state TEXT NOT NULL, previous TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
     CREATE INDEX node_history_by_time ON node_history(time);
     """,
+    # 6: job templates, by name (any case).
+    """
+    CREATE TABLE job_templates (name TEXT PRIMARY KEY COLLATE NOCASE, data TEXT NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -218,10 +222,10 @@ class Store:
             self.db.execute("DELETE FROM tasks WHERE job_id=? AND task_id=? AND sub_id>0", (job_id, task_id))
 
     def load_jobs(self, job_id: int | None = None, states: Iterable[int] | None = None,
-                  ended_before: float | None = None) -> list[Job]:
+                  ended_before: float | None = None, ended_after: float | None = None) -> list[Job]:
         """Stored jobs with their tasks: all of them, the job `job_id` (none when it is not stored), or
         those in `states` (the jobs table's state column, indexed), optionally ended before a time."""
-        where, values = self._job_filter(job_id, states, ended_before)
+        where, values = self._job_filter(job_id, states, ended_before, ended_after)
         jobs = {row[0]: Job.from_row(json.loads(row[1])) for row in
                 self.db.execute(f"SELECT id, data FROM jobs WHERE {where} ORDER BY id", values)}
         tasks: dict[tuple[int, int], Task] = {}
@@ -237,7 +241,7 @@ class Store:
 
     @staticmethod
     def _job_filter(job_id: int | None, states: Iterable[int] | None,
-                    ended_before: float | None) -> tuple[str, list[Any]]:
+                    ended_before: float | None, ended_after: float | None = None) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         values: list[Any] = []
         if job_id is not None:
@@ -250,6 +254,9 @@ class Store:
         if ended_before is not None:
             clauses.append("json_extract(data, '$.end_time') < ?")
             values.append(ended_before)
+        if ended_after is not None:
+            clauses.append("json_extract(data, '$.end_time') >= ?")
+            values.append(ended_after)
         return " AND ".join(clauses) or "1", values
 
     def applied_reply(self, key: str) -> Any:
@@ -337,6 +344,22 @@ class Store:
     def delete_group(self, group_id: int) -> None:
         self.db.execute("DELETE FROM node_group_members WHERE group_id = ?", (group_id,))
         self.db.execute("DELETE FROM node_groups WHERE id = ?", (group_id,))
+
+    # Job templates (schema 6).
+
+    def templates(self) -> list[dict[str, Any]]:
+        return [json.loads(data) for (data,) in self.db.execute("SELECT data FROM job_templates ORDER BY name")]
+
+    def save_template(self, name: str, data: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO job_templates (name, data) VALUES (?, ?) "
+                            "ON CONFLICT(name) DO UPDATE SET name=excluded.name, data=excluded.data",
+                            (name, _dump(data)))
+
+    def delete_template(self, name: str) -> bool:
+        with self.transaction():
+            deleted: int = self.db.execute("DELETE FROM job_templates WHERE name = ?", (name,)).rowcount
+        return deleted > 0
 
     def properties(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT name, value FROM cluster_properties").fetchall())

@@ -19,7 +19,7 @@ from .params import (
     substitute_sweep,
     sweep_count,
 )
-from .properties import RUNNING_CHANGEABLE, TASK_NAMES
+from .properties import RUNNING_CHANGEABLE, TASK_FILE_ONLY, TASK_NAMES
 from .states import JobState
 
 _UNIT_PARAMETERS = (("NumCores", "Core"), ("NumSockets", "Socket"), ("NumNodes", "Node"))
@@ -67,14 +67,24 @@ def _list(value: Any) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
+def _names(value: Any) -> list[str]:
+    """Node or group names: a list, a comma-joined string, or a list of comma-joined strings (a real script
+    passes -RequestedNodes 'NODE1,NODE2', which HPC Pack takes as two nodes)."""
+    return [name.strip() for item in (value if isinstance(value, list | tuple) else [value])
+            for name in str(item).split(",") if name.strip()]
+
+
 def apply_job_properties(job: Job, spec: dict[str, Any]) -> None:
-    """Sets the job properties named in `spec` (PowerShell parameter names), validating each."""
+    """Sets the job properties named in `spec` (PowerShell parameter names), validating each; remembers
+    which were given (a template's defaults fill in only the others)."""
     units = [(name, unit) for name, unit in _UNIT_PARAMETERS if spec.get(name) not in (None, "")]
     if len(units) > 1:
         raise invalid_argument("Give only one of NumCores, NumSockets and NumNodes.", units[1][0])
     for name, value in spec.items():
         if value is None:
             continue
+        if name not in job.explicit:
+            job.explicit.append(name)
         setter = _JOB_SETTERS.get(name.lower())
         if setter is None:  # never stored aside: what is not a job property is said so
             raise invalid_argument(f"'{name}' is not a job property.", name)
@@ -82,6 +92,7 @@ def apply_job_properties(job: Job, spec: dict[str, Any]) -> None:
     for name, unit in units:
         requested = parse_range(spec[name], name)
         job.unit_type, job.min_units, job.max_units = unit, requested.min, requested.max
+        job.shown_units = []
 
 
 def _set_progress(job: Job, value: Any) -> None:
@@ -91,7 +102,7 @@ def _set_progress(job: Job, value: Any) -> None:
 def _add_nodes(field_name: str) -> Any:
     def setter(job: Job, value: Any) -> None:
         nodes = list(getattr(job, field_name))
-        for node in _list(value):
+        for node in _names(value):
             if node not in nodes:
                 nodes.append(node)
         setattr(job, field_name, nodes)
@@ -99,7 +110,7 @@ def _add_nodes(field_name: str) -> Any:
 
 
 def _remove_excluded(job: Job, value: Any) -> None:
-    job.excluded_nodes = [n for n in job.excluded_nodes if n not in _list(value)]
+    job.excluded_nodes = [n for n in job.excluded_nodes if n not in _names(value)]
 
 
 def _clear_excluded(job: Job, value: Any) -> None:
@@ -167,7 +178,19 @@ def custom_properties(value: Any) -> dict[str, str]:
 NODE_GROUP_OPS = ("Intersect", "Uniform", "Union")
 ORDER_BY_KEYS = ("Memory", "-Memory", "Cores", "-Cores")
 
+def _set_calculated(job: Job, value: Any) -> None:
+    """A job file's unit type and Min/Max values for a job whose minimum and maximum are both calculated
+    from its tasks ('Node:2-32'): shown as they were until the head node calculates them."""
+    unit, _, numbers = str(value).partition(":")
+    low, _, high = numbers.partition("-")
+    if unit not in ("Core", "Socket", "Node") or not low.isdigit() or not high.isdigit():
+        raise invalid_argument(f"AutoCalculatedUnits '{value}' is not Unit:min-max.", "AutoCalculatedUnits")
+    job.unit_type, job.min_units, job.max_units = unit, None, None
+    job.shown_units = [int(low), int(high)]
+
+
 _JOB_SETTERS: dict[str, Any] = {
+    "autocalculatedunits": _set_calculated,
     "name": lambda j, v: setattr(j, "name", check_length(str(v), MAX_NAME, "Name")),
     "project": lambda j, v: setattr(j, "project", check_length(str(v), MAX_NAME, "Project")),
     "templatename": lambda j, v: setattr(j, "template", check_length(str(v), MAX_NAME, "TemplateName")),
@@ -176,8 +199,8 @@ _JOB_SETTERS: dict[str, Any] = {
     "exclusive": lambda j, v: setattr(j, "exclusive", _bool(v, "Exclusive")),
     "rununtilcanceled": lambda j, v: setattr(j, "run_until_canceled", _bool(v, "RunUntilCanceled")),
     "failontaskfailure": lambda j, v: setattr(j, "fail_on_task_failure", _bool(v, "FailOnTaskFailure")),
-    "requestednodes": lambda j, v: setattr(j, "requested_nodes", _list(v)),
-    "nodegroups": lambda j, v: setattr(j, "node_groups", _list(v)),
+    "requestednodes": lambda j, v: setattr(j, "requested_nodes", _names(v)),
+    "nodegroups": lambda j, v: setattr(j, "node_groups", _names(v)),
     "parentjobids": lambda j, v: setattr(j, "parent_job_ids", [_int(x, "ParentJobIds", 1) for x in _list(v)]),
     "jobenv": _set_env,
     "progress": _set_progress,
@@ -251,9 +274,16 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         raise invalid_argument("CommandLine is required (or a TaskFile that gives one).", "CommandLine")
     task = Task(job_id=job.id, task_id=first_id, type=task_type, command=str(command))
     task.name = check_length(str(spec.get("Name") or ""), MAX_NAME, "Name") or ""
-    cores = parse_range(spec["NumCores"], "NumCores", allow_auto=False) if spec.get("NumCores") else None
-    if cores is not None:
-        task.min_cores, task.max_cores = int(cores.min or 1), int(cores.max or 1)
+    units = [(name, unit) for name, unit in _UNIT_PARAMETERS if spec.get(name) not in (None, "")]
+    if len(units) > 1:
+        raise invalid_argument("Give only one of NumCores, NumSockets and NumNodes.", units[1][0])
+    for name, unit in units:
+        requested = parse_range(spec[name], name, allow_auto=False)
+        task.unit_type, task.min_units, task.max_units = unit, int(requested.min or 1), int(requested.max or 1)
+        if unit == "Core":
+            task.min_cores, task.max_cores = task.min_units, task.max_units
+    if spec.get("AutoRequeueCount") not in (None, ""):
+        task.auto_requeue_count = _int(spec["AutoRequeueCount"], "AutoRequeueCount", 0)
     task.depends = _list(spec.get("Depend"))
     task.env = parse_env(spec.get("Env"), "Env")
     for key, attr in (("WorkDir", "work_dir"), ("Stdin", "stdin"), ("Stdout", "stdout"), ("Stderr", "stderr")):
@@ -281,19 +311,13 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
 
 def _apply_task_extras(task: Task, spec: dict[str, Any]) -> None:
     """The task parameters beyond the basics; an unknown one is refused, never stored aside."""
-    unknown = sorted(k for k, v in spec.items() if v is not None and k not in TASK_NAMES)
+    unknown = sorted(k for k, v in spec.items() if v is not None and k not in TASK_NAMES + TASK_FILE_ONLY)
     if unknown:
         raise invalid_argument(f"'{unknown[0]}' is not a task property.", unknown[0])
-    for name in ("NumNodes", "NumSockets"):
-        if spec.get(name) not in (None, ""):
-            raise invalid_argument(f"{name} is not supported for a task here: a task takes cores; give NumCores.",
-                                   name)
-    if spec.get("FailJobOnFailureCount") is not None:
-        # HPC Pack: 1 to 1,000,000; it implies FailJobOnFailure, and FailJobOnFailure $false sets it to 0.
-        task.fail_job_on_failure_count = _int(spec["FailJobOnFailureCount"], "FailJobOnFailureCount", 1, 1_000_000)
+    count = _int(spec.get("FailJobOnFailureCount") or 0, "FailJobOnFailureCount", 0, 1_000_000)
+    if count:  # HPC Pack: 1 to 1,000,000 (a job file's 0 is unset); it implies FailJobOnFailure...
         task.fail_job_on_failure = spec.get("FailJobOnFailure") is None or task.fail_job_on_failure
-        if not task.fail_job_on_failure:
-            task.fail_job_on_failure_count = 0
+        task.fail_job_on_failure_count = count if task.fail_job_on_failure else 0  # ...and $false clears it
     task.required_nodes = _list(spec.get("RequiredNodes"))
     if spec.get("ValidExitCodes"):
         valid_exit_codes(str(spec["ValidExitCodes"]))  # refused now if it does not parse
@@ -348,7 +372,8 @@ def _instance(parent: Task, sub_id: int, command: str, index: int | None = None)
                 work_dir=text(parent.work_dir), stdin=text(parent.stdin), stdout=text(parent.stdout),
                 stderr=text(parent.stderr),
                 env=dict(parent.env), rerunnable=parent.rerunnable, runtime_limit=parent.runtime_limit,
-                fail_job_on_failure=parent.fail_job_on_failure,
+                fail_job_on_failure=parent.fail_job_on_failure, unit_type=parent.unit_type,
+                min_units=parent.min_units, max_units=parent.max_units,
                 fail_job_on_failure_count=parent.fail_job_on_failure_count, required_nodes=parent.required_nodes,
                 valid_exit_codes=parent.valid_exit_codes, custom_properties=parent.custom_properties)
 
@@ -414,3 +439,42 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
                 path.append(nxt)
                 on_path.add(nxt)
     return []
+
+
+def task_spec(task: Task) -> dict[str, Any]:
+    """A task's properties as Add-HpcTask parameters (Set-HpcTask changes some and builds it again)."""
+    spec: dict[str, Any] = {
+        "CommandLine": task.command, "Name": task.name, "Type": task.type, "WorkDir": task.work_dir,
+        "Stdin": task.stdin, "Stdout": task.stdout, "Stderr": task.stderr, "Rerunnable": task.rerunnable,
+        "Exclusive": task.exclusive, "FailJobOnFailure": task.fail_job_on_failure, "Depend": list(task.depends),
+        "Env": [f"{k}={v or ''}" for k, v in task.env.items()], "AutoRequeueCount": task.auto_requeue_count,
+        "FailJobOnFailureCount": task.fail_job_on_failure_count or None,
+    }
+    if task.unit_type == "Core":
+        spec["NumCores"] = f"{task.min_cores}-{task.max_cores}"
+    else:
+        spec[f"Num{task.unit_type}s"] = f"{task.min_units}-{task.max_units}"
+    if task.runtime_limit > 0:
+        minutes = max(1, -(-task.runtime_limit // 60))
+        spec["RunTime"] = f"{minutes // 1440}:{minutes % 1440 // 60}:{minutes % 60}"
+    if task.parametric:
+        spec.update(Start=task.start_value, End=task.end_value, Increment=task.increment_value)
+    return spec
+
+
+# Set-HpcTask's parameters that replace a list rather than add to it.
+TASK_KEPT_FIELDS = ("job_id", "task_id", "sub_id", "state", "previous_state", "create_time", "submit_time",
+                    "requeue_count", "start_time", "end_time", "node", "pid", "token", "output", "exit_code",
+                    "error_message", "error_code", "instances")
+
+
+def check_task_changeable(job: Job, task: Task) -> None:
+    """Set-HpcTask's rule: a task that has not started (Configuring, or Queued and not a sweep that has
+    begun to expand) may change; anything else is refused with the reason."""
+    from .states import TaskState
+    if task.state == TaskState.Configuring:
+        return
+    if task.state == TaskState.Queued and not task.parametric and not task.is_node_task:
+        return
+    raise HpcError("TaskModifyFailed", f"Task {task.key} is {task.shown_state.name}; only a Configuring task (or a "
+                   "Queued task that is not a sweep) can be changed.", task.key)

@@ -27,6 +27,30 @@ JOB_ATTRIBUTES = {
     "JobValidExitCodes": "ValidExitCodes", "Progress": "Progress", "ProgressMessage": "ProgressMessage",
     "TaskExecutionFailureRetryLimit": "TaskExecutionFailureRetryLimit",
 }
+# Job attribute -> (New-HpcJob parameter, HpcJob property) for the properties a job file carries as
+# they are shown (lists comma-separated, booleans lower-case).
+RECORDED_ATTRIBUTES = {
+    "NodeGroupOp": ("NodeGroupOp", "NodeGroupOp"),
+    "OrderBy": ("OrderBy", "OrderBy"),
+    "NotifyOnStart": ("NotifyOnStart", "NotifyOnStart"),
+    "NotifyOnCompletion": ("NotifyOnCompletion", "NotifyOnCompletion"),
+    "SingleNode": ("SingleNode", "SingleNode"),
+    "EstimatedProcessMemory": ("EstimatedProcessMemory", "EstimatedProcessMemory"),
+    "SoftwareLicense": ("License", "SoftwareLicense"),
+    "MinMemory": ("MinMemoryPerNode", "MinMemory"),
+    "MaxMemory": ("MaxMemoryPerNode", "MaxMemory"),
+    "MinCoresPerNode": ("MinCoresPerNode", "MinCoresPerNode"),
+    "MaxCoresPerNode": ("MaxCoresPerNode", "MaxCoresPerNode"),
+    "EmailAddress": ("EmailAddress", "EmailAddress"),
+    "FailDependentTasks": ("FailDependentTasks", "FailDependentTasks"),
+    "HoldUntil": ("HoldUntil", "HoldUntil"),
+}
+# HPC Pack job attributes with no meaning on this cluster (SOA services, pools, grow/shrink): read and
+# left aside, as about_HPC says; any other attribute is refused by the head node, never stored aside.
+IGNORED_ATTRIBUTES = {"Pool", "ServiceName", "NumberOfCalls", "CanGrow", "CanShrink", "HasGrown", "HasShrunk",
+                      "Preemptable", "CanPreempt", "ClientSource", "EndpointAddresses", "ExcludedNodes",
+                      "ComputedMinCores", "ComputedMaxCores", "ComputedMinSockets", "ComputedMaxSockets",
+                      "ComputedMinNodes", "ComputedMaxNodes", "PlannedCoreCount", "TargetResourceCount"}
 # Attributes that describe one export, not the job to create.
 RUN_ATTRIBUTES = {"Version", "Id", "State", "PreviousState", "CreateTime", "SubmitTime", "StartTime", "EndTime",
                   "ChangeTime", "Owner", "UserName", "RequeueCount", "AutoRequeueCount", "PendingReason",
@@ -37,7 +61,8 @@ RUN_ATTRIBUTES = {"Version", "Id", "State", "PreviousState", "CreateTime", "Subm
 TASK_ATTRIBUTES = {
     "CommandLine": "CommandLine", "Name": "Name", "Type": "Type", "WorkDirectory": "WorkDir",
     "StdInFilePath": "Stdin", "StdOutFilePath": "Stdout", "StdErrFilePath": "Stderr", "IsRerunnable": "Rerunnable",
-    "FailJobOnFailure": "FailJobOnFailure", "IsExclusive": "Exclusive",
+    "FailJobOnFailure": "FailJobOnFailure", "IsExclusive": "Exclusive", "AutoRequeueCount": "AutoRequeueCount",
+    "FailJobOnFailureCount": "FailJobOnFailureCount",
 }
 
 
@@ -78,9 +103,12 @@ def read_job_file(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                                  ("RequestedNodes", "RequestedNodes")):
         if attributes.get(attribute):
             spec[parameter] = [v.strip() for v in attributes[attribute].split(",") if v.strip()]
-    extras = {k: v for k, v in attributes.items()
-              if k not in JOB_ATTRIBUTES and k not in RUN_ATTRIBUTES and not k.startswith("{")}
-    spec.update(extras)
+    for attribute, (parameter, _) in RECORDED_ATTRIBUTES.items():
+        if attributes.get(attribute) not in (None, ""):
+            value = attributes[attribute]
+            spec[parameter] = _date_value(value) if attribute == "HoldUntil" else value
+    known = JOB_ATTRIBUTES.keys() | RUN_ATTRIBUTES | RECORDED_ATTRIBUTES.keys() | IGNORED_ATTRIBUTES
+    spec.update({k: v for k, v in attributes.items() if k not in known and not k.startswith("{")})
     environment = _environment(root)
     if environment:
         spec["JobEnv"] = [f"{k}={v}" for k, v in environment.items()]
@@ -107,8 +135,12 @@ def _unit_request(attributes: dict[str, str]) -> dict[str, str]:
     auto_max = attributes.get("AutoCalculateMax", "false").lower() == "true"
     low = "*" if auto_min else attributes.get(f"Min{plural}")
     high = "*" if auto_max else attributes.get(f"Max{plural}")
-    if low is None or high is None or (auto_min and auto_max):
+    if low is None or high is None:
         return {}
+    if auto_min and auto_max:
+        # Both calculated from the tasks at validation: the job keeps its unit and the values the file shows.
+        shown = (attributes.get(f"Min{plural}", ""), attributes.get(f"Max{plural}", ""))
+        return {"AutoCalculatedUnits": f"{unit}:{shown[0]}-{shown[1]}"} if all(v.isdigit() for v in shown) else {}
     return {f"Num{plural}": f"{low}-{high}"}
 
 
@@ -154,8 +186,14 @@ def _tasks(root: Element, path: str) -> list[dict[str, Any]]:
         depends = [names[g] for g in parents.get(group, []) if g in names]
         if depends:
             spec["Depend"] = depends
-        if attributes.get("MinCores") and attributes.get("UnitType", "Core") == "Core":
-            spec["NumCores"] = f"{attributes['MinCores']}-{attributes.get('MaxCores', attributes['MinCores'])}"
+        unit = attributes.get("UnitType", "Core")
+        plural = UNITS.get(unit)
+        if plural is None:
+            raise HpcError("InvalidJobFile", f"{path}: task {attributes.get('NiceId', '?')} has UnitType=\"{unit}\"; "
+                           "use Core, Socket or Node.", path)
+        low = attributes.get(f"Min{plural}")
+        if low:
+            spec[f"Num{plural}"] = f"{low}-{attributes.get(f'Max{plural}', low)}"
         if attributes.get("Type") == "ParametricSweep" or attributes.get("IsParametric") == "true":
             spec.update(Type="ParametricSweep", Start=_int(task, "StartValue", 1, path),
                         End=_int(task, "EndValue", 1, path), Increment=_int(task, "IncrementValue", 1, path))
@@ -190,6 +228,27 @@ def _bool(value: Any) -> str:
     return "true" if value else "false"
 
 
+def _recorded(value: Any) -> str | None:
+    """A shown property as a job file attribute; None (left out) when it is unset."""
+    if value in (None, "", 0, False, []):
+        return None
+    if isinstance(value, bool):
+        return _bool(value)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return _date(value) if isinstance(value, str) and value[:4].isdigit() and "T" in value else str(value)
+
+
+def _date_value(text: str) -> str:
+    """A job file's date (en-US culture, as HPC Pack writes it, or ISO 8601) -> ISO 8601."""
+    for form in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S"):
+        try:
+            return datetime.strptime(text, form).astimezone().isoformat()
+        except ValueError:
+            continue
+    return text
+
+
 def write_job_file(job: dict[str, Any], tasks: list[dict[str, Any]]) -> bytes:
     """A job (its HpcJob record and its tasks' HpcTask records, sweeps unexpanded) -> job XML."""
     unit = job["UnitType"] if job["UnitType"] in UNITS else "Core"
@@ -211,6 +270,7 @@ def write_job_file(job: dict[str, Any], tasks: list[dict[str, Any]]) -> bytes:
         "TaskExecutionFailureRetryLimit": str(job["TaskExecutionFailureRetryLimit"]),
     }
     attributes.update({k: str(v) for k, v in (job.get("Extra") or {}).items()})
+    attributes.update({attribute: _recorded(job.get(shown)) for attribute, (_, shown) in RECORDED_ATTRIBUTES.items()})
     root = Element("Job", {k: v for k, v in attributes.items() if v is not None})
     root.set("xmlns", NAMESPACE)
     groups = {t["TaskId"]: str(1000 + t["TaskId"]) for t in tasks}
@@ -238,9 +298,11 @@ def write_job_file(job: dict[str, Any], tasks: list[dict[str, Any]]) -> bytes:
 
 
 def _task_attributes(job: dict[str, Any], task: dict[str, Any], group: str) -> dict[str, str]:
+    unit = str(task.get("UnitType")) if task.get("UnitType") in UNITS else "Core"
+    plural = UNITS[unit]
     attributes = {
         "Version": "3.000", "Id": str(task["TaskId"]), "ParentJobId": str(job["Id"]), "State": task["State"],
-        "UnitType": "Core", "NiceId": str(task["TaskId"]), "CommandLine": task["CommandLine"],
+        "UnitType": unit, "NiceId": str(task["TaskId"]), "CommandLine": task["CommandLine"],
         "RequeueCount": str(task["RequeueCount"]), "PendingReason": "None", "StartValue": str(task["StartValue"]),
         "EndValue": str(task["EndValue"]), "IncrementValue": str(task["IncrementValue"]), "GroupId": group,
         "Name": task["Name"], "MinCores": str(task["MinCores"]), "MaxCores": str(task["MaxCores"]),
@@ -248,8 +310,28 @@ def _task_attributes(job: dict[str, Any], task: dict[str, Any], group: str) -> d
         "IsParametric": _bool(task["IsParametric"]), "WorkDirectory": task["WorkDirectory"],
         "StdInFilePath": task["StdInFilePath"], "StdOutFilePath": task["StdOutFilePath"],
         "StdErrFilePath": task["StdErrFilePath"],
+        "FailJobOnFailure": _bool(task.get("FailJobOnFailure")),
+        "AutoRequeueCount": str(task.get("AutoRequeueCount", 0)),
+        "IsExclusive": _bool(task.get("IsExclusive")),
     }
+    if unit != "Core":
+        attributes[f"Min{plural}"] = str(task.get(f"Min{plural}", 1))
+        attributes[f"Max{plural}"] = str(task.get(f"Max{plural}", 1))
+    if task.get("FailJobOnFailureCount"):
+        attributes["FailJobOnFailureCount"] = str(task["FailJobOnFailureCount"])
     return {k: v for k, v in attributes.items() if v != ""}
+
+
+def write_task_file(job: dict[str, Any], task: dict[str, Any]) -> bytes:
+    """One task (Export-HpcTask) -> task XML: a <Task> element as in a job file, which Add-HpcTask -TaskFile
+    reads back."""
+    element = Element("Task", _task_attributes(job, task, str(1000 + task["TaskId"])))
+    element.set("xmlns", NAMESPACE)
+    if task["EnvironmentVariables"]:
+        _write_environment(element, task["EnvironmentVariables"])
+    indent(element, space="    ")
+    body = tostring(element, encoding="unicode", short_empty_elements=True)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + body).encode("utf-8")
 
 
 def _write_environment(parent: Element, variables: dict[str, str]) -> None:

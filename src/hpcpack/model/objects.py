@@ -107,8 +107,13 @@ class Task:
     fail_job_on_failure: bool = False
     fail_job_on_failure_count: int = 0  # a sweep fails its job once this many steps failed (0: the first)
     required_nodes: list[str] = field(default_factory=list)  # the task runs only on these nodes
+    held: dict[str, int] = field(default_factory=dict)  # cores by node of a running task on sockets or nodes
     valid_exit_codes: str = ""  # "" = the job's
     custom_properties: dict[str, str] = field(default_factory=dict)
+    unit_type: str = "Core"  # what the task asked for: min_units..max_units cores, sockets or nodes
+    min_units: int = 1
+    max_units: int = 1
+    auto_requeue_count: int = 0
     requeue_when_stopped: bool = False  # a running task asked to requeue: queued again once it has stopped
     steps: int = 0  # a sweep's steps in all; those not created yet are pending (see pending_steps)
     rest_canceled: bool = False  # a sweep's pending steps were canceled (with its job, or the sweep)
@@ -199,15 +204,26 @@ class Task:
             "StdOutFilePath": self.stdout, "StdErrFilePath": self.stderr, "IsRerunnable": self.rerunnable,
             "IsParametric": self.parametric, "StartValue": self.start_value, "EndValue": self.end_value,
             "IncrementValue": self.increment_value, "RequeueCount": self.requeue_count,
-            "AllocatedNodes": [self.node] if self.node else [],
+            "UnitType": self.unit_type, **self._unit_counts(), "FailJobOnFailure": self.fail_job_on_failure,
+            "FailJobOnFailureCount": self.fail_job_on_failure_count, "AutoRequeueCount": self.auto_requeue_count,
+            "IsExclusive": self.exclusive, "RuntimeLimit": self.runtime_limit,
+            "AllocatedNodes": sorted(self.held) if self.held else [self.node] if self.node else [],
             "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
-            "IsExclusive": self.exclusive, "FailJobOnFailure": self.fail_job_on_failure,
-            "FailJobOnFailureCount": self.fail_job_on_failure_count, "RequiredNodes": list(self.required_nodes),
-            "ValidExitCodes": self.valid_exit_codes, "CustomProperties": dict(self.custom_properties),
-            "RuntimeLimit": self.runtime_limit,
+            "RequiredNodes": list(self.required_nodes), "ValidExitCodes": self.valid_exit_codes,
+            "CustomProperties": dict(self.custom_properties),
             "CreateTime": iso(self.create_time), "SubmitTime": iso(self.submit_time),
             "StartTime": iso(self.start_time), "EndTime": iso(self.end_time), "Scheduler": scheduler,
         }
+
+
+    def _unit_counts(self) -> dict[str, int]:
+        """MinNodes/MaxNodes, MinSockets/MaxSockets for a task that asked in those units (MinCores and
+        MaxCores are always the cores it runs on)."""
+        counts = {f"{bound}{unit}": 0 for bound in ("Min", "Max") for unit in ("Sockets", "Nodes")}
+        if self.unit_type in ("Socket", "Node"):
+            plural = self.unit_type + "s"
+            counts[f"Min{plural}"], counts[f"Max{plural}"] = self.min_units, self.max_units
+        return counts
 
 
 # Who may see what (about_HPC, "Privacy"): the job list is public, as on HPC Pack; what can carry
@@ -276,6 +292,8 @@ class Job:
     queue_order: float = 0.0
     cancel: CancelRequest | None = None
     pending_reason: str = ""  # why a Queued job waits, from the head node's last scheduling pass
+    shown_units: list[int] = field(default_factory=list)  # a job file's calculated min and max, as shown
+    explicit: list[str] = field(default_factory=list)  # properties the user gave (a template fills the others)
     tasks: list[Task] = field(default_factory=list, repr=False)
 
     @property
@@ -365,7 +383,16 @@ class Job:
         """MinCores/MaxCores, MinSockets/MaxSockets, MinNodes/MaxNodes: set for the job's unit type."""
         counts = {f"{bound}{unit}": 0 for bound in ("Min", "Max") for unit in ("Cores", "Sockets", "Nodes")}
         plural = {"Core": "Cores", "Socket": "Sockets", "Node": "Nodes"}[self.unit_type]
-        counts[f"Min{plural}"], counts[f"Max{plural}"] = self.min_units or 0, self.max_units or 0
+        low, high = self.min_units, self.max_units
+        if low is None and high is None and len(self.shown_units) == 2:
+            low, high = self.shown_units
+        if (low is None or high is None) and self.unit_type == "Core":
+            # Calculated from the tasks, as HPC Pack shows it: the largest task's minimum, the sum of maximums.
+            work = [t for t in self.tasks if not t.is_node_task]
+            low = low if low is not None else max([t.min_cores for t in work], default=1)
+            high = high if high is not None else max(low, sum(t.max_cores * max(1, t.steps if t.parametric else 1)
+                                                                for t in work) or 1)
+        counts[f"Min{plural}"], counts[f"Max{plural}"] = low or 0, high or 0
         return counts
 
     def _derived_progress(self) -> int:
@@ -375,3 +402,25 @@ class Job:
         done = sum(1 for u in units if u.state in TASK_TERMINAL)
         done += sum(t.pending_steps for t in self.tasks if t.rest_canceled)
         return done * 100 // (len(units) + sum(t.pending_steps for t in self.tasks))
+
+
+def history_record(job: Job) -> dict[str, Any]:
+    """An ended job as Get-HpcJobHistory shows it (HPC Pack's HpcJobHistory). Times are ISO text, CpuTime and
+    Runtime seconds. CpuTime is core time (each task's run time times the cores it held): the head node does
+    not measure processor time; MemoryUsed is 0 for the same reason."""
+    units = [u for u in job.units() if not u.is_node_task]
+    core_seconds = sum(((u.end_time or u.start_time or 0) - (u.start_time or 0)) * max(1, u.min_cores)
+                       for u in units if u.start_time)
+    runtime = (job.end_time - job.start_time) if job.start_time and job.end_time else 0.0
+    counts = job._task_counts()
+    return {
+        "__type__": "HpcJobHistory", "JobId": job.id, "Name": job.name, "Owner": job.owner,
+        "UserName": job.user_name or job.owner, "Project": job.project, "Template": job.template,
+        "Priority": priority_name(job.priority), "State": job.state.name, "Event": job.state.name,
+        "CreateTime": iso(job.create_time), "SubmitTime": iso(job.submit_time), "StartTime": iso(job.start_time),
+        "EndTime": iso(job.end_time), "CpuTime": core_seconds, "Runtime": max(0.0, runtime), "MemoryUsed": 0,
+        "NumberOfTasks": counts["TaskCount"], "FailedTaskCount": counts["FailedTaskCount"],
+        "CanceledTaskCount": counts["CanceledTaskCount"], "FinishedTaskCount": counts["FinishedTaskCount"],
+        "RequeueCount": job.requeue_count, "ErrorMessage": job.error_message, "Service": "", "Type": "Batch",
+        "NumberOfCalls": 0, "CallsPerSecond": 0.0, "CallDuration": 0, "AllocatedNodes": sorted(job.allocation),
+    }

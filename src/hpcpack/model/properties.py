@@ -73,8 +73,8 @@ TASK = (
     Parameter("FailJobOnFailureCount", "Int32", "FailJobOnFailureCount"),
     Parameter("Rerunnable", "Boolean", "IsRerunnable"),
     Parameter("RunTime", "String", "RuntimeLimit"),
-    Parameter("NumNodes", "String", None),    # refused: a task takes cores (model.jobspec)
-    Parameter("NumSockets", "String", None),  # refused, as NumNodes
+    Parameter("NumNodes", "String", "MinNodes"),      # whole nodes of the job's; the command starts on the first
+    Parameter("NumSockets", "String", "MinSockets"),  # that many sockets' cores on one node
     Parameter("NumCores", "String", "MinCores"),
     Parameter("RequiredNodes", "String[]", "RequiredNodes"),
     Parameter("WorkDir", "String", "WorkDirectory"),
@@ -91,6 +91,10 @@ TASK = (
     Parameter("End", "Int32", "EndValue"),
     Parameter("Increment", "Int32", "IncrementValue"),
 )
+
+# A job or task file's attributes that no cmdlet parameter sets (kept so that an import exports the same).
+JOB_FILE_ONLY = ("AutoCalculatedUnits",)
+TASK_FILE_ONLY = ("AutoRequeueCount",)
 
 JOB_NAMES = tuple(p.name for p in (*JOB, *JOB_CHANGES))
 TASK_NAMES = tuple(p.name for p in TASK)

@@ -144,6 +144,16 @@ class TaskAddress(Request):
     sub_id: SubId | None = None
 
 
+class MapPaths(Request):
+    paths: Annotated[list[Text], Field(max_length=64)]
+
+
+class SetTask(Request):
+    job_id: Id
+    task_id: Id
+    spec: Spec = {}
+
+
 class GetTasks(Request):
     job_id: Id
     task_id: Id | None = None
@@ -163,6 +173,41 @@ class History(Request):
     job_id: Id | None = None
     start: When | None = None
     end: When | None = None
+
+
+class JobHistory(Request):
+    """Get-HpcJobHistory: one record per job that ended in [start, end)."""
+
+    start: When
+    end: When
+
+
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=80), AfterValidator(_clean_text)]
+
+
+class TemplateItemModel(Request):
+    property: Name
+    default: Annotated[str, Field(strict=True, max_length=1024), AfterValidator(_clean_text)] | None = None
+    min: Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    max: Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    values: Annotated[list[Annotated[str, Field(strict=True, max_length=256), AfterValidator(_clean_text)]],
+                      Field(max_length=256)] = []
+    required: StrictBool = False
+    read_only: StrictBool = False
+
+
+class PutTemplate(Request):
+    """New-HpcJobTemplate and Import-HpcJobTemplate: a template, new (or replacing one, with `replace`)."""
+
+    name: Name
+    description: Annotated[str, Field(strict=True, max_length=1024), AfterValidator(_clean_text)] = ""
+    users: Annotated[list[Name], Field(max_length=256)] = []
+    items: Annotated[list[TemplateItemModel], Field(max_length=64)] = []
+    replace: StrictBool = False
+
+
+class TemplateName(Request):
+    name: Name | None = None
 
 
 class SetProperty(Request):
@@ -232,10 +277,16 @@ OPERATIONS: dict[str, type[Request]] = {
     "get_jobs": GetJobs,
     "set_job": SetJob,
     "get_tasks": GetTasks,
+    "set_task": SetTask,
+    "map_paths": MapPaths,
     "cancel_task": CancelTask,
     "requeue_task": TaskAddress,
     "submit_task": TaskAddress,
     "history": History,
+    "job_history": JobHistory,
+    "get_templates": TemplateName,
+    "put_template": PutTemplate,
+    "remove_template": TemplateName,
     "get_properties": NoArgs,
     "set_property": SetProperty,
     "shutdown": NoArgs,

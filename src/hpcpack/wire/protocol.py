@@ -23,7 +23,8 @@ MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 # carry a request id, and the head node applies a request id once.
 READ_ONLY = frozenset({"hello", "ping", "wait_jobs", "cancel_time_limit", "lookup_jobs", "plan_cancel", "get_jobs",
                        "get_tasks", "history", "get_properties", "get_nodes", "plan_node_state",
-                       "node_history", "get_groups", "cluster_overview", "cluster_parameters", "get_environment"})
+                       "node_history", "get_groups", "cluster_overview", "cluster_parameters", "get_environment",
+                       "job_history", "get_templates", "map_paths"})
 
 
 def encode(message: dict[str, Any]) -> bytes:
