@@ -5,6 +5,8 @@ and every parameter acts or is refused with a clear error, never stored and drop
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,5 +240,6 @@ def test_objects_in_powershell_show_them(tmp_path: Path) -> None:
                       "'|' + $j.SingleNode + '|' + ($j.OrderBy -join ',') + '|' + $j.EmailAddress + '|' + "
                       "$j.SoftwareLicense + '|' + $j.CustomProperties['x'] + '|' + $j.SingleNode.GetType().Name",
                       env=env)
+    subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(tmp_path), "--stop"], check=True)
     assert result.returncode == 0, result.stderr
     assert "|True|Memory|a@b.example|solver:2|1|Boolean" in result.stdout
