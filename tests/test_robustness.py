@@ -481,3 +481,41 @@ def test_half_sent_and_deeply_nested_frames_are_refused(head: HeadNodeProcess) -
         sock.sendall(protocol.HEADER.pack(len(nested)) + nested)
         assert protocol.receive(sock)["error"]["error_id"] == "ProtocolError"
     assert answers(head)
+
+
+def _send(head: HeadNodeProcess, message: dict[str, Any]) -> socket.socket:
+    """A frame sent on a new connection whose reply is read later (or never)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(head.socket))
+    protocol.send(sock, message)
+    return sock
+
+
+def _pings(head: HeadNodeProcess, count: int) -> float:
+    start = time.monotonic()
+    for _ in range(count):
+        assert answers(head)
+    return time.monotonic() - start
+
+
+def test_waits_for_many_ids_cost_the_loop_nothing_and_answer_what_they_can_at_once(head: HeadNodeProcess,
+                                                                                      client: Client) -> None:
+    active = client.call("new_job", spec={})["Id"]
+    done = client.call("new_job", spec={})["Id"]
+    client.call("cancel_jobs", ids=[done])
+    baseline = _pings(head, 20)
+    ids = [active, done, *range(5_000_000, 5_000_000 + protocol.MAX_IDS - 2)]
+    waits = [_send(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}}) for _ in range(100)]
+    # Each pass of the loop used to look up every id of every wait (10,000 SQLite reads per wait).
+    assert _pings(head, 20) < 20 * baseline + 5
+    gone = [_send(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}}) for _ in range(20)]
+    for sock in gone:
+        sock.close()  # these waits are dropped, and cost nothing once their clients are gone
+    client.call("cancel_jobs", ids=[active])
+    for sock in waits:
+        assert protocol.receive(sock)["result"] == {str(active): "Canceled", str(done): "Canceled"}
+        sock.close()
+    # A wait for jobs that have all ended, or do not exist, is answered at once.
+    assert raw(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}})["result"] == {
+        str(active): "Canceled", str(done): "Canceled"}
+    assert _pings(head, 20) < 20 * baseline + 5

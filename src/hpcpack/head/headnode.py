@@ -22,10 +22,10 @@ from ..model import jobspec
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import placement, scheduler
-from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
+from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
 from .nodes import Nodes
 
-__all__ = ["HeadNode", "StartFailure", "Waiter"]
+__all__ = ["HeadNode", "StartFailure"]
 
 
 # What a job's run gave it, not what its owner asked for: New-HpcJob -Job copies every other field.
@@ -181,7 +181,7 @@ class HeadNode(Nodes):
 
     def next_wakeup(self) -> float:
         """Seconds until some step has work to do without an outside event."""
-        deadlines = [w.deadline for w in self.waiters]
+        deadlines = [w.deadline for w in self.waits.waiters]
         deadlines += [d for d, _, _ in self._task_deadlines.values()]
         if self._sweep:
             deadlines.append(self._next_sweep)

@@ -151,7 +151,7 @@ class Requests:
     async def op_wait_jobs(self, caller: Caller, params: ops.WaitJobs) -> dict[str, Any]:
         """Waits for the jobs' final states; by default as long as a cancel can take."""
         timeout = params.timeout if params.timeout else self.op_cancel_time_limit(caller, params)
-        return await self.daemon.until_ended(params.ids, min(float(timeout), 3600.0))
+        return await self.daemon.until_ended(caller, params.ids, min(float(timeout), 3600.0))
 
     def op_cancel_time_limit(self, caller: Caller, params: ops.Request) -> float:
         """How long a cancel may take: the grace period, the node-release timeout, and a margin."""
