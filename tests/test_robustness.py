@@ -427,6 +427,12 @@ def test_job_lists_come_in_pages_however_many_jobs_there_are(head: HeadNodeProce
 @pytest.mark.parametrize(("spec", "field"), [
     ({"ParentJobIds": [10**20]}, "ParentJobIds"),
     ({"Priority": 10**30}, "Priority"),
+    ({"Priority": "Normal+" + "9" * 5000}, "Priority"),
+    ({"NumCores": "1-99999999999999999999999"}, "NumCores"),
+    ({"NumNodes": "2147483648"}, "NumNodes"),
+    ({"RunTime": "99999999:0:0"}, "RunTime"),
+    ({"RunTime": "24855:3:15"}, "RunTime"),
+    ({"TaskExecutionFailureRetryLimit": "9" * 5000}, "TaskExecutionFailureRetryLimit"),
 ])
 def test_numbers_beyond_int32_are_refused_and_scheduling_goes_on(client: Client, spec: dict[str, Any],
                                                                  field: str) -> None:
@@ -448,7 +454,7 @@ def test_a_million_step_sweep_costs_a_window_of_steps_and_more_is_refused(head: 
     assert refused.value.error_id == "ArgumentOutOfRange" and "1,000,000" in refused.value.message
     client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep",
                                                  "Start": 1, "End": 1_000_000})
-    assert len(tasks_of(client, job_id)) == 1_000  # the first window; the rest come as steps end
+    wait_until(lambda: len(tasks_of(client, job_id)) == 1_000)  # the first window; the rest come as steps end
     assert client.call("get_jobs", ids=[job_id])[0]["TaskCount"] == 1_000_000 and answers(head)
     client.call("submit_jobs", ids=[job_id])
     wait_until(lambda: client.call("get_jobs", ids=[job_id])[0]["State"] == "Running")
@@ -519,3 +525,40 @@ def test_waits_for_many_ids_cost_the_loop_nothing_and_answer_what_they_can_at_on
     assert raw(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}})["result"] == {
         str(active): "Canceled", str(done): "Canceled"}
     assert _pings(head, 20) < 20 * baseline + 5
+
+
+@pytest.mark.parametrize(("sweep", "field"), [
+    ({"Start": "-" + "9" * 4000, "End": 1}, "Start"),
+    ({"Start": -(2**31) - 1, "End": 1}, "Start"),
+    ({"Start": 1, "End": 2**31}, "End"),
+    ({"Start": 1, "End": 2, "Increment": 2**31}, "Increment"),
+    ({"Start": 1_000_000, "End": 1_000_001, "CommandLine": "* " * 10_000}, "CommandLine"),  # 20 K -> 80 K
+    ({"Start": 1_000_000, "End": 1_000_001, "Stdout": "*_" * 60}, "Stdout"),
+])
+def test_sweep_values_are_int32_and_a_step_is_bounded_once_its_stars_are_numbers(
+        client: Client, sweep: dict[str, Any], field: str) -> None:
+    job_id = client.call("new_job", spec={})["Id"]
+    with pytest.raises(HpcError) as refused:
+        client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep", **sweep})
+    assert refused.value.error_id == "ArgumentOutOfRange" and field in refused.value.message + str(
+        refused.value.target), refused.value
+    assert tasks_of(client, job_id) == []
+
+
+def test_large_sweep_steps_exist_a_few_at_a_time_and_jobs_are_bounded_in_bytes(head: HeadNodeProcess,
+                                                                               client: Client) -> None:
+    command = "echo " + "x" * (64 * 1024 - 16) + " *"
+    job_id = client.call("new_job", spec={}, tasks=[{"CommandLine": command, "Type": "ParametricSweep",
+                                                     "Start": 1, "End": 1_000}])["Id"]
+    assert client.call("get_jobs", ids=[job_id])[0]["TaskCount"] == 1_000
+    # The request made no step; the loop makes a window of them that holds about a megabyte, not 64.
+    steps = wait_until(lambda: tasks_of(client, job_id) or None)
+    assert 1 <= len(steps) <= 1024 * 1024 // len(command) and answers(head)
+    # A job holds at most 32 MB of such text: about 500 tasks of 64 KB, then adding is refused.
+    added = 0
+    with pytest.raises(HpcError) as refused:
+        while added < 600:
+            client.call("add_task", job_id=job_id, spec={"CommandLine": command})
+            added += 1
+    assert refused.value.error_id == "ArgumentOutOfRange" and "bytes" in refused.value.message
+    assert 400 < added < 520 and answers(head)

@@ -81,6 +81,7 @@ class HeadNode(Nodes):
                 unit.pid, unit.node, unit.token, unit.requeue_count = 0, "", "", 0
                 unit.rest_canceled = False
             job.tasks.append(copy)
+        jobspec.check_size(job.tasks)
         return self._create(caller, job, f"copied from job {source.id}")
 
     def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
@@ -223,6 +224,8 @@ class HeadNode(Nodes):
         cluster_cores = sum(n.cores for n in self.config.nodes)
         node_names = {n.name.lower() for n in self.config.nodes}
         for job in self._each(self.in_state(JobState.Submitted)):
+            if any(t.pending_steps and not t.instances and not t.rest_canceled for t in job.tasks):
+                continue  # its sweeps' first steps are made by expand_sweeps first: they are what is checked
             self._move(job, "validate")
             problem = self._validation_problem(job, cluster_cores, node_names)
             units = []
