@@ -323,9 +323,9 @@ def _older_build(tmp: Path) -> Path:
     shutil.copytree(ROOT / "src" / "hpcpack", old / "hpcpack")
     init = old / "hpcpack" / "__init__.py"
     init.write_text(re.sub(r'__version__ = .*', '__version__ = "0.0.9"', init.read_text()))
-    ops = old / "hpcpack" / "operations.py"
+    ops = old / "hpcpack" / "wire" / "operations.py"
     ops.write_text(ops.read_text().replace('    "hello": Hello,\n', ""))
-    proto = old / "hpcpack" / "protocol.py"
+    proto = old / "hpcpack" / "wire" / "protocol.py"
     proto.write_text(re.sub(r"PROTOCOL_VERSION = \d+", "PROTOCOL_VERSION = 1", proto.read_text()))
     return old
 
@@ -562,3 +562,25 @@ def test_large_sweep_steps_exist_a_few_at_a_time_and_jobs_are_bounded_in_bytes(h
             added += 1
     assert refused.value.error_id == "ArgumentOutOfRange" and "bytes" in refused.value.message
     assert 400 < added < 520 and answers(head)
+
+
+def test_listing_ended_jobs_pages_in_the_store_and_reads_no_task(state_dir: Path) -> None:
+    first = start_head_node(state_dir)
+    with contextlib.closing(first.client()) as client:
+        ids = [client.call("new_job", spec={"Name": f"e{i}"}, tasks=[{"CommandLine": "true"}] * 3)["Id"]
+               for i in range(6)]
+        client.call("cancel_jobs", ids=ids)
+    first.stop()
+    # Tasks that cannot even be parsed: a listing that read them would fail.
+    with contextlib.closing(sqlite3.connect(state_dir / "headnode.db")) as db:
+        db.execute("UPDATE tasks SET data = 'not json'")
+        db.commit()
+    head = start_head_node(state_dir)
+    try:
+        page = raw(head, {"op": "get_jobs", "args": {"state": "Canceled", "after": ids[1], "limit": 2}})["result"]
+        assert [(j["Id"], j["TaskCount"], j["CanceledTaskCount"], j["NumberOfTasks"]) for j in page] == [
+            (ids[2], 3, 3, 3), (ids[3], 3, 3, 3)]
+        named = raw(head, {"op": "get_jobs", "args": {"state": "All", "name": "E4"}})["result"]
+        assert [j["Id"] for j in named] == [ids[4]]
+    finally:
+        head.stop()

@@ -161,13 +161,6 @@ class Core:
                 self._add(job)
         return job
 
-    def ended_jobs(self, states: Iterable[JobState]) -> list[Job]:
-        """The ended jobs in `states`, from the store (and memory, where a recent one may be newer)."""
-        wanted = [s for s in states if s in ENDED_STATES]
-        stored = {j.id: j for j in self.store.load_jobs(states=wanted)} if wanted else {}
-        stored.update({j.id: j for j in self.in_state(*wanted)})
-        return list(stored.values())
-
     def evict_ended_jobs(self) -> None:
         """Memory holds the jobs that can still change: an ended job leaves it EVICT_AFTER seconds after
         its end (the store keeps it), so memory does not grow with the history of the cluster."""
@@ -176,6 +169,8 @@ class Core:
         self._next_eviction = now() + EVICT_AFTER / 6
         for job in self.in_state(*ENDED_STATES):  # (waits keep no ended job: they have its state)
             if (job.end_time or 0) < now() - EVICT_AFTER:
+                with self.batch():  # its stored task counters as they are now (listings read only those)
+                    self.store.save_job(job, int(job.state))
                 del self.jobs[job.id], self._by_state[job.state][job.id]
 
     def may_read(self, caller: Caller, job: Job) -> bool:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,15 @@ class Store:
                 tasks[(task.job_id, task.task_id)].instances.append(task)
         return list(jobs.values())
 
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        """A page of stored jobs in the query's states, filtered and paged in SQL (the state index, the
+        primary key), without their tasks: their records use the counters stored with ended jobs. A job
+        stored before those counters existed is read with its tasks."""
+        where, values = query.sql()
+        rows = self.db.execute(f"SELECT data FROM jobs WHERE {where} ORDER BY id LIMIT ?", [*values, query.limit])
+        jobs = [Job.from_row(json.loads(data)) for (data,) in rows]
+        return [job if job.summary else next(iter(self.load_jobs(job.id)), job) for job in jobs]
+
     def job_states(self, ids: list[int]) -> dict[int, int]:
         """The stored state of each of these jobs that exists (no task is read)."""
         states: dict[int, int] = {}
@@ -355,6 +365,39 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT INTO cluster_properties (name, value) VALUES (?, ?) "
                             "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Get-HpcJob's filters, as SQL on the jobs table."""
+
+    states: tuple[int, ...]
+    limit: int
+    after: int = 0
+    owner: str | None = None  # lower case
+    begin: float | None = None  # submitted at or after
+    end: float | None = None  # submitted at or before
+    texts: tuple[tuple[str, str], ...] = ()  # (field, lower-case value): name, project, template
+    nodes: tuple[str, ...] = ()  # lower case: jobs allocated any of them
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses = [f"state IN ({','.join('?' * len(self.states))})" if self.states else "0", "id > ?"]
+        values: list[Any] = [*self.states, self.after]
+        if self.owner is not None:
+            clauses.append("lower(owner) = ?")
+            values.append(self.owner)
+        for op, bound in ((">=", self.begin), ("<=", self.end)):
+            if bound is not None:
+                clauses.append(f"json_extract(data, '$.submit_time') {op} ?")
+                values.append(bound)
+        for name, value in self.texts:
+            clauses.append(f"lower(json_extract(data, '$.{name}')) = ?")
+            values.append(value)
+        if self.nodes:
+            clauses.append(f"id IN (SELECT job_id FROM allocations WHERE lower(node) IN "
+                           f"({','.join('?' * len(self.nodes))}))")
+            values += self.nodes
+        return " AND ".join(clauses), values
 
 
 class Transaction:
