@@ -584,3 +584,15 @@ def test_listing_ended_jobs_pages_in_the_store_and_reads_no_task(state_dir: Path
         assert [j["Id"] for j in named] == [ids[4]]
     finally:
         head.stop()
+
+
+def test_the_head_node_keeps_only_the_first_4_kb_of_a_tasks_output(head: HeadNodeProcess, client: Client,
+                                                                     state_dir: Path) -> None:
+    job_id = client.call("new_job", spec={}, tasks=[
+        {"CommandLine": "yes hello | head -c 50000000; echo done >&2; (sleep 0.2; yes late) & exit 3"}])["Id"]
+    client.call("submit_jobs", ids=[job_id])
+    assert ended(client, job_id)["State"] == "Failed"
+    [task] = tasks_of(client, job_id)
+    assert task["ExitCode"] == 3 and task["Output"] == "hello\n" * 682 + "hell"
+    kept = [p.stat().st_size for p in (state_dir / "output" / str(job_id)).glob("*.out")]
+    assert kept == [4096]  # not the 50 MB it printed, nor what its leftover printed
