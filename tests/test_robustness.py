@@ -596,3 +596,16 @@ def test_the_head_node_keeps_only_the_first_4_kb_of_a_tasks_output(head: HeadNod
     assert task["ExitCode"] == 3 and task["Output"] == "hello\n" * 682 + "hell"
     kept = [p.stat().st_size for p in (state_dir / "output" / str(job_id)).glob("*.out")]
     assert kept == [4096]  # not the 50 MB it printed, nor what its leftover printed
+
+
+def test_replies_kept_for_resends_are_compact_and_bounded_per_user(head: HeadNodeProcess, state_dir: Path) -> None:
+    missing = list(range(7_000_000, 7_000_000 + protocol.MAX_IDS))
+    for n in range(1_050):
+        reply = raw(head, {"op": "cancel_jobs", "args": {"ids": missing[:2] if n else missing},
+                           "request_id": f"r{n}"})
+        assert reply["ok"]
+    resent = raw(head, {"op": "cancel_jobs", "args": {"ids": missing[:2]}, "request_id": "r1049"})
+    assert [r["error"]["error_id"] for r in resent["result"]] == ["InvalidJobId"] * 2
+    with contextlib.closing(sqlite3.connect(state_dir / "headnode.db")) as db:
+        rows, size = db.execute("SELECT count(*), sum(length(reply)) FROM applied_requests").fetchone()
+    assert rows == 1_000 and size < 1_000 * 300  # the 10,000-id reply went with the oldest

@@ -43,12 +43,23 @@ def _time(value: str | int | float | None, what: str) -> float | None:
         raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
 
 
+REPLY_MESSAGE_KEPT = 120  # characters of each error message a bulk reply keeps for a resend
+
+
 def _compact(result: Any) -> Any:
-    """A bulk reply as kept for a resend: each job's id and error, not its whole record (a resend of a
-    10,000-job request must not store megabytes)."""
+    """A bulk reply as kept for a resend: each job's id and error id with the start of its message, not
+    its whole record nor the full message (a resend of a 10,000-job request must not store megabytes)."""
     if isinstance(result, list):
-        return [{k: v for k, v in item.items() if k != "job"} if isinstance(item, dict) else item for item in result]
+        return [_compact_item(item) if isinstance(item, dict) else item for item in result]
     return result
+
+
+def _compact_item(item: dict[str, Any]) -> dict[str, Any]:
+    error = item.get("error")
+    if not isinstance(error, dict):
+        return {k: v for k, v in item.items() if k != "job"}
+    return {"id": item.get("id"), "error": {"error_id": error.get("error_id"),
+                                            "message": str(error.get("message", ""))[:REPLY_MESSAGE_KEPT]}}
 
 
 def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
@@ -91,7 +102,7 @@ class Requests:
         with self.head.batch():
             result = handler(caller, params)
             if key is not None:
-                self.head.store.record_reply(key, now(), result)
+                self.head.store.record_reply(key, now(), _compact(result))
         return result
 
     def _record(self, job: Job, caller: Caller) -> dict[str, Any]:

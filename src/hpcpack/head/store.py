@@ -65,6 +65,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+REPLIES_PER_USER = 1_000  # replies kept for resends, per user
 
 
 class StaleState(Exception):
@@ -278,9 +279,15 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def record_reply(self, key: str, time: float, reply: Any) -> None:
+        """Keeps the reply; one user keeps at most REPLIES_PER_USER (a resend comes soon after its
+        request, so the oldest go first). Keys begin with the caller's uid."""
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO applied_requests (key, time, reply) VALUES (?, ?, ?)",
-                            (key, time, json.dumps(reply)))
+                            (key, time, json.dumps(reply, separators=(",", ":"))))
+            prefix = key.split(":", 1)[0] + ":"
+            self.db.execute("DELETE FROM applied_requests WHERE key IN (SELECT key FROM applied_requests WHERE "
+                            "key > ? AND key < ? ORDER BY time DESC LIMIT -1 OFFSET ?)",  # (the key's index)
+                            (prefix, prefix[:-1] + ";", REPLIES_PER_USER))
 
     def forget_replies(self, before: float) -> None:
         with self.transaction():
