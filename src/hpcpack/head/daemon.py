@@ -40,6 +40,7 @@ CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves oth
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
+WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
 
@@ -181,11 +182,14 @@ class Daemon:
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return
                 writer.write(protocol.encode(await self._answer(caller, body)))
-                await writer.drain()
+                # A client that does not read its reply must not keep it in memory for ever.
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         except HpcError as e:  # a malformed frame: say why, then hang up
             writer.write(protocol.encode(protocol.reply_error(e)))
+        except (ConnectionError, TimeoutError):
+            return  # the client left or stopped reading mid-reply: nothing to tell it (finally closes)
         finally:
-            writer.close()
+            writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
 
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
         try:
