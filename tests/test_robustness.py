@@ -323,9 +323,9 @@ def _older_build(tmp: Path) -> Path:
     shutil.copytree(ROOT / "src" / "hpcpack", old / "hpcpack")
     init = old / "hpcpack" / "__init__.py"
     init.write_text(re.sub(r'__version__ = .*', '__version__ = "0.0.9"', init.read_text()))
-    ops = old / "hpcpack" / "operations.py"
+    ops = old / "hpcpack" / "wire" / "operations.py"
     ops.write_text(ops.read_text().replace('    "hello": Hello,\n', ""))
-    proto = old / "hpcpack" / "protocol.py"
+    proto = old / "hpcpack" / "wire" / "protocol.py"
     proto.write_text(re.sub(r"PROTOCOL_VERSION = \d+", "PROTOCOL_VERSION = 1", proto.read_text()))
     return old
 
@@ -427,6 +427,12 @@ def test_job_lists_come_in_pages_however_many_jobs_there_are(head: HeadNodeProce
 @pytest.mark.parametrize(("spec", "field"), [
     ({"ParentJobIds": [10**20]}, "ParentJobIds"),
     ({"Priority": 10**30}, "Priority"),
+    ({"Priority": "Normal+" + "9" * 5000}, "Priority"),
+    ({"NumCores": "1-99999999999999999999999"}, "NumCores"),
+    ({"NumNodes": "2147483648"}, "NumNodes"),
+    ({"RunTime": "99999999:0:0"}, "RunTime"),
+    ({"RunTime": "24855:3:15"}, "RunTime"),
+    ({"TaskExecutionFailureRetryLimit": "9" * 5000}, "TaskExecutionFailureRetryLimit"),
 ])
 def test_numbers_beyond_int32_are_refused_and_scheduling_goes_on(client: Client, spec: dict[str, Any],
                                                                  field: str) -> None:
@@ -448,7 +454,7 @@ def test_a_million_step_sweep_costs_a_window_of_steps_and_more_is_refused(head: 
     assert refused.value.error_id == "ArgumentOutOfRange" and "1,000,000" in refused.value.message
     client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep",
                                                  "Start": 1, "End": 1_000_000})
-    assert len(tasks_of(client, job_id)) == 1_000  # the first window; the rest come as steps end
+    wait_until(lambda: len(tasks_of(client, job_id)) == 1_000)  # the first window; the rest come as steps end
     assert client.call("get_jobs", ids=[job_id])[0]["TaskCount"] == 1_000_000 and answers(head)
     client.call("submit_jobs", ids=[job_id])
     wait_until(lambda: client.call("get_jobs", ids=[job_id])[0]["State"] == "Running")
@@ -481,3 +487,125 @@ def test_half_sent_and_deeply_nested_frames_are_refused(head: HeadNodeProcess) -
         sock.sendall(protocol.HEADER.pack(len(nested)) + nested)
         assert protocol.receive(sock)["error"]["error_id"] == "ProtocolError"
     assert answers(head)
+
+
+def _send(head: HeadNodeProcess, message: dict[str, Any]) -> socket.socket:
+    """A frame sent on a new connection whose reply is read later (or never)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(head.socket))
+    protocol.send(sock, message)
+    return sock
+
+
+def _pings(head: HeadNodeProcess, count: int) -> float:
+    start = time.monotonic()
+    for _ in range(count):
+        assert answers(head)
+    return time.monotonic() - start
+
+
+def test_waits_for_many_ids_cost_the_loop_nothing_and_answer_what_they_can_at_once(head: HeadNodeProcess,
+                                                                                      client: Client) -> None:
+    active = client.call("new_job", spec={})["Id"]
+    done = client.call("new_job", spec={})["Id"]
+    client.call("cancel_jobs", ids=[done])
+    baseline = _pings(head, 20)
+    ids = [active, done, *range(5_000_000, 5_000_000 + protocol.MAX_IDS - 2)]
+    waits = [_send(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}}) for _ in range(100)]
+    # Each pass of the loop used to look up every id of every wait (10,000 SQLite reads per wait).
+    assert _pings(head, 20) < 20 * baseline + 5
+    gone = [_send(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}}) for _ in range(20)]
+    for sock in gone:
+        sock.close()  # these waits are dropped, and cost nothing once their clients are gone
+    client.call("cancel_jobs", ids=[active])
+    for sock in waits:
+        assert protocol.receive(sock)["result"] == {str(active): "Canceled", str(done): "Canceled"}
+        sock.close()
+    # A wait for jobs that have all ended, or do not exist, is answered at once.
+    assert raw(head, {"op": "wait_jobs", "args": {"ids": ids, "timeout": 3600}})["result"] == {
+        str(active): "Canceled", str(done): "Canceled"}
+    assert _pings(head, 20) < 20 * baseline + 5
+
+
+@pytest.mark.parametrize(("sweep", "field"), [
+    ({"Start": "-" + "9" * 4000, "End": 1}, "Start"),
+    ({"Start": -(2**31) - 1, "End": 1}, "Start"),
+    ({"Start": 1, "End": 2**31}, "End"),
+    ({"Start": 1, "End": 2, "Increment": 2**31}, "Increment"),
+    ({"Start": 1_000_000, "End": 1_000_001, "CommandLine": "* " * 10_000}, "CommandLine"),  # 20 K -> 80 K
+    ({"Start": 1_000_000, "End": 1_000_001, "Stdout": "*_" * 60}, "Stdout"),
+])
+def test_sweep_values_are_int32_and_a_step_is_bounded_once_its_stars_are_numbers(
+        client: Client, sweep: dict[str, Any], field: str) -> None:
+    job_id = client.call("new_job", spec={})["Id"]
+    with pytest.raises(HpcError) as refused:
+        client.call("add_task", job_id=job_id, spec={"CommandLine": "echo *", "Type": "ParametricSweep", **sweep})
+    assert refused.value.error_id == "ArgumentOutOfRange" and field in refused.value.message + str(
+        refused.value.target), refused.value
+    assert tasks_of(client, job_id) == []
+
+
+def test_large_sweep_steps_exist_a_few_at_a_time_and_jobs_are_bounded_in_bytes(head: HeadNodeProcess,
+                                                                               client: Client) -> None:
+    command = "echo " + "x" * (64 * 1024 - 16) + " *"
+    job_id = client.call("new_job", spec={}, tasks=[{"CommandLine": command, "Type": "ParametricSweep",
+                                                     "Start": 1, "End": 1_000}])["Id"]
+    assert client.call("get_jobs", ids=[job_id])[0]["TaskCount"] == 1_000
+    # The request made no step; the loop makes a window of them that holds about a megabyte, not 64.
+    steps = wait_until(lambda: tasks_of(client, job_id) or None)
+    assert 1 <= len(steps) <= 1024 * 1024 // len(command) and answers(head)
+    # A job holds at most 32 MB of such text: about 500 tasks of 64 KB, then adding is refused.
+    added = 0
+    with pytest.raises(HpcError) as refused:
+        while added < 600:
+            client.call("add_task", job_id=job_id, spec={"CommandLine": command})
+            added += 1
+    assert refused.value.error_id == "ArgumentOutOfRange" and "bytes" in refused.value.message
+    assert 400 < added < 520 and answers(head)
+
+
+def test_listing_ended_jobs_pages_in_the_store_and_reads_no_task(state_dir: Path) -> None:
+    first = start_head_node(state_dir)
+    with contextlib.closing(first.client()) as client:
+        ids = [client.call("new_job", spec={"Name": f"e{i}"}, tasks=[{"CommandLine": "true"}] * 3)["Id"]
+               for i in range(6)]
+        client.call("cancel_jobs", ids=ids)
+    first.stop()
+    # Tasks that cannot even be parsed: a listing that read them would fail.
+    with contextlib.closing(sqlite3.connect(state_dir / "headnode.db")) as db:
+        db.execute("UPDATE tasks SET data = 'not json'")
+        db.commit()
+    head = start_head_node(state_dir)
+    try:
+        page = raw(head, {"op": "get_jobs", "args": {"state": "Canceled", "after": ids[1], "limit": 2}})["result"]
+        assert [(j["Id"], j["TaskCount"], j["CanceledTaskCount"], j["NumberOfTasks"]) for j in page] == [
+            (ids[2], 3, 3, 3), (ids[3], 3, 3, 3)]
+        named = raw(head, {"op": "get_jobs", "args": {"state": "All", "name": "E4"}})["result"]
+        assert [j["Id"] for j in named] == [ids[4]]
+    finally:
+        head.stop()
+
+
+def test_the_head_node_keeps_only_the_first_4_kb_of_a_tasks_output(head: HeadNodeProcess, client: Client,
+                                                                     state_dir: Path) -> None:
+    job_id = client.call("new_job", spec={}, tasks=[
+        {"CommandLine": "yes hello | head -c 50000000; echo done >&2; (sleep 0.2; yes late) & exit 3"}])["Id"]
+    client.call("submit_jobs", ids=[job_id])
+    assert ended(client, job_id)["State"] == "Failed"
+    [task] = tasks_of(client, job_id)
+    assert task["ExitCode"] == 3 and task["Output"] == "hello\n" * 682 + "hell"
+    kept = [p.stat().st_size for p in (state_dir / "output" / str(job_id)).glob("*.out")]
+    assert kept == [4096]  # not the 50 MB it printed, nor what its leftover printed
+
+
+def test_replies_kept_for_resends_are_compact_and_bounded_per_user(head: HeadNodeProcess, state_dir: Path) -> None:
+    missing = list(range(7_000_000, 7_000_000 + protocol.MAX_IDS))
+    for n in range(1_050):
+        reply = raw(head, {"op": "cancel_jobs", "args": {"ids": missing[:2] if n else missing},
+                           "request_id": f"r{n}"})
+        assert reply["ok"]
+    resent = raw(head, {"op": "cancel_jobs", "args": {"ids": missing[:2]}, "request_id": "r1049"})
+    assert [r["error"]["error_id"] for r in resent["result"]] == ["InvalidJobId"] * 2
+    with contextlib.closing(sqlite3.connect(state_dir / "headnode.db")) as db:
+        rows, size = db.execute("SELECT count(*), sum(length(reply)) FROM applied_requests").fetchone()
+    assert rows == 1_000 and size < 1_000 * 300  # the 10,000-id reply went with the oldest

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
-from typing import Any
 
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
@@ -20,6 +19,7 @@ from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import executor
 from .store import Store, Transaction
+from .waits import Waits
 
 log = logging.getLogger("hpcpack.head.headnode")
 
@@ -53,15 +53,6 @@ class Leftover:
     since: float | None
 
 
-@dataclass
-class Waiter:
-    """A client waiting for jobs to end; `done` is the daemon's future for the answer."""
-
-    ids: list[int]
-    deadline: float
-    done: Any
-
-
 ENDED_STATES = (JobState.Finished, JobState.Failed, JobState.Canceled)
 ACTIVE_STATES = tuple(s for s in JobState.__members__.values() if s not in (*ENDED_STATES, JobState.All))
 ENV_PREFIX = "env:"  # cluster environment variables among the stored cluster properties
@@ -86,7 +77,7 @@ class Core:
         self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
         self.popen: dict[int, Popen[bytes]] = {}
         self.adopted: dict[str, tuple[Job, Task]] = {}  # units found running after a restart
-        self.waiters: list[Waiter] = []
+        self.waits = Waits()
         self._task_deadlines: dict[str, tuple[float, Job, Task]] = {}  # single-task cancels in their grace
         self._sweep: list[Leftover] = []  # ended tasks whose leftover processes are still to be killed
         self._next_sweep = 0.0
@@ -115,6 +106,8 @@ class Core:
         job.move(event)
         del self._by_state[before][job.id]
         self._by_state[job.state][job.id] = job
+        if job.terminal:
+            self.waits.job_ended(job.id)
 
     def node_usable(self, name: str) -> bool:
         """New work may start on the node (head.nodes knows node states; here every node may)."""
@@ -168,22 +161,16 @@ class Core:
                 self._add(job)
         return job
 
-    def ended_jobs(self, states: Iterable[JobState]) -> list[Job]:
-        """The ended jobs in `states`, from the store (and memory, where a recent one may be newer)."""
-        wanted = [s for s in states if s in ENDED_STATES]
-        stored = {j.id: j for j in self.store.load_jobs(states=wanted)} if wanted else {}
-        stored.update({j.id: j for j in self.in_state(*wanted)})
-        return list(stored.values())
-
     def evict_ended_jobs(self) -> None:
         """Memory holds the jobs that can still change: an ended job leaves it EVICT_AFTER seconds after
         its end (the store keeps it), so memory does not grow with the history of the cluster."""
         if now() < self._next_eviction:
             return
         self._next_eviction = now() + EVICT_AFTER / 6
-        waited_for = {i for w in self.waiters for i in w.ids}
-        for job in self.in_state(*ENDED_STATES):
-            if (job.end_time or 0) < now() - EVICT_AFTER and job.id not in waited_for:
+        for job in self.in_state(*ENDED_STATES):  # (waits keep no ended job: they have its state)
+            if (job.end_time or 0) < now() - EVICT_AFTER:
+                with self.batch():  # its stored task counters as they are now (listings read only those)
+                    self.store.save_job(job, int(job.state))
                 del self.jobs[job.id], self._by_state[job.state][job.id]
 
     def may_read(self, caller: Caller, job: Job) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -28,15 +29,20 @@ from ..config import SOCKET_NAME, HeadNodeConfig, default_state_dir
 from ..errors import HpcError
 from ..identity import Caller, identify, peer_credentials
 from ..model.objects import now
+from ..model.states import JobState
 from ..wire import protocol, transport
-from .headnode import HeadNode, Waiter
+from .headnode import HeadNode
 from .requests import Requests
+from .waits import Waiter
 
 log = logging.getLogger("hpcpack.head.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
+WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
+HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
+_connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
 
 
 class Daemon:
@@ -54,21 +60,41 @@ class Daemon:
     def poke(self) -> None:
         self.wake.set()
 
-    async def until_ended(self, ids: list[int], timeout: float) -> dict[str, Any]:
-        """Resolves when every job is in a final state, or at the deadline (never waits forever)."""
+    async def until_ended(self, caller: Caller, ids: list[int], timeout: float) -> dict[str, Any]:
+        """Resolves when every job is in a final state, or at the deadline (never waits forever), or
+        when the client hangs up. Ids of no job and ended jobs are answered here, once (waits.py)."""
+        states, pending = self._states_now(ids)
+        if not pending:
+            return states
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.head.waiters.append(Waiter(ids, now() + timeout, future))
-        self.poke()
-        return await future
+        waiter = Waiter(caller.uid, pending, states, now() + timeout, future)
+        self.head.waits.add(waiter, caller.admin)
+        reader = _connection.get(None)
+        while not future.done():
+            # A hung-up client's wait goes: asyncio tells a peer's EOF only to a reader, and the
+            # connection's next request must stay unread, so its EOF flag is looked at now and then.
+            await asyncio.wait({future}, timeout=HANGUP_CHECK)
+            if reader is not None and reader.at_eof():
+                self.head.waits.finish(waiter, self.head.jobs)
+        return future.result()
 
-    def _resolve_waiters(self) -> None:
-        for waiter in list(self.head.waiters):
-            jobs = [self.head.find(i) for i in waiter.ids]
-            done = all(j is None or j.terminal for j in jobs)
-            if done or now() >= waiter.deadline:
-                self.head.waiters.remove(waiter)
-                if not waiter.done.done():
-                    waiter.done.set_result({str(j.id): j.state.name for j in jobs if j is not None})
+    def _states_now(self, ids: list[int]) -> tuple[dict[str, str], set[int]]:
+        """The jobs that have ended (with their states) and the active ones; active jobs are all in
+        memory, so an id not there is an ended job (one query for all of them) or no job."""
+        states: dict[str, str] = {}
+        pending: set[int] = set()
+        elsewhere = []
+        for job_id in ids:
+            job = self.head.jobs.get(job_id)
+            if job is None:
+                elsewhere.append(job_id)
+            elif job.terminal:
+                states[str(job_id)] = str(job.state.name)
+            else:
+                pending.add(job_id)
+        for job_id, state in self.head.store.job_states(elsewhere).items():
+            states[str(job_id)] = str(JobState(state).name)
+        return states, pending
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,7 +117,7 @@ class Daemon:
                 await stack.enter_async_context(server)
             while not self.stopping:
                 self.head.step()
-                self._resolve_waiters()
+                self.head.waits.resolve(self.head.jobs)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self.head.next_wakeup())
                 self.wake.clear()
@@ -145,6 +171,7 @@ class Daemon:
             self.connections[uid] -= 1
 
     async def _converse(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _connection.set(reader)  # (this task's context: its requests' handlers see their own connection)
         try:
             while True:
                 try:
@@ -155,11 +182,14 @@ class Daemon:
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return
                 writer.write(protocol.encode(await self._answer(caller, body)))
-                await writer.drain()
+                # A client that does not read its reply must not keep it in memory for ever.
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         except HpcError as e:  # a malformed frame: say why, then hang up
             writer.write(protocol.encode(protocol.reply_error(e)))
+        except (ConnectionError, TimeoutError):
+            return  # the client left or stopped reading mid-reply: nothing to tell it (finally closes)
         finally:
-            writer.close()
+            writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
 
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
         try:

@@ -23,17 +23,17 @@ from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import placement, scheduler
-from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, Waiter, log
+from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
 from .nodes import Nodes
 
-__all__ = ["HeadNode", "StartFailure", "Waiter"]
+__all__ = ["HeadNode", "StartFailure"]
 
 
 # What a job's run gave it, not what its owner asked for: New-HpcJob -Job copies every other field.
 _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "previous_state", "create_time",
                          "submit_time", "start_time", "end_time", "change_time", "error_message", "error_code",
                          "request_cancel", "requeue_count", "allocation", "release_deadline", "queue_order",
-                         "cancel", "pending_reason", "tasks", "progress", "progress_message"})
+                         "cancel", "pending_reason", "tasks", "progress", "progress_message", "summary"})
 
 
 class HeadNode(Nodes):
@@ -147,6 +147,7 @@ class HeadNode(Nodes):
                 unit.pid, unit.node, unit.token, unit.requeue_count = 0, "", "", 0
                 unit.rest_canceled = False
             job.tasks.append(copy)
+        jobspec.check_size(job.tasks)
         return self._create(caller, job, f"copied from job {source.id}")
 
     def add_task(self, caller: Caller, job_id: int, spec: dict[str, Any]) -> list[Task]:
@@ -298,7 +299,7 @@ class HeadNode(Nodes):
 
     def next_wakeup(self) -> float:
         """Seconds until some step has work to do without an outside event."""
-        deadlines = [w.deadline for w in self.waiters]
+        deadlines = [w.deadline for w in self.waits.waiters]
         deadlines += [d for d, _, _ in self._task_deadlines.values()]
         if self._sweep:
             deadlines.append(self._next_sweep)
@@ -340,6 +341,8 @@ class HeadNode(Nodes):
         cluster_cores = sum(n.cores for n in self.config.nodes)
         node_names = {n.name.lower() for n in self.config.nodes}
         for job in self._each(self.in_state(JobState.Submitted)):
+            if any(t.pending_steps and not t.instances and not t.rest_canceled for t in job.tasks):
+                continue  # its sweeps' first steps are made by expand_sweeps first: they are what is checked
             self._move(job, "validate")
             problem = self._validation_problem(job, cluster_cores, node_names)
             units = []

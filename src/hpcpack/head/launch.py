@@ -28,12 +28,15 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import marshal
 import os
+import select
 import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
 _SIGKILL = 9
 _EXIT_ROOM = 64  # bytes reserved in the exit file
 _STOPS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+_OUTPUT_KEPT = 4096  # bytes of output the head node keeps (executor.OUTPUT_KEPT); the rest is read and dropped
+_REAP_EVERY_MS = 1000  # orphans that exit are reaped at least this often
 
 
 class StartError(Exception):
@@ -56,8 +59,12 @@ def main() -> int:
     exit_fd = _private_file(spec["exit_path"], os.O_TRUNC)
     os.write(exit_fd, b" " * _EXIT_ROOM)  # room for the exit code now, so a full disk later cannot lose it
     output = _private_file(spec["output_path"], os.O_APPEND)
+    # What the task prints (unless it redirects it) comes through a pipe, and only its first
+    # _OUTPUT_KEPT bytes reach the head node's folder: a task cannot fill root's disk.
+    pipe, sink = os.pipe2(os.O_CLOEXEC)
     for target in (1, 2):
-        os.dup2(output, target)  # what the task prints, unless it redirects it itself
+        os.dup2(sink, target)
+    os.close(sink)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     try:
         if spec["cgroup"]:
@@ -67,7 +74,10 @@ def main() -> int:
     except StartError as e:
         _record(exit_fd, f"error: {e}")
         return 126
-    code = _wait_for(program)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for target in (1, 2):
+        os.dup2(devnull, target)  # the pipe's writers are now the task's processes only
+    code = _copy_and_wait(program, pipe, output)
     _record(exit_fd, str(code))
     _kill_leftovers()
     return 0
@@ -195,10 +205,56 @@ def _open(path: str, flags: int, what: str) -> int:
         raise StartError(f"The file for {what}, {path}, cannot be opened: {e.strerror}.") from None
 
 
-def _wait_for(pid: int) -> int:
-    """Reaps children (orphans come here too) until the program exits; its code, -N for signal N."""
+def _copy_and_wait(pid: int, pipe: int, output: int) -> int:
+    """Copies the task's output (its first _OUTPUT_KEPT bytes) and reaps children (orphans come here
+    too) until the program exits; its code, -N for signal N."""
+    os.set_blocking(pipe, False)
+    poller = select.poll()
+    poller.register(pipe, select.POLLIN)
+    try:  # noqa: SIM105 (contextlib would cost an import per task)
+        poller.register(os.pidfd_open(pid), select.POLLIN)  # wakes when the program exits
+    except OSError:
+        pass  # (a kernel without pidfd: its exit is seen within _REAP_EVERY_MS)
+    kept, open_ = 0, True
     while True:
-        child, status = os.waitpid(-1, 0)
+        poller.poll(_REAP_EVERY_MS)
+        if open_:
+            open_, kept = _copy(pipe, output, kept)
+            if not open_:
+                poller.unregister(pipe)
+        code = _reap(pid)
+        if code is not None:
+            if open_:
+                _copy(pipe, output, kept)  # what it printed last; what it left behind is killed next
+            return code
+
+
+def _copy(pipe: int, output: int, kept: int) -> tuple[bool, int]:
+    """Reads what the pipe has now; keeps what fits. (Whether the pipe is still open, bytes kept.)"""
+    while True:
+        try:
+            data = os.read(pipe, 65536)
+        except BlockingIOError:
+            return True, kept
+        if not data:
+            return False, kept
+        if kept < _OUTPUT_KEPT:
+            try:  # noqa: SIM105 (contextlib would cost an import per task)
+                os.write(output, data[:_OUTPUT_KEPT - kept])
+            except OSError:
+                pass  # a full disk loses output, never the task
+            kept += len(data[:_OUTPUT_KEPT - kept])
+
+
+def _reap(pid: int) -> int | None:
+    """Reaps every child that exited; the program's code once it is among them."""
+    while True:
+        try:
+            child, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if child == 0:
+            return None
         if child == pid:
             return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 

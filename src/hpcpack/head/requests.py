@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from ..wire import operations as ops
 from ..wire import protocol
 from .core import ENDED_STATES
 from .headnode import HeadNode
+from .store import JobQuery
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -42,12 +44,23 @@ def _time(value: str | int | float | None, what: str) -> float | None:
         raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
 
 
+REPLY_MESSAGE_KEPT = 120  # characters of each error message a bulk reply keeps for a resend
+
+
 def _compact(result: Any) -> Any:
-    """A bulk reply as kept for a resend: each job's id and error, not its whole record (a resend of a
-    10,000-job request must not store megabytes)."""
+    """A bulk reply as kept for a resend: each job's id and error id with the start of its message, not
+    its whole record nor the full message (a resend of a 10,000-job request must not store megabytes)."""
     if isinstance(result, list):
-        return [{k: v for k, v in item.items() if k != "job"} if isinstance(item, dict) else item for item in result]
+        return [_compact_item(item) if isinstance(item, dict) else item for item in result]
     return result
+
+
+def _compact_item(item: dict[str, Any]) -> dict[str, Any]:
+    error = item.get("error")
+    if not isinstance(error, dict):
+        return {k: v for k, v in item.items() if k != "job"}
+    return {"id": item.get("id"), "error": {"error_id": error.get("error_id"),
+                                            "message": str(error.get("message", ""))[:REPLY_MESSAGE_KEPT]}}
 
 
 def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
@@ -90,7 +103,7 @@ class Requests:
         with self.head.batch():
             result = handler(caller, params)
             if key is not None:
-                self.head.store.record_reply(key, now(), result)
+                self.head.store.record_reply(key, now(), _compact(result))
         return result
 
     def _record(self, job: Job, caller: Caller) -> dict[str, Any]:
@@ -152,7 +165,7 @@ class Requests:
     async def op_wait_jobs(self, caller: Caller, params: ops.WaitJobs) -> dict[str, Any]:
         """Waits for the jobs' final states; by default as long as a cancel can take."""
         timeout = params.timeout if params.timeout else self.op_cancel_time_limit(caller, params)
-        return await self.daemon.until_ended(params.ids, min(float(timeout), 3600.0))
+        return await self.daemon.until_ended(caller, params.ids, min(float(timeout), 3600.0))
 
     def op_cancel_time_limit(self, caller: Caller, params: ops.Request) -> float:
         """How long a cancel may take: the grace period, the node-release timeout, and a margin."""
@@ -184,14 +197,25 @@ class Requests:
 
     def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]]:
         """The jobs that match, by id; a page of them with `after` and `limit` (the client pages)."""
-        jobs = self._select_jobs(caller, params)
-        if params.after is not None:
-            jobs = [j for j in jobs if j.id > params.after]
-        return [self._record(j, caller) for j in jobs[:params.limit]]
+        if params.ids is not None:
+            jobs = [self.head.job(job_id) for job_id in params.ids]
+            jobs = [j for j in jobs if params.after is None or j.id > params.after]
+            return [self._record(j, caller) for j in jobs[:params.limit]]
+        return [self._record(j, caller) for j in self._select_jobs(caller, params)]
 
     def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
-        if params.ids is not None:
-            return [self.head.job(job_id) for job_id in params.ids]
+        """A page of the jobs that match: active ones from memory (the head node indexes them by state),
+        ended ones paged and filtered in SQL, without their tasks, so a page costs a page."""
+        query = self._job_query(caller, params)
+        active = [job for job in self.head.in_state(*(JobState(s) for s in query.states))
+                  if job.state not in ENDED_STATES and job.id > query.after and self._matches(job, query)]
+        ended = self.head.store.list_jobs(replace(query, states=tuple(
+            int(s) for s in ENDED_STATES if int(s) in query.states)))
+        recent = {j.id: j for j in self.head.in_state(*ENDED_STATES)}  # memory may hold a newer copy
+        jobs = sorted(active + [recent.get(j.id, j) for j in ended], key=lambda j: j.id)
+        return jobs[:query.limit]
+
+    def _job_query(self, caller: Caller, params: ops.GetJobs) -> JobQuery:
         state, owner = params.state, params.owner
         if state is None and owner is None:
             # HPC Pack's default: the caller's own Queued and Running jobs.
@@ -201,32 +225,27 @@ class Requests:
                 mask = parse_flags(JobState, state) if state is not None else int(JobState.All)
             except ValueError as e:
                 raise invalid_argument(str(e), "State") from None
-        owner_name = owner.split("\\")[-1].lower() if owner else None
-        begin, end = _time(params.begin, "BeginSubmitDate"), _time(params.end, "EndSubmitDate")
         nodes = {n.lower() for n in params.nodes or []}
         if nodes and not nodes & {n.name.lower() for n in self.head.config.nodes}:
             raise invalid_argument(f"None of the nodes {', '.join(sorted(nodes))} exists.", "NodeName")
-        text_filters = [(key, value.lower()) for key, value in
-                        (("name", params.name), ("project", params.project), ("template", params.template)) if value]
-        selected = []
-        # Only the asked states are looked at (the head node keeps an index by state), so a query for
-        # the few running jobs does not walk every job ever stored.
-        states = [s for s in JobState.__members__.values() if s != JobState.All and int(s) & mask]
-        active = [s for s in states if s not in ENDED_STATES]
-        for job in self.head.in_state(*active) + self.head.ended_jobs(states):
-            if owner_name and job.owner.lower() != owner_name:
-                continue
-            if begin is not None and (job.submit_time is None or job.submit_time < begin):
-                continue
-            if end is not None and (job.submit_time is None or job.submit_time > end):
-                continue
-            if nodes and not nodes & {n.lower() for n in job.allocation}:
-                continue
-            values = {"name": job.name, "project": job.project, "template": job.template}
-            if any(values[key].lower() != wanted for key, wanted in text_filters):
-                continue
-            selected.append(job)
-        return sorted(selected, key=lambda j: j.id)
+        texts = tuple((key, value.lower()) for key, value in
+                      (("name", params.name), ("project", params.project), ("template", params.template)) if value)
+        states = tuple(int(s) for s in JobState.__members__.values() if s != JobState.All and int(s) & mask)
+        return JobQuery(states=states, limit=params.limit or protocol.MAX_IDS, after=params.after or 0,
+                        owner=owner.split("\\")[-1].lower() if owner else None, begin=_time(params.begin,
+                        "BeginSubmitDate"), end=_time(params.end, "EndSubmitDate"), texts=texts,
+                        nodes=tuple(sorted(nodes)))
+
+    @staticmethod
+    def _matches(job: Job, query: JobQuery) -> bool:
+        """The query's filters, for a job in memory (JobQuery.sql says the same to SQLite)."""
+        submitted = job.submit_time
+        values = {"name": job.name, "project": job.project, "template": job.template}
+        return ((query.owner is None or job.owner.lower() == query.owner)
+                and (query.begin is None or (submitted is not None and submitted >= query.begin))
+                and (query.end is None or (submitted is not None and submitted <= query.end))
+                and (not query.nodes or bool(set(query.nodes) & {n.lower() for n in job.allocation}))
+                and all(values[key].lower() == wanted for key, wanted in query.texts))
 
     def op_set_job(self, caller: Caller, params: ops.SetJob) -> dict[str, Any]:
         return self._record(self.head.set_job(caller, params.id, dict(params.spec)), caller)

@@ -10,7 +10,7 @@ import sqlite3
 from ..errors import HpcError
 from ..model import jobspec, paths
 from ..model.objects import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
-from ..model.params import SWEEP_WINDOW
+from ..model.params import SWEEP_WINDOW, WINDOW_BYTES
 from ..model.states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from . import executor
 from .cancels import Cancels
@@ -286,21 +286,31 @@ class Running(Cancels):
         return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(codes))
 
     def expand_sweeps(self) -> None:
-        """Creates the next steps of running sweeps whose created steps are running out (SWEEP_WINDOW at
-        a time, a bounded number each pass, so one huge sweep never holds the loop)."""
-        budget = 2 * SWEEP_WINDOW
-        for job in self._each(self.in_state(JobState.Running)):
+        """Creates the next steps of sweeps whose created steps are running out (a window at a time, a
+        bounded number and size each pass, so one huge sweep never holds the loop). A job not yet
+        running gets its sweeps' first window here too, never inside the request that added them."""
+        budget = [2 * SWEEP_WINDOW, 2 * WINDOW_BYTES]  # steps, bytes: this pass's
+        for job in self._each(self.in_state(JobState.Configuring, JobState.Submitted, JobState.Queued,
+                                                JobState.Running)):
             for sweep in [t for t in job.tasks if t.pending_steps and not t.rest_canceled]:
-                waiting = sum(1 for u in sweep.instances if u.state in TASK_WAITING)
-                if budget <= 0 or waiting >= SWEEP_WINDOW // 2:
-                    continue
-                steps = jobspec.more_steps(sweep, min(SWEEP_WINDOW, budget))
-                self._queue_task_units(steps)
-                sweep.instances += steps
-                budget -= len(steps)
-                with self.batch():
-                    for step in steps:
-                        self.store.insert_task(step)
+                if min(budget) <= 0:
+                    return
+                self._expand(job, sweep, budget)
+
+    def _expand(self, job: Job, sweep: Task, budget: list[int]) -> None:
+        window = jobspec.window(sweep)
+        waiting = sum(1 for u in sweep.instances if u.state in TASK_WAITING)
+        if waiting * 2 >= window or (job.state != JobState.Running and sweep.instances):
+            return
+        steps = jobspec.more_steps(sweep, min(window, budget[0]))
+        if sweep.state != TaskState.Configuring:
+            self._queue_task_units(steps)
+        sweep.instances += steps
+        budget[0] -= len(steps)
+        budget[1] -= sum(jobspec.unit_bytes(s) for s in steps)
+        with self.batch():
+            for step in steps:
+                self.store.insert_task(step)
 
     def complete_finished_jobs(self) -> None:
         for job in self._each(self.in_state(JobState.Running)):

@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+REPLIES_PER_USER = 1_000  # replies kept for resends, per user
 
 
 class StaleState(Exception):
@@ -239,6 +241,25 @@ class Store:
                 tasks[(task.job_id, task.task_id)].instances.append(task)
         return list(jobs.values())
 
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        """A page of stored jobs in the query's states, filtered and paged in SQL (the state index, the
+        primary key), without their tasks: their records use the counters stored with ended jobs. A job
+        stored before those counters existed is read with its tasks."""
+        where, values = query.sql()
+        rows = self.db.execute(f"SELECT data FROM jobs WHERE {where} ORDER BY id LIMIT ?", [*values, query.limit])
+        jobs = [Job.from_row(json.loads(data)) for (data,) in rows]
+        return [job if job.summary else next(iter(self.load_jobs(job.id)), job) for job in jobs]
+
+    def job_states(self, ids: list[int]) -> dict[int, int]:
+        """The stored state of each of these jobs that exists (no task is read)."""
+        states: dict[int, int] = {}
+        wanted = [i for i in ids if 0 < i < 2**63]  # (SQLite's integers)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            states.update(self.db.execute(f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                                          chunk).fetchall())
+        return states
+
     @staticmethod
     def _job_filter(job_id: int | None, states: Iterable[int] | None,
                     ended_before: float | None, ended_after: float | None = None) -> tuple[str, list[Any]]:
@@ -265,9 +286,15 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def record_reply(self, key: str, time: float, reply: Any) -> None:
+        """Keeps the reply; one user keeps at most REPLIES_PER_USER (a resend comes soon after its
+        request, so the oldest go first). Keys begin with the caller's uid."""
         with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO applied_requests (key, time, reply) VALUES (?, ?, ?)",
-                            (key, time, json.dumps(reply)))
+                            (key, time, json.dumps(reply, separators=(",", ":"))))
+            prefix = key.split(":", 1)[0] + ":"
+            self.db.execute("DELETE FROM applied_requests WHERE key IN (SELECT key FROM applied_requests WHERE "
+                            "key > ? AND key < ? ORDER BY time DESC LIMIT -1 OFFSET ?)",  # (the key's index)
+                            (prefix, prefix[:-1] + ";", REPLIES_PER_USER))
 
     def forget_replies(self, before: float) -> None:
         with self.transaction():
@@ -368,6 +395,39 @@ class Store:
         with self.transaction():
             self.db.execute("INSERT INTO cluster_properties (name, value) VALUES (?, ?) "
                             "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Get-HpcJob's filters, as SQL on the jobs table."""
+
+    states: tuple[int, ...]
+    limit: int
+    after: int = 0
+    owner: str | None = None  # lower case
+    begin: float | None = None  # submitted at or after
+    end: float | None = None  # submitted at or before
+    texts: tuple[tuple[str, str], ...] = ()  # (field, lower-case value): name, project, template
+    nodes: tuple[str, ...] = ()  # lower case: jobs allocated any of them
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses = [f"state IN ({','.join('?' * len(self.states))})" if self.states else "0", "id > ?"]
+        values: list[Any] = [*self.states, self.after]
+        if self.owner is not None:
+            clauses.append("lower(owner) = ?")
+            values.append(self.owner)
+        for op, bound in ((">=", self.begin), ("<=", self.end)):
+            if bound is not None:
+                clauses.append(f"json_extract(data, '$.submit_time') {op} ?")
+                values.append(bound)
+        for name, value in self.texts:
+            clauses.append(f"lower(json_extract(data, '$.{name}')) = ?")
+            values.append(value)
+        if self.nodes:
+            clauses.append(f"id IN (SELECT job_id FROM allocations WHERE lower(node) IN "
+                           f"({','.join('?' * len(self.nodes))}))")
+            values += self.nodes
+        return " AND ".join(clauses), values
 
 
 class Transaction:

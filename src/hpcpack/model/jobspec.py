@@ -8,9 +8,13 @@ from typing import Any
 from ..errors import HpcError, invalid_argument
 from .objects import TASK_TYPES, Job, Task
 from .params import (
+    INT32_MAX,
+    MAX_COMMAND,
+    MAX_JOB_BYTES,
     MAX_JOB_UNITS,
     MAX_NAME,
     SWEEP_WINDOW,
+    WINDOW_BYTES,
     check_length,
     parse_env,
     parse_priority,
@@ -38,16 +42,18 @@ def _bool(value: Any, what: str) -> bool:
     raise invalid_argument(f"{what} must be $true or $false, not '{value}'.", what)
 
 
-INT32_MAX = 2**31 - 1
+INT32_MIN = -(2**31)
 
 
-def _int(value: Any, what: str, low: int | None = None, high: int | None = INT32_MAX) -> int:
+def _int(value: Any, what: str, low: int = INT32_MIN, high: int = INT32_MAX) -> int:
     """A whole number within [low, high] (HPC Pack's numbers are Int32 unless said otherwise)."""
+    if isinstance(value, str) and len(value.strip()) > 11:  # longer than any Int32: not worth converting
+        raise HpcError("ArgumentOutOfRange", f"{what} must be between {low} and {high}.", what)
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise invalid_argument(f"{what} must be a whole number, not '{value}'.", what) from None
-    if (low is not None and number < low) or (high is not None and number > high):
+    if number < low or number > high:
         raise HpcError("ArgumentOutOfRange", f"{what} must be between {low} and {high}; {number} is not.", what)
     return number
 
@@ -305,7 +311,9 @@ def build_tasks(job: Job, spec: dict[str, Any], first_id: int) -> list[Task]:
         increment = _int(spec.get("Increment", 1), "Increment")
         task.start_value, task.end_value, task.increment_value = start, end, increment
         task.steps = sweep_count(start, end, increment)
-        task.instances = more_steps(task, SWEEP_WINDOW)
+        _check_substituted(task)  # its steps are created by the head node's loop, a window at a time
+    elif len(task.command) > MAX_COMMAND:
+        raise HpcError("ArgumentOutOfRange", f"CommandLine is longer than {MAX_COMMAND:,} characters.", "CommandLine")
     return [task]
 
 
@@ -324,6 +332,33 @@ def _apply_task_extras(task: Task, spec: dict[str, Any]) -> None:
         task.valid_exit_codes = str(spec["ValidExitCodes"])
     if spec.get("CustomProperties") is not None:
         task.custom_properties = custom_properties(spec["CustomProperties"])
+
+
+def _check_substituted(sweep: Task) -> None:
+    """A step's command and paths are the sweep's with `*` replaced by its value: each `*` may grow to
+    11 characters, so the limits hold for the widest value (Start's or End's, the longest numbers)."""
+    widest = max(sweep.start_value, sweep.end_value, key=lambda v: len(str(v)))
+    step = _instance(sweep, 1, substitute_sweep(sweep.command, widest), widest)
+    if len(step.command) > MAX_COMMAND:
+        raise HpcError("ArgumentOutOfRange", f"A step's CommandLine would be {len(step.command):,} characters once "
+                       f"its `*` are replaced; the limit is {MAX_COMMAND:,}.", "CommandLine")
+    for what, value in (("WorkDir", step.work_dir), ("Stdin", step.stdin), ("Stdout", step.stdout),
+                        ("Stderr", step.stderr)):
+        check_length(value, 160, what)
+
+
+def unit_bytes(unit: Task) -> int:
+    """What a task or step holds in text (memory, the store, every record of it)."""
+    return (len(unit.command) + len(unit.name) + len(unit.work_dir) + len(unit.stdin) + len(unit.stdout)
+            + len(unit.stderr) + sum(len(k) + len(v or "") for k, v in unit.env.items()) + 256)
+
+
+def window(sweep: Task) -> int:
+    """How many of a sweep's steps exist at once beyond those that ended: SWEEP_WINDOW, fewer when
+    its steps are large, so that a window holds at most WINDOW_BYTES (and at least one step)."""
+    widest = max(sweep.start_value, sweep.end_value, key=lambda v: len(str(v)))
+    size = unit_bytes(sweep) + len(substitute_sweep(sweep.command, widest)) - len(sweep.command)
+    return max(1, min(SWEEP_WINDOW, WINDOW_BYTES // size))
 
 
 def more_steps(sweep: Task, most: int) -> list[Task]:
@@ -391,11 +426,17 @@ def allowed_to_add(job: Job) -> None:
 
 
 def check_size(tasks: list[Task]) -> None:
-    """ArgumentOutOfRange when a job would hold more than params.MAX_JOB_UNITS tasks and sweep steps."""
+    """ArgumentOutOfRange when a job would hold more than params.MAX_JOB_UNITS tasks and sweep steps, or
+    more than MAX_JOB_BYTES of their text: what one request can make the head node hold is bounded."""
     units = sum(1 + len(t.instances) for t in tasks)
     if units > MAX_JOB_UNITS:
         raise HpcError("ArgumentOutOfRange", f"A job may hold {MAX_JOB_UNITS:,} tasks and sweep steps on this head "
                        f"node; this one would hold {units:,}.", "CommandLine")
+    size = sum(unit_bytes(u) for t in tasks for u in (t, *t.instances))
+    if size > MAX_JOB_BYTES:
+        raise HpcError("ArgumentOutOfRange", f"A job's tasks and sweep steps may hold {MAX_JOB_BYTES:,} bytes of "
+                       f"commands, paths and environment on this head node; this one would hold {size:,}.",
+                       "CommandLine")
 
 
 def dependency_problem(tasks: list[Task]) -> str:

@@ -294,6 +294,8 @@ class Job:
     pending_reason: str = ""  # why a Queued job waits, from the head node's last scheduling pass
     shown_units: list[int] = field(default_factory=list)  # a job file's calculated min and max, as shown
     explicit: list[str] = field(default_factory=list)  # properties the user gave (a template fills the others)
+    # An ended job's task counters, stored with it, so that listing ended jobs reads no task.
+    summary: dict[str, int] = field(default_factory=dict)
     tasks: list[Task] = field(default_factory=list, repr=False)
 
     @property
@@ -317,6 +319,7 @@ class Job:
 
     def to_row(self) -> dict[str, Any]:
         data = _to_row(self, skip="tasks")
+        data["summary"] = self.task_summary() if self.terminal else {}  # (an ended job's tasks no longer change)
         data["cancel"] = dict(vars(self.cancel)) if self.cancel is not None else None
         return data
 
@@ -353,8 +356,7 @@ class Job:
             "ExcludedNodes": list(self.excluded_nodes), "CurrentAllocation": cores,
             "ParentJobIds": list(self.parent_job_ids),
             "EnvironmentVariables": {k: v or "" for k, v in self.env.items()},
-            "Progress": self.progress or self._derived_progress(), "ProgressMessage": self.progress_message,
-            "NumberOfTasks": len(self.tasks), "TaskExecutionFailureRetryLimit": self.task_retry_limit,
+            "ProgressMessage": self.progress_message, "TaskExecutionFailureRetryLimit": self.task_retry_limit,
             "ValidExitCodes": self.valid_exit_codes, "Scheduler": scheduler, "Extra": dict(self.extra),
             "NumGpus": self.num_gpus, "NodeGroupOp": self.node_group_op, "OrderBy": list(self.order_by),
             "FailDependentTasks": self.fail_dependent_tasks, "MinMemory": self.min_memory_per_node,
@@ -366,8 +368,13 @@ class Job:
             "CustomProperties": dict(self.custom_properties),
             "PendingReason": self.pending_reason if self.state == JobState.Queued else "",
             "CancelGraceEnd": iso(self.cancel.term_deadline) if self.cancel else None,
-            **self._task_counts(),
+            **(self.summary if self.summary and not self.tasks else self.task_summary()),
         }
+
+    def task_summary(self) -> dict[str, int]:
+        """What the job's record says of its tasks (read without them when `summary` has it)."""
+        return {**self._task_counts(), "NumberOfTasks": len(self.tasks),
+                "Progress": self.progress or self._derived_progress()}
 
     def _task_counts(self) -> dict[str, int]:
         """HPC Pack's job counters (ISchedulerJobCounters): a sweep counts as its subtasks."""

@@ -12,6 +12,8 @@ _PRIORITY = re.compile(r"^\s*(?P<name>[A-Za-z]+)?\s*(?:(?P<sign>[+-])?\s*(?P<num
 MAX_NAME = 80
 MAX_MESSAGE = 128
 INFINITE = -1
+INT32_MAX = 2**31 - 1  # HPC Pack's numbers are Int32 (counts, run times in seconds, sweep values)
+_MAX_DIGITS = 10  # an Int32's digits: longer numbers are refused before Python converts them
 
 
 def parse_priority(text: str | int) -> int:
@@ -29,6 +31,8 @@ def parse_priority(text: str | int) -> int:
         if match["num"] and not match["sign"]:
             raise invalid_argument(f"Priority '{text}' is not valid: write Name+N or Name-N.", "Priority")
     if match["num"]:
+        if len(match["num"]) > _MAX_DIGITS:
+            raise HpcError("ArgumentOutOfRange", f"Priority '{text}' is outside 0-4000.", "Priority")
         offset = int(match["num"])
         value = value - offset if match["sign"] == "-" else value + offset
     if not 0 <= value <= 4000:
@@ -67,6 +71,8 @@ def parse_range(text: str | int, what: str, allow_auto: bool = True) -> Range:
         if part == "*" and allow_auto:
             values.append(None)
         elif part.isdigit() and int(part) > 0:
+            if len(part) > _MAX_DIGITS or int(part) > INT32_MAX:
+                raise HpcError("ArgumentOutOfRange", f"{what} '{text}': a count must be at most {INT32_MAX}.", what)
             values.append(int(part))
         else:
             raise invalid_argument(f"{what} '{text}' is not valid: each count must be a positive whole number"
@@ -85,13 +91,17 @@ def parse_runtime(text: str) -> int:
     parts = text.split(":")
     if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
         raise invalid_argument(f"RunTime '{text}' is not valid: use [[days:]hours:]minutes or infinite.", "RunTime")
+    if any(len(p) > _MAX_DIGITS for p in parts):
+        raise HpcError("ArgumentOutOfRange", f"RunTime '{text}' has a part larger than {INT32_MAX}.", "RunTime")
     numbers = [int(p) for p in parts]
-    if any(n > 2147483647 for n in numbers):
-        raise HpcError("ArgumentOutOfRange", f"RunTime '{text}' has a part larger than 2147483647.", "RunTime")
     minutes = numbers[-1]
     hours = numbers[-2] if len(numbers) >= 2 else 0
     days = numbers[-3] if len(numbers) == 3 else 0
-    return ((days * 24 + hours) * 60 + minutes) * 60
+    seconds = ((days * 24 + hours) * 60 + minutes) * 60
+    if seconds > INT32_MAX:  # HPC Pack keeps RunTime as Int32 seconds: at most 24855:3:14 (days:hours:minutes)
+        raise HpcError("ArgumentOutOfRange", f"RunTime '{text}' is longer than the longest run time, 24855:3:14.",
+                       "RunTime")
+    return seconds
 
 
 def parse_env(items: list[str] | str | None, what: str) -> dict[str, str | None]:
@@ -121,6 +131,9 @@ def check_length(value: str | None, limit: int, what: str) -> str | None:
 MAX_SWEEP_STEPS = 1_000_000  # HPC Pack's limit; steps are created as they come near (SWEEP_WINDOW)
 SWEEP_WINDOW = 1_000  # a sweep's steps that exist at once beyond those that ended
 MAX_JOB_UNITS = 50_000  # tasks and existing steps of one job: one request cannot hold the head node long
+MAX_JOB_BYTES = 32 * 1024 * 1024  # the text (commands, paths, environment) of a job's tasks and existing steps
+WINDOW_BYTES = 1024 * 1024  # the text of a sweep's steps that exist at once: a large command means fewer
+MAX_COMMAND = 64 * 1024  # characters in a command line, also after a sweep's `*` become numbers
 
 
 def sweep_count(start: int, end: int, increment: int) -> int:
