@@ -276,6 +276,7 @@ class Job:
     queue_order: float = 0.0
     cancel: CancelRequest | None = None
     pending_reason: str = ""  # why a Queued job waits, from the head node's last scheduling pass
+    slurm_job_id: int = 0  # the Slurm allocation that holds the job's nodes (engine: slurm), 0 when none
     tasks: list[Task] = field(default_factory=list, repr=False)
 
     @property
