@@ -10,7 +10,7 @@ from ..identity import Caller
 from ..model.objects import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
 from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from ..model.stop import StopOptions
-from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, SURVIVOR_REPORT_AFTER, TASK_FAILURE, log
+from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, SLURM_STEPS_REPORT_AFTER, TASK_FAILURE, log
 from .processes import Processes
 
 
@@ -262,7 +262,7 @@ class Cancels(Processes):
     def _report_steps_left(self, job: Job, steps: list[str]) -> None:
         """Steps Slurm still lists after SIGKILL: the job is visibly in trouble, never falsely ended."""
         since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else job.end_time
-        if since is None or now() - since <= SURVIVOR_REPORT_AFTER:
+        if since is None or now() - since <= SLURM_STEPS_REPORT_AFTER:
             return
         message = (f"Cancel incomplete: Slurm still lists {len(steps)} step(s) of job {job.id} "
                    f"({', '.join(steps[:10])}) after SIGKILL.")

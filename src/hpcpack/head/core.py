@@ -42,6 +42,9 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
 }
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
+# Slurm lists a killed step until slurmstepd has seen its cgroup empty (about 3 s here): only later is
+# a step still listed reported as trouble.
+SLURM_STEPS_REPORT_AFTER = 15.0
 STEP_KILL_INTERVAL = 0.5  # seconds between SIGKILLs through Slurm to the steps of a job being ended
 SLURM_POLL_INTERVAL = 0.05  # seconds between asking Slurm whether queued jobs' allocations were granted
 CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live

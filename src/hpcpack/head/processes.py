@@ -74,14 +74,16 @@ class Processes(Core):
 
     def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
         """Signals the units' processes once the change that asks for it is committed (never before:
-        a crash or a full disk between the two must not leave killed tasks with no cancel on record)."""
-        pids = [pid for u in units for pid in self._unit_processes(job, u)]
+        a crash or a full disk between the two must not leave killed tasks with no cancel on record).
+        On Slurm the signal goes to the steps through Slurm; a local srun is only ever killed (TERM
+        to srun would end its step at once, with no grace period)."""
+        steps = [self._step_name(job, u) for u in units] if self.slurm is not None and job.slurm_job_id else []
+        local = not steps or sig == signal.SIGKILL
+        pids = [pid for u in units for pid in self._unit_processes(job, u)] if local else []
         tokens = [u.token for u in units] if sig == signal.SIGKILL else []
 
-        steps = [self._step_name(job, u) for u in units] if sig == signal.SIGKILL else []
-
         def send() -> None:
-            if steps:  # SIGKILL to a local srun would leave its step running: Slurm kills the step itself
+            if steps:
                 self._slurm_call(job, lambda s, a: s.signal_steps(a, steps, sig))
             failed = executor.signal_all(pids, sig)
             for token in tokens:

@@ -144,8 +144,11 @@ class Slurm:
             self.run(["scancel", f"--signal={sig.name.removeprefix('SIG')}", *steps])
 
     def kill_all_steps(self, job_id: int) -> None:
-        """SIGKILL to every step but the holder (scancel without --full or --batch spares the batch step)."""
-        self.run(["scancel", "--signal=KILL", str(job_id)])
+        """SIGKILL to every step but the holder, by step id: a signal to the job would reach the batch
+        step too and end the allocation, which still has node-release steps to run."""
+        steps = list(self.steps(job_id))
+        if steps:
+            self.run(["scancel", "--signal=KILL", *steps])
 
     def comment(self, job_id: int, text: str) -> None:
         """Mirrors the cancel message into Slurm's Comment, so Slurm's tools show it (one argv word)."""
