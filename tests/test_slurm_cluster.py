@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .slurm_cluster import BRIDGE, SlurmCluster, ensure_user, pids_in_netns, process_name, slurm_cluster_fixture
+from .slurm_cluster import BRIDGE, SlurmCluster, ensure_user, pids_in_netns, process_name
 
 USER = "hpcslurm"  # a non-root job owner
-slurm = slurm_cluster_fixture()
 
 
 @pytest.fixture

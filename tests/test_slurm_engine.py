@@ -13,9 +13,9 @@ import pytest
 
 from hpcpack.backends.client import Client
 
-from .conftest import HeadNodeProcess, as_user, start_head_node, wait_until
+from .conftest import HeadNodeProcess, as_user, slurm_engine_config, start_head_node, wait_until
 from .jobs import cancel, job, task_states, tasks, wait_state
-from .slurm_cluster import SlurmCluster, slurm_cluster_fixture
+from .slurm_cluster import SlurmCluster
 
 OWNER = "hpcalice"
 # Every process ignores TERM, one leaves the session (setsid) and one the process tree (double fork):
@@ -23,17 +23,11 @@ OWNER = "hpcalice"
 IGNORE_TREE = ("trap '' TERM; echo $$ >> {pids}; setsid -f sh -c 'echo $$ >> {pids}; exec sleep 1000'; "
                "( sh -c 'echo $$ >> {pids}; exec sleep 1000' & ); sleep 0.2; echo $SLURM_JOB_ID > {ready}; "
                "while :; do sleep 0.05; done")
-slurm = slurm_cluster_fixture()
-
-
-def slurm_config(cluster: SlurmCluster) -> str:
-    return (f"engine: slurm\nslurm_conf: {cluster.slurm_conf}\nsocket_mode: \"0666\"\n"
-            "administrators: [hpcadmin]\n")
 
 
 @pytest.fixture
 def head(slurm: SlurmCluster, state_dir: Path, users: dict[str, object]) -> Iterator[HeadNodeProcess]:
-    node = start_head_node(state_dir, slurm_config(slurm))
+    node = start_head_node(state_dir, slurm_engine_config(slurm))
     client = node.client()
     client.call("set_property", values={"TaskCancelGracePeriod": 2, "NodeReleaseTaskTimeout": 5})
     client.close()
