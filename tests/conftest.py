@@ -21,6 +21,8 @@ import pytest
 from hpcpack.backends.client import Client
 from hpcpack.head import executor
 
+from .slurm_cluster import SlurmCluster, slurm_cluster_fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 PWSH = ROOT / "bin" / "pwsh"
 MODULE = ROOT / "module" / "HPC.psd1"
@@ -266,3 +268,13 @@ def pwsh(head: HeadNodeProcess) -> Callable[..., PwshResult]:
     def run(script: str, **kwargs: Any) -> PwshResult:
         return run_pwsh(script, env=head.env(), **kwargs)
     return run
+
+
+# One real Slurm cluster for the whole session, for every module that needs one (started on first use).
+slurm = slurm_cluster_fixture()
+
+
+def slurm_engine_config(cluster: SlurmCluster) -> str:
+    """headnode.yaml of a head node whose execution engine is `cluster`."""
+    return (f"engine: slurm\nslurm_conf: {cluster.slurm_conf}\nsocket_mode: \"0666\"\n"
+            "administrators: [hpcadmin]\n")

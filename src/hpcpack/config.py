@@ -202,6 +202,8 @@ class HeadNodeConfig:
     listen: list[tuple[str, int]] = field(default_factory=list)  # TCP addresses for remote clients (MUNGE)
     munge_socket: str | None = None  # the munged that checks remote clients' credentials (default: the system's)
     path_map: list[tuple[str, str]] = field(default_factory=list)  # Windows prefix -> Linux folder (model.paths)
+    engine: str = "local"  # "local": tasks run on this machine; "slurm": Slurm allocates and launches
+    slurm_conf: str | None = None  # SLURM_CONF for Slurm's commands (default: Slurm's own /etc/slurm/slurm.conf)
 
     @classmethod
     def load(cls, state_dir: Path) -> HeadNodeConfig:
@@ -217,7 +219,10 @@ class HeadNodeConfig:
                 raise ValueError(f"{path}: expected a mapping at the top level")
             data = loaded
         nodes = [Node.from_yaml(n) for n in data.get("nodes") or []]
-        if not nodes:  # this machine: the head node is also the compute node
+        engine = str(data.get("engine") or "local")
+        if engine not in ("local", "slurm"):
+            raise ValueError(f"{path}: engine must be 'local' or 'slurm', not '{engine}'")
+        if not nodes and engine == "local":  # this machine: the head node is also the compute node
             nodes = [Node(socket.gethostname().upper(), os.cpu_count() or 1, machine_sockets(), machine_memory_mb(),
                           ("HeadNodes", "ComputeNodes"))]
         seen: set[str] = set()
@@ -233,4 +238,6 @@ class HeadNodeConfig:
             listen=[parse_address(str(a), default_host="0.0.0.0") for a in data.get("listen") or []],
             munge_socket=str(data["munge_socket"]) if data.get("munge_socket") else None,
             path_map=parse_rules(data.get("path_map")),
+            engine=engine,
+            slurm_conf=str(data["slurm_conf"]) if data.get("slurm_conf") else None,
         )

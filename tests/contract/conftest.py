@@ -14,7 +14,7 @@ from hpcpack.backends.client import Client
 from hpcpack.backends.contract import Backend
 from hpcpack.backends.headnode import HeadNodeBackend
 
-from ..conftest import running_head_node
+from ..conftest import running_head_node, slurm_engine_config, start_head_node
 
 GRACE = 1  # TaskCancelGracePeriod in seconds on every backend under test
 
@@ -31,10 +31,25 @@ def embedded(state_dir: Path) -> Iterator[Backend]:
             backend.close()
 
 
-BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Backend]]] = {"embedded": embedded}
+@contextmanager
+def on_slurm(state_dir: Path, request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A head node run by root with `engine: slurm` on the tests' real two-node Slurm cluster."""
+    cluster = request.getfixturevalue("slurm")  # started once per session, only when this backend runs
+    node = start_head_node(state_dir, slurm_engine_config(cluster))
+    backend = HeadNodeBackend(Client(f"unix:{node.socket}"))
+    try:
+        backend.set_properties({"TaskCancelGracePeriod": GRACE})
+        yield backend
+    finally:
+        backend.close()
+        node.stop()
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManager[Backend]]] = {
+    "embedded": lambda state_dir, _: embedded(state_dir), "slurm": on_slurm}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, state_dir: Path, users: object) -> Iterator[Backend]:
-    with BACKENDS[request.param](state_dir) as started:
+    with BACKENDS[request.param](state_dir, request) as started:
         yield started

@@ -10,7 +10,7 @@ from ..identity import Caller
 from ..model.objects import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
 from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from ..model.stop import StopOptions
-from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, TASK_FAILURE, log
+from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, SLURM_STEPS_REPORT_AFTER, TASK_FAILURE, log
 from .processes import Processes
 
 
@@ -37,6 +37,7 @@ class Cancels(Processes):
         job.error_message = message or ("Finished by user." if finish else "Canceled by user.")
         job.cancel = CancelRequest(kind=kind, final_state="Finished" if finish else "Canceled", force=force,
                                    graceful=graceful, message=message or "", actor=caller.name, at=now())
+        self._mirror_message(job)
         changed = self._cancel_waiting_units(job)
         if was_running and not graceful:
             changed += self._stop_running_units(job, force)
@@ -96,6 +97,12 @@ class Cancels(Processes):
             job.cancel.message = job.error_message = message
         self.commit(job, changed, (caller.name, kind, message or "", "repeated while Canceling"))
         return job
+
+    def _mirror_message(self, job: Job) -> None:
+        """Slurm's Comment shows the cancel's message; it is set once the cancel is committed and before
+        any scancel of the job (Slurm keeps no comment of a job it has cancelled)."""
+        text = job.error_message
+        self.store.after_commit(lambda: self._slurm_call(job, lambda s, a: s.comment(a, text)))
 
     def _cancel_waiting_units(self, job: Job) -> list[Task]:
         changed = []
@@ -244,10 +251,24 @@ class Cancels(Processes):
         """The proof step: no process of the job may be left; survivors are killed and, if they
         outlast SIGKILL, reported on the job instead of a false success."""
         left = self._job_processes(job)
-        if not left:
+        steps = self._slurm_steps_left(job)
+        if not left and not steps:
             return False
         self._kill(job, left, [])
+        if steps:
+            self._report_steps_left(job, steps)
         return True
+
+    def _report_steps_left(self, job: Job, steps: list[str]) -> None:
+        """Steps Slurm still lists after SIGKILL: the job is visibly in trouble, never falsely ended."""
+        since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else job.end_time
+        if since is None or now() - since <= SLURM_STEPS_REPORT_AFTER:
+            return
+        message = (f"Cancel incomplete: Slurm still lists {len(steps)} step(s) of job {job.id} "
+                   f"({', '.join(steps[:10])}) after SIGKILL.")
+        if job.error_message != message:
+            job.error_message = message
+            self.commit(job, entry=("scheduler", "trouble", message))
 
     def _finalize(self, job: Job) -> None:
         expected = int(job.state)
@@ -278,6 +299,9 @@ class Cancels(Processes):
             unit.error_code, unit.end_time = TASKS_JOB_CANCELED, now()
         job.allocation = {}
         job.release_deadline = None
+        if job.slurm_job_id:  # the allocation ends once the end is on record
+            self.store.after_commit(lambda: self._slurm_call(job, lambda s, a: s.end(a)))
+            self._next_step_kill.pop(job.id, None)
         if job.cancel is not None:
             job.cancel.survivors = []
         for unit in job.units():
@@ -309,6 +333,7 @@ class Cancels(Processes):
         job.queue_order = self._take_order(front=True)
         job.end_time = job.start_time = None
         job.cancel = None
+        job.slurm_job_id = 0  # its old allocation was ended with it: it asks Slurm again
         job.error_message, job.error_code, job.request_cancel = "", 0, "None"
         changed: list[Task] = []
         for task in job.tasks:

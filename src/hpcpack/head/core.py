@@ -18,6 +18,7 @@ from ..model import jobspec
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import executor
+from .slurm import Slurm
 from .store import Store, Transaction
 from .waits import Waits
 
@@ -41,6 +42,11 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
 }
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
+# Slurm lists a killed step until slurmstepd has seen its cgroup empty (about 3 s here): only later is
+# a step still listed reported as trouble.
+SLURM_STEPS_REPORT_AFTER = 15.0
+STEP_KILL_INTERVAL = 0.5  # seconds between SIGKILLs through Slurm to the steps of a job being ended
+SLURM_POLL_INTERVAL = 0.05  # seconds between asking Slurm whether queued jobs' allocations were granted
 CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live
 
 
@@ -70,6 +76,12 @@ class Core:
         self.cgroups = executor.Cgroups(self.head_id)
         self.launchers = executor.Launchers()
         self.name = socket.gethostname().upper()
+        self.slurm: Slurm | None = None
+        if config.engine == "slurm":
+            self.slurm = Slurm(config.slurm_conf)
+            config.nodes = self.slurm.nodes()  # Slurm's nodes are the cluster's
+        self._next_slurm_poll = 0.0
+        self._next_step_kill: dict[int, float] = {}  # job id -> when its steps may be killed through Slurm again
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
         for job in self.store.load_jobs(states=ACTIVE_STATES):  # ended jobs stay on disk until asked for

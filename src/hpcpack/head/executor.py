@@ -45,6 +45,7 @@ class RunSpec:
     stdout: str = ""
     stderr: str = ""
     groups: list[int] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)  # what runs instead of /bin/sh -c command (a Slurm step)
 
 
 def become_subreaper() -> bool:
@@ -110,7 +111,7 @@ def _instructions(spec: RunSpec, cgroup: Path | None) -> dict[str, Any]:
     env = {**markers, **{k: v for k, v in spec.env.items() if k not in markers}}  # markers first: see snapshot
     return {"uid": spec.uid, "gid": spec.gid, "groups": spec.groups, "cgroup": str(cgroup or ""),
             "exit_path": str(spec.exit_path), "output_path": str(spec.output_path), "cwd": spec.cwd,
-            "cwd_required": spec.cwd_required, "command": spec.command, "env": env,
+            "cwd_required": spec.cwd_required, "command": spec.command, "argv": spec.argv, "env": env,
             "stdin": spec.stdin, "stdout": spec.stdout, "stderr": spec.stderr}
 
 

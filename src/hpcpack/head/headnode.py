@@ -22,8 +22,8 @@ from ..model import jobspec, paths
 from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
-from . import placement, scheduler
-from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
+from . import placement, scheduler, slurm
+from .core import CLEANUP_INTERVAL, ENDED_STATES, SLURM_POLL_INTERVAL, StartFailure, log
 from .nodes import Nodes
 
 __all__ = ["HeadNode", "StartFailure"]
@@ -33,7 +33,8 @@ __all__ = ["HeadNode", "StartFailure"]
 _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "previous_state", "create_time",
                          "submit_time", "start_time", "end_time", "change_time", "error_message", "error_code",
                          "request_cancel", "requeue_count", "allocation", "release_deadline", "queue_order",
-                         "cancel", "pending_reason", "tasks", "progress", "progress_message", "summary"})
+                         "cancel", "pending_reason", "tasks", "progress", "progress_message", "summary",
+                         "slurm_job_id"})
 
 
 class HeadNode(Nodes):
@@ -309,6 +310,8 @@ class HeadNode(Nodes):
                       if u.runtime_limit > 0 and u.start_time is not None and u.state == TaskState.Running]
         deadlines += [j.hold_until for j in self.in_state(JobState.Queued) if j.hold_until and j.hold_until > now()]
         polling = bool(self.adopted)
+        if self.slurm is not None and any(j.slurm_job_id for j in self.in_state(JobState.Queued)):
+            deadlines.append(self._next_slurm_poll)  # Slurm does not tell when it grants an allocation
         for job in self.in_state(JobState.Canceling, JobState.Finishing):
             if job.start_time is not None:
                 polling = True
@@ -402,6 +405,9 @@ class HeadNode(Nodes):
         stranded = self._stranded()
         if not self._by_state[JobState.Queued] and not stranded:
             return
+        if self.slurm is not None:
+            self._allocate_on_slurm(self.slurm)
+            return
         # Only Online nodes take new work: a Draining or Offline node gives no cores.
         free = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
         for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
@@ -432,15 +438,69 @@ class HeadNode(Nodes):
             self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"
         for job_id, grant in grants.items():
             job = self.jobs[job_id]
-            job.allocation = grant
             if job.state == JobState.Running:  # a stranded job: new nodes, the same run
+                job.allocation = grant
                 self.commit(job, entry=("scheduler", "nodes allocated", ",".join(sorted(grant))))
                 continue
-            self._move(job, "start")
-            job.start_time = now()
-            prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
-            instances = self._node_instances(job, prep) if prep else []
-            self.commit(job, instances)
+            self._start_job(job, grant)
+
+    def _start_job(self, job: Job, grant: dict[str, int]) -> None:
+        job.allocation = grant
+        self._move(job, "start")
+        job.start_time = now()
+        prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
+        instances = self._node_instances(job, prep) if prep else []
+        self.commit(job, instances)
+
+    def _allocate_on_slurm(self, engine: slurm.Slurm) -> None:
+        """Slurm decides when and where: a queued job asks for its allocation as its owner and stays
+        Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
+        queued = self.in_state(JobState.Queued)
+        for job in queued:
+            job.pending_reason = self._hold_reason(job) or "Resources"
+        if now() >= self._next_slurm_poll:
+            self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
+            self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
+        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
+            self._request_allocation(engine, job)
+
+    def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
+        try:
+            job.slurm_job_id = engine.submit_holder(job.owner, f"hpc-{self.head_id}-{job.id}",
+                                                    self._slurm_request(engine, job))
+        except slurm.SlurmError as e:
+            self._fail_job(job, f"Slurm refused the job's allocation: {e}")
+            return
+        self.commit(job, entry=("scheduler", "slurm allocation", "", str(job.slurm_job_id)))
+
+    def _slurm_request(self, engine: slurm.Slurm, job: Job) -> slurm.Request:
+        """The job's demand in Slurm's terms: as many cores as are idle now up to its maximum (never
+        under its minimum, which it then waits for), only on the nodes it may use."""
+        low, high = self._core_demand(job)
+        names = [n.name for n in self.config.nodes]
+        requested = {r.lower() for r in job.requested_nodes}
+        excluded = {e.lower() for e in job.excluded_nodes}
+        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested))
+        idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
+        if job.unit_type == "Node":
+            nodes = f"{job.min_units or 1}-{job.max_units or job.min_units or 1}"
+            return slurm.Request(cores=job.min_units or 1, nodes=nodes, exclude=exclude, exclusive=True)
+        cores = max(low, min(high, idle))
+        return slurm.Request(cores=cores, exclude=exclude, exclusive=job.exclusive)
+
+    def _poll_allocations(self, engine: slurm.Slurm, waiting: list[Job]) -> None:
+        states = engine.states(j.slurm_job_id for j in waiting)
+        for job in self._each(waiting):
+            state = states.get(job.slurm_job_id)
+            if state == "RUNNING":
+                self._start_job(job, engine.allocation(job.slurm_job_id))
+            elif state is None or state not in slurm.LIVE_STATES:
+                log.warning("job %d: Slurm job %d ended while queued (%s); asking again", job.id,
+                            job.slurm_job_id, state)
+                job.slurm_job_id = 0
+                self.commit(job)
+            else:
+                job.pending_reason = f"Resources (Slurm job {job.slurm_job_id} {state})"
 
     def _hold_reason(self, job: Job) -> str:
         """Why a queued job may not start yet whatever the cores: held, or parents not finished."""

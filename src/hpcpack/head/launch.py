@@ -160,11 +160,14 @@ def _start(spec: dict[str, object]) -> int:
         if spec["stderr"] else stdout
     env = spec["env"]
     assert isinstance(env, dict)
-    return _spawn(str(spec["command"]), env, (stdin, stdout, stderr))
+    argv = spec.get("argv") or ["/bin/sh", "-c", str(spec["command"])]
+    assert isinstance(argv, list)
+    return _spawn(argv, env, (stdin, stdout, stderr))
 
 
-def _spawn(command: str, env: dict[str, str], fds: tuple[int, int, int]) -> int:
-    """fork + exec of /bin/sh -c command; an exec failure (E2BIG, ...) comes back through a pipe."""
+def _spawn(argv: list[str], env: dict[str, str], fds: tuple[int, int, int]) -> int:
+    """fork + exec of argv (/bin/sh -c command, or the srun of a Slurm step); an exec failure (E2BIG, ...)
+    comes back through a pipe."""
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -174,7 +177,7 @@ def _spawn(command: str, env: dict[str, str], fds: tuple[int, int, int]) -> int:
             for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, *_STOPS):
                 _signal.signal(sig, _signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ
             _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-            os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
+            os.execve(argv[0], argv, env)
         except OSError as e:
             os.write(report_w, (e.strerror or str(e)).encode())
         finally:

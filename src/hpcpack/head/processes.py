@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from ..model.objects import Job, Task, now
 from ..model.states import TASK_TERMINAL
-from . import executor
+from . import executor, slurm
 from .core import (
+    STEP_KILL_INTERVAL,
     SURVIVOR_REPORT_AFTER,
     SWEEP_INTERVAL,
     Core,
+    log,
 )
 
 
@@ -71,11 +74,17 @@ class Processes(Core):
 
     def _signal_units(self, job: Job, units: list[Task], sig: signal.Signals) -> None:
         """Signals the units' processes once the change that asks for it is committed (never before:
-        a crash or a full disk between the two must not leave killed tasks with no cancel on record)."""
-        pids = [pid for u in units for pid in self._unit_processes(job, u)]
+        a crash or a full disk between the two must not leave killed tasks with no cancel on record).
+        On Slurm the signal goes to the steps through Slurm; a local srun is only ever killed (TERM
+        to srun would end its step at once, with no grace period)."""
+        steps = [self._step_name(job, u) for u in units] if self.slurm is not None and job.slurm_job_id else []
+        local = not steps or sig == signal.SIGKILL
+        pids = [pid for u in units for pid in self._unit_processes(job, u)] if local else []
         tokens = [u.token for u in units] if sig == signal.SIGKILL else []
 
         def send() -> None:
+            if steps:
+                self._slurm_call(job, lambda s, a: s.signal_steps(a, steps, sig))
             failed = executor.signal_all(pids, sig)
             for token in tokens:
                 self.cgroups.kill(token)
@@ -83,7 +92,34 @@ class Processes(Core):
                 job.cancel.survivors = failed
         self.store.after_commit(send)
 
+    def _step_name(self, job: Job, unit: Task) -> str:
+        return slurm.step_name(self.head_id, job.id, unit.key, unit.requeue_count)
+
+    def _slurm_call(self, job: Job, action: Callable[[slurm.Slurm, int], object]) -> None:
+        """Runs `action(slurm, allocation)` for a job that holds an allocation; a Slurm failure is
+        logged, never the end of the head node (the job's next pass tries what is still needed)."""
+        if self.slurm is None or not job.slurm_job_id:
+            return
+        try:
+            action(self.slurm, job.slurm_job_id)
+        except slurm.SlurmError as e:
+            log.warning("job %d: %s", job.id, e)
+
+    def _slurm_steps_left(self, job: Job) -> list[str]:
+        """The job's steps Slurm still lists. With proctrack/cgroup a step is listed until every
+        process in its cgroup is gone, so an empty list is Slurm's proof that nothing of it is left."""
+        if self.slurm is None or not job.slurm_job_id:
+            return []
+        try:
+            return sorted(self.slurm.steps(job.slurm_job_id))
+        except slurm.SlurmError as e:
+            gone = "Invalid job id" in str(e)
+            return [] if gone else [f"unknown ({e})"]
+
     def _kill(self, job: Job, pids: list[int], units: list[Task]) -> None:
+        if now() >= self._next_step_kill.get(job.id, 0.0):  # scancel at most every STEP_KILL_INTERVAL
+            self._next_step_kill[job.id] = now() + STEP_KILL_INTERVAL
+            self._slurm_call(job, lambda s, a: s.kill_all_steps(a))
         failed = executor.signal_all(pids, signal.SIGKILL)
         for unit in job.units():
             self.cgroups.kill(unit.token)

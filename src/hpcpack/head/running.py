@@ -12,7 +12,7 @@ from ..model import jobspec, paths
 from ..model.objects import FINISHED_BY_USER, TASKS_JOB_CANCELED, Job, Task, now
 from ..model.params import SWEEP_WINDOW, WINDOW_BYTES
 from ..model.states import TASK_TERMINAL, TASK_WAITING, JobState, TaskState
-from . import executor
+from . import executor, slurm
 from .cancels import Cancels
 from .core import (
     TASK_FAILURE,
@@ -179,12 +179,25 @@ class Running(Cancels):
             raise StartFailure(e.message) from None
         env["CCP_WORKDIR"] = work_dir
         groups = os.getgrouplist(account.pw_name, account.pw_gid)
+        argv = self._step_argv(job, unit, env)
         return executor.RunSpec(
-            command=unit.command, env=env, cwd=work_dir or account.pw_dir, cwd_required=bool(work_dir),
+            argv=argv, command=unit.command, env=env, cwd=work_dir or account.pw_dir, cwd_required=bool(work_dir),
             uid=account.pw_uid, gid=account.pw_gid, groups=groups,
             job_marker=executor.job_marker(self.head_id, job.id), task_marker=unit.token,
             output_path=self._output_path(unit), exit_path=self._exit_path(unit),
             stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def _step_argv(self, job: Job, unit: Task, env: dict[str, str]) -> list[str]:
+        """On Slurm, the task runs as a step of its job's allocation on its node (see slurm.py)."""
+        if self.slurm is None:
+            return []
+        if not job.slurm_job_id:
+            raise StartFailure("the job holds no Slurm allocation.")
+        if "SLURM_CONF" in self.slurm.env:  # srun finds slurmctld as the head node does
+            env["SLURM_CONF"] = self.slurm.env["SLURM_CONF"]
+        cores = 1 if unit.is_node_task else unit.min_cores
+        name = slurm.step_name(self.head_id, job.id, unit.key, unit.requeue_count)
+        return self.slurm.step_argv(job.slurm_job_id, unit.node, cores, name, unit.command)
 
     def reap_exited_units(self) -> None:
         """Records each exited task; an exit that could not be recorded (the store failed) is kept and

@@ -296,6 +296,7 @@ class Job:
     explicit: list[str] = field(default_factory=list)  # properties the user gave (a template fills the others)
     # An ended job's task counters, stored with it, so that listing ended jobs reads no task.
     summary: dict[str, int] = field(default_factory=dict)
+    slurm_job_id: int = 0  # the Slurm allocation that holds the job's nodes (engine: slurm), 0 when none
     tasks: list[Task] = field(default_factory=list, repr=False)
 
     @property

@@ -1,0 +1,188 @@
+"""Slurm as the execution engine: the head node keeps the HPC model, Slurm allocates and launches.
+
+An HPC job is one Slurm allocation, asked for as the job's owner (`runuser -u <owner> -- sbatch` of a
+holder script that only sleeps, so the allocation lives until the head node ends it); each task unit
+is a job step (`srun --jobid=<allocation> --overlap ...`) started by the ordinary launcher as the owner,
+so the local srun is the task's process here and its exit code is the task's. Everything a user sends
+(command line, environment, message) goes as one argv word or through the environment, never into
+shell text or a Slurm option string.
+
+Only root's client commands talk to slurmctld from here (root is Slurm's administrator); the owner's
+identity reaches Slurm through MUNGE when sbatch and srun run as the owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..config import Node
+
+log = logging.getLogger("hpcpack.head.slurm")
+
+COMMAND_TIMEOUT = 15.0  # seconds a Slurm command may take before the head node gives up on it
+# The holder keeps the allocation: the head node, not the script, decides when it ends.
+HOLDER_SCRIPT = "#!/bin/sh\nexec sleep infinity\n"
+LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "RESIZING"})
+# The markers stay on this machine: a step's processes are found through Slurm, not by scanning /proc.
+UNMARK = ("/usr/bin/env", "-u", "HPCPACK_JOB", "-u", "HPCPACK_TASK")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message has the command and what it said."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an HPC job asks Slurm for: cores (or whole nodes), where, and whether it shares nodes."""
+
+    cores: int
+    nodes: str = ""  # "min-max" for NumNodes jobs, else empty
+    exclude: tuple[str, ...] = ()
+    exclusive: bool = False
+
+
+class Slurm:
+    """Slurm's client commands, run with the head node's SLURM_CONF."""
+
+    def __init__(self, conf: str | None) -> None:
+        self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        if conf:
+            self.env["SLURM_CONF"] = conf
+        self.srun = shutil.which("srun") or "/usr/bin/srun"
+
+    def run(self, args: Sequence[str], user: str = "", stdin: str = "") -> str:
+        """Runs a Slurm command (as `user` when given) and returns its standard output."""
+        argv = ["runuser", "-u", user, "--", *args] if user and os.geteuid() == 0 else list(args)
+        try:
+            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=self.env,
+                                  timeout=COMMAND_TIMEOUT, cwd="/")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SlurmError(f"{args[0]} could not run: {e}") from None
+        if done.returncode != 0:
+            raise SlurmError(f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.returncode}")
+        return done.stdout
+
+    def nodes(self) -> list[Node]:
+        """The cluster's nodes and their CPUs (a node in several partitions is listed once)."""
+        found: dict[str, int] = {}
+        for line in self.run(["sinfo", "-h", "-N", "-o", "%N %c"]).splitlines():
+            name, cpus = line.split()
+            found[name] = int(cpus)
+        return [Node(name, cpus) for name, cpus in sorted(found.items())]
+
+    def idle_cpus(self) -> dict[str, int]:
+        """Node -> CPUs nobody holds now (sinfo's %C is allocated/idle/other/total)."""
+        idle: dict[str, int] = {}
+        for line in self.run(["sinfo", "-h", "-N", "-o", "%N %C"]).splitlines():
+            name, counts = line.split()
+            idle[name] = int(counts.split("/")[1])
+        return idle
+
+    def submit_holder(self, owner: str, name: str, request: Request) -> int:
+        """Asks for the allocation as `owner`; returns Slurm's job id at once (the job may wait)."""
+        args = ["sbatch", "--parsable", f"--job-name={_safe(name)}", f"--ntasks={request.cores}",
+                "--output=/dev/null", "--error=/dev/null", "--chdir=/", "--export=NONE"]
+        if request.nodes:
+            args.append(f"--nodes={request.nodes}")
+        if request.exclude:
+            args.append(f"--exclude={','.join(_safe(n) for n in request.exclude)}")
+        if request.exclusive:
+            args.append("--exclusive")
+        out = self.run(args, user=owner, stdin=HOLDER_SCRIPT)  # the script comes on stdin: no file to trust
+        return int(out.strip().split(";")[0])
+
+    def states(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """Slurm job id -> state for the jobs Slurm still lists (a gone job is missing)."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
+        try:
+            out = self.run(["squeue", "-h", "-o", "%i %T", f"--jobs={','.join(map(str, ids))}"])
+        except SlurmError:  # squeue refuses a list with an id it no longer knows: ask one by one
+            if len(ids) == 1:
+                return {}
+            return {k: v for i in ids for k, v in self.states([i]).items()}
+        return {int(i): state for i, state in (line.split() for line in out.splitlines()) if i.isdigit()}
+
+    def allocation(self, job_id: int) -> dict[str, int]:
+        """Node -> CPUs of a running allocation (scontrol's detailed Nodes=... CPU_IDs=... lines)."""
+        grant: dict[str, int] = {}
+        text = self.run(["scontrol", "-d", "show", "job", str(job_id)])
+        for nodes, cpu_ids in re.findall(r"\bNodes=(\S+) CPU_IDs=(\S+)", text):
+            for node in self.hostnames(nodes):
+                grant[node] = grant.get(node, 0) + _count_ids(cpu_ids)
+        return grant
+
+    def hostnames(self, nodelist: str) -> list[str]:
+        if "[" not in nodelist:
+            return nodelist.split(",")
+        return self.run(["scontrol", "show", "hostnames", nodelist]).split()
+
+    def steps(self, job_id: int) -> dict[str, str]:
+        """Step id ("J.S") -> step name, for the steps of the allocation other than its holder."""
+        out = self.run(["squeue", "-h", "-s", "-o", "%i %j", f"--jobs={job_id}"])
+        steps = {}
+        for line in out.splitlines():
+            step, _, name = line.partition(" ")
+            if step.split(".")[-1] not in ("batch", "extern"):
+                steps[step] = name
+        return steps
+
+    def signal_steps(self, job_id: int, names: Iterable[str], sig: signal.Signals) -> None:
+        """Sends `sig` to the allocation's steps that carry these names."""
+        wanted = set(names)
+        steps = [s for s, name in self.steps(job_id).items() if name in wanted]
+        if steps:
+            self.run(["scancel", f"--signal={sig.name.removeprefix('SIG')}", *steps])
+
+    def kill_all_steps(self, job_id: int) -> None:
+        """SIGKILL to every step but the holder, by step id: a signal to the job would reach the batch
+        step too and end the allocation, which still has node-release steps to run."""
+        steps = list(self.steps(job_id))
+        if steps:
+            self.run(["scancel", "--signal=KILL", *steps])
+
+    def comment(self, job_id: int, text: str) -> None:
+        """Mirrors the cancel message into Slurm's Comment, so Slurm's tools show it (one argv word)."""
+        self.run(["scontrol", "update", f"job={job_id}", f"comment={text}"])
+
+    def end(self, job_id: int) -> None:
+        """Ends the allocation (its holder and whatever is left in it)."""
+        self.run(["scancel", str(job_id)])
+
+    def step_argv(self, job_id: int, node: str, cores: int, name: str, command: str) -> list[str]:
+        """The command line of a task as one step on `node`; the task's environment, WorkDir and
+        redirections are the local srun's (the launcher sets them up as the owner), and srun passes
+        them on. --quiet keeps srun's own messages out of the task's output."""
+        return [self.srun, f"--jobid={job_id}", "--overlap", "--quiet", "--nodes=1", "--ntasks=1",
+                f"--cpus-per-task={cores}", f"--nodelist={_safe(node)}", f"--job-name={_safe(name)}",
+                "--", *UNMARK, "/bin/sh", "-c", command]
+
+
+def step_name(head_id: str, job_id: int, unit_key: str, attempt: int) -> str:
+    """A step's name, unique on this head node: the task's unit and its attempt."""
+    return f"hpc-{head_id}-{job_id}-{unit_key}-{attempt}"
+
+
+def _safe(word: str) -> str:
+    """A name that goes inside a Slurm option: only the characters names have, or it is refused."""
+    if not _NAME.fullmatch(word):
+        raise SlurmError(f"'{word}' is not a name Slurm options may carry")
+    return word
+
+
+def _count_ids(cpu_ids: str) -> int:
+    """'0-1,3' -> 3."""
+    count = 0
+    for part in cpu_ids.split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count

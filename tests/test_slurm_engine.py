@@ -1,0 +1,226 @@
+"""A head node with `engine: slurm` runs HPC jobs on a real two-node Slurm cluster with HPC Pack's
+semantics: one allocation per job (asked for as its owner), one step per task, HPC Pack's cancel."""
+
+from __future__ import annotations
+
+import json
+import pwd
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpcpack.backends.client import Client
+
+from .conftest import HeadNodeProcess, as_user, slurm_engine_config, start_head_node, wait_until
+from .jobs import cancel, job, task_states, tasks, wait_state
+from .slurm_cluster import SlurmCluster
+
+OWNER = "hpcalice"
+# Every process ignores TERM, one leaves the session (setsid) and one the process tree (double fork):
+# only the step's cgroup holds them all. Each writes its pid to {pids}; {ready} gets the Slurm job id.
+IGNORE_TREE = ("trap '' TERM; echo $$ >> {pids}; setsid -f sh -c 'echo $$ >> {pids}; exec sleep 1000'; "
+               "( sh -c 'echo $$ >> {pids}; exec sleep 1000' & ); sleep 0.2; echo $SLURM_JOB_ID > {ready}; "
+               "while :; do sleep 0.05; done")
+
+
+@pytest.fixture
+def head(slurm: SlurmCluster, state_dir: Path, users: dict[str, object]) -> Iterator[HeadNodeProcess]:
+    node = start_head_node(state_dir, slurm_engine_config(slurm))
+    client = node.client()
+    client.call("set_property", values={"TaskCancelGracePeriod": 2, "NodeReleaseTaskTimeout": 5})
+    client.close()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def client(head: HeadNodeProcess) -> Iterator[Client]:
+    c = head.client()
+    yield c
+    c.close()
+
+
+def user_job(head: HeadNodeProcess, *commands: str, user: str = OWNER, **spec: object) -> int:
+    """A job of `user` (a real Unix user, through the socket as that user), submitted."""
+    code = (f"j = c.call('new_job', spec={spec!r})\n"
+            f"for cmd in {list(commands)!r}: c.call('add_task', job_id=j['Id'], spec={{'CommandLine': cmd}})\n"
+            "print(json.dumps(c.call('submit_jobs', ids=[j['Id']])))\nprint(j['Id'])")
+    done = as_user(user, head, code)
+    assert done.returncode == 0, done.stderr
+    assert "error" not in done.stdout.splitlines()[0], done.stdout
+    return int(done.stdout.split()[-1])
+
+
+def slurm_job(slurm: SlurmCluster, job_id: int) -> dict[str, str]:
+    out = slurm.run(["scontrol", "-o", "show", "job", str(job_id)], check=False).stdout
+    return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def test_nodes_are_slurms_and_a_task_runs_as_its_owner_on_a_slurm_node(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
+    job_id = user_job(head, "echo $SLURMD_NODENAME $(hostname) $(id -un) $CCP_JOBID $SLURM_JOB_ID")
+    done = wait_state(client, job_id, "Finished", "Failed")
+    assert done["State"] == "Finished", (done["ErrorMessage"], [(t["ErrorMessage"], t["Output"]) for t in tasks(client, job_id).values()])
+    [task] = tasks(client, job_id).values()
+    node, host, user, hpc_id, slurm_id = task["Output"].split()
+    assert node in slurm.nodes and host == node and user == OWNER and hpc_id == str(job_id)
+    assert slurm_job(slurm, int(slurm_id)).get("UserId", "").startswith(f"{OWNER}(")
+    assert task["ExitCode"] == 0 and job(client, job_id)["AllocatedNodes"] == []
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The pids that are still live processes (zombies count as gone)."""
+    found = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            found.append(pid)
+    return found
+
+
+def step_cgroup_pids(slurm: SlurmCluster, slurm_id: int, user: str = OWNER) -> list[int]:
+    """Every process in the job's step cgroups on every node (proctrack/cgroup's record), the holder's
+    batch step aside."""
+    uid = pwd.getpwnam(user).pw_uid
+    pids = []
+    for node in slurm.nodes:
+        for procs in Path(f"/sys/fs/cgroup/freezer/slurm_{node}/uid_{uid}/job_{slurm_id}").glob("step_*/cgroup.procs"):
+            if procs.parent.name != "step_batch":
+                pids += [int(p) for p in procs.read_text().split()]
+    return pids
+
+
+@pytest.fixture
+def shared(shared_tmp: Path) -> Path:
+    return shared_tmp
+
+
+def running_tree(head: HeadNodeProcess, shared: Path, name: str = "tree", **spec: object) -> tuple[int, int, list[int]]:
+    """A job of OWNER whose task is IGNORE_TREE; returns (HPC job id, Slurm job id, the tree's pids)."""
+    pids, ready = shared / f"{name}.pids", shared / f"{name}.ready"
+    job_id = user_job(head, IGNORE_TREE.format(pids=pids, ready=ready), **spec)
+    wait_until(lambda: ready.exists() and ready.read_text().strip(), 20)
+    tree = [int(p) for p in pids.read_text().split()]
+    assert len(alive(tree)) == 3
+    return job_id, int(ready.read_text()), tree
+
+
+def test_stop_plain_waits_the_grace_period_then_kills_the_tree_and_mirrors_the_message(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    job_id, slurm_id, tree = running_tree(head, shared)
+    started = time.monotonic()
+    [answer] = cancel(client, job_id, message="maintenance; rm -rf / $(reboot) 'quoted'")
+    assert "error" not in answer, answer
+    assert slurm_job(slurm, slurm_id).get("Comment") == "maintenance;"  # scontrol -o splits at spaces
+    comment = slurm.run(["squeue", "-h", "-j", str(slurm_id), "-o", "%k"], check=False).stdout.strip()
+    assert comment in ("maintenance; rm -rf / $(reboot) 'quoted'", "")  # "" once Slurm let go of it
+    wait_until(lambda: not alive(tree), 10)
+    gone = time.monotonic() - started
+    assert 2.0 <= gone < 3.0, gone  # the head node's 2 s grace period, not Slurm's KillWait (5 s)
+    # Canceled once Slurm no longer lists the steps: its proof that their cgroups are empty.
+    ended = wait_state(client, job_id, "Canceled")
+    assert ended["ErrorMessage"] == "maintenance; rm -rf / $(reboot) 'quoted'"
+    assert alive(tree) == [] and step_cgroup_pids(slurm, slurm_id) == []
+    assert list(task_states(client, job_id).values()) == ["Failed"]
+
+
+def test_force_kills_a_term_ignoring_tree_at_once_without_slurms_killwait(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    job_id, slurm_id, tree = running_tree(head, shared)
+    started = time.monotonic()
+    cancel(client, job_id, force=True)
+    wait_until(lambda: not alive(tree), 5)
+    gone = time.monotonic() - started
+    ended = wait_state(client, job_id, "Canceled")
+    assert gone < 1.0, gone  # the grace period is 2 s and Slurm's KillWait 5 s: neither is waited for
+    assert ended["State"] == "Canceled" and step_cgroup_pids(slurm, slurm_id) == []
+
+
+def test_stop_state_finished_ends_a_run_until_canceled_job_finished(
+        head: HeadNodeProcess, client: Client) -> None:
+    job_id = user_job(head, "echo Hello World!", RunUntilCanceled=True, NumCores="1-3")
+    wait_until(lambda: task_states(client, job_id) == {f"{job_id}.1": "Finished"}, 20)
+    assert job(client, job_id)["State"] == "Running"
+    cancel(client, job_id, state="Finished")
+    assert wait_state(client, job_id, "Finished")["ErrorMessage"] == "Finished by user."
+
+
+def test_graceful_finish_lets_the_running_step_end_and_starts_no_other(
+        head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    gate, ready = shared / "gate", shared / "ready"
+    job_id = user_job(head, f"echo ready > {ready}; while [ ! -e {gate} ]; do sleep 0.05; done; echo done",
+                      "echo second", NumCores="1")
+    wait_until(ready.exists, 20)
+    cancel(client, job_id, graceful=True, state="Finished")
+    time.sleep(0.5)
+    assert job(client, job_id)["State"] == "Canceling"
+    gate.touch()
+    wait_state(client, job_id, "Finished")
+    assert task_states(client, job_id) == {f"{job_id}.1": "Finished", f"{job_id}.2": "Canceled"}
+    assert tasks(client, job_id)[f"{job_id}.1"]["Output"].strip().endswith("done")
+
+
+@pytest.mark.parametrize("grace", [0, 1, 2])
+def test_grace_periods_are_honoured(slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path,
+                                    grace: int) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": grace})
+    job_id, slurm_id, tree = running_tree(head, shared)
+    started = time.monotonic()
+    cancel(client, job_id)
+    wait_until(lambda: not alive(tree), grace + 5)
+    gone = time.monotonic() - started
+    wait_state(client, job_id, "Canceled")
+    assert grace <= gone < grace + 1.0, (grace, gone)
+
+
+def test_node_release_runs_once_per_node_and_not_with_force(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    ran = {}
+    for force in (False, True):
+        marker, ready = shared / f"released-{force}", shared / f"ready-{force}"
+        code = (f"j = c.call('new_job', spec={{'NumCores': '4'}})\n"
+                f"c.call('add_task', job_id=j['Id'], spec={{'Type': 'NodeRelease', "
+                f"'CommandLine': 'echo $SLURMD_NODENAME $CCP_JOBID >> {marker}'}})\n"
+                f"c.call('add_task', job_id=j['Id'], spec={{'CommandLine': 'echo x > {ready}; sleep 300'}})\n"
+                "c.call('submit_jobs', ids=[j['Id']]); print(j['Id'])")
+        done = as_user(OWNER, head, code)
+        job_id = int(done.stdout.split()[-1])
+        wait_until(ready.exists, 20)
+        assert sorted(job(client, job_id)["AllocatedNodes"]) == list(slurm.nodes)
+        cancel(client, job_id, force=force)
+        wait_state(client, job_id, "Canceled")
+        ran[force] = sorted(marker.read_text().splitlines()) if marker.exists() else []
+    assert ran[False] == [f"{n} {job_id - 1}" for n in slurm.nodes]
+    assert ran[True] == []
+
+
+def test_another_users_cancel_is_refused(head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    job_id, _, tree = running_tree(head, shared)
+    refused = as_user("hpcbob", head, f"print(json.dumps(c.call('cancel_jobs', ids=[{job_id}])))")
+    [answer] = json.loads(refused.stdout)
+    assert "PermissionDenied" in json.dumps(answer), answer
+    assert job(client, job_id)["State"] == "Running" and len(alive(tree)) == 3
+    cancel(client, job_id, force=True)  # by root, an administrator
+    wait_state(client, job_id, "Canceled")
+
+
+def test_the_head_node_killed_mid_cancel_finishes_the_cancel_after_restart(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 3})
+    job_id, slurm_id, tree = running_tree(head, shared)
+    cancel(client, job_id)
+    assert job(client, job_id)["State"] == "Canceling"
+    client.close()
+    head.kill()
+    assert len(alive(tree)) == 3, "the steps outlive the head node"
+    restarted = start_head_node(head.state_dir)
+    head.process = restarted.process
+    client = head.client()
+    assert wait_state(client, job_id, "Canceled", timeout=15)["State"] == "Canceled"
+    assert alive(tree) == [] and step_cgroup_pids(slurm, slurm_id) == []
+    client.close()
