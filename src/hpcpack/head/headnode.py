@@ -17,14 +17,13 @@ from typing import Any
 
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
-from ..identity import Caller, groups_of
-from ..model import jobspec, paths
+from ..identity import Caller
+from ..model import jobspec
 from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
-from . import placement, scheduler, slurm
-from .core import CLEANUP_INTERVAL, ENDED_STATES, SLURM_POLL_INTERVAL, StartFailure, log
-from .nodes import Nodes
+from .allocation import Allocation
+from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
 
 __all__ = ["HeadNode", "StartFailure"]
 
@@ -37,74 +36,13 @@ _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "prev
                          "slurm_job_id"})
 
 
-class HeadNode(Nodes):
-    """The head node: the parts in hpcpack.head, plus submission, validation, allocation and the loop."""
+class HeadNode(Allocation):
+    """The head node: the parts in hpcpack.head (core -> processes -> cancels -> running -> recovery ->
+    nodes -> admission -> allocation), plus the verbs on jobs and tasks and the loop."""
 
     def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
         super().__init__(state_dir, config)
         self.load_nodes()
-
-    def templates(self) -> list[tpl.JobTemplate]:
-        """Every job template, by name; `Default` always (a built-in one until an administrator imports another)."""
-        stored = [tpl.JobTemplate.from_row(d) for d in self.store.templates()]
-        if not any(t.name.lower() == tpl.DEFAULT.lower() for t in stored):
-            stored.insert(0, tpl.default_template())
-        return sorted(stored, key=lambda t: (t.name.lower() != "default", t.name.lower()))
-
-    def template(self, name: str) -> tpl.JobTemplate:
-        found = next((t for t in self.templates() if t.name.lower() == name.lower()), None)
-        if found is None:
-            raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist on the head node "
-                           f"{self.name} (Get-HpcJobTemplate lists them).", name)
-        return found
-
-    def _usable_template(self, caller: Caller, name: str) -> tpl.JobTemplate:
-        template = self.template(name)
-        if not tpl.may_use(template, caller.name, groups_of(caller.name, caller.gid), caller.admin):
-            raise HpcError("PermissionDenied", f"The user {caller.name} may not use the job template '{template.name}'"
-                           f" (it is for {', '.join(template.users)}).", name)
-        return template
-
-    def _check_template_spec(self, caller: Caller, job: Job, spec: dict[str, Any]) -> None:
-        if any(k.lower() == "templatename" and v not in (None, "") for k, v in spec.items()):
-            job.template = self._usable_template(caller, job.template).name
-
-    def put_template(self, caller: Caller, template: tpl.JobTemplate, replace: bool) -> tpl.JobTemplate:
-        if not caller.admin:
-            raise HpcError("PermissionDenied", f"Only an administrator can create or change job templates; "
-                           f"{caller.name} is not one.", template.name)
-        tpl.check(template)
-        exists = any(t.name.lower() == template.name.lower() for t in self.store_templates())
-        if exists and not replace:
-            raise HpcError("InvalidOperation", f"A job template named '{template.name}' already exists; use -Force to "
-                           "replace it.", template.name)
-        self.store.save_template(template.name, template.to_row())
-        return template
-
-    def store_templates(self) -> list[tpl.JobTemplate]:
-        return [tpl.JobTemplate.from_row(d) for d in self.store.templates()]
-
-    def remove_template(self, caller: Caller, name: str) -> None:
-        if not caller.admin:
-            raise HpcError("PermissionDenied", f"Only an administrator can remove job templates; {caller.name} is "
-                           "not one.", name)
-        if name.lower() == tpl.DEFAULT.lower():
-            raise HpcError("InvalidOperation", "The Default job template cannot be removed (every job without another "
-                           "template uses it); import another to change it.", name)
-        if not self.store.delete_template(name):
-            raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist.", name)
-
-    def _check_paths(self, tasks: list[Task]) -> list[Task]:
-        """A Windows path in a task's WorkDir, Stdin, Stdout or Stderr needs a rule of the path map (model.paths):
-        refused now, with the reason, rather than when the task starts. (The head node maps it at start.)"""
-        for task in tasks:
-            for value, what in ((task.work_dir, "WorkDir"), (task.stdin, "Stdin"), (task.stdout, "Stdout"),
-                                (task.stderr, "Stderr")):
-                paths.map_path(value, self.config.path_map, what)
-        return tasks
-
-    def map_paths(self, values: list[str]) -> list[str]:
-        return [paths.map_path(v, self.config.path_map) for v in values]
 
     def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
         """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
@@ -340,179 +278,15 @@ class HeadNode(Nodes):
                 del self._by_state[job.state][job_id]
             shutil.rmtree(self.output_dir / str(job_id), ignore_errors=True)
 
-    def validate_submitted_jobs(self) -> None:
-        cluster_cores = sum(n.cores for n in self.config.nodes)
-        node_names = {n.name.lower() for n in self.config.nodes}
-        for job in self._each(self.in_state(JobState.Submitted)):
-            if any(t.pending_steps and not t.instances and not t.rest_canceled for t in job.tasks):
-                continue  # its sweeps' first steps are made by expand_sweeps first: they are what is checked
-            self._move(job, "validate")
-            problem = self._validation_problem(job, cluster_cores, node_names)
-            units = []
-            if problem:
-                self._move(job, "reject")
-                job.error_message, job.end_time = problem, now()
-            else:
-                self._move(job, "accept")
-                for task in job.tasks:
-                    self._queue_task(task)
-                    units += [task, *task.instances]
-            entry = ("scheduler", "validation failed", problem) if problem else ()
-            self.commit(job, units, entry, expected=int(JobState.Submitted))
 
-    def _validation_problem(self, job: Job, cluster_cores: int, node_names: set[str]) -> str:
-        if job.run_until_canceled and (job.min_units is None or job.max_units is None):
-            return ("A RunUntilCanceled job needs an explicit minimum and maximum: give NumCores, NumSockets or "
-                    "NumNodes as min-max.")
-        minimum, _ = self._core_demand(job)
-        if minimum > cluster_cores:
-            return f"The job needs at least {minimum} cores; the cluster has {cluster_cores}."
-        unknown = [n for n in job.requested_nodes if n.lower() not in node_names]
-        if unknown:
-            return f"Requested nodes do not exist: {', '.join(unknown)}."
-        problem = self.group_problem(job) or placement.problem(job, self.config.nodes, minimum)
-        if problem:
-            return problem
-        sets = self.node_sets(job)
-        if sets:
-            cores = {n.name: n.cores for n in self.config.nodes}
-            best = max(sum(cores.get(n, 0) for n in s) for s in sets)
-            if minimum > best:
-                return (f"The job needs at least {minimum} cores; its node groups ({', '.join(self.job_groups(job))}, "
-                        f"{self.group_op(job)}) have {best}.")
-        return self._task_problem(job) or jobspec.dependency_problem(job.tasks)
 
-    def _task_problem(self, job: Job) -> str:
-        """A task that could never start: more cores than any node, or than the job may ever have."""
-        largest = max((n.cores for n in self.config.nodes), default=0)
-        _, most = self._core_demand(job)
-        for unit in job.units():
-            if unit.is_node_task:
-                continue
-            if unit.min_cores > largest:
-                return (f"Task {unit.key} needs {unit.min_cores} cores on one node; the largest node has "
-                        f"{largest}.")
-            if unit.min_cores > most:
-                return f"Task {unit.key} needs {unit.min_cores} cores; the job may have at most {most}."
-        return ""
 
-    def _stranded(self) -> list[Job]:
-        """Running jobs left without nodes (their nodes were taken offline) that still have work to start."""
-        return [j for j in self.in_state(JobState.Running) if not j.allocation
-                and any(u.state == TaskState.Queued for u in j.units())]
 
-    def allocate_queued_jobs(self) -> None:
-        stranded = self._stranded()
-        if not self._by_state[JobState.Queued] and not stranded:
-            return
-        if self.slurm is not None:
-            self._allocate_on_slurm(self.slurm)
-            return
-        # Only Online nodes take new work: a Draining or Offline node gives no cores.
-        free = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
-        for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
-            for node, cores in job.allocation.items():
-                if node in free:
-                    free[node] -= cores
-        for job in self.in_state(JobState.Queued):
-            job.pending_reason = self._hold_reason(job) or "Resources"
-        if not any(cores > 0 for cores in free.values()):
-            return  # nothing can start, however long the queue
-        queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)] + stranded
-        idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
-        demands = []
-        for job in queued:
-            low, high = self._core_demand(job)
-            allowed = placement.allowed_nodes(job, self.config.nodes)
-            if not allowed:
-                continue  # none of its nodes is there now (validation saw them): it waits, Resources
-            # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
-            sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
-            demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
-                                            job.exclusive or job.unit_type == "Node", allowed, sets,
-                                            job.single_node, placement.preference(job, self.config.nodes),
-                                            placement.caps(job, self.config.nodes)))
-        grants = scheduler.plan(free, idle, demands)
-        waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
-        for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
-            self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"
-        for job_id, grant in grants.items():
-            job = self.jobs[job_id]
-            if job.state == JobState.Running:  # a stranded job: new nodes, the same run
-                job.allocation = grant
-                self.commit(job, entry=("scheduler", "nodes allocated", ",".join(sorted(grant))))
-                continue
-            self._start_job(job, grant)
 
-    def _start_job(self, job: Job, grant: dict[str, int]) -> None:
-        job.allocation = grant
-        self._move(job, "start")
-        job.start_time = now()
-        prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
-        instances = self._node_instances(job, prep) if prep else []
-        self.commit(job, instances)
 
-    def _allocate_on_slurm(self, engine: slurm.Slurm) -> None:
-        """Slurm decides when and where: a queued job asks for its allocation as its owner and stays
-        Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
-        queued = self.in_state(JobState.Queued)
-        for job in queued:
-            job.pending_reason = self._hold_reason(job) or "Resources"
-        if now() >= self._next_slurm_poll:
-            self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
-            self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
-        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
-            self._request_allocation(engine, job)
 
-    def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
-        try:
-            job.slurm_job_id = engine.submit_holder(job.owner, f"hpc-{self.head_id}-{job.id}",
-                                                    self._slurm_request(engine, job))
-        except slurm.SlurmError as e:
-            self._fail_job(job, f"Slurm refused the job's allocation: {e}")
-            return
-        self.commit(job, entry=("scheduler", "slurm allocation", "", str(job.slurm_job_id)))
 
-    def _slurm_request(self, engine: slurm.Slurm, job: Job) -> slurm.Request:
-        """The job's demand in Slurm's terms: as many cores as are idle now up to its maximum (never
-        under its minimum, which it then waits for), only on the nodes it may use."""
-        low, high = self._core_demand(job)
-        names = [n.name for n in self.config.nodes]
-        requested = {r.lower() for r in job.requested_nodes}
-        excluded = {e.lower() for e in job.excluded_nodes}
-        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested))
-        idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
-        if job.unit_type == "Node":
-            nodes = f"{job.min_units or 1}-{job.max_units or job.min_units or 1}"
-            return slurm.Request(cores=job.min_units or 1, nodes=nodes, exclude=exclude, exclusive=True)
-        cores = max(low, min(high, idle))
-        return slurm.Request(cores=cores, exclude=exclude, exclusive=job.exclusive)
 
-    def _poll_allocations(self, engine: slurm.Slurm, waiting: list[Job]) -> None:
-        states = engine.states(j.slurm_job_id for j in waiting)
-        for job in self._each(waiting):
-            state = states.get(job.slurm_job_id)
-            if state == "RUNNING":
-                self._start_job(job, engine.allocation(job.slurm_job_id))
-            elif state is None or state not in slurm.LIVE_STATES:
-                log.warning("job %d: Slurm job %d ended while queued (%s); asking again", job.id,
-                            job.slurm_job_id, state)
-                job.slurm_job_id = 0
-                self.commit(job)
-            else:
-                job.pending_reason = f"Resources (Slurm job {job.slurm_job_id} {state})"
 
-    def _hold_reason(self, job: Job) -> str:
-        """Why a queued job may not start yet whatever the cores: held, or parents not finished."""
-        if job.hold_until is not None and now() < job.hold_until:
-            return "HoldUntil"
-        waiting = [p for p in job.parent_job_ids if not self._finished(p)]
-        return f"Dependency ({','.join(map(str, waiting))})" if waiting else ""
 
-    def _finished(self, job_id: int) -> bool:
-        parent = self.find(job_id)
-        return parent is not None and parent.state == JobState.Finished
 
-    def _may_start(self, job: Job) -> bool:
-        """Its parent jobs have finished, and it is not held (HoldUntil)."""
-        return not self._hold_reason(job)

@@ -1,0 +1,134 @@
+"""Which queued job gets which cores, and when: the scheduler's pass over the queue (head/scheduler.py
+decides, pure), holds and parent jobs, jobs left without nodes, and on Slurm the allocations Slurm
+grants (head/slurm.py)."""
+
+from __future__ import annotations
+
+from ..model.objects import Job, now
+from ..model.states import JobState, TaskState
+from . import placement, scheduler, slurm
+from .admission import Admission
+from .core import SLURM_POLL_INTERVAL, log
+
+
+class Allocation(Admission):
+    def _stranded(self) -> list[Job]:
+        """Running jobs left without nodes (their nodes were taken offline) that still have work to start."""
+        return [j for j in self.in_state(JobState.Running) if not j.allocation
+                and any(u.state == TaskState.Queued for u in j.units())]
+
+    def allocate_queued_jobs(self) -> None:
+        stranded = self._stranded()
+        if not self._by_state[JobState.Queued] and not stranded:
+            return
+        if self.slurm is not None:
+            self._allocate_on_slurm(self.slurm)
+            return
+        # Only Online nodes take new work: a Draining or Offline node gives no cores.
+        free = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
+        for job in self.in_state(JobState.Running, JobState.Canceling, JobState.Finishing):
+            for node, cores in job.allocation.items():
+                if node in free:
+                    free[node] -= cores
+        for job in self.in_state(JobState.Queued):
+            job.pending_reason = self._hold_reason(job) or "Resources"
+        if not any(cores > 0 for cores in free.values()):
+            return  # nothing can start, however long the queue
+        queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)] + stranded
+        idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
+        demands = []
+        for job in queued:
+            low, high = self._core_demand(job)
+            allowed = placement.allowed_nodes(job, self.config.nodes)
+            if not allowed:
+                continue  # none of its nodes is there now (validation saw them): it waits, Resources
+            # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
+            sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
+            demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
+                                            job.exclusive or job.unit_type == "Node", allowed, sets,
+                                            job.single_node, placement.preference(job, self.config.nodes),
+                                            placement.caps(job, self.config.nodes)))
+        grants = scheduler.plan(free, idle, demands)
+        waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
+        for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
+            self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"
+        for job_id, grant in grants.items():
+            job = self.jobs[job_id]
+            if job.state == JobState.Running:  # a stranded job: new nodes, the same run
+                job.allocation = grant
+                self.commit(job, entry=("scheduler", "nodes allocated", ",".join(sorted(grant))))
+                continue
+            self._start_job(job, grant)
+
+    def _start_job(self, job: Job, grant: dict[str, int]) -> None:
+        job.allocation = grant
+        self._move(job, "start")
+        job.start_time = now()
+        prep = next((t for t in job.tasks if t.type == "NodePrep"), None)
+        instances = self._node_instances(job, prep) if prep else []
+        self.commit(job, instances)
+
+    def _allocate_on_slurm(self, engine: slurm.Slurm) -> None:
+        """Slurm decides when and where: a queued job asks for its allocation as its owner and stays
+        Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
+        queued = self.in_state(JobState.Queued)
+        for job in queued:
+            job.pending_reason = self._hold_reason(job) or "Resources"
+        if now() >= self._next_slurm_poll:
+            self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
+            self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
+        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
+            self._request_allocation(engine, job)
+
+    def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
+        try:
+            job.slurm_job_id = engine.submit_holder(job.owner, f"hpc-{self.head_id}-{job.id}",
+                                                    self._slurm_request(engine, job))
+        except slurm.SlurmError as e:
+            self._fail_job(job, f"Slurm refused the job's allocation: {e}")
+            return
+        self.commit(job, entry=("scheduler", "slurm allocation", "", str(job.slurm_job_id)))
+
+    def _slurm_request(self, engine: slurm.Slurm, job: Job) -> slurm.Request:
+        """The job's demand in Slurm's terms: as many cores as are idle now up to its maximum (never
+        under its minimum, which it then waits for), only on the nodes it may use."""
+        low, high = self._core_demand(job)
+        names = [n.name for n in self.config.nodes]
+        requested = {r.lower() for r in job.requested_nodes}
+        excluded = {e.lower() for e in job.excluded_nodes}
+        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested))
+        idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
+        if job.unit_type == "Node":
+            nodes = f"{job.min_units or 1}-{job.max_units or job.min_units or 1}"
+            return slurm.Request(cores=job.min_units or 1, nodes=nodes, exclude=exclude, exclusive=True)
+        cores = max(low, min(high, idle))
+        return slurm.Request(cores=cores, exclude=exclude, exclusive=job.exclusive)
+
+    def _poll_allocations(self, engine: slurm.Slurm, waiting: list[Job]) -> None:
+        states = engine.states(j.slurm_job_id for j in waiting)
+        for job in self._each(waiting):
+            state = states.get(job.slurm_job_id)
+            if state == "RUNNING":
+                self._start_job(job, engine.allocation(job.slurm_job_id))
+            elif state is None or state not in slurm.LIVE_STATES:
+                log.warning("job %d: Slurm job %d ended while queued (%s); asking again", job.id,
+                            job.slurm_job_id, state)
+                job.slurm_job_id = 0
+                self.commit(job)
+            else:
+                job.pending_reason = f"Resources (Slurm job {job.slurm_job_id} {state})"
+
+    def _hold_reason(self, job: Job) -> str:
+        """Why a queued job may not start yet whatever the cores: held, or parents not finished."""
+        if job.hold_until is not None and now() < job.hold_until:
+            return "HoldUntil"
+        waiting = [p for p in job.parent_job_ids if not self._finished(p)]
+        return f"Dependency ({','.join(map(str, waiting))})" if waiting else ""
+
+    def _finished(self, job_id: int) -> bool:
+        parent = self.find(job_id)
+        return parent is not None and parent.state == JobState.Finished
+
+    def _may_start(self, job: Job) -> bool:
+        """Its parent jobs have finished, and it is not held (HoldUntil)."""
+        return not self._hold_reason(job)
