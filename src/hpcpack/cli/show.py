@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 Record = dict[str, Any]
 
@@ -31,12 +26,12 @@ VIEW_FIELDS = ("Id", "Name", "Owner", "State", "Priority", "Project", "Template"
                "RequeueCount", "ErrorMessage", "HeadNode")
 
 
-# HPC Pack's tables: a header, a line of dashes under it, no frame; plain ASCII, for pipes and old terminals.
-RULED = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
 
 
 def _width() -> int:
     """A terminal's width; otherwise (a pipe, a file) 80 columns, so that scripts see stable lines."""
+    import shutil  # here: `job view` draws no table, and starts faster without it
+
     return shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
 
 
@@ -65,7 +60,13 @@ def _reason(job: Record) -> str:
 
 
 def _table(columns: Sequence[tuple[str, int | None, bool]], rows: list[list[str]]) -> None:
-    table = Table(box=RULED, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="",
+    # rich is imported here: `job view` and list layouts start faster without it.
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    # HPC Pack's tables: a header, a line of dashes under it, no frame; plain ASCII, for pipes and old terminals.
+    ruled = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
+    table = Table(box=ruled, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="",
                   expand=True)
     for label, width, right in columns:
         table.add_column(label, width=width, justify="right" if right else "left", no_wrap=True,
