@@ -5,6 +5,7 @@ using System.Collections;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Reflection;
 using System.Text.RegularExpressions;
 using Python.Runtime;
 
@@ -110,8 +111,22 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 }
                 // Initialize() leaves the GIL with this thread; release it so any pipeline thread can call in.
                 PythonEngine.BeginAllowThreads();
+                SkipShutdownAtExit();
                 _started = true;
             }
+        }
+
+        /// <summary>
+        /// pythonnet finalizes the interpreter when the process exits (PythonEngine.OnProcessExit): a full
+        /// Py_Finalize and a walk of every wrapped object, about half a second added to every pwsh that
+        /// used a cmdlet. Nothing of ours needs it: the head node keeps all state, sockets close with the
+        /// process, and a pwsh never restarts its Python. So the handler is taken off again.
+        /// </summary>
+        private static void SkipShutdownAtExit()
+        {
+            MethodInfo handler = typeof(PythonEngine).GetMethod("OnProcessExit", BindingFlags.NonPublic | BindingFlags.Static);
+            if (handler == null) return; // another pythonnet: it keeps its own exit path
+            AppDomain.CurrentDomain.ProcessExit -= (EventHandler)Delegate.CreateDelegate(typeof(EventHandler), handler);
         }
     }
 

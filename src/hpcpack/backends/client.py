@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
 from ..errors import HpcError
 from ..wire import protocol, transport
+
+if TYPE_CHECKING:
+    import subprocess
 
 START_TIMEOUT = 15.0
 _clients: dict[tuple[str, ...], Client] = {}
@@ -55,7 +56,7 @@ class Client:
             return _join(pages)
         request: dict[str, Any] = {"op": op, "args": args}
         if op not in protocol.READ_ONLY:
-            request["request_id"] = uuid.uuid4().hex  # so that a resend after a lost reply applies once
+            request["request_id"] = os.urandom(16).hex()  # so that a resend after a lost reply applies once
         with self._lock:
             reply = self._exchange(request)
         if not reply.get("ok"):
@@ -222,6 +223,8 @@ def _dial(endpoint: Endpoint) -> socket.socket:
 
 def start_local_head_node(endpoint: Endpoint) -> subprocess.Popen[bytes]:
     """Starts the embedded head node in its own session: it outlives the caller (and its pwsh)."""
+    import subprocess  # here: only the first client of a stopped head node pays for it
+
     assert endpoint.state_dir is not None
     endpoint.state_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(

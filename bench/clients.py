@@ -1,0 +1,108 @@
+"""What users feel: commands as fresh processes, a fresh pwsh, bulk cancels and listings, each next to its
+baseline in the same run, interleaved so that the machine's load hits both alike.
+
+Baselines: an interpreter that imports nothing (`python -I -S -c pass`, the floor of any Python client),
+a bare `pwsh -Command 1`, and Slurm's own commands when a Slurm cluster answers `scontrol ping` here
+(SLURM_CONF is honoured); otherwise Slurm's figures are reported as not measured (None), never remembered.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv" / "bin"
+PWSH = str(ROOT / "bin" / "pwsh")
+MODULE = ROOT / "module" / "HPC.psd1"
+
+
+def run_ms(argv: Sequence[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return (time.perf_counter() - started) * 1000
+
+
+def interleaved(commands: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median ms of each, the commands taking turns so that a burst of load does not favour one."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, measure in commands.items():
+            samples[name].append(measure())
+    return {name: round(statistics.median(values), 2) for name, values in samples.items()}
+
+
+def slurm_live() -> bool:
+    if shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=5).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def job_command(env: dict[str, str], job_id: int, cancel_ids: list[int], repeats: int) -> dict[str, float]:
+    """`job view` and `job cancel` as processes, next to the Python floor (and Slurm's when it runs)."""
+    queue = list(cancel_ids)
+    commands: dict[str, Callable[[], float]] = {
+        "python_floor_ms": lambda: run_ms([str(VENV / "python"), "-I", "-S", "-c", "pass"], env),
+        "job_view_ms": lambda: run_ms([str(VENV / "job"), "view", str(job_id)], env),
+        "job_cancel_ms": lambda: run_ms([str(VENV / "job"), "cancel", str(queue.pop())], env),
+    }
+    if slurm_live():
+        commands["slurm_scontrol_show_job_ms"] = lambda: run_ms(["scontrol", "show", "job", "1"], env)
+        commands["slurm_scancel_ms"] = lambda: run_ms(["scancel", "999999"], env)
+    return interleaved(commands, min(repeats, len(cancel_ids)))
+
+
+def pwsh_start(env: dict[str, str], job_id: int, repeats: int) -> dict[str, float]:
+    """A fresh pwsh that imports the module and runs one cmdlet, next to a bare pwsh: what a user pays,
+    Python's start and exit included."""
+    base = [PWSH, "-NoProfile", "-NonInteractive", "-Command"]
+    return interleaved({
+        "pwsh_bare_ms": lambda: run_ms([*base, "1"], env),
+        "pwsh_hpc_one_cmdlet_ms": lambda: run_ms([*base, f"Import-Module '{MODULE}'; $null = Get-HpcJob -Id {job_id}"],
+                                                 env),
+    }, repeats)
+
+
+def _pwsh_ms(env: dict[str, str], script: str) -> float:
+    """Runs `script` in a pwsh with the module loaded; it prints the milliseconds it measured."""
+    out = subprocess.run([PWSH, "-NoProfile", "-NonInteractive", "-Command",
+                          f"Import-Module '{MODULE}'; $sw = [Diagnostics.Stopwatch]::new(); {script}"],
+                         env=env, capture_output=True, text=True, timeout=900, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bulk_cancel(env: dict[str, str], new_queued: Callable[[int], list[int]], count: int) -> dict[str, float]:
+    """Stop-HpcJob -Id (N ids) -Confirm:$false, as a user runs it, timed inside a warm pwsh; Slurm's one
+    scancel with N ids when it runs."""
+    ids = ",".join(map(str, new_queued(count)))
+    stop = _pwsh_ms(env, f"$sw.Start(); Stop-HpcJob -Id {ids} -Confirm:$false *> $null; $sw.Stop(); "
+                         "$sw.Elapsed.TotalMilliseconds")
+    results = {f"stop_hpcjob_{count}_ms": round(stop, 2)}
+    if slurm_live():
+        results[f"slurm_scancel_{count}_ms"] = round(
+            run_ms(["scancel", *map(str, range(10_000_000, 10_000_000 + count))], env), 2)
+    return results
+
+
+def listing(env: dict[str, str], repeats: int) -> dict[str, float]:
+    """`job list` (one's own queued and running jobs) as a process, and a warm Get-HpcJob -State Queued."""
+    results = interleaved({"job_list_ms": lambda: run_ms([str(VENV / "job"), "list"], env)}, repeats)
+    results["get_hpcjob_queued_ms"] = round(_pwsh_ms(env, (
+        f"$t = foreach ($i in 1..{repeats}) {{ $sw.Restart(); $null = Get-HpcJob -State Queued; $sw.Stop(); "
+        "$sw.Elapsed.TotalMilliseconds }; [array]::Sort($t); $t[[int]($t.Count / 2)]")), 2)
+    if slurm_live():
+        results.update(interleaved({"slurm_squeue_ms": lambda: run_ms(["squeue"], env)}, repeats))
+    return results
+
+
+def environment(state: Path) -> dict[str, str]:
+    # As a script runs from cron or CI: no terminal, so pwsh writes no terminal escapes.
+    return {**os.environ, "HPCPACK_HOME": str(state), "POWERSHELL_TELEMETRY_OPTOUT": "1", "TERM": "dumb"}
