@@ -5,6 +5,7 @@ and every parameter acts or is refused with a clear error, never stored and drop
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from .conftest import run_pwsh, wait_until
 ROOT = Caller(uid=0, gid=0, name="root", admin=True)
 # Each cmdlet's parameters that are not job or task properties (which job, where, credentials).
 OWN = {"New-HpcJob": {"JobFile", "Job"}, "Set-HpcJob": {"Id", "Job", "Credential"},
-       "Add-HpcTask": {"Job", "JobId", "TaskFile"}}
+       "Add-HpcTask": {"Job", "JobId", "TaskFile"}, "Set-HpcTask": {"Task", "JobId", "TaskId"}}
+# Set-HpcTask takes Add-HpcTask's task properties, but -Parametric as a Boolean (hpcpack-facts.md §4.9).
+SET_TASK = tuple(replace(p, type="Boolean") if p.name == "Parametric" else p for p in TASK)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def engine() -> dict[str, dict[str, str]]:
     """What real pwsh says of the module: each cmdlet's parameters and each object's properties, by type."""
     script = """
 $common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters
-foreach ($name in 'New-HpcJob', 'Set-HpcJob', 'Add-HpcTask') {
+foreach ($name in 'New-HpcJob', 'Set-HpcJob', 'Add-HpcTask', 'Set-HpcTask') {
   foreach ($p in (Get-Command $name).Parameters.Values) {
     if ($p.Name -notin $common -and $p.Name -ne 'Scheduler') { "$name|$($p.Name)|$($p.ParameterType.Name)" }
   }
@@ -57,7 +60,8 @@ foreach ($type in [Microsoft.ComputeCluster.CCPPSH.HpcJob], [Microsoft.ComputeCl
 
 
 def test_the_cmdlets_take_exactly_the_declared_parameters_with_their_types(engine: dict[str, dict[str, str]]) -> None:
-    for cmdlet, declared in (("New-HpcJob", JOB), ("Set-HpcJob", JOB + JOB_CHANGES), ("Add-HpcTask", TASK)):
+    for cmdlet, declared in (("New-HpcJob", JOB), ("Set-HpcJob", JOB + JOB_CHANGES), ("Add-HpcTask", TASK),
+                             ("Set-HpcTask", SET_TASK)):
         theirs = {k: v for k, v in engine[cmdlet].items() if k not in OWN[cmdlet]}
         assert theirs == {p.name: p.type for p in declared}, cmdlet
 
@@ -243,3 +247,12 @@ def test_objects_in_powershell_show_them(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(tmp_path), "--stop"], check=True)
     assert result.returncode == 0, result.stderr
     assert "|True|Memory|a@b.example|solver:2|1|Boolean" in result.stdout
+
+
+def test_set_hpctask_keeps_the_properties_it_does_not_change(head: HeadNode) -> None:
+    job = head.new_job(ROOT, {})
+    head.add_task(ROOT, job.id, {"CommandLine": "true", "RequiredNodes": ["MID"], "ValidExitCodes": "0,3",
+                                 "CustomProperties": "a=1;b=2", "FailJobOnFailureCount": 2})
+    task = head.set_task(ROOT, job.id, 1, {"Name": "renamed"})
+    assert (task.name, task.required_nodes, task.valid_exit_codes, task.custom_properties,
+            task.fail_job_on_failure_count) == ("renamed", ["MID"], "0,3", {"a": "1", "b": "2"}, 2)

@@ -128,35 +128,12 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     [Cmdlet(VerbsCommon.Add, "HpcTask", DefaultParameterSetName = "job", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(HpcTask))]
-    public sealed class AddHpcTaskCommand : HpcCmdlet
+    public sealed class AddHpcTaskCommand : TaskPropertyCmdlet
     {
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
         [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
         [Parameter] public string TaskFile { get; set; }
-        [Parameter] public string CommandLine { get; set; }
-        [Parameter] public string Name { get; set; }
-        [Parameter] public bool Exclusive { get; set; }
-        [Parameter] public bool FailJobOnFailure { get; set; }
-        [Parameter] public int FailJobOnFailureCount { get; set; }
-        [Parameter] public bool Rerunnable { get; set; }
-        [Parameter] public string RunTime { get; set; }
-        [Parameter] public string NumNodes { get; set; }
-        [Parameter] public string NumSockets { get; set; }
-        [Parameter] public string NumCores { get; set; }
-        [Parameter] [ArgumentCompleter(typeof(NodeCompleter))] public string[] RequiredNodes { get; set; }
-        [Parameter] public string WorkDir { get; set; }
-        [Parameter] public string Stdin { get; set; }
-        [Parameter] public string Stdout { get; set; }
-        [Parameter] public string Stderr { get; set; }
-        [Parameter] public string ValidExitCodes { get; set; }
-        [Parameter] public string[] Depend { get; set; }
-        [Parameter] public string[] CustomProperties { get; set; }
-        [Parameter] public string[] Env { get; set; }
         [Parameter] public SwitchParameter Parametric { get; set; }
-        [Parameter] public TaskType Type { get; set; }
-        [Parameter] public int Start { get; set; }
-        [Parameter] public int End { get; set; }
-        [Parameter] public int Increment { get; set; }
 
         protected override void ProcessRecord() => ConfirmThenEmit("Add-HpcTask", Arguments());
     }

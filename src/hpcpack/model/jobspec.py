@@ -490,6 +490,8 @@ def task_spec(task: Task) -> dict[str, Any]:
         "Exclusive": task.exclusive, "FailJobOnFailure": task.fail_job_on_failure, "Depend": list(task.depends),
         "Env": [f"{k}={v or ''}" for k, v in task.env.items()], "AutoRequeueCount": task.auto_requeue_count,
         "FailJobOnFailureCount": task.fail_job_on_failure_count or None,
+        "RequiredNodes": list(task.required_nodes) or None, "ValidExitCodes": task.valid_exit_codes or None,
+        "CustomProperties": ";".join(f"{k}={v}" for k, v in task.custom_properties.items()) or None,
     }
     if task.unit_type == "Core":
         spec["NumCores"] = f"{task.min_cores}-{task.max_cores}"
