@@ -9,6 +9,7 @@ history are stored; a node keeps its state over restarts.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,13 +155,8 @@ class Nodes(Recovery):
         """Per node, what Set-HpcNodeState would do, in words (for -WhatIf and -Confirm)."""
         target = self._check_state(state, force)
         running = self._running_units()
-        out: list[dict[str, Any]] = []
-        for name in names:
-            try:
-                node = self.node(name)
-            except HpcError as e:
-                out.append({"name": name, "error": e.to_wire()})
-                continue
+
+        def plan(node: Node) -> dict[str, Any]:
             current = self.node_state[node.name]
             units = running.get(node.name, [])
             if target == "Online":
@@ -171,7 +167,19 @@ class Nodes(Recovery):
             else:
                 action = (f"drain, then Offline when its {len(units)} running task(s) end" if units
                           else "take Offline (nothing runs there)")
-            out.append({"name": node.name, "action": action, "state": current})
+            return {"name": node.name, "action": action, "state": current}
+        return self._per_node(names, plan)
+
+    def _per_node(self, names: list[str], action: Callable[[Node], dict[str, Any]]) -> list[dict[str, Any]]:
+        """`action` for each named node, in order; a name that is no node answers with its error."""
+        out: list[dict[str, Any]] = []
+        for name in names:
+            try:
+                node = self.node(name)
+            except HpcError as e:
+                out.append({"name": name, "error": e.to_wire()})
+                continue
+            out.append(action(node))
         return out
 
     @staticmethod
@@ -192,17 +200,12 @@ class Nodes(Recovery):
         end); Offline with force stops its running tasks now and queues them again."""
         self._admin(caller, "change the state of a node")
         target = self._check_state(state, force)
-        out: list[dict[str, Any]] = []
-        for name in names:
-            try:
-                node = self.node(name)
-            except HpcError as e:
-                out.append({"name": name, "error": e.to_wire()})
-                continue
+
+        def change(node: Node) -> dict[str, Any]:
             with self.batch():
                 self._change_node(caller.name, node.name, target, force, reason)
-            out.append({"name": node.name, "node": self.node_records([node.name])[0]})
-        return out
+            return {"name": node.name, "node": self.node_records([node.name])[0]}
+        return self._per_node(names, change)
 
     def _change_node(self, actor: str, name: str, target: str, force: bool, reason: str) -> None:
         current = self.node_state[name]
