@@ -12,7 +12,7 @@ from ..model import jobspec, paths
 from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState
-from . import placement
+from . import placement, scheduler
 from .nodes import Nodes
 
 
@@ -30,6 +30,28 @@ class Admission(Nodes):
             raise HpcError("InvalidJobTemplate", f"The job template '{name}' does not exist on the head node "
                            f"{self.name} (Get-HpcJobTemplate lists them).", name)
         return found
+
+    def enforce_template(self, caller: Caller, job: Job) -> None:
+        """Who submits must be allowed to use the job's template; its defaults fill what the job left
+        unset, then its ranges hold (JobTemplateViolation). At submit, requeue and every change."""
+        tpl.apply(self._usable_template(caller, job.template), job)
+
+    def demand(self, job: Job) -> scheduler.Demand | None:
+        """What the job asks of the allocator (head/scheduler.py); None when none of its nodes is there."""
+        low, high = self._core_demand(job)
+        allowed = placement.allowed_nodes(job, self.config.nodes)
+        if not allowed:
+            return None
+        # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
+        sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
+        return scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
+                                job.exclusive or job.unit_type == "Node", allowed, sets, job.single_node,
+                                placement.preference(job, self.config.nodes), placement.caps(job, self.config.nodes))
+
+    def queued_problem(self, job: Job) -> str:
+        """What validation would say of the job as it is now (a Queued job changed by Set-HpcJob)."""
+        return self._validation_problem(job, sum(n.cores for n in self.config.nodes),
+                                        {n.name.lower() for n in self.config.nodes})
 
     def _usable_template(self, caller: Caller, name: str) -> tpl.JobTemplate:
         template = self.template(name)
@@ -112,6 +134,10 @@ class Admission(Nodes):
         problem = self.group_problem(job) or placement.problem(job, self.config.nodes, minimum)
         if problem:
             return problem
+        demand = self.demand(job)  # what the allocator will ask: it must be able to say yes one day
+        if demand is None or not scheduler.can_ever_start(demand, {n.name: n.cores for n in self.config.nodes}):
+            return (f"The nodes the job may use (its requested, excluded and grouped nodes, per-node limits and "
+                    f"EstimatedProcessMemory) can never give it {minimum} cores.")
         sets = self.node_sets(job)
         if sets:
             cores = {n.name: n.cores for n in self.config.nodes}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..model.objects import Job, now
 from ..model.states import JobState, TaskState
-from . import placement, scheduler, slurm
+from . import scheduler, slurm
 from .admission import Admission
 from .core import SLURM_POLL_INTERVAL, log
 
@@ -38,17 +38,16 @@ class Allocation(Admission):
         idle = {n for n, cores in free.items() if cores == next(c.cores for c in self.config.nodes if c.name == n)}
         demands = []
         for job in queued:
-            low, high = self._core_demand(job)
-            allowed = placement.allowed_nodes(job, self.config.nodes)
-            if not allowed:
-                continue  # none of its nodes is there now (validation saw them): it waits, Resources
-            # Node groups (NodeGroups, NodeGroupOp): the sets of nodes the job may take its cores from.
-            sets = tuple(tuple(n for n in allowed if n in group_set) for group_set in self.node_sets(job))
-            demands.append(scheduler.Demand(job.id, job.priority, job.queue_order, low, high,
-                                            job.exclusive or job.unit_type == "Node", allowed, sets,
-                                            job.single_node, placement.preference(job, self.config.nodes),
-                                            placement.caps(job, self.config.nodes)))
-        grants = scheduler.plan(free, idle, demands)
+            demand = self.demand(job)
+            if demand is not None:  # else none of its nodes is there now: it waits, Resources
+                demands.append(demand)
+        capacity = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
+        grants = scheduler.plan(free, idle, demands, capacity)
+        for demand in demands:  # passed over: it would hold up the queue, and can never start as it is
+            if demand.job_id not in grants and not scheduler.can_ever_start(demand, capacity):
+                self.jobs[demand.job_id].pending_reason = ("Resources: the nodes it may use, as they are now, "
+                                                           f"cannot give it {demand.min_cores} cores")
+        demands = [d for d in demands if d.job_id in grants or scheduler.can_ever_start(d, capacity)]
         waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
         for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
             self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"

@@ -315,6 +315,7 @@ class Cancels(Processes):
             job = self.job(job_id)
             self.authorize(caller, job)
             if job.state in (JobState.Canceled, JobState.Failed):
+                self.enforce_template(caller, job)
                 return self._requeue(caller.name, job)
             if job.state != JobState.Running:
                 raise HpcError("InvalidOperation", f"Job {job.id} is {job.state.name}; only Running, Canceled or "

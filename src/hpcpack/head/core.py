@@ -194,6 +194,10 @@ class Core:
             raise HpcError("PermissionDenied", f"The user {caller.name} may not read the details of job {job.id}, "
                            f"which belongs to {job.owner}; only its owner and administrators can.", job.id)
 
+    def enforce_template(self, caller: Caller, job: Job) -> None:
+        """The job's template, applied whenever the job enters the queue or changes there (admission.py
+        does it; at this level there is none)."""
+
     def authorize(self, caller: Caller, job: Job) -> None:
         if not (caller.admin or caller.name == job.owner):
             raise HpcError("PermissionDenied", f"The user {caller.name} does not have permission to change job "

@@ -19,7 +19,6 @@ from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
 from ..errors import HpcError
 from ..identity import Caller
 from ..model import jobspec
-from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from .allocation import Allocation
@@ -116,6 +115,7 @@ class HeadNode(Allocation):
         job = self.job(job_id)
         self.authorize(caller, job)
         if job.state in (JobState.Canceled, JobState.Failed):
+            self.enforce_template(caller, job)
             return self._requeue(caller.name, job)
         if job.state != JobState.Configuring:
             raise HpcError("OnlyConfigJobsCanBeSubmitted", f"Job {job.id} is {job.state.name}; only a Configuring "
@@ -125,8 +125,7 @@ class HeadNode(Allocation):
             # Add-HpcTask that was refused earlier in the script), so it is refused, not run empty.
             raise HpcError("JobHasNoTasks", f"Job {job.id} has no tasks, so there is nothing to submit: add a task "
                            "(Add-HpcTask) first, or make it a RunUntilCanceled job.", job.id)
-        template = self._usable_template(caller, job.template)  # who submits must be allowed to use it
-        tpl.apply(template, job)  # its defaults, then its ranges: a job outside them is refused here
+        self.enforce_template(caller, job)  # a job outside its template's ranges is refused here
         self._move(job, "submit")
         job.submit_time = now()
         job.queue_order = self._take_order()
@@ -137,8 +136,18 @@ class HeadNode(Allocation):
         job = self.job(job_id)
         self.authorize(caller, job)
         jobspec.check_changeable(job, spec)
-        jobspec.apply_job_properties(job, spec)
-        self._check_template_spec(caller, job, spec)
+        try:
+            jobspec.apply_job_properties(job, spec)
+            self._check_template_spec(caller, job, spec)
+            if job.state in (JobState.Submitted, JobState.Validating, JobState.Queued, JobState.Running):
+                # in the queue or running, its template still holds (a requeue checks it again)...
+                self.enforce_template(caller, job)
+            problem = self.queued_problem(job) if job.state == JobState.Queued else ""
+            if problem:  # ...and a queued job must still be one that can start
+                raise HpcError("JobModifyFailed", f"Job modification failed: {problem}", job.id)
+        except HpcError:
+            self.reload([job.id])  # nothing of the refused change stays in memory
+            raise
         job.change_time = now()
         changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
         self.commit(job, entry=(caller.name, "modify", "", changed))

@@ -213,13 +213,29 @@ class Running(Cancels):
                 except sqlite3.Error:
                     raise  # kept: recorded on a later pass
                 except Exception:
-                    self._exits.pop(0)  # a fault of this job: it is failed, the exit is not retried
+                    self._exits.pop(0)  # a fault of this job: it is failed, the exit is not retried...
+                    self.running.pop(pid, None)
+                    self.popen.pop(pid, None)
+                    self._ended_by_fault(entry[0], entry[1], executor.exit_code(status))
                     raise
             self._exits.pop(0)
             self.running.pop(pid, None)
             popen = self.popen.pop(pid, None)
             if popen is not None:
                 popen.returncode = executor.exit_code(status)
+
+    def _ended_by_fault(self, job: Job, unit: Task, code: int) -> None:
+        """...but its task has ended all the same: recorded Failed, so that the job's end (and its cores)
+        never waits for a process that is gone."""
+        if unit.state not in (TaskState.Running, TaskState.Canceling):
+            return
+        unit.move("stopped" if unit.state == TaskState.Canceling else "exited_failed")
+        unit.exit_code, unit.end_time, unit.error_code = code, now(), TASK_FAILURE
+        unit.error_message = "The head node failed while recording how the task ended."
+        try:
+            self.commit(job, [unit], job_changed=False)
+        except Exception:  # the job is failed next (_fault); memory already says the task ended
+            log.exception("the end of task %s could not be stored", unit.key)
 
     def _wrapper_exited(self, job: Job, unit: Task, status: int) -> None:
         """The launcher's wrapper ended: the task's exit code is in its exit file; without one the
@@ -294,9 +310,14 @@ class Running(Cancels):
         return True
 
     def _exit_ok(self, job: Job, code: int, unit: Task | None = None) -> bool:
-        """The task's ValidExitCodes, else the job's, else 0 alone."""
+        """The task's ValidExitCodes, else the job's, else 0 alone (both were checked when set; a value
+        stored by an older version that does not parse counts as 0 alone)."""
         codes = unit.valid_exit_codes if unit is not None and unit.valid_exit_codes else job.valid_exit_codes
-        return any(lo <= code <= hi for lo, hi in jobspec.valid_exit_codes(codes))
+        try:
+            ranges = jobspec.valid_exit_codes(codes)
+        except HpcError:
+            ranges = [(0, 0)]
+        return any(lo <= code <= hi for lo, hi in ranges)
 
     def expand_sweeps(self) -> None:
         """Creates the next steps of sweeps whose created steps are running out (a window at a time, a

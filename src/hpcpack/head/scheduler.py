@@ -31,14 +31,19 @@ def order(demand: Demand) -> tuple[int, float, int]:
     return -demand.priority, demand.queue_order, demand.job_id
 
 
-def plan(free: dict[str, int], idle_nodes: set[str], queue: list[Demand]) -> dict[int, dict[str, int]]:
-    """Returns job id -> {node: cores} for the jobs that can start now. `free` is not changed."""
+def plan(free: dict[str, int], idle_nodes: set[str], queue: list[Demand],
+         capacity: dict[str, int] | None = None) -> dict[int, dict[str, int]]:
+    """Returns job id -> {node: cores} for the jobs that can start now. `free` is not changed.
+    `capacity`: every usable node's cores; a job that could not start even on an empty cluster is
+    passed over (never), so that no job can hold up the queue behind it."""
     free = dict(free)
     idle = set(idle_nodes)
     grants: dict[int, dict[str, int]] = {}
     for demand in sorted(queue, key=order):
         room = _room(demand, free, idle)
         if sum(room.values()) < demand.min_cores:
+            if capacity is not None and not can_ever_start(demand, capacity):
+                continue
             break
         grant = _take(demand, room)
         for node, cores in grant.items():
@@ -80,3 +85,8 @@ def _preference(demand: Demand, room: dict[str, int]) -> Callable[[str], tuple[i
     """OrderBy's node order when the job gives one, else the nodes with the most room first."""
     rank = {n: i for i, n in enumerate(demand.preference)}
     return lambda n: (rank.get(n, len(rank)), -room[n])
+
+
+def can_ever_start(demand: Demand, capacity: dict[str, int]) -> bool:
+    """Whether the job could start on these nodes with nothing else running."""
+    return sum(_room(demand, dict(capacity), set(capacity)).values()) >= demand.min_cores

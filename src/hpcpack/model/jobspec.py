@@ -132,6 +132,11 @@ def _set_env(job: Job, value: Any) -> None:
             job.env[name] = text
 
 
+def _checked_codes(value: Any) -> str:
+    valid_exit_codes(str(value))  # refused now if it does not parse, never when a task exits
+    return str(value)
+
+
 def _set_gpus(job: Job, value: Any) -> None:
     # HPC Pack leaves NumGpus' form undocumented; `[min-]max` as for cores, the minimum is what counts.
     text = str(value).strip()
@@ -212,7 +217,7 @@ _JOB_SETTERS: dict[str, Any] = {
     "progress": _set_progress,
     "progressmessage": lambda j, v: setattr(j, "progress_message", check_length(str(v), MAX_NAME,
                                                                                   "ProgressMessage")),
-    "validexitcodes": lambda j, v: setattr(j, "valid_exit_codes", str(v)),
+    "validexitcodes": lambda j, v: setattr(j, "valid_exit_codes", _checked_codes(v)),
     "taskexecutionfailureretrylimit": lambda j, v: setattr(j, "task_retry_limit",
                                                            _int(v, "TaskExecutionFailureRetryLimit", 0)),
     "holduntil": lambda j, v: setattr(j, "hold_until", _time(v, "HoldUntil")),
