@@ -45,6 +45,7 @@ $job = Submit-Short 'echo ok'
 try {{ Submit-Short 'echo big' '8' }} catch {{ 'big|' + $_.FullyQualifiedErrorId.Split(',')[0] + '|' + $_.Exception.Message }}
 (Get-HpcJob -TemplateName Short -State All | Measure-Object).Count
 (Get-HpcJobTemplate).Name -join ','
+(Get-HpcJobTemplate -Name Short).Items | Where-Object PropertyName -eq 'MaxCores' | ForEach-Object {{ 'item|' + $_.Default + '|' + $_.Allowed + '|' + $_.GetType().Name }}
 Export-HpcJobTemplate -Name Short -Path '{tmp_path}/out/Short.xml'
 Import-HpcJobTemplate -Path '{tmp_path}/out/Short.xml' -Name Short2 | ForEach-Object {{ 'copy|' + $_.Name + '|' + $_.Items.Count }}
 Remove-HpcJobTemplate -Name Short2 -Confirm:$false
@@ -56,8 +57,9 @@ try {{ New-HpcJob -TemplateName Nope }} catch {{ 'nope|' + $_.FullyQualifiedErro
     assert out[1].startswith("big|JobTemplateViolation|") and "MaxCores is 8, above the maximum 4" in out[1]
     assert out[2] == "2"  # the refused job stays, Configuring, to be fixed
     assert out[3] == "Default,Short"
-    assert out[4] == "copy|Short2|3"
-    assert out[5:] == ["default|InvalidOperation", "nope|InvalidJobTemplate"]
+    assert out[4] == "item|2|1..4|HpcJobTemplateItem"  # typed items: Format-Table shows their columns
+    assert out[5] == "copy|Short2|3"
+    assert out[6:] == ["default|InvalidOperation", "nope|InvalidJobTemplate"]
 
 
 def test_a_nightly_history_report_reads_one_typed_record_per_ended_job(head: HeadNodeProcess) -> None:

@@ -194,7 +194,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
             catch (UnauthorizedAccessException)
             {
-                return $"cannot be read by user {Environment.UserName} (permission denied on the file or a folder above it)";
+                return $"cannot be read by user {Environment.UserName} (permission denied on the file or a folder above it). " +
+                       "This copy of the module was built with a Python only its builder can read: build it with one every " +
+                       "user can read ('make PYTHON=/usr/bin/python3'), or 'make install' as root, which does";
             }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {

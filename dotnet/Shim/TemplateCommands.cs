@@ -12,13 +12,28 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public string Description { get; set; }
         /// <summary>Who may use it (user names, or group:name); empty: everyone.</summary>
         public string[] Users { get; set; }
-        /// <summary>One per property: PropertyName, Default, Min, Max, Values, Allowed, Required, ReadOnly.</summary>
-        public Hashtable[] Items { get; set; }
+        /// <summary>One per property the template sets or limits.</summary>
+        public HpcJobTemplateItem[] Items { get; set; }
         public string Scheduler { get; set; }
 
         object IHpcRecord.GetKey() => Name;
 
         public override string ToString() => Name;
+    }
+
+    /// <summary>One property of a job template: its default, its range or allowed values, whether required or read-only.</summary>
+    public class HpcJobTemplateItem
+    {
+        public string PropertyName { get; set; }
+        public string Default { get; set; }
+        public long? Min { get; set; }
+        public long? Max { get; set; }
+        public string[] Values { get; set; }
+        public string Allowed { get; set; }
+        public bool Required { get; set; }
+        public bool ReadOnly { get; set; }
+
+        public override string ToString() => PropertyName;
     }
 
     [Cmdlet(VerbsCommon.Get, "HpcJobTemplate")]

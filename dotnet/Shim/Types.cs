@@ -81,6 +81,23 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
         }
 
+        /// <summary>A class whose objects are filled from records (HpcJobTemplateItem...), not a string or table.</summary>
+        private static bool IsRecordClass(Type type) =>
+            type.IsClass && type != typeof(string) && !typeof(IEnumerable).IsAssignableFrom(type) && type.GetConstructor(Type.EmptyTypes) != null;
+
+        private static Array RecordArray(object value, Type element)
+        {
+            object[] items = ((IEnumerable)value).Cast<object>().Select(o =>
+            {
+                object item = Activator.CreateInstance(element);
+                Fill(item, ((IDictionary)o).Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString(), e => e.Value));
+                return item;
+            }).ToArray();
+            Array array = Array.CreateInstance(element, items.Length);
+            Array.Copy(items, array, items.Length);
+            return array;
+        }
+
         private static object Convert(object value, Type type)
         {
             Type underlying = Nullable.GetUnderlyingType(type) ?? type;
@@ -90,7 +107,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             if (underlying == typeof(TimeSpan)) return TimeSpan.FromSeconds(System.Convert.ToDouble(value, CultureInfo.InvariantCulture));
             if (underlying == typeof(string[])) return ((IEnumerable)value).Cast<object>().Select(o => o?.ToString()).ToArray();
             if (underlying == typeof(int[])) return ((IEnumerable)value).Cast<object>().Select(o => System.Convert.ToInt32(o, CultureInfo.InvariantCulture)).ToArray();
-            if (underlying == typeof(Hashtable[])) return ((IEnumerable)value).Cast<object>().Select(o => new Hashtable((IDictionary)o, StringComparer.OrdinalIgnoreCase)).ToArray();
+            if (underlying.IsArray && IsRecordClass(underlying.GetElementType())) return RecordArray(value, underlying.GetElementType());
             if (underlying == typeof(Hashtable)) return new Hashtable((IDictionary)value, StringComparer.OrdinalIgnoreCase);
             return System.Convert.ChangeType(value, underlying, CultureInfo.InvariantCulture);
         }
