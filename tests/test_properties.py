@@ -5,10 +5,10 @@ and every parameter acts or is refused with a clear error, never stored and drop
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
