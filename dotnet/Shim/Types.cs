@@ -90,7 +90,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
             object[] items = ((IEnumerable)value).Cast<object>().Select(o =>
             {
                 object item = Activator.CreateInstance(element);
-                Fill(item, ((IDictionary)o).Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString(), e => e.Value));
+                var source = (IDictionary)o;
+                Fill(item, source.Keys.Cast<object>().ToDictionary(k => k.ToString(), k => source[k]));
                 return item;
             }).ToArray();
             Array array = Array.CreateInstance(element, items.Length);

@@ -134,10 +134,6 @@ class Admission(Nodes):
         problem = self.group_problem(job) or placement.problem(job, self.config.nodes, minimum)
         if problem:
             return problem
-        demand = self.demand(job)  # what the allocator will ask: it must be able to say yes one day
-        if demand is None or not scheduler.can_ever_start(demand, {n.name: n.cores for n in self.config.nodes}):
-            return (f"The nodes the job may use (its requested, excluded and grouped nodes, per-node limits and "
-                    f"EstimatedProcessMemory) can never give it {minimum} cores.")
         sets = self.node_sets(job)
         if sets:
             cores = {n.name: n.cores for n in self.config.nodes}
@@ -145,6 +141,10 @@ class Admission(Nodes):
             if minimum > best:
                 return (f"The job needs at least {minimum} cores; its node groups ({', '.join(self.job_groups(job))}, "
                         f"{self.group_op(job)}) have {best}.")
+        demand = self.demand(job)  # what the allocator will ask: it must be able to say yes one day
+        if demand is None or not scheduler.can_ever_start(demand, {n.name: n.cores for n in self.config.nodes}):
+            return (f"The nodes the job may use (its requested, excluded and grouped nodes, per-node limits and "
+                    f"EstimatedProcessMemory) can never give it {minimum} cores.")
         return self._task_problem(job) or jobspec.dependency_problem(job.tasks)
 
     def _task_problem(self, job: Job) -> str:
