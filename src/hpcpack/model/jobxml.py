@@ -78,10 +78,15 @@ def _parse(path: str) -> Element:
         data = file.read_bytes()
     except OSError as e:
         raise HpcError("InvalidJobFile", f"Cannot read the job file {path}: {e.strerror}.", path) from None
+    return parse_xml(data, path, "job files")
+
+
+def parse_xml(data: bytes, path: str, what: str) -> Element:
+    """XML from a user's file, with no DTD, entity or external reference (defusedxml); InvalidJobFile else."""
     try:
         root: Element = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as e:
-        raise HpcError("InvalidJobFile", f"{path} is refused: {e.__class__.__name__} (job files may not use "
+        raise HpcError("InvalidJobFile", f"{path} is refused: {e.__class__.__name__} ({what} may not use "
                        "DTDs or entities).", path) from None
     except safe_xml.ParseError as e:
         raise HpcError("InvalidJobFile", f"{path} is not well-formed XML: {e}.", path) from None

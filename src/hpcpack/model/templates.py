@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
-import defusedxml.ElementTree as safe_xml
-from defusedxml import DefusedXmlException
-
 from ..errors import HpcError, invalid_argument
+from .jobxml import parse_xml
 from .objects import Job
 from .params import parse_priority, parse_runtime, priority_name
 
@@ -272,13 +270,7 @@ def read_template_file(data: bytes, path: str, name: str | None = None) -> JobTe
     if len(data) > MAX_TEMPLATE_FILE:
         raise HpcError("InvalidJobFile", f"{path} is larger than {MAX_TEMPLATE_FILE} bytes; it is not a template.",
                        path)
-    try:
-        root: Element = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as e:
-        raise HpcError("InvalidJobFile", f"{path} is refused: {e.__class__.__name__} (template files may not use "
-                       "DTDs or entities).", path) from None
-    except safe_xml.ParseError as e:
-        raise HpcError("InvalidJobFile", f"{path} is not well-formed XML: {e}.", path) from None
+    root = parse_xml(data, path, "template files")
     if _local(root.tag) != "JobTemplate":
         raise HpcError("InvalidJobFile", f"{path} is not a job template: its root element is <{_local(root.tag)}>, "
                        "not <JobTemplate>.", path)
