@@ -90,7 +90,10 @@ $job = $job | Submit-HpcJob
 """
     out = ok(run_pwsh(script, env=head.env()))
     job_id = int(next(line for line in out.splitlines() if line.startswith("id|")).split("|")[1])
-    wait_until(lambda: tasks(client, job_id)[f"{job_id}.4"]["State"] == "Running")
+    # The sweep's steps are made by the loop once the job runs, so they may start after task 4 (which
+    # waits for the gate): both, then.
+    wait_until(lambda: tasks(client, job_id)[f"{job_id}.4"]["State"] == "Running"
+               and all(task_states(client, job_id).get(f"{job_id}.3.{n}") == "Finished" for n in (1, 2, 3)))
     states = task_states(client, job_id)
     assert states[f"{job_id}.2"] == "Finished"
     assert all(states[f"{job_id}.3.{n}"] == "Finished" for n in (1, 2, 3))
