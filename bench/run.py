@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import clients  # noqa: E402
 from bench.remote import remote_bench  # noqa: E402
+from bench.store import store_bench  # noqa: E402
 from tests.conftest import head_id, start_head_node  # noqa: E402
 
 from hpcpack.backends.client import Client  # noqa: E402
@@ -237,7 +238,8 @@ def _clients_measures(client: Client, env: dict[str, str], quick: bool) -> dict[
           f"pwsh -Command 1: {results['pwsh_bare_ms']:.0f} ms "
           f"({(results['pwsh_hpc_one_cmdlet_ms'] or 0) / (results['pwsh_bare_ms'] or 1):.2f}x; goal 1.3x)")
     for count in (500, 5000):
-        print(f"Stop-HpcJob -Id <{count} queued ids> -Confirm:$false: {results[f'stop_hpcjob_{count}_ms']:.0f} ms; "
+        print(f"Stop-HpcJob -Id <{count} queued ids> -Confirm:$false (warm pwsh): "
+              f"{results[f'stop_hpcjob_{count}_ms']:.0f} ms; "
               f"Slurm one scancel with {count} ids: {slurm(f'slurm_scancel_{count}_ms') or 'not measured'}")
     print(f"5,000 queued jobs: job list {results['job_list_ms']:.0f} ms, warm Get-HpcJob -State Queued "
           f"{results['get_hpcjob_queued_ms']:.0f} ms; squeue: {slurm('slurm_squeue_ms') or 'not measured'}")
@@ -259,6 +261,8 @@ def main() -> int:
     results: dict[str, float | None] = {**bench.results, **pwsh_bench(5 if args.quick else 15)}
     results.update(clients_bench(args.quick))
     results.update({f"remote_{k}": v for k, v in remote_bench(20 if args.quick else 60).items()})
+    # A long history: 100,000 and 1,000,000 ended jobs, beside an empty store (bench/store.py).
+    results.update(store_bench([0, 100_000] if args.quick else [0, 100_000, 1_000_000]))
     out = ROOT / "build" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -185,3 +185,88 @@ def test_a_sweeps_steps_are_created_as_they_come_near_and_all_run(head: HeadNode
     assert [u.output.strip() for u in sweep.instances] == [f"step {3 * n}" for n in range(1, 21)]
     assert sweep.shown_state == TaskState.Finished and most <= 4 + 4
     assert len(head.store.load_jobs(job.id)[0].tasks[0].instances) == 20  # every step stored as it came
+
+
+def test_sweeps_made_by_set_task_or_read_back_from_the_store_still_get_their_steps(head: HeadNode,
+                                                                                  tmp_path: Path) -> None:
+    """The loop looks only at jobs it knows to have a sweep (not at every active job): a task turned into
+    a sweep, and a sweep read back from the store by a restarted head node, are known too."""
+    job = head.new_job(ROOT_CALLER, {})
+    [task] = head.add_task(ROOT_CALLER, job.id, {"CommandLine": "echo *"})
+    head.step()
+    head.set_task(ROOT_CALLER, job.id, task.task_id, {"Type": "ParametricSweep", "Start": 1, "End": 6})
+    sweep = job.tasks[0]
+    assert sweep.parametric and sweep.instances == [] and sweep.pending_steps == 6
+    head.step()
+    assert len(sweep.instances) == 6
+    other = tmp_path / "other"
+    first = HeadNode(other, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    stored = first.new_job(ROOT_CALLER, {}, [{"CommandLine": "echo *", "Type": "ParametricSweep", "Start": 1,
+                                              "End": 5}])
+    first.close()  # before any step: no step is created yet
+    again = HeadNode(other, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    try:
+        again.step()
+        assert len(again.jobs[stored.id].tasks[0].instances) == 5
+    finally:
+        again.close()
+
+
+def test_a_users_kept_replies_stay_bounded_and_a_resend_finds_its_reply(head: HeadNode) -> None:
+    from hpcpack.head.store import REPLIES_PER_USER
+    for n in range(REPLIES_PER_USER + 300):
+        head.store.record_reply(f"1000:cancel_jobs:r{n}", float(n), [{"id": n}])
+    head.store.record_reply("1001:cancel_jobs:other", 0.0, [{"id": 0}])  # another user's are not trimmed
+    kept = head.store.db.execute("SELECT count(*) FROM applied_requests WHERE key LIKE '1000:%'").fetchone()[0]
+    assert kept == REPLIES_PER_USER
+    last = REPLIES_PER_USER + 300 - 1
+    assert head.store.applied_reply(f"1000:cancel_jobs:r{last}") == [{"id": last}]
+    assert head.store.applied_reply("1000:cancel_jobs:r299") is None  # the oldest went first
+    assert head.store.applied_reply("1000:cancel_jobs:r300") == [{"id": 300}]
+    head.store.record_reply("1000:cancel_jobs:r300", float(last + 1), [{"id": 300}])  # a key kept already
+    assert head.store.applied_reply("1000:cancel_jobs:r301") == [{"id": 301}]  # is not counted twice
+    assert head.store.applied_reply("1001:cancel_jobs:other") == [{"id": 0}]
+
+
+def test_ended_jobs_are_found_by_end_time_through_an_index(head: HeadNode) -> None:
+    """The hourly cleanup (first run at a start) reads expired jobs by the end-time index, not by reading
+    every stored job."""
+    where, values = head.store._job_filter(None, [int(s) for s in (JobState.Finished, JobState.Canceled)],
+                                           time.time())
+    plan = head.store.db.execute(f"EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE {where}", values).fetchall()
+    assert any("jobs_by_end_time" in str(row) for row in plan), plan
+    job = head.new_job(ROOT_CALLER, {})
+    head.cancel_job(ROOT_CALLER, job.id, StopOptions())
+    assert [j.id for j in head.store.load_jobs(states=[int(JobState.Canceled)], ended_before=time.time() + 1)] \
+        == [job.id]
+    assert head.store.load_jobs(states=[int(JobState.Canceled)], ended_before=time.time() - 60) == []
+
+
+def test_a_bulk_stop_reads_again_only_the_jobs_that_did_not_end_as_asked() -> None:
+    """Stop-HpcJob outputs only errors: with records=False, jobs that ended as asked are not read again,
+    nor read for a grace period when all have ended at the first look."""
+    from hpcpack.backends.contract import Item
+    from hpcpack.backends.stopping import stop_jobs
+    lookups: list[list[int]] = []
+
+    class Backend:
+        def cancel_jobs(self, ids: list[int], options: StopOptions) -> list[Item]:
+            return [Item(id=i, record=None, error=HpcError("InvalidJobId", "no") if i == 3 else None) for i in ids]
+
+        def wait_jobs(self, ids: list[int], timeout: float) -> dict[int, str]:
+            return {i: "Failed" if i == 2 else "Canceled" for i in ids}
+
+        def cancel_time_limit(self) -> float:
+            return 60.0
+
+        def lookup_jobs(self, ids: list[int]) -> list[Item]:
+            lookups.append(list(ids))
+            return [Item(id=i, record={"Id": i, "ErrorMessage": "it failed"}) for i in ids]
+
+    items = stop_jobs(Backend(), [1, 2, 3], StopOptions(), records=False)  # type: ignore[arg-type]
+    assert lookups == [[2]]
+    assert [(i.id, i.error.error_id if i.error else None) for i in items] == [
+        (1, None), (2, "CancelFailed"), (3, "InvalidJobId")]
+    lookups.clear()
+    stop_jobs(Backend(), [1, 2], StopOptions())  # type: ignore[arg-type]
+    assert lookups == [[1, 2]]

@@ -35,17 +35,19 @@ def grace_end(records: Sequence[Record]) -> float | None:
 
 
 def stop_jobs(backend: Backend, ids: Sequence[int], options: StopOptions, report: Report = _ignore,
-              stopped: Stopped = _never) -> list[Item]:
+              stopped: Stopped = _never, records: bool = True) -> list[Item]:
     """Per job, in order: the job as it ended, or an error: refused (the head node's error), or
     CancelIncomplete (still ending when the time limit passed) or CancelFailed (ended otherwise than
-    asked). Raises OperationStopped when `stopped()` turns true while waiting."""
+    asked). Raises OperationStopped when `stopped()` turns true while waiting. Without `records`,
+    a job that ended as asked comes without its record (only the others are read again)."""
     started = backend.cancel_jobs(ids, options)
     accepted = [item.id for item in started if item.error is None]
     if not accepted or options.graceful:
         return started
     states = _wait_for_jobs(backend, accepted, report, stopped)
-    final = {item.id: item for item in backend.lookup_jobs(accepted)}
-    return [item if item.error is not None else _outcome(final[item.id], states.get(item.id), options)
+    reread = accepted if records else [i for i in accepted if states.get(i) != options.final_state]
+    final = {item.id: item for item in backend.lookup_jobs(reread)} if reread else {}
+    return [item if item.error is not None else _outcome(final.get(item.id, item), states.get(item.id), options)
             for item in started]
 
 
@@ -66,13 +68,15 @@ def _outcome(item: Item, state: str | None, options: StopOptions) -> Item:
 
 def _wait_for_jobs(backend: Backend, ids: list[int], report: Report, stopped: Stopped) -> dict[int, str]:
     states: dict[int, str] = {}
-    grace = grace_end([i.record for i in backend.lookup_jobs(ids) if i.record is not None])
+    graces: list[float | None] = []  # read once, and only when some job has not ended at the first look
     what = "job" if len(ids) == 1 else "jobs"
 
     def ended() -> bool:
         states.update(backend.wait_jobs(ids, SLICE))
         left = [i for i in ids if states.get(i) not in ENDED]
-        report(Progress(what, left, len(ids), grace))
+        if left and not graces:
+            graces.append(grace_end([i.record for i in backend.lookup_jobs(left) if i.record is not None]))
+        report(Progress(what, left, len(ids), graces[0] if graces else None))
         return not left
     wait(backend, ended, stopped, "jobs")
     return states

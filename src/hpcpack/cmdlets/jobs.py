@@ -53,7 +53,7 @@ def stop_job(args: Args) -> list[Record]:
     """Cancels the jobs and waits for their final state unless graceful (backends.stopping); outputs
     only the errors, one per job that was refused or did not end as asked."""
     with waiting(args) as (report, stopped):
-        items = stop_jobs(args.backend(), _job_ids(args), _stop_options(args), report, stopped)
+        items = stop_jobs(args.backend(), _job_ids(args), _stop_options(args), report, stopped, records=False)
     return per_item([i for i in items if i.error is not None])
 
 

@@ -44,10 +44,10 @@ class Cancels(Processes):
         if was_running:
             self.commit(job, changed, (caller.name, kind, message or ""))
             return job
-        with self.batch():  # it never started: it leaves the queue at once, in one write
-            changed += self._end(job)
-            self.commit(job, changed, (caller.name, kind, message or ""), expected=before)
-            self.history(job, "scheduler", "end", job.state.name or "")
+        # It never started: it leaves the queue at once, in one write (cancel_job's or requeue_job's transaction).
+        changed += self._end(job)
+        self.commit(job, changed, (caller.name, kind, message or ""), expected=before)
+        self.history(job, "scheduler", "end", job.state.name or "")
         return job
 
     def describe_cancel(self, caller: Caller, job: Job, options: StopOptions) -> str:

@@ -84,6 +84,7 @@ class Core:
         self._next_step_kill: dict[int, float] = {}  # job id -> when its steps may be killed through Slurm again
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
+        self._sweep_jobs: set[int] = set()  # jobs with a parametric sweep (the only ones expand_sweeps reads)
         for job in self.store.load_jobs(states=ACTIVE_STATES):  # ended jobs stay on disk until asked for
             self._add(job)
         self.running: dict[int, tuple[Job, Task]] = {}  # pid -> unit whose process we started
@@ -111,6 +112,23 @@ class Core:
     def _add(self, job: Job) -> None:
         self.jobs[job.id] = job
         self._by_state[job.state][job.id] = job
+        self.note_sweeps(job)
+
+    def note_sweeps(self, job: Job) -> None:
+        """Remembers a job that has a parametric sweep: called whenever a job gets or changes tasks."""
+        if any(t.parametric for t in job.tasks):
+            self._sweep_jobs.add(job.id)
+
+    def sweep_jobs(self, *states: JobState) -> list[Job]:
+        """The jobs in these states that have a sweep (a walk of the sweeps, not of every active job)."""
+        jobs = []
+        for job_id in sorted(self._sweep_jobs):
+            job = self.jobs.get(job_id)
+            if job is None:
+                self._sweep_jobs.discard(job_id)  # evicted or deleted (read again, it is noted again)
+            elif job.state in states:
+                jobs.append(job)
+        return jobs
 
     def _move(self, job: Job, event: str) -> None:
         """Every job transition goes through here, so the per-state index stays true."""
@@ -209,8 +227,9 @@ class Core:
     def commit(self, job: Job, units: Iterable[Task] = (), entry: tuple[str, ...] = (), job_changed: bool = True,
                expected: int | None = None) -> None:
         """Writes one change in one transaction: the job (compare-and-set on its state), the units it
-        changed, and its history row (actor, event[, message[, details]])."""
-        with self.store.transaction():
+        changed, and its history row (actor, event[, message[, details]]). Inside a transaction it is
+        a part of it, undone with it."""
+        with self.store.atomic():
             if job_changed:
                 self.store.save_job(job, expected)
             for unit in units:

@@ -106,6 +106,7 @@ class HeadNode(Allocation):
                     self._queue_task(task)
                 job.tasks.append(task)
                 self.store.insert_task(task)
+            self.note_sweeps(job)
             job.change_time = now()
             self.store.save_job(job)
         return tasks
@@ -191,6 +192,7 @@ class HeadNode(Allocation):
         for name in Task.__dataclass_fields__:
             if name not in jobspec.TASK_KEPT_FIELDS:
                 setattr(task, name, getattr(built, name))
+        self.note_sweeps(job)
         if task.parametric or old_instances:
             task.instances = built.instances
             for instance in task.instances:

@@ -169,17 +169,21 @@ class Requests(ClusterRequests):
         return results
 
     def op_plan_cancel(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
-        """What a cancel would do to each job, in words, for -WhatIf and -Confirm."""
+        """What a cancel would do to each job, in words, for -WhatIf and -Confirm; each job's record is
+        what names it to the user (Id, Name, State, Owner), not all of it (a plan of 5,000 jobs is read
+        before any is cancelled)."""
         options = _stop_options(params)
-        results = []
-        for entry in self.op_lookup_jobs(caller, ops.JobIds(ids=params.ids)):
-            if "job" in entry:
-                job = self.head.jobs[entry["id"]]
-                try:
-                    entry["action"] = self.head.describe_cancel(caller, job, options)
-                except HpcError as e:
-                    entry = {"id": entry["id"], "error": e.to_wire()}
-            results.append(entry)
+        results: list[dict[str, Any]] = []
+        for job_id in params.ids:
+            try:
+                job = self.head.job(job_id)
+                action = self.head.describe_cancel(caller, job, options)
+            except HpcError as e:
+                results.append({"id": job_id, "error": e.to_wire()})
+                continue
+            record = {"__type__": "HpcJob", "Id": job.id, "Name": job.name, "State": job.state.name,
+                      "Owner": job.owner}
+            results.append({"id": job_id, "job": record, "action": action})
         return results
 
     def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]]:

@@ -324,8 +324,8 @@ class Running(Cancels):
         bounded number and size each pass, so one huge sweep never holds the loop). A job not yet
         running gets its sweeps' first window here too, never inside the request that added them."""
         budget = [2 * SWEEP_WINDOW, 2 * WINDOW_BYTES]  # steps, bytes: this pass's
-        for job in self._each(self.in_state(JobState.Configuring, JobState.Submitted, JobState.Queued,
-                                                JobState.Running)):
+        for job in self._each(self.sweep_jobs(JobState.Configuring, JobState.Submitted, JobState.Queued,
+                                              JobState.Running)):
             for sweep in [t for t in job.tasks if t.pending_steps and not t.rest_canceled]:
                 if min(budget) <= 0:
                     return
