@@ -45,6 +45,7 @@ MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 MUNGE_KEY = Path("/etc/munge/munge.key")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
+LOCK_WAIT = 900.0  # seconds to wait for another test run's cluster to stop
 LOCK_FILE = Path("/run/hpc-slurm-cluster.lock")
 BRIDGE = "hpcs-br"
 # Marks that munged was started by a SlurmCluster, so stop() ends it (and only then).
@@ -289,16 +290,23 @@ class SlurmCluster:
             return False
         return sorted(states) == sorted(self.nodes) and set(states.values()) == {"idle"}
 
-    def _take_lock(self) -> None:
-        """One cluster per machine: its names (namespaces, bridge, cgroups) are fixed."""
+    def _take_lock(self, wait: float = LOCK_WAIT) -> None:
+        """One cluster per machine: its names (namespaces, bridge, cgroups) are fixed. Another test run
+        holding it is waited for (up to `wait` seconds), so that two runs on one machine take turns."""
         if self._lock is not None:
             return
         lock = open(LOCK_FILE, "a")  # noqa: SIM115 - held open for the cluster's lifetime
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise RuntimeError(f"another SlurmCluster runs on this machine ({LOCK_FILE} is locked)") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise RuntimeError(f"another SlurmCluster runs on this machine ({LOCK_FILE} is locked "
+                                       f"for more than {wait:.0f} s)") from None
+                time.sleep(1)
         self._lock = lock
 
     # -- cleaning (also after a crash) ---------------------------------------------------------
