@@ -76,6 +76,26 @@ class HeadNodeProcess:
                 self.process.wait(10)
 
 
+
+def in_process_head_node(state_dir: Path, nodes: list[Any]) -> Iterator[Any]:
+    """The head node's logic in this process (real store, real processes) on these config nodes, with
+    a 1 s grace period; afterwards every job still running is force-canceled and waited for."""
+    from hpcpack.config import HeadNodeConfig
+    from hpcpack.head.headnode import HeadNode
+    from hpcpack.identity import Caller
+    from hpcpack.model.states import JobState
+    from hpcpack.model.stop import StopOptions
+    root = Caller(uid=0, gid=0, name="root", admin=True)
+    node = HeadNode(state_dir, HeadNodeConfig(nodes=nodes))
+    node.set_property(root, "TaskCancelGracePeriod", 1)
+    try:
+        yield node
+    finally:
+        for job in node.in_state(JobState.Running, JobState.Canceling):
+            node.cancel_job(root, job.id, StopOptions(force=True))
+        wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
+        node.close()
+
 def start_head_node(state_dir: Path, config: str = "", user: str | None = None) -> HeadNodeProcess:
     """A head node process for `state_dir`: root's, or, with `user`, one running as that Unix user
     (the system Python with the project's dependencies on PYTHONPATH: root's environment may be

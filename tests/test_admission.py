@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.config import HeadNodeConfig, Node
+from hpcpack.config import Node
 from hpcpack.errors import HpcError
 from hpcpack.head import running, scheduler
 from hpcpack.head.headnode import HeadNode
@@ -19,7 +19,7 @@ from hpcpack.model.objects import Job
 from hpcpack.model.states import JobState
 from hpcpack.model.stop import StopOptions
 
-from .conftest import wait_until
+from .conftest import in_process_head_node, wait_until
 
 ROOT = Caller(uid=0, gid=0, name="root", admin=True)
 USER = Caller(uid=os.geteuid(), gid=os.getegid(), name="root", admin=False)  # the owner, not an administrator
@@ -28,13 +28,7 @@ USER = Caller(uid=os.geteuid(), gid=os.getegid(), name="root", admin=False)  # t
 @pytest.fixture
 def head(tmp_path: Path) -> Iterator[HeadNode]:
     nodes = [Node("NODE1", 4, groups=("ComputeNodes", "G1")), Node("NODE2", 4)]
-    node = HeadNode(tmp_path, HeadNodeConfig(nodes=nodes))
-    node.set_property(ROOT, "TaskCancelGracePeriod", 1)
-    yield node
-    for job in node.in_state(JobState.Running, JobState.Canceling):
-        node.cancel_job(ROOT, job.id, StopOptions(force=True))
-    wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
-    node.close()
+    yield from in_process_head_node(tmp_path, nodes)
 
 
 def submitted(head: HeadNode, spec: dict[str, object], command: str = "sleep 30") -> Job:

@@ -18,7 +18,7 @@ from hpcpack.identity import Caller
 from hpcpack.model.states import JobState, TaskState
 from hpcpack.model.stop import StopOptions
 
-from .conftest import wait_until
+from .conftest import in_process_head_node, wait_until
 
 ROOT_CALLER = Caller(uid=0, gid=0, name="root", admin=True)
 ALICE = Caller(uid=os.geteuid(), gid=os.getegid(), name="alice", admin=False)
@@ -26,13 +26,7 @@ ALICE = Caller(uid=os.geteuid(), gid=os.getegid(), name="alice", admin=False)
 
 @pytest.fixture
 def head(tmp_path: Path) -> Iterator[HeadNode]:
-    node = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
-    node.set_property(ROOT_CALLER, "TaskCancelGracePeriod", 1)
-    yield node
-    for job in node.in_state(JobState.Running, JobState.Canceling):
-        node.cancel_job(ROOT_CALLER, job.id, StopOptions(force=True))
-    wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
-    node.close()
+    yield from in_process_head_node(tmp_path, [Node("N1", 2)])
 
 
 def run_until(head: HeadNode, predicate: object, timeout: float = 10) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hpcpack.cli import COMMANDS
-from hpcpack.config import HeadNodeConfig, Node
+from hpcpack.config import Node
 from hpcpack.errors import HpcError
 from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
@@ -23,9 +23,8 @@ from hpcpack.model import jobspec
 from hpcpack.model.objects import Job, Task
 from hpcpack.model.properties import JOB, JOB_CHANGES, JOB_FILE_ONLY, JOB_NAMES, TASK, TASK_NAMES
 from hpcpack.model.states import JobState, TaskState
-from hpcpack.model.stop import StopOptions
 
-from .conftest import run_pwsh, wait_until
+from .conftest import in_process_head_node, run_pwsh, wait_until
 
 ROOT = Caller(uid=0, gid=0, name="root", admin=True)
 # Each cmdlet's parameters that are not job or task properties (which job, where, credentials).
@@ -100,13 +99,7 @@ def test_the_job_commands_options_set_declared_properties() -> None:
 @pytest.fixture
 def head(tmp_path: Path) -> Iterator[HeadNode]:
     nodes = [Node("SMALL", 2, memory=1000), Node("BIG", 4, memory=8000), Node("MID", 3, memory=4000)]
-    node = HeadNode(tmp_path, HeadNodeConfig(nodes=nodes))
-    node.set_property(ROOT, "TaskCancelGracePeriod", 1)
-    yield node
-    for job in node.in_state(JobState.Running, JobState.Canceling):
-        node.cancel_job(ROOT, job.id, StopOptions(force=True))
-    wait_until(lambda: (node.step(), not node.in_state(JobState.Running, JobState.Canceling))[1], 10)
-    node.close()
+    yield from in_process_head_node(tmp_path, nodes)
 
 
 def run(head: HeadNode, spec: dict[str, Any], *tasks: dict[str, Any]) -> Job:
