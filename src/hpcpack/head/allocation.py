@@ -43,11 +43,12 @@ class Allocation(Admission):
                 demands.append(demand)
         capacity = {n.name: n.cores for n in self.config.nodes if self.node_usable(n.name)}
         grants = scheduler.plan(free, idle, demands, capacity)
-        for demand in demands:  # passed over: it would hold up the queue, and can never start as it is
-            if demand.job_id not in grants and not scheduler.can_ever_start(demand, capacity):
-                self.jobs[demand.job_id].pending_reason = ("Resources: the nodes it may use, as they are now, "
-                                                           f"cannot give it {demand.min_cores} cores")
-        demands = [d for d in demands if d.job_id in grants or scheduler.can_ever_start(d, capacity)]
+        # Passed over by the plan: it would hold up the queue, and can never start as things are.
+        never = [d for d in demands if d.job_id not in grants and not scheduler.can_ever_start(d, capacity)]
+        for demand in never:
+            self.jobs[demand.job_id].pending_reason = ("Resources: the nodes it may use, as they are now, "
+                                                       f"cannot give it {demand.min_cores} cores")
+        demands = [d for d in demands if d not in never]
         waiting = sorted((d for d in demands if d.job_id not in grants), key=scheduler.order)
         for place, demand in enumerate(waiting):  # the first waits for cores, the rest also for it
             self.jobs[demand.job_id].pending_reason = "Resources" if place == 0 else "Priority"
