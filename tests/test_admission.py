@@ -96,3 +96,19 @@ def test_a_jobs_template_holds_in_the_queue_and_on_requeue(head: HeadNode) -> No
     with pytest.raises(HpcError) as requeue:
         head.submit_job(USER, held.id)  # ...but it does not enter the queue so
     assert requeue.value.error_id == "JobTemplateViolation"
+
+
+def test_a_template_limits_the_cores_a_job_gets_from_its_tasks_too(head: HeadNode) -> None:
+    """A third attack: a job that gives no NumCores takes its size from its tasks, past MaxCores."""
+    head.put_template(ROOT, templates.from_parameters("Small", "", {}, {"MaxCores": "1-2"}, []), False)
+    job = head.new_job(USER, {"TemplateName": "Small"})
+    head.add_task(USER, job.id, {"CommandLine": "true", "NumCores": "4"})
+    with pytest.raises(HpcError) as refused:
+        head.submit_job(USER, job.id)
+    assert refused.value.error_id == "JobTemplateViolation" and "MaxCores is 4" in refused.value.message
+    queued = submitted(head, {"TemplateName": "Small", "HoldUntil": "2999-01-01T00:00:00+00:00"}, "true")
+    assert queued.state == JobState.Queued
+    with pytest.raises(HpcError) as bigger:  # a bigger task added in the queue is checked as well
+        head.add_task(USER, queued.id, {"CommandLine": "true", "NumCores": "2"})
+    assert bigger.value.error_id == "JobTemplateViolation"
+    assert len(head.job(queued.id).tasks) == 1

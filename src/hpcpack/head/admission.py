@@ -34,7 +34,8 @@ class Admission(Nodes):
     def enforce_template(self, caller: Caller, job: Job) -> None:
         """Who submits must be allowed to use the job's template; its defaults fill what the job left
         unset, then its ranges hold (JobTemplateViolation). At submit, requeue and every change."""
-        tpl.apply(self._usable_template(caller, job.template), job)
+        # Cores calculated from the tasks count against its core limits as cores asked for do.
+        tpl.apply(self._usable_template(caller, job.template), job, self._core_demand)
 
     def demand(self, job: Job) -> scheduler.Demand | None:
         """What the job asks of the allocator (head/scheduler.py); None when none of its nodes is there."""

@@ -27,6 +27,7 @@ from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
 __all__ = ["HeadNode", "StartFailure"]
 
 
+_IN_QUEUE = (JobState.Submitted, JobState.Validating, JobState.Queued, JobState.Running)
 # What a job's run gave it, not what its owner asked for: New-HpcJob -Job copies every other field.
 _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "previous_state", "create_time",
                          "submit_time", "start_time", "end_time", "change_time", "error_message", "error_code",
@@ -100,6 +101,8 @@ class HeadNode(Allocation):
         problem = submitted and jobspec.dependency_problem(job.tasks + tasks)
         if problem:  # a submitted job's tasks must be able to run; a Configuring job is checked at submit
             raise HpcError("InvalidOperation", f"The task cannot be added to job {job.id}: {problem}", job.id)
+        if job.state in _IN_QUEUE:  # a bigger task makes a bigger job: its template and placement still hold
+            self._recheck(caller, Job(**{**vars(job), "tasks": job.tasks + tasks}))
         with self.batch():
             for task in tasks:
                 if submitted:
@@ -140,12 +143,8 @@ class HeadNode(Allocation):
         try:
             jobspec.apply_job_properties(job, spec)
             self._check_template_spec(caller, job, spec)
-            if job.state in (JobState.Submitted, JobState.Validating, JobState.Queued, JobState.Running):
-                # in the queue or running, its template still holds (a requeue checks it again)...
-                self.enforce_template(caller, job)
-            problem = self.queued_problem(job) if job.state == JobState.Queued else ""
-            if problem:  # ...and a queued job must still be one that can start
-                raise HpcError("JobModifyFailed", f"Job modification failed: {problem}", job.id)
+            if job.state in _IN_QUEUE:
+                self._recheck(caller, job)
         except HpcError:
             self.reload([job.id])  # nothing of the refused change stays in memory
             raise
@@ -153,6 +152,14 @@ class HeadNode(Allocation):
         changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
         self.commit(job, entry=(caller.name, "modify", "", changed))
         return job
+
+    def _recheck(self, caller: Caller, job: Job) -> None:
+        """A job in the queue or running that changes keeps to its template (a requeue checks it again),
+        and a queued one must still be one that can start; raises JobTemplateViolation, JobModifyFailed."""
+        self.enforce_template(caller, job)
+        problem = self.queued_problem(job) if job.state == JobState.Queued else ""
+        if problem:
+            raise HpcError("JobModifyFailed", f"Job modification failed: {problem}", job.id)
 
     def submit_task(self, caller: Caller, job_id: int, task_id: int, sub_id: int) -> Task:
         job = self.job(job_id)

@@ -10,6 +10,7 @@ Template files are HPC Pack's `<JobTemplate>` with `<TemplateItem PropertyName=.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def may_use(template: JobTemplate, user: str, groups: set[str], admin: bool) -> 
     return user.lower() in names or any(f"group:{g}".lower() in names for g in groups)
 
 
-def apply(template: JobTemplate, job: Job) -> None:
+def apply(template: JobTemplate, job: Job, cores: Callable[[Job], tuple[int, int]] | None = None) -> None:
     """Gives the job the template's defaults for what it did not set, then checks every item; raises
     JobTemplateViolation naming the property, the value and the allowed range."""
     given = {p.lower() for p in job.explicit}
@@ -202,8 +203,9 @@ def apply(template: JobTemplate, job: Job) -> None:
         elif item.required:
             raise HpcError("JobTemplateViolation", f"Job {job.id} cannot be submitted with template {template.name}: "
                            f"it requires {item.property} ({parameter}) to be set.", item.property)
+    calculated = cores(job) if cores is not None else None  # after the defaults: they may set NumCores
     for item in template.items:
-        current = _current(job, item)
+        current = _current(job, item, calculated)
         if current is None:
             continue
         problem = _outside(item, current)
@@ -217,13 +219,18 @@ def _unit(item: TemplateItem) -> tuple[str, str]:
     return bound, plural[:-1]  # ("Min", "Core")
 
 
-def _current(job: Job, item: TemplateItem) -> Any:
+def _current(job: Job, item: TemplateItem, calculated: tuple[int, int] | None = None) -> Any:
+    """The job's value for the item; for cores calculated from its tasks (`*`, no NumCores), the cores
+    the scheduler will ask for (`calculated`: min, max), so that a limit cannot be passed by leaving it out."""
     kind = PROPERTIES[item.property][1]
     if kind == "units":
         bound, unit = _unit(item)
         if job.unit_type != unit:
             return None
-        return job.min_units if bound == "Min" else job.max_units
+        value = job.min_units if bound == "Min" else job.max_units
+        if value is None and unit == "Core" and calculated is not None:
+            return calculated[0] if bound == "Min" else calculated[1]
+        return value
     value = getattr(job, _ATTRIBUTES[item.property])
     return None if value in ("", []) else value  # not set: nothing to check (Required says whether it must be)
 
