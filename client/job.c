@@ -288,7 +288,7 @@ static cJSON *call(const char *op, cJSON *args, bool change)
         changed = true;
     }
     cJSON *reply = exchange(request);
-    if (!reply && change) {  /* a restarted head node: once more, the same request id */
+    if (!reply && changed) {  /* a restarted head node: once more (a change with the same request id) */
         close(sock);
         reply = connect_and_greet() ? exchange(request) : NULL;
     }

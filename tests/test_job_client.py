@@ -67,6 +67,8 @@ def test_view_and_list_print_what_python_prints(head: HeadNodeProcess, client: C
     wait_state(client, failed, "Failed")
     for job_id in (finished, failed, *queued, configuring):
         assert same(head, "view", str(job_id))[0] == 0
+    for zone in ("Asia/Kolkata", "America/St_Johns", "EST5EDT"):  # times in the caller's time zone
+        assert same(head, "view", str(finished), env={**head.env(), "TZ": zone})[0] == 0
     assert same(head, "view", "999")[:2] == (1, "")
     shown = same(head, "LIST")[1]
     assert [line.split()[0] for line in shown.splitlines()[2:]] == [str(i) for i in queued]
