@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
@@ -145,6 +146,26 @@ def test_graceful_cancel_does_not_wait(head: HeadNodeProcess, client: Client) ->
         outcomes.append(tuple(str(part).replace(str(job_id), "N") for part in done))
         client.call("cancel_jobs", ids=[job_id], force=True)
     assert outcomes[0] == outcomes[1] == ("0", "Job N will be canceled when its running tasks end.\n", "")
+
+
+def test_ctrl_c_ends_the_waiting_not_the_cancel_as_python_does(head: HeadNodeProcess, client: Client) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 30})
+    outcomes = []
+    for program in (JOB, JOB_PY):
+        job_id = submitted(run(program, head, "submit", "trap '' TERM; while true; do sleep 0.05; done"))
+        wait_state(client, job_id, "Running")
+        wait_until(lambda job_id=job_id: job_processes(head.state_dir, job_id))
+        waiting = subprocess.Popen([str(program), "cancel", str(job_id)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=head.env())
+        wait_state(client, job_id, "Canceling")
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=20)
+        outcomes.append((waiting.returncode, out, err.replace(str(job_id), "N")))
+        assert job(client, job_id)["State"] == "Canceling"
+        client.call("cancel_jobs", ids=[job_id], force=True)
+        wait_state(client, job_id, "Canceled")
+    assert outcomes[0] == outcomes[1] == \
+        (130, "", "job cancel: stopped waiting; the head node goes on cancelling job N.\n")
 
 
 def test_errors_of_the_head_node_are_pythons(head: HeadNodeProcess, client: Client) -> None:
