@@ -58,12 +58,13 @@ def job_command(env: dict[str, str], job_id: int, cancel_ids: list[int], repeats
         commands[f"{name}_view_ms"] = measured(program, "view", str(job_id))
         commands[f"{name}_cancel_ms"] = measured(program, "cancel", lambda: str(queue.pop()))
         commands[f"{name}_submit_ms"] = measured(program, "submit", "/numcores:1", "true")
-    if slurm_live():
+    live = slurm_live()
+    if live:
         commands |= slurm_job_commands(env, repeats)
     try:
-        return interleaved(commands, min(repeats, len(cancel_ids) // 2))
+        return interleaved(commands, min(repeats, len(cancel_ids) // 2))  # job and job-py cancel one each
     finally:
-        if slurm_live():
+        if live:
             subprocess.run(["scancel", f"--name={SLURM_JOB_NAME}"], env=env, capture_output=True, check=False)
 
 
