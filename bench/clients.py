@@ -53,7 +53,8 @@ def job_command(env: dict[str, str], job_id: int, cancel_ids: list[int], repeats
 
     def measured(program: str, *words: str | Callable[[], str]) -> Callable[[], float]:
         return lambda: run_ms([program, *(w if isinstance(w, str) else w() for w in words)], env)
-    commands = {"python_floor_ms": measured(str(VENV / "python"), "-I", "-S", "-c", "pass")}
+    commands = {"python_floor_ms": measured(str(VENV / "python"), "-I", "-S", "-c", "pass"),
+                "process_floor_ms": measured("/bin/true")}  # what any process costs here, under today's load
     for name, program in (("job", str(VENV / "job")), ("job_py", str(VENV / "job-py"))):
         commands[f"{name}_view_ms"] = measured(program, "view", str(job_id))
         commands[f"{name}_cancel_ms"] = measured(program, "cancel", lambda: str(queue.pop()))
