@@ -618,18 +618,15 @@ static int terminal_width(void)
 {
     if (!isatty(STDOUT_FILENO))
         return 80;
-    const char *columns = getenv("COLUMNS"), *lines = getenv("LINES");
-    int wanted = 0;
+    const char *columns = getenv("COLUMNS");
     if (columns && *columns) {
         if (strspn(columns, "0123456789") != strlen(columns) || strlen(columns) > 6)
             hand_over();  /* int() takes more forms than digits */
-        wanted = atoi(columns);
+        if (atoi(columns) > 0)
+            return atoi(columns);
     }
-    if (wanted > 0 && lines && *lines && strspn(lines, "0123456789") == strlen(lines) && atoi(lines) > 0)
-        return wanted;
     struct winsize size;
-    int measured = ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 ? size.ws_col : 0;
-    return wanted > 0 ? wanted : measured > 0 ? measured : 80;
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 ? size.ws_col : 80;
 }
 
 /* show._cell: cut with an ellipsis (UTF-8, as Python writes it), padded to its width. */

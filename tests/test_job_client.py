@@ -81,16 +81,19 @@ def test_list_fits_the_terminal_as_python_does(head: HeadNodeProcess, client: Cl
     for _ in range(3):
         held(client)
     held(client, Name="x" * 80)
-    for columns in (80, 132, 67):
-        shown = [at_terminal(program, head, columns) for program in (JOB, JOB_PY)]
+    for columns, variable in ((80, None), (132, None), (67, None), (80, "100")):
+        shown = [at_terminal(program, head, columns, variable) for program in (JOB, JOB_PY)]
         assert shown[0] == shown[1] and "\u2026" in shown[0], (columns, shown)
+        assert len(shown[0].splitlines()[1]) == int(variable or columns)  # the rule: the whole width
 
 
-def at_terminal(program: Path, head: HeadNodeProcess, columns: int) -> str:
-    """`job list` at a terminal of that width (a pseudo-terminal, as a person's)."""
+def at_terminal(program: Path, head: HeadNodeProcess, columns: int, variable: str | None) -> str:
+    """`job list` at a terminal of that width (a pseudo-terminal, as a person's), COLUMNS set or not."""
     leader, follower = pty.openpty()
     ioctl(follower, TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     env = {k: v for k, v in head.env().items() if k not in ("COLUMNS", "LINES")}
+    if variable is not None:
+        env["COLUMNS"] = variable
     process = subprocess.Popen([str(program), "list"], stdout=follower, stderr=subprocess.DEVNULL, env=env)
     os.close(follower)
     output = b""
