@@ -234,8 +234,12 @@ static cJSON *exchange(const cJSON *request)
     size_t len = strlen(body);
     unsigned char header[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
                                (unsigned char)len};
-    bool sent = write_all((char *)header, 4) && write_all(body, len);
+    Buf frame = {0};  /* one send: the head node reads the frame at once */
+    put(&frame, (char *)header, 4);
+    put(&frame, body, len);
+    bool sent = write_all(frame.data, frame.len);
     free(body);
+    free(frame.data);
     if (!sent || !read_all((char *)header, 4))
         return NULL;
     uint32_t size = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
@@ -693,30 +697,53 @@ static void job_cells(const cJSON *job, Buf *cells, size_t *ends)
     put(cells, "", 1);
 }
 
-static int list(void)
+/* One job's row; cells that are not printable ASCII (wide characters) are rich's to lay out. */
+static void put_job_row(Buf *out, const cJSON *job, const int *sizes)
 {
-    int width = terminal_width(), sizes[NCOLUMNS], fixed = NCOLUMNS - 1;
+    Buf cells = {0};
+    size_t ends[NCOLUMNS];
+    const char *row[NCOLUMNS];
+    job_cells(job, &cells, ends);
+    for (int i = 0; i < NCOLUMNS; i++)
+        if (!printable_ascii(row[i] = cells.data + (i ? ends[i - 1] + 1 : 0)))
+            hand_over();
+    put_row(out, row, sizes);
+    free(cells.data);
+}
+
+/* The header and its rule of dashes, at these column sizes. */
+static void put_header(Buf *out, const int *sizes)
+{
+    const char *labels[NCOLUMNS];
+    for (int i = 0; i < NCOLUMNS; i++)
+        labels[i] = JOB_COLUMNS[i].label;
+    put_row(out, labels, sizes);
+    for (int i = 0; i < NCOLUMNS; i++) {
+        if (i)
+            put(out, " ", 1);
+        for (int dash = 0; dash < sizes[i] + (i < NCOLUMNS - 1); dash++)
+            put(out, "-", 1);
+    }
+    put(out, "\n", 1);
+}
+
+/* show._plain_table's sizes: the fixed ones, and what they leave for Name; too narrow is rich's to draw. */
+static void column_sizes(int *sizes)
+{
+    int width = terminal_width(), fixed = NCOLUMNS - 1;
     for (int i = 0; i < NCOLUMNS; i++)
         fixed += JOB_COLUMNS[i].width ? JOB_COLUMNS[i].width + (i < NCOLUMNS - 1) : 0;
     for (int i = 0; i < NCOLUMNS; i++)
         if ((sizes[i] = JOB_COLUMNS[i].width ? JOB_COLUMNS[i].width : width - fixed - (i < NCOLUMNS - 1)) < 1)
-            hand_over();  /* too narrow: rich draws it */
-    Buf out = {0};
-    const char *header[NCOLUMNS];
-    for (int i = 0; i < NCOLUMNS; i++)
-        header[i] = JOB_COLUMNS[i].label;
-    put_row(&out, header, sizes);
-    for (int i = 0; i < NCOLUMNS; i++) {
-        char rule[1024];
-        int n = sizes[i] + (i < NCOLUMNS - 1);
-        if (n >= (int)sizeof rule)
             hand_over();
-        memset(rule, '-', (size_t)n);
-        putf(&out, i ? " %.*s" : "%.*s", n, rule);
-    }
-    while (out.len && out.data[out.len - 1] == ' ')
-        out.len--;
-    put(&out, "\n", 1);
+}
+
+static int list(void)
+{
+    int sizes[NCOLUMNS];
+    column_sizes(sizes);
+    Buf out = {0};
+    put_header(&out, sizes);
     long long after = -1;
     for (;;) {  /* pages, as HeadNodeBackend.query_jobs reads them */
         cJSON *args = cJSON_CreateObject();
@@ -726,17 +753,7 @@ static int list(void)
         if (!cJSON_IsArray(page))
             hand_over();
         cJSON_ArrayForEach(job, page) {
-            Buf cells = {0};
-            size_t ends[NCOLUMNS];
-            const char *row[NCOLUMNS];
-            job_cells(job, &cells, ends);
-            for (int i = 0; i < NCOLUMNS; i++)
-                row[i] = cells.data + (i ? ends[i - 1] + 1 : 0);
-            for (int i = 0; i < NCOLUMNS; i++)
-                if (!printable_ascii(row[i]))
-                    hand_over();
-            put_row(&out, row, sizes);
-            free(cells.data);
+            put_job_row(&out, job, sizes);
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "Id");
             after = cJSON_IsNumber(id) ? (long long)id->valuedouble : -1;
         }
