@@ -738,6 +738,11 @@ static void column_sizes(int *sizes)
             hand_over();
 }
 
+/* What the list shows of each job: all the head node sends (show.LIST_FIELDS, in the same order). */
+static const char *const LIST_FIELDS[] = {"Id", "Name", "Owner", "State", "Priority", "TaskCount",
+    "FinishedTaskCount", "SubmitTime", "StartTime", "EndTime", "PendingReason", "ErrorMessage"};
+#define NLIST_FIELDS ((int)(sizeof LIST_FIELDS / sizeof *LIST_FIELDS))
+
 static int list(void)
 {
     int sizes[NCOLUMNS];
@@ -749,6 +754,7 @@ static int list(void)
         cJSON *args = cJSON_CreateObject();
         cJSON_AddItemToObject(args, "after", after < 0 ? cJSON_CreateNull() : cJSON_CreateNumber((double)after));
         cJSON_AddNumberToObject(args, "limit", MAX_IDS);
+        cJSON_AddItemToObject(args, "fields", cJSON_CreateStringArray(LIST_FIELDS, NLIST_FIELDS));
         cJSON *page = call("get_jobs", args, false), *job;
         if (!cJSON_IsArray(page))
             hand_over();

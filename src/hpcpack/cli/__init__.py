@@ -341,7 +341,7 @@ def cmd_list(backend: Backend, args: argparse.Namespace) -> int:
             raise Usage(f"/submittime:{args.submittime} is not a number of days")
         begin = (datetime.now(UTC) - timedelta(days=int(args.submittime))).isoformat()
     jobs = list(backend.query_jobs(JobQuery(state=state, owner=user, name=name, project=args.project,
-                                            template=args.jobtemplate, begin=begin)))
+                                            template=args.jobtemplate, begin=begin, fields=show.LIST_FIELDS)))
     if args.jobname and "*" in args.jobname:
         jobs = [j for j in jobs if fnmatch.fnmatchcase(j["Name"].lower(), args.jobname.lower())]
     show.jobs(jobs, _format(args))
