@@ -49,6 +49,16 @@ class Request:
     exclusive: bool = False
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A live Slurm job as squeue lists it: who submitted it, under which name, in which state."""
+
+    job_id: int
+    user: str
+    state: str
+    name: str
+
+
 class Slurm:
     """Slurm's client commands, run with the head node's SLURM_CONF."""
 
@@ -111,6 +121,19 @@ class Slurm:
                 return {}
             return {k: v for i in ids for k, v in self.states([i]).items()}
         return {int(i): state for i, state in (line.split() for line in out.splitlines()) if i.isdigit()}
+
+    def holders(self, names: Sequence[str] = ()) -> list[Holder]:
+        """Live Slurm jobs of every user with these names (every live job when none is given): how a
+        holder whose id the head node never stored (it died right after sbatch) is found again."""
+        args = ["squeue", "-h", "--all", "-o", "%i|%u|%T|%j"]  # the name last: it may hold a '|'
+        if names:
+            args.append(f"--name={','.join(_safe(n) for n in names)}")
+        found = []
+        for line in self.run(args).splitlines():
+            job_id, user, state, name = (line.split("|", 3) + ["", "", ""])[:4]
+            if job_id.isdigit() and state in LIVE_STATES:  # array elements ("12_3") are never holders
+                found.append(Holder(int(job_id), user, state, name))
+        return found
 
     def allocation(self, job_id: int) -> dict[str, int]:
         """Node -> CPUs of a running allocation (scontrol's detailed Nodes=... CPU_IDs=... lines)."""
