@@ -7,6 +7,7 @@ import json
 import pwd
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,17 +288,23 @@ def marked_processes(mark: str) -> list[int]:
     return alive(found)
 
 
-def cancel_each_as_it_starts(client: Client, ids: list[int], timeout: float) -> None:
-    """Cancels every job the instant it is seen Running (its allocation just granted, its steps being
-    launched), some at once and some a few ms later so the cancels land at every moment of a launch;
-    every other one with Force."""
+def starting(slurm: SlurmCluster, client: Client, prefix: str, ids: list[int]) -> set[int]:
+    """Jobs whose allocation Slurm has granted (the head node may not know yet) or that the head node
+    runs (their steps being launched)."""
+    granted = {int(name[len(prefix):]) for name in slurm.run(["squeue", "-h", "-t", "R", "-o", "%j"]).stdout.split()
+               if name.startswith(prefix)}
+    return (granted & set(ids)) | {j["Id"] for j in client.call("get_jobs", ids=ids) if j["State"] != "Queued"}
+
+
+def cancel_each_as_it_starts(slurm: SlurmCluster, client: Client, prefix: str, ids: list[int]) -> None:
+    """Cancels every job the instant its allocation is granted or it is seen Running, some at once and
+    some a few ms later so the cancels land at every moment of a launch; every other one with Force."""
     due: dict[int, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(due) < len(ids) or any(at is not None and at >= 0 for at in due.values()):
+    deadline = time.monotonic() + 150
+    while len(due) < len(ids) or any(at >= 0 for at in due.values()):
         assert time.monotonic() < deadline, f"only {len(due)} of {len(ids)} jobs started"
-        for found in client.call("get_jobs", ids=ids):
-            if found["State"] != "Queued" and found["Id"] not in due:
-                due[found["Id"]] = time.monotonic() + (found["Id"] % 4) * 0.015
+        for job_id in starting(slurm, client, prefix, ids) - set(due):
+            due[job_id] = time.monotonic() + (job_id % 4) * 0.015
         for job_id, at in due.items():
             if 0 <= at <= time.monotonic():
                 [answer] = cancel(client, job_id, force=job_id % 2 == 0)
@@ -305,22 +312,33 @@ def cancel_each_as_it_starts(client: Client, ids: list[int], timeout: float) -> 
                 due[job_id] = -1.0
 
 
-def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
-        slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
-    client.call("set_property", values={"TaskCancelGracePeriod": 1})
-    mark, count = uuid.uuid4().hex, 100
-    code = (f"ids = [c.call('new_job', spec={{'NumCores': '1', 'EnvironmentVariables': {{{RACE_MARK!r}: {mark!r}}}}})"
+def submit_marked(head: HeadNodeProcess, mark: str, count: int) -> list[int]:
+    """`count` one-core jobs of OWNER running RACE_TREE, every process of theirs marked with `mark`."""
+    code = (f"ids = [c.call('new_job', spec={{'NumCores': '1', 'JobEnv': [{RACE_MARK + '=' + mark!r}]}})"
             f"['Id'] for _ in range({count})]\n"
             f"for i in ids: c.call('add_task', job_id=i, spec={{'CommandLine': {RACE_TREE!r}}})\n"
             "c.call('submit_jobs', ids=ids); print(json.dumps(ids))")
     done = as_user(OWNER, head, code)
     assert done.returncode == 0, done.stderr
-    ids = json.loads(done.stdout)
-    cancel_each_as_it_starts(client, ids, timeout=150)
+    return [int(i) for i in json.loads(done.stdout)]
+
+
+def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 1})
+    mark = uuid.uuid4().hex
+    # The scan must see a running tree: a job left to start shows its shell, srun and three sleeps.
+    [probe] = submit_marked(head, mark, 1)
+    wait_until(lambda: len(marked_processes(mark)) >= 5, 20)
+    cancel(client, probe, force=True)
+    wait_state(client, probe, "Canceled")
+    ids = submit_marked(head, mark, 100)
+    prefix = f"hpc-{head_id(head.state_dir)}-"
+    cancel_each_as_it_starts(slurm, client, prefix, ids)
     wait_until(lambda: all(j["State"] in ("Canceled", "Finished", "Failed") for j in client.call("get_jobs", ids=ids)),
                60)
     assert {j["State"] for j in client.call("get_jobs", ids=ids)} == {"Canceled"}
-    prefix = f"hpc-{head_id(head.state_dir)}-"
+    print("task states at the end:", Counter(s for i in ids for s in task_states(client, i).values()))
     # Canceled is the head node's word that nothing is left: checked at once, and again once Slurm
     # has let go of every allocation (a step that came late would show then).
     assert marked_processes(mark) == []
