@@ -141,8 +141,12 @@ class SlurmBench:
     def slurm(self, *args: str) -> str:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, check=True).stdout
 
-    def sbatch(self, command: str, *options: str) -> int:
-        out = self.slurm("sbatch", "--parsable", "--output=/dev/null", *options, f"--wrap={command}")
+    def sbatch(self, command: str, *options: str, mark: str = "") -> int:
+        """A raw job; with `mark`, every process of it carries RACE_MARK=mark (sbatch passes its own
+        environment on: an --export list would make slurmd build a login environment first)."""
+        env = {**self.env, RACE_MARK: mark} if mark else self.env
+        out = subprocess.run(["sbatch", "--parsable", "--output=/dev/null", *options, f"--wrap={command}"], env=env,
+                             capture_output=True, text=True, check=True).stdout
         return int(out.split(";")[0])
 
     def slurm_states(self, ids: list[int]) -> list[str]:
@@ -240,7 +244,7 @@ class SlurmBench:
 
     def _scancel_raw(self, n: int) -> float:
         mark, tree, ready = self._tree(n, "slurm")
-        job_id = self.sbatch(tree, f"--export=ALL,{RACE_MARK}={mark}")  # every process of it carries the mark
+        job_id = self.sbatch(tree, mark=mark)
         poll(ready.exists, 60, "the raw tree started")
         return self._gone_ms(mark, lambda: self.slurm("scancel", str(job_id)))
 

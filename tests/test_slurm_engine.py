@@ -268,6 +268,21 @@ def test_a_holder_submitted_just_before_a_crash_is_adopted_and_holders_of_no_job
     client.close()
 
 
+
+def test_a_requeued_running_job_ends_its_old_allocation_and_runs_again_on_a_new_one(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    job_id, old, tree = running_tree(head, shared)
+    [answer] = client.call("requeue_jobs", ids=[job_id])
+    assert "error" not in answer, answer
+    ready = shared / "tree.ready"
+    wait_until(lambda: ready.read_text().strip() not in ("", str(old)), 30)
+    new = int(ready.read_text())
+    name = f"hpc-{head_id(head.state_dir)}-{job_id}"
+    wait_until(lambda: slurm_jobs_named(slurm, name, "PD,R,S,CF") == {new: "RUNNING"}, 20)
+    assert alive(tree) == []
+    cancel(client, job_id, force=True)
+    wait_state(client, job_id, "Canceled")
+
 # Every process of the race test's tasks carries this variable (the job's environment), so a leftover
 # is found on any node by a scan of /proc, whatever left the process tree.
 RACE_MARK = "HPC_RACE_MARK"
