@@ -47,6 +47,9 @@ COMMAND = "hostname"
 # Ignores SIGTERM; one process leaves the session and one the process tree: only a cgroup holds them all.
 TREE = "trap '' TERM; setsid -f sleep 1000; ( sleep 1000 & ); touch {ready}; sleep 1000"
 POLL = 0.01  # seconds between two looks at Slurm's queue, on both sides alike
+COUNTS = (20, 100)  # jobs submitted, and jobs canceled in one request
+MEASURES = [f"{what}_{n}" for n in COUNTS for what in ("submit_until_finished", "cancel_queued")]
+MEASURES.append("force_until_no_process")
 
 
 def available() -> bool:
@@ -249,8 +252,9 @@ class SlurmBench:
         return self._gone_ms(mark, lambda: self.slurm("scancel", str(job_id)))
 
     def run(self, quick: bool) -> None:
-        self.submit_until_done(2)  # warm-up: slurmctld's first job waits ~3 s
-        for count in (20, 100):
+        self.submit_until_done(2)  # warm-up, not kept: slurmctld's first job waits ~3 s
+        self.results.clear()
+        for count in COUNTS:
             self.submit_until_done(count)
             self.cancel_queued(count)
         self.force_until_no_process(3 if quick else 5)
@@ -260,7 +264,7 @@ def slurm_bench(quick: bool) -> dict[str, float | None]:
     """Starts the cluster, measures, stops it; nothing when Slurm is not installed (or not root)."""
     if not available():
         print("Slurm engine vs raw Slurm: not measured (needs root and Slurm's packages)")
-        return {"submit_until_finished_20_ratio": None}
+        return {f"{name}_{part}": None for name in MEASURES for part in ("ours_ms", "slurm_ms", "ratio")}
     with live_slurm_conf() as conf:
         bench = SlurmBench(conf)
         try:
