@@ -2,13 +2,16 @@
 
 Every figure is reported next to a baseline measured in the same run (a no-op request to the same
 head node, an interpreter that imports nothing, a bare pwsh), and next to Slurm's own commands when a
-Slurm cluster runs here (bench/clients.py); Slurm figures are never remembered constants: without a
-cluster they are "not measured". Results also go to build/bench.json.
+Slurm cluster runs here (bench/clients.py). When Slurm's packages are installed, the tests' two-node
+cluster is started for that, and bench/slurm.py compares the Slurm engine with raw Slurm on it. Slurm
+figures are never remembered constants: without a cluster they are "not measured". Results also go to
+build/bench.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from bench import clients  # noqa: E402
+from bench import clients, slurm  # noqa: E402
 from bench.remote import remote_bench  # noqa: E402
 from bench.store import store_bench  # noqa: E402
 from tests.conftest import head_id, start_head_node  # noqa: E402
@@ -296,7 +299,11 @@ def main() -> int:
     finally:
         bench.close()
     results: dict[str, float | None] = {**bench.results, **pwsh_bench(5 if args.quick else 15)}
-    results.update(clients_bench(args.quick))
+    with contextlib.ExitStack() as cluster:
+        if slurm.available():  # one Slurm cluster for Slurm's baselines and the Slurm engine's section
+            cluster.enter_context(slurm.live_slurm_conf())
+        results.update(clients_bench(args.quick))
+        results.update({f"slurm_engine_{k}": v for k, v in slurm.slurm_bench(args.quick).items()})
     results.update({f"remote_{k}": v for k, v in remote_bench(20 if args.quick else 60).items()})
     # A long history: 100,000 and 1,000,000 ended jobs, beside an empty store (bench/store.py).
     results.update(store_bench([0, 100_000] if args.quick else [0, 100_000, 1_000_000]))
