@@ -259,10 +259,10 @@ def job_client_report(results: dict[str, float | None]) -> str:
     """The compiled `job` next to job-py, the Python floor and Slurm (issue 12's goal: within 2x of Slurm)."""
     lines = [f"job commands as processes (median ms); python -I -S -c pass: {results['python_floor_ms']:.1f}; "
              f"/bin/true: {results['process_floor_ms']:.1f}"]
-    for words, key, slurm in JOB_CLIENT_FIGURES:
+    for words, key, slurm_key in JOB_CLIENT_FIGURES:
         ours, python = results[key] or 0, results[key.replace("job_", "job_py_", 1)] or 0
         lines.append(f"  {words}: compiled {ours:.1f}, job-py {python:.1f} ({python / max(ours, 0.01):.1f}x "
-                     f"slower); Slurm {_ratio(ours, results.get(slurm))}")
+                     f"slower); Slurm {_ratio(ours, results.get(slurm_key))}")
     return "\n".join(lines)
 
 
