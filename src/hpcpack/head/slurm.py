@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -128,13 +129,18 @@ class Slurm:
     def holders(self, names: Sequence[str] = ()) -> list[Holder]:
         """Live Slurm jobs of every user with these names (every live job when none is given): how a
         holder whose id the head node never stored (it died right after sbatch) is found again."""
-        args = ["squeue", "-h", "--all", "-o", "%i|%u|%T|%j"]  # the name last: it may hold a '|'
+        # The name last: it may hold a '|'. Any user names their Slurm jobs, newlines included, so a name
+        # can print as lines of its own ("101|alice|RUNNING|hpc-..."): only lines with this call's mark,
+        # which no name can know, are squeue's own.
+        mark = secrets.token_hex(8)
+        args = ["squeue", "-h", "--all", "-o", f"%i|%u|%T|{mark}|%j"]
         if names:
             args.append(f"--name={','.join(_safe(n) for n in names)}")
         found = []
         for line in self.run(args).splitlines():
-            job_id, user, state, name = (line.split("|", 3) + ["", "", ""])[:4]
-            if job_id.isdigit() and state in LIVE_STATES:  # array elements ("12_3") are never holders
+            job_id, user, state, seen, name = (line.split("|", 4) + ["", "", "", ""])[:5]
+            # array elements ("12_3") are never holders
+            if seen == mark and job_id.isdigit() and state in LIVE_STATES:
                 found.append(Holder(int(job_id), user, state, name))
         return found
 
