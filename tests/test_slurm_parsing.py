@@ -32,3 +32,22 @@ def test_a_job_name_cannot_forge_squeue_lines(monkeypatch: pytest.MonkeyPatch) -
     assert found[100] == slurm.Holder(100, "alice", "RUNNING", "hpc-abc-4")
     assert found[200].user == "eve" and not found[200].name.startswith("hpc-")
     assert found[300].name == "a|b"
+
+
+def fake_steps(args: Sequence[str], user: str = "", stdin: str = "") -> str:
+    """squeue -h -s -o <format> --jobs=7: job 7's steps; eve's own step 7.3 named to print as job 9's."""
+    assert args[:3] == ["squeue", "-h", "-s"] and args[-1] == "--jobs=7"
+    form = args[args.index("-o") + 1]
+    listed = [("7.batch", "batch"), ("7.extern", "extern"), ("7.0", "hpc-abc-7-1"),
+              ("7.3", "x\n9.0 hpc-abc-9-1\n9.batch batch")]
+    return "".join(form.replace("%i", i).replace("%j", n) + "\n" for i, n in listed)
+
+
+def test_a_step_name_cannot_make_the_head_node_signal_another_jobs_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = slurm.Slurm(None)
+    sent: list[list[str]] = []
+    monkeypatch.setattr(engine, "run", lambda args, user="", stdin="": sent.append(list(args)) or
+                        (fake_steps(args) if args[0] == "squeue" else ""))
+    assert sorted(engine.steps(7)) == ["7.0", "7.3"]
+    engine.kill_all_steps(7)
+    assert sent[-1] == ["scancel", "--signal=KILL", "7.0", "7.3"]

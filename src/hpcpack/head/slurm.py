@@ -160,11 +160,14 @@ class Slurm:
 
     def steps(self, job_id: int) -> dict[str, str]:
         """Step id ("J.S") -> step name, for the steps of the allocation other than its holder."""
-        out = self.run(["squeue", "-h", "-s", "-o", "%i %j", f"--jobs={job_id}"])
+        # The owner names steps of their own (srun --jobid), newlines included: only lines with this
+        # call's mark are squeue's own, and only this allocation's steps are ever signalled (as root).
+        mark = secrets.token_hex(8)
+        out = self.run(["squeue", "-h", "-s", "-o", f"%i {mark} %j", f"--jobs={job_id}"])
         steps = {}
         for line in out.splitlines():
-            step, _, name = line.partition(" ")
-            if step.split(".")[-1] not in ("batch", "extern"):
+            step, seen, name = (line.split(" ", 2) + ["", ""])[:3]
+            if seen == mark and step.startswith(f"{job_id}.") and step.split(".")[-1] not in ("batch", "extern"):
                 steps[step] = name
         return steps
 
