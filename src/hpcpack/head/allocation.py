@@ -81,13 +81,14 @@ class Allocation(Admission):
         if not asking:
             return
         try:  # a holder submitted but never stored (the commit after sbatch failed) is taken, not doubled
-            found = {h.name: h for h in engine.holders([self._holder_name(j) for j in asking])}
+            # by name and user: anyone may name a Slurm job of their own as another user's holder
+            found = {(h.name, h.user): h for h in engine.holders([self._holder_name(j) for j in asking])}
         except slurm.SlurmError as e:
             log.warning("Slurm's queue could not be read, no allocation asked for: %s", e)
             return
         for job in self._each(asking):
-            holder = found.get(self._holder_name(job))
-            if holder is not None and holder.user == job.owner:
+            holder = found.get((self._holder_name(job), job.owner))
+            if holder is not None:
                 self._adopt_holder(job, holder)
             else:
                 self._request_allocation(engine, job)
