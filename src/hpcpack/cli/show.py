@@ -31,6 +31,15 @@ VIEW_FIELDS = ("Id", "Name", "Owner", "State", "Priority", "Project", "Template"
 
 
 
+def _visible(value: Any) -> str:
+    """Text as it may reach a terminal. A job's name, project or command line is any user's text, and
+    `job list /all` or `job view` shows it to others: its control characters (escape sequences, BEL,
+    newlines, C1 codes) are shown escaped as Python writes them (\\x1b, \\n), so that nobody's job can
+    retitle, clear or forge lines on someone else's terminal."""
+    text = "" if value is None else str(value)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _width() -> int:
     """A terminal's width; otherwise (a pipe, a file) 80 columns, so that scripts see stable lines."""
     import shutil  # here: `job view` draws no table, and starts faster without it
@@ -63,6 +72,7 @@ def _reason(job: Record) -> str:
 
 
 def _table(columns: Sequence[tuple[str, int | None, bool]], rows: list[list[str]]) -> None:
+    rows = [[_visible(text) for text in row] for row in rows]
     lines = _plain_table(columns, rows, _width())
     if lines is None:
         _rich_table(columns, rows)
@@ -121,7 +131,7 @@ def _list(blocks: list[list[tuple[str, Any]]]) -> None:
     out = []
     for block in blocks:
         width = max(len(k) for k, _ in block)
-        out += [f"{k.ljust(width)} : {'' if v is None else v}".rstrip() for k, v in block] + [""]
+        out += [f"{k.ljust(width)} : {_visible(v)}".rstrip() for k, v in block] + [""]
     sys.stdout.write("\n".join(out))
 
 
