@@ -120,6 +120,13 @@ static void putf(Buf *b, const char *format, ...)
     put(b, small, (size_t)n);
 }
 
+/* A number Python would have sent as an int: whole and within +-1e15 (checked before any cast: casting a
+ * double outside long long's range is undefined). */
+static bool whole(double value)
+{
+    return value < 1e15 && value > -1e15 && value == (double)(long long)value;
+}
+
 static bool printable_ascii(const char *text)
 {
     for (; *text; text++)
@@ -353,8 +360,7 @@ static void put_value(Buf *b, const cJSON *value, const char *none)
         put(b, none, strlen(none));
     else if (cJSON_IsBool(value))
         put(b, cJSON_IsTrue(value) ? "True" : "False", cJSON_IsTrue(value) ? 4 : 5);
-    else if (cJSON_IsNumber(value) && value->valuedouble == (double)(long long)value->valuedouble &&
-             value->valuedouble < 1e15 && value->valuedouble > -1e15)
+    else if (cJSON_IsNumber(value) && whole(value->valuedouble))
         putf(b, "%lld", (long long)value->valuedouble);
     else if (cJSON_IsString(value) && (printable_ascii(value->valuestring) || changed))
         put(b, value->valuestring, strlen(value->valuestring));
@@ -761,7 +767,8 @@ static int list(void)
         cJSON_ArrayForEach(job, page) {
             put_job_row(&out, job, sizes);
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "Id");
-            after = cJSON_IsNumber(id) ? (long long)id->valuedouble : -1;
+            long long next = cJSON_IsNumber(id) && whole(id->valuedouble) ? (long long)id->valuedouble : -1;
+            after = after == -2 || next <= after ? -2 : next;  /* ids that do not go up: no next page */
         }
         int count = cJSON_GetArraySize(page);
         cJSON_Delete(page);
@@ -936,7 +943,7 @@ static int submit(void)
     cJSON_AddStringToObject(task, "CommandLine", submission.line.data);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(args, "tasks"), task);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(call("new_job", args, true), "Id");
-    if (!cJSON_IsNumber(id))
+    if (!cJSON_IsNumber(id) || !whole(id->valuedouble) || id->valuedouble < 1)
         fail("a reply it does not understand");
     bool failed;
     long long number = (long long)id->valuedouble;

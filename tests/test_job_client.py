@@ -212,3 +212,36 @@ def test_another_users_job_is_refused_as_python_refuses_it(head: HeadNodeProcess
     assert job(client, mine)["Owner"] == "hpcalice"
     assert same(head, "list", user="hpcalice")[1].count("hpcalice") == 1
     assert run(JOB, head, "cancel", str(mine), user="hpcalice") == (0, f"Job {mine} canceled.\n", "")
+
+
+def test_numbers_out_of_range_in_a_reply_are_not_taken_for_ids(tmp_path: Path) -> None:
+    """A reply's number beyond a 64-bit integer (1e300) was cast to one (undefined behaviour in C): job
+    submit said it submitted job -9223372036854775808. Now such a reply is one it does not understand."""
+    import json
+    import socket
+    import threading
+
+    path = tmp_path / "fake.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    from hpcpack import __version__ as version
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            for reply in ({"protocol": 2, "version": version}, {"Id": 1e300}, [{"id": 1}]):
+                header = connection.recv(4, socket.MSG_WAITALL)
+                if len(header) < 4:  # the client is gone (it does not submit a job it cannot name)
+                    return
+                connection.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL)
+                body = json.dumps({"ok": True, "result": reply}).encode()
+                connection.sendall(struct.pack(">I", len(body)) + body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    done = subprocess.run([str(JOB), "submit", "echo", "hi"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "CCP_SCHEDULER": f"unix:{path}"})
+    server.close()
+    assert (done.returncode, done.stdout) == (1, ""), done
+    assert "a reply it does not understand" in done.stderr
