@@ -120,6 +120,8 @@ static void putf(Buf *b, const char *format, ...)
     put(b, small, (size_t)n);
 }
 
+static void put_visible(Buf *b, const char *text);
+
 /* A number Python would have sent as an int: whole and within +-1e15 (checked before any cast: casting a
  * double outside long long's range is undefined). */
 static bool whole(double value)
@@ -311,9 +313,11 @@ static cJSON *call(const char *op, cJSON *args, bool change)
         cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
         if (!cJSON_IsString(message))
             fail("a reply it does not understand");
-        if (!printable_ascii(message->valuestring))
+        if (!printable_ascii(message->valuestring) && !changed)
             hand_over();  /* Python writes it in its own encoding */
-        fprintf(stderr, "job: %s\n", message->valuestring);
+        Buf text = {0};
+        put_visible(&text, message->valuestring);
+        fprintf(stderr, "job: %s\n", text.data);
         exit(1);
     }
     return cJSON_DetachItemFromObjectCaseSensitive(reply, "result");
@@ -345,6 +349,27 @@ static cJSON *one_item(cJSON *items, bool *failed)
     return cJSON_GetObjectItemCaseSensitive(item, "job");
 }
 
+/* Text that may quote another user's (a job's ErrorMessage), as show._visible writes it: control characters
+ * escaped as Python's repr does (\n, \x1b; C1 controls too, which UTF-8 carries as C2 80..C2 9F), so that
+ * no job can retitle, clear or forge lines on the caller's terminal. Other UTF-8 goes through as it is. */
+static void put_visible(Buf *b, const char *text)
+{
+    put(b, "", 0);
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        unsigned code = *c;
+        if (code == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)
+            code = *++c;  /* U+0080..U+009F */
+        else if (code >= 0x20 && code != 0x7f) {
+            put(b, (const char *)c, 1);
+            continue;
+        }
+        if (code == '\n' || code == '\r' || code == '\t')
+            put(b, code == '\n' ? "\\n" : code == '\r' ? "\\r" : "\\t", 2);
+        else
+            putf(b, "\\x%02x", code);
+    }
+}
+
 /* -- values as Python prints them ---------------------------------------------------------------- */
 
 static const char *text_of(const cJSON *record, const char *key)
@@ -362,8 +387,10 @@ static void put_value(Buf *b, const cJSON *value, const char *none)
         put(b, cJSON_IsTrue(value) ? "True" : "False", cJSON_IsTrue(value) ? 4 : 5);
     else if (cJSON_IsNumber(value) && whole(value->valuedouble))
         putf(b, "%lld", (long long)value->valuedouble);
-    else if (cJSON_IsString(value) && (printable_ascii(value->valuestring) || changed))
+    else if (cJSON_IsString(value) && printable_ascii(value->valuestring))
         put(b, value->valuestring, strlen(value->valuestring));
+    else if (cJSON_IsString(value) && changed)  /* too late for Python: escaped as show._visible does */
+        put_visible(b, value->valuestring);
     else
         hand_over();
 }

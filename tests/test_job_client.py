@@ -214,34 +214,58 @@ def test_another_users_job_is_refused_as_python_refuses_it(head: HeadNodeProcess
     assert run(JOB, head, "cancel", str(mine), user="hpcalice") == (0, f"Job {mine} canceled.\n", "")
 
 
-def test_numbers_out_of_range_in_a_reply_are_not_taken_for_ids(tmp_path: Path) -> None:
-    """A reply's number beyond a 64-bit integer (1e300) was cast to one (undefined behaviour in C): job
-    submit said it submitted job -9223372036854775808. Now such a reply is one it does not understand."""
+def fake_head_node(path: Path, replies: list[Any]) -> Any:
+    """A socket at `path` that answers each request with the next of `replies` (after hello's), then hangs
+    up: a head node that says what the test wants. Returns the server socket, to close afterwards."""
     import json
     import socket
     import threading
 
-    path = tmp_path / "fake.sock"
+    from hpcpack import __version__ as version
+
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
     server.listen(1)
-    from hpcpack import __version__ as version
 
     def serve() -> None:
         connection, _ = server.accept()
         with connection:
-            for reply in ({"protocol": 2, "version": version}, {"Id": 1e300}, [{"id": 1}]):
+            for reply in ({"protocol": 2, "version": version}, *replies):
                 header = connection.recv(4, socket.MSG_WAITALL)
-                if len(header) < 4:  # the client is gone (it does not submit a job it cannot name)
+                if len(header) < 4:  # the client is gone
                     return
                 connection.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL)
                 body = json.dumps({"ok": True, "result": reply}).encode()
                 connection.sendall(struct.pack(">I", len(body)) + body)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    done = subprocess.run([str(JOB), "submit", "echo", "hi"], capture_output=True, text=True, timeout=30,
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def run_against(path: Path, *words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(JOB), *words], capture_output=True, text=True, timeout=30,
                           env={**os.environ, "CCP_SCHEDULER": f"unix:{path}"})
+
+
+def test_numbers_out_of_range_in_a_reply_are_not_taken_for_ids(tmp_path: Path) -> None:
+    """A reply's number beyond a 64-bit integer (1e300) was cast to one (undefined behaviour in C): job
+    submit said it submitted job -9223372036854775808. Now such a reply is one it does not understand."""
+    server = fake_head_node(tmp_path / "fake.sock", [{"Id": 1e300}, [{"id": 1}]])
+    done = run_against(tmp_path / "fake.sock", "submit", "echo", "hi")
     server.close()
     assert (done.returncode, done.stdout) == (1, ""), done
     assert "a reply it does not understand" in done.stderr
+
+
+def test_a_jobs_text_in_an_error_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    """After a change the compiled job cannot hand over to Python: a job's ErrorMessage (anyone's text) in
+    its error was written raw, escape sequences and all. It is escaped as show._visible escapes it."""
+    hostile = "ended\x1b]0;PWN\x07\r\nFAKE\u009b2J done"
+    server = fake_head_node(tmp_path / "fake.sock", [
+        [{"id": 7}], 30, {"7": "Failed"}, [{"id": 7, "job": {"Id": 7, "State": "Failed", "ErrorMessage": hostile}}]])
+    done = run_against(tmp_path / "fake.sock", "cancel", "7")
+    server.close()
+    assert done.returncode == 1, done
+    assert done.stderr == "job: Job 7 ended Failed, not Canceled: ended\\x1b]0;PWN\\x07\\r\\nFAKE\\x9b2J done\n"
+    from hpcpack.cli.show import _visible
+    assert done.stderr == f"job: Job 7 ended Failed, not Canceled: {_visible(hostile)}\n"

@@ -270,7 +270,7 @@ def _per_job(items: list[Item], done: str) -> int:
     status = 0
     for item in items:
         if item.error is not None:
-            print(f"job: {item.error.message}", file=sys.stderr)
+            print(f"job: {_visible(item.error.message)}", file=sys.stderr)
             status = 1
         else:
             print(done.format(id=item.id))
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None =
             sys.stdout.flush()
             return status
         except HpcError as e:
-            print(f"{tool}: {e.message}", file=sys.stderr)
+            print(f"{tool}: {_visible(e.message)}", file=sys.stderr)
             return 1
         finally:
             backend.close()
@@ -597,6 +597,12 @@ def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None =
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _closed_output()
+
+
+def _visible(message: str) -> str:
+    """An error for stderr: it may quote a job's text (its ErrorMessage, a name), escaped as show does."""
+    from .show import _visible as visible
+    return visible(message)
 
 
 def _closed_output() -> int:
