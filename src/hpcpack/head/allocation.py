@@ -4,6 +4,8 @@ grants (head/slurm.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..model.objects import Job, now
 from ..model.states import JobState, TaskState
 from . import scheduler, slurm
@@ -77,7 +79,10 @@ class Allocation(Admission):
         if now() >= self._next_slurm_poll:
             self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
             self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
-        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
+        # Asked for in HPC order: within a band of equal priority Slurm keeps its submit order (slurm.nice).
+        asking = sorted((j for j in queued if not j.slurm_job_id and self._may_start(j)),
+                        key=lambda j: (-j.priority, j.queue_order, j.id))
+        for job in self._each(asking):
             self._request_allocation(engine, job)
 
     def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
@@ -91,18 +96,32 @@ class Allocation(Admission):
 
     def _slurm_request(self, engine: slurm.Slurm, job: Job) -> slurm.Request:
         """The job's demand in Slurm's terms: as many cores as are idle now up to its maximum (never
-        under its minimum, which it then waits for), only on the nodes it may use."""
+        under its minimum, which it then waits for), only on the nodes it may use (its node groups as
+        partition and constraint), ranked by its HPC priority."""
         low, high = self._core_demand(job)
         names = [n.name for n in self.config.nodes]
         requested = {r.lower() for r in job.requested_nodes}
         excluded = {e.lower() for e in job.excluded_nodes}
-        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested))
+        grouped = set().union(*self.node_sets(job)) if self.node_sets(job) else set(names)
+        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested)
+                        or n not in grouped)
         idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
+        partition, constraint = self.slurm_group_options(job)
+        request = slurm.Request(cores=max(low, min(high, idle)), exclude=exclude, exclusive=job.exclusive,
+                                partition=partition, constraint=constraint, nice=self._slurm_nice(job))
         if job.unit_type == "Node":
             nodes = f"{job.min_units or 1}-{job.max_units or job.min_units or 1}"
-            return slurm.Request(cores=job.min_units or 1, nodes=nodes, exclude=exclude, exclusive=True)
-        cores = max(low, min(high, idle))
-        return slurm.Request(cores=cores, exclude=exclude, exclusive=job.exclusive)
+            return replace(request, cores=job.min_units or 1, nodes=nodes, exclusive=True)
+        return request
+
+    @staticmethod
+    def _slurm_nice(job: Job) -> int:
+        return slurm.nice(job.priority, front=job.queue_order < 0)
+
+    def reprioritize_on_slurm(self, job: Job) -> None:
+        """Set-HpcJob -Priority of a job waiting for its allocation: Slurm's order follows."""
+        if job.state == JobState.Queued:
+            self._slurm_call(job, lambda s, a: s.set_nice(a, self._slurm_nice(job)))
 
     def _poll_allocations(self, engine: slurm.Slurm, waiting: list[Job]) -> None:
         states = engine.states(j.slurm_job_id for j in waiting)

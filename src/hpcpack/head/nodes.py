@@ -31,6 +31,7 @@ class Group:
     name: str
     description: str
     members: list[str] = field(default_factory=list)
+    slurm: str = ""  # with engine: slurm, "partition" or "feature" (head/slurm_nodes.py)
 
 
 class Nodes(Recovery):
