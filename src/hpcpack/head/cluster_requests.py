@@ -131,7 +131,7 @@ class ClusterRequests:
                 "TotalNodeCount": len(nodes), "OnlineNodeCount": by_state["Online"],
                 "ReadyNodeCount": by_state["Online"], "DrainingNodeCount": by_state["Draining"],
                 "OfflineNodeCount": by_state["Offline"],
-                "UnreachableNodeCount": sum(1 for n in nodes if n["HealthState"] == "Unreachable"),
+                "UnreachableNodeCount": sum(1 for n in nodes if n["NodeHealth"] == "Unreachable"),
                 "TotalCoreCount": total, "BusyCoreCount": busy, "IdleCoreCount": max(0, total - busy - offline),
                 "OfflineCoreCount": offline, "TotalJobCount": sum(jobs.values()),
                 **{f"{name}JobCount": count for name, count in jobs.items()},

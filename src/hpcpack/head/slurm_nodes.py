@@ -2,7 +2,8 @@
 
 Nodes, their CPUs, memory, sockets and states come from one `sinfo` per poll (at most every
 NODE_POLL_INTERVAL), mapped to HPC Pack's: idle/mixed/allocated -> Online; draining -> Draining; drained
--> Offline; down, not responding (`*`) and the like -> Offline, HealthState Unreachable. A change Slurm
+-> Offline; down, not responding (`*`) and the like -> Offline, HealthState Error and NodeHealth
+Unreachable (HPC Pack's values of each). A change Slurm
 made by itself goes to the node state history with Slurm's reason. Set-HpcNodeState drains and resumes
 the Slurm node (scontrol, as root); an allocation keeps a drained node until the job ends, but no new
 task starts there while it is not Online.
@@ -25,18 +26,18 @@ from .core import log
 from .nodes import Group, Nodes
 
 NODE_POLL_INTERVAL = 1.0  # seconds between looks at Slurm's nodes (a request for nodes may ask sooner)
-DRAINS = {"draining": ("Draining", "Transitional"), "drained": ("Offline", "OK"), "drain": ("Offline", "OK"),
-          "failing": ("Draining", "Error"), "fail": ("Offline", "Error")}
+DRAINS = {"draining": ("Draining", "Transitional", "OK"), "drained": ("Offline", "OK", "OK"),
+          "drain": ("Offline", "OK", "OK"), "failing": ("Draining", "Error", "OK"), "fail": ("Offline", "Error", "OK")}
 UNREACHABLE = ("down", "unknown", "future", "inval", "powered_down", "power_down", "powering_down", "powering_up")
 SLURM_SUFFIXES = "*~#!%$@^-+"  # sinfo's marks after a state; `*` is "not responding"
 
 
-def hpc_state(slurm_state: str) -> tuple[str, str]:
-    """sinfo's long state -> (HPC Pack's NodeState, HealthState)."""
+def hpc_state(slurm_state: str) -> tuple[str, str, str]:
+    """sinfo's long state -> HPC Pack's (NodeState, HealthState, NodeHealth)."""
     base = slurm_state.rstrip(SLURM_SUFFIXES).lower()
     if slurm_state.endswith("*") or base in UNREACHABLE:
-        return "Offline", "Unreachable"
-    return DRAINS.get(base, ("Online", "OK"))
+        return "Offline", "Error", "Unreachable"
+    return DRAINS.get(base, ("Online", "OK", "OK"))
 
 
 class SlurmNodes(Nodes):
@@ -64,7 +65,7 @@ class SlurmNodes(Nodes):
         self._node_by_name = {n.name.lower(): n for n in self.config.nodes}
         with self.batch():
             for node in found:
-                state, _ = hpc_state(node.state)
+                state = hpc_state(node.state)[0]
                 if self.node_state.get(node.name) != state:
                     self._record_state(node.name, state, actor or "slurm",
                                        reason if actor else f"Slurm: {node.state} {node.reason}".strip())
@@ -103,9 +104,9 @@ class SlurmNodes(Nodes):
         for record in records:
             node = self._slurm_nodes.get(record["NetBiosName"])
             if node is not None:
-                _, health = hpc_state(node.state)
+                _, health, reach = hpc_state(node.state)
                 idle = max(0, node.cpus - node.alloc_cpus) if record["State"] == "Online" else 0
-                record.update(HealthState=health, NodeHealth=health, Reachable=health != "Unreachable",
+                record.update(HealthState=health, NodeHealth=reach, Reachable=reach == "OK",
                               CoresInUse=node.alloc_cpus, IdleCores=idle, SlurmState=node.state,
                               SlurmReason=node.reason)
         return records
