@@ -34,8 +34,9 @@ def nodes_resumed(slurm: SlurmCluster) -> Iterator[None]:
             slurm.run(["scontrol", "update", f"nodename={node}", "state=resume"])
 
 
-def pwsh_json(head: HeadNodeProcess, script: str) -> Any:
-    result = run_pwsh(f"{script} | ConvertTo-Json -Depth 3", env=head.env())
+def pwsh_json(head: HeadNodeProcess, script: str) -> list[Any]:
+    """What the script writes, as a list (enums by name), through real pwsh against the head node."""
+    result = run_pwsh(f"ConvertTo-Json -InputObject @({script}) -Depth 3 -EnumsAsStrings", env=head.env())
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr + result.stdout
     return json.loads(result.stdout)
 
@@ -54,19 +55,21 @@ def test_get_hpcnode_is_slurms_and_set_hpcnodestate_drains_and_resumes_the_slurm
                                                     ["ComputeNodes", "debug", "fast", "small"]]
     offline = pwsh_json(head, "Set-HpcNodeState -Name node2 -State Offline -Confirm:$false | "
                               "Select-Object NetBiosName,State")
-    assert offline == {"NetBiosName": "node2", "State": "Offline"}
+    assert offline == [{"NetBiosName": "node2", "State": "Offline"}]
     assert slurm.node_states()["node2"] == "drain"
     assert "Set-HpcNodeState" in slurm_node(slurm, "node2")["Reason"]
-    assert pwsh_json(head, "@(Get-HpcNode -State Offline | Select-Object -ExpandProperty NetBiosName)") == ["node2"]
+    assert pwsh_json(head, "Get-HpcNode -State Offline | Select-Object -ExpandProperty NetBiosName") == ["node2"]
     # A job that may run only on node2 waits while node2 is drained, and starts there once it is Online.
     job_id = user_job(head, "echo $SLURMD_NODENAME", RequestedNodes="node2")
     wait_until(lambda: "PENDING" in job(client, job_id)["PendingReason"], 20)
     online = pwsh_json(head, "Set-HpcNodeState -Name node2 -State Online -Confirm:$false | "
                              "Select-Object NetBiosName,State")
-    assert online == {"NetBiosName": "node2", "State": "Online"} and slurm.node_states()["node2"] == "idle"
+    assert online == [{"NetBiosName": "node2", "State": "Online"}]
+    assert slurm.node_states()["node2"] in ("idle", "mix", "alloc", "comp")  # the waiting job may have it now
     assert wait_state(client, job_id, "Finished", "Failed")["State"] == "Finished"
     assert [t["Output"].strip() for t in tasks(client, job_id).values()] == ["node2"]
-    history = pwsh_json(head, "@(Get-HpcNodeStateHistory -Name node2 | Select-Object PreviousState,State,Actor)")
+    history = pwsh_json(head, "Get-HpcNodeStateHistory -Name node2 (Get-Date).AddHours(-1) (Get-Date).AddMinutes(1) | "
+                              "Select-Object PreviousState,State,Actor")
     assert [(h["PreviousState"], h["State"], h["Actor"]) for h in history][-2:] == [
         ("Online", "Offline", "root"), ("Offline", "Online", "root")]
 
@@ -95,7 +98,8 @@ def test_a_draining_node_gets_no_new_task_and_is_offline_once_slurm_drained_it(
     wait_until(lambda: client.call("get_nodes", names=["node2"])[0]["State"] == "Offline", 20)
     assert slurm.node_states()["node2"] == "drain"
     [answer] = client.call("set_node_state", names=["node2"], state="Online")
-    assert answer["node"]["State"] == "Online" and slurm.node_states()["node2"] == "idle"
+    assert answer["node"]["State"] == "Online"
+    assert slurm.node_states()["node2"] in ("idle", "idle*")  # `*`: until slurmd answers Slurm's next ping
 
 
 def test_get_hpcgroup_lists_partitions_features_and_the_built_in_groups(head: HeadNodeProcess,

@@ -2,8 +2,9 @@
 
 Nodes, their CPUs, memory, sockets and states come from one `sinfo` per poll (at most every
 NODE_POLL_INTERVAL), mapped to HPC Pack's: idle/mixed/allocated -> Online; draining -> Draining; drained
--> Offline; down, not responding (`*`) and the like -> Offline, HealthState Error and NodeHealth
-Unreachable (HPC Pack's values of each). A change Slurm
+-> Offline; down and the like -> Offline with HealthState Error and NodeHealth Unreachable (HPC Pack's
+values of each). Not responding (sinfo's `*`, e.g. for a second after a resume) is health, not state, as
+in HPC Pack: HealthState Warning and NodeHealth Unreachable, and no new task starts there. A change Slurm
 made by itself goes to the node state history with Slurm's reason. Set-HpcNodeState drains and resumes
 the Slurm node (scontrol, as root); an allocation keeps a drained node until the job ends, but no new
 task starts there while it is not Online.
@@ -35,9 +36,16 @@ SLURM_SUFFIXES = "*~#!%$@^-+"  # sinfo's marks after a state; `*` is "not respon
 def hpc_state(slurm_state: str) -> tuple[str, str, str]:
     """sinfo's long state -> HPC Pack's (NodeState, HealthState, NodeHealth)."""
     base = slurm_state.rstrip(SLURM_SUFFIXES).lower()
-    if slurm_state.endswith("*") or base in UNREACHABLE:
+    if base in UNREACHABLE:
         return "Offline", "Error", "Unreachable"
-    return DRAINS.get(base, ("Online", "OK", "OK"))
+    state, health, reach = DRAINS.get(base, ("Online", "OK", "OK"))
+    if unresponsive(slurm_state):
+        return state, "Warning" if health == "OK" else health, "Unreachable"
+    return state, health, reach
+
+
+def unresponsive(slurm_state: str) -> bool:
+    return slurm_state.endswith("*")
 
 
 class SlurmNodes(Nodes):
@@ -94,6 +102,11 @@ class SlurmNodes(Nodes):
         return groups
 
     # Nodes.
+
+    def node_usable(self, name: str) -> bool:
+        """New work may start there: Online, and on Slurm also answering Slurm."""
+        node = self._slurm_nodes.get(name) if self.slurm is not None else None
+        return super().node_usable(name) and not (node is not None and unresponsive(node.state))
 
     def node_records(self, names: list[str] | None = None, groups: list[str] | None = None,
                      states: list[str] | None = None, templates: list[str] | None = None,
