@@ -35,6 +35,11 @@ def nodes_resumed(slurm: SlurmCluster) -> Iterator[None]:
             slurm.run(["scontrol", "update", f"nodename={node}", "state=resume"])
 
 
+def resumed(slurm: SlurmCluster, node: str) -> bool:
+    """Slurm no longer drains the node (`idle*` for a second: until slurmd answers Slurm's next ping)."""
+    return slurm.node_states()[node].rstrip("*") in ("idle", "mix", "alloc", "comp")
+
+
 def pwsh_json(head: HeadNodeProcess, script: str) -> list[Any]:
     """What the script writes, as a list (enums by name), through real pwsh against the head node."""
     result = run_pwsh(f"ConvertTo-Json -InputObject @({script}) -Depth 3 -EnumsAsStrings", env=head.env())
@@ -66,13 +71,19 @@ def test_get_hpcnode_is_slurms_and_set_hpcnodestate_drains_and_resumes_the_slurm
     online = pwsh_json(head, "Set-HpcNodeState -Name node2 -State Online -Confirm:$false | "
                              "Select-Object NetBiosName,State")
     assert online == [{"NetBiosName": "node2", "State": "Online"}]
-    assert slurm.node_states()["node2"] in ("idle", "mix", "alloc", "comp")  # the waiting job may have it now
+    assert resumed(slurm, "node2")
     assert wait_state(client, job_id, "Finished", "Failed")["State"] == "Finished"
     assert [t["Output"].strip() for t in tasks(client, job_id).values()] == ["node2"]
     history = pwsh_json(head, "Get-HpcNodeStateHistory -Name node2 (Get-Date).AddHours(-1) (Get-Date).AddMinutes(1) | "
                               "Select-Object PreviousState,State,Actor")
     assert [(h["PreviousState"], h["State"], h["Actor"]) for h in history][-2:] == [
         ("Online", "Offline", "root"), ("Offline", "Online", "root")]
+
+
+def slurm_ids(slurm: SlurmCluster, job_id: int) -> list[int]:
+    """The Slurm jobs (allocations) slurmctld holds for this HPC job: named hpc-<head node>-<job id>."""
+    jobs = (line.split() for line in slurm.run(["squeue", "-h", "-o", "%i %j"]).stdout.splitlines())
+    return [int(i) for i, name in jobs if name.endswith(f"-{job_id}")]
 
 
 def slurm_node(slurm: SlurmCluster, node: str) -> dict[str, str]:
@@ -99,8 +110,26 @@ def test_a_draining_node_gets_no_new_task_and_is_offline_once_slurm_drained_it(
     wait_until(lambda: client.call("get_nodes", names=["node2"])[0]["State"] == "Offline", 20)
     assert slurm.node_states()["node2"] == "drain"
     [answer] = client.call("set_node_state", names=["node2"], state="Online")
-    assert answer["node"]["State"] == "Online"
-    assert slurm.node_states()["node2"] in ("idle", "idle*")  # `*`: until slurmd answers Slurm's next ping
+    assert answer["node"]["State"] == "Online" and resumed(slurm, "node2")
+
+
+def test_force_offline_requeues_the_hpc_tasks_there_and_the_job_gives_the_node_back_to_slurm(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared_tmp: Path) -> None:
+    gate = shared_tmp / "gate"
+    job_id = user_job(head, *[f"echo $SLURMD_NODENAME; {GATE_WAIT.format(gate=gate)}"] * 4, NumCores="4")
+    wait_until(lambda: list(task_states(client, job_id).values()).count("Running") == 4, 30)
+    [slurm_id] = slurm_ids(slurm, job_id)
+    batch_host = slurm_job(slurm, slurm_id)["BatchHost"]
+    [other] = [n for n in slurm.nodes if n != batch_host]  # Slurm keeps a job's batch host: take the other
+    moved = sorted(k for k, t in tasks(client, job_id).items() if t["AllocatedNodes"] == [other])
+    [answer] = client.call("set_node_state", names=[other], state="Offline", force=True)
+    assert answer["node"]["State"] == "Offline" and slurm.node_states()[other] == "drain", answer
+    assert job(client, job_id)["AllocatedNodes"] == [batch_host]
+    gate.touch()
+    assert wait_state(client, job_id, "Finished", "Failed")["State"] == "Finished"
+    after = tasks(client, job_id)
+    assert len(moved) == 2 and [(after[k]["RequeueCount"], after[k]["Output"].strip()) for k in moved] == [
+        (1, batch_host), (1, batch_host)]
 
 
 def test_get_hpcgroup_lists_partitions_features_and_the_built_in_groups(head: HeadNodeProcess,
@@ -147,8 +176,7 @@ def test_a_group_slurm_does_not_have_fails_validation_and_never_reaches_sbatch(
     job_id = user_job(head, "true", NodeGroups=groups, NodeGroupOp=op)
     failed = wait_state(client, job_id, "Failed", "Finished")
     assert failed["State"] == "Failed" and reason in failed["ErrorMessage"], failed["ErrorMessage"]
-    names = slurm.run(["squeue", "-h", "-o", "%j"]).stdout.split()
-    assert not any(n.endswith(f"-{job_id}") for n in names), names
+    assert slurm_ids(slurm, job_id) == []
 
 
 def test_higher_hpc_priority_starts_first_on_a_full_cluster_and_set_hpcjob_reorders(

@@ -188,6 +188,10 @@ class Slurm:
         """A waiting job's new HPC priority (as root: a user may only lower a job's priority)."""
         self.run(["scontrol", "update", f"jobid={job_id}", f"nice={nice}"])
 
+    def shrink(self, job_id: int, nodes: Iterable[str]) -> None:
+        """A running allocation keeps only `nodes` (Slurm refuses to give up the batch host)."""
+        self.run(["scontrol", "update", f"jobid={job_id}", f"nodelist={','.join(_safe(n) for n in nodes)}"])
+
     def drain(self, node: str, reason: str) -> None:
         """No new allocation on `node`; the running ones go on (sinfo: draining, then drained)."""
         self.run(["scontrol", "update", f"nodename={_safe(node)}", "state=drain", f"reason={reason}"])

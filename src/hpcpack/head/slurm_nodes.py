@@ -6,8 +6,10 @@ NODE_POLL_INTERVAL), mapped to HPC Pack's: idle/mixed/allocated -> Online; drain
 values of each). Not responding (sinfo's `*`, e.g. for a second after a resume) is health, not state, as
 in HPC Pack: HealthState Warning and NodeHealth Unreachable, and no new task starts there. A change Slurm
 made by itself goes to the node state history with Slurm's reason. Set-HpcNodeState drains and resumes
-the Slurm node (scontrol, as root); an allocation keeps a drained node until the job ends, but no new
-task starts there while it is not Online.
+the Slurm node (scontrol, as root); no new task starts on a node that is not Online, and once the HPC
+tasks on a draining node have ended (with -Force: at once) the jobs give it back to Slurm by shrinking
+their allocations, so Slurm has it drained: Offline. Slurm keeps a job's batch host in its allocation,
+so that node stays Draining until the job ends.
 
 Node groups are Slurm's partitions and node features, besides HPC Pack's built-in groups; a job's
 NodeGroups become --partition and --constraint. Only Slurm's own names (as sinfo spells them) reach
@@ -55,11 +57,13 @@ class SlurmNodes(Nodes):
     def load_nodes(self) -> None:
         super().load_nodes()
         self._slurm_nodes = {}
+        self._kept: set[tuple[int, str]] = set()  # (job, node) Slurm would not take out of the allocation
         self.refresh_slurm_nodes(force=True)
 
-    def refresh_slurm_nodes(self, force: bool = False, actor: str = "", reason: str = "") -> None:
+    def refresh_slurm_nodes(self, force: bool = False, by: tuple[str, str, str] = ("", "", "")) -> None:
         """A loop phase (and before answering about nodes): Slurm's nodes, states and groups, if the last
-        look is older than NODE_POLL_INTERVAL. A state that changed is recorded, by `actor` if given."""
+        look is older than NODE_POLL_INTERVAL. A state that changed is recorded: `by` (node, actor, reason)
+        names who changed that node; any other change is Slurm's own, with its reason."""
         if self.slurm is None or (not force and now() < self._next_node_poll):
             return
         self._next_node_poll = now() + NODE_POLL_INTERVAL
@@ -71,12 +75,12 @@ class SlurmNodes(Nodes):
         self._slurm_nodes = {n.name: n for n in found}
         self.config.nodes = [Node(n.name, n.cpus, n.sockets, n.memory) for n in found]
         self._node_by_name = {n.name.lower(): n for n in self.config.nodes}
-        with self.batch():
-            for node in found:
-                state = hpc_state(node.state)[0]
-                if self.node_state.get(node.name) != state:
-                    self._record_state(node.name, state, actor or "slurm",
-                                       reason if actor else f"Slurm: {node.state} {node.reason}".strip())
+        changed = [n for n in found if self.node_state.get(n.name) != hpc_state(n.state)[0]]
+        if changed:
+            with self.batch():
+                for node in changed:
+                    actor, reason = by[1:] if node.name == by[0] else ("slurm", f"Slurm: {node.state} {node.reason}")
+                    self._record_state(node.name, hpc_state(node.state)[0], actor, reason.strip())
         self.groups = self._slurm_groups(found)
 
     def _record_state(self, name: str, state: str, actor: str, reason: str = "") -> None:
@@ -140,17 +144,34 @@ class SlurmNodes(Nodes):
             raise HpcError("InvalidOperation", f"Slurm did not change the node {name}: {e}", name) from None
         if target == "Offline" and force:
             self._evict(name, self._running_units().get(name, []))
-        self.refresh_slurm_nodes(force=True, actor=actor, reason=reason or ("forced" if force else ""))
+        self.refresh_slurm_nodes(force=True, by=(name, actor, reason or ("forced" if force else "")))
 
-    def _release_node(self, name: str) -> None:
-        """On Slurm the allocation keeps the node until the job ends: nothing starts there while it is not
-        Online, and a job whose nodes are all drained waits for one to come back (Slurm grants no other)."""
+    def _give_back(self, job: Job, name: str) -> bool:
+        """On Slurm the job's allocation shrinks by the node, unless it is the job's last one (the job waits
+        for it to come back: Slurm grants no other) or Slurm refuses (its batch host)."""
         if self.slurm is None:
-            super()._release_node(name)
+            return True
+        if len(job.allocation) < 2 or not job.slurm_job_id or (job.id, name) in self._kept:
+            return False
+        try:
+            self.slurm.shrink(job.slurm_job_id, sorted(n for n in job.allocation if n != name))
+        except slurm.SlurmError as e:
+            self._kept.add((job.id, name))
+            log.info("job %d keeps node %s until it ends: %s", job.id, name, e)
+            return False
+        return True
 
     def settle_draining_nodes(self) -> None:
-        if self.slurm is None:  # on Slurm, sinfo says when a draining node is drained
+        """On Slurm a draining node whose HPC tasks have ended is given back by the jobs (_give_back); sinfo
+        then says drained, and the next look records it Offline."""
+        if self.slurm is None:
             super().settle_draining_nodes()
+            return
+        draining = [n for n, s in self.node_state.items() if s == "Draining"]
+        running = self._running_units() if draining else {}
+        for name in draining:
+            if not running.get(name):
+                self._release_node(name)
 
     # Groups.
 
