@@ -19,7 +19,7 @@ from . import test_slurm_engine as engine
 from .conftest import HeadNodeProcess, run_pwsh, wait_until
 from .jobs import job, task_states, tasks, wait_state
 from .slurm_cluster import SlurmCluster
-from .test_slurm_engine import slurm_job, user_job
+from .test_slurm_engine import OWNER, slurm_job, user_job
 
 head, client = engine.head, engine.client  # the fixtures of a head node on the Slurm cluster
 
@@ -27,9 +27,12 @@ GATE_WAIT = "while [ ! -e {gate} ]; do sleep 0.05; done"
 
 
 @pytest.fixture(autouse=True)
-def nodes_resumed(slurm: SlurmCluster) -> Iterator[None]:
-    """The cluster is shared by the session: a node a test drained is resumed, whatever the test did."""
+def cluster_as_found(slurm: SlurmCluster) -> Iterator[None]:
+    """The cluster is shared by the session: whatever a test did, no allocation of its head node outlives it
+    (a stopped head node leaves them) and a node it drained is resumed."""
     yield
+    slurm.run(["scancel", "--user", OWNER])
+    wait_until(lambda: not slurm.run(["squeue", "-h"]).stdout.strip(), 30)
     for node, state in slurm.node_states().items():
         if state.startswith(("drain", "drng")):
             slurm.run(["scontrol", "update", f"nodename={node}", "state=resume"])
@@ -65,6 +68,9 @@ def test_get_hpcnode_is_slurms_and_set_hpcnodestate_drains_and_resumes_the_slurm
     assert slurm.node_states()["node2"] == "drain"
     assert "Set-HpcNodeState" in slurm_node(slurm, "node2")["Reason"]
     assert pwsh_json(head, "Get-HpcNode -State Offline | Select-Object -ExpandProperty NetBiosName") == ["node2"]
+    [overview] = pwsh_json(head, "Get-HpcClusterOverview | Select-Object TotalNodeCount,OnlineNodeCount,"
+                                 "OfflineNodeCount,TotalCoreCount,OfflineCoreCount")
+    assert list(overview.values()) == [2, 1, 1, 4, 2], overview
     # A job that may run only on node2 waits while node2 is drained, and starts there once it is Online.
     job_id = user_job(head, "echo $SLURMD_NODENAME", RequestedNodes="node2")
     wait_until(lambda: "PENDING" in job(client, job_id)["PendingReason"], 20)
@@ -188,7 +194,7 @@ def test_higher_hpc_priority_starts_first_on_a_full_cluster_and_set_hpcjob_reord
     waiting = {name: user_job(head, "true", NumCores="4", Priority=priority) for name, priority in
                (("low", "BelowNormal"), ("normal1", "Normal"), ("raised", "Lowest"), ("normal2", "Normal"),
                 ("high", "Highest"))}
-    wait_until(lambda: all("PENDING" in job(client, i)["PendingReason"] for i in waiting.values()), 20)
+    wait_until(lambda: all(slurm_ids(slurm, i) for i in waiting.values()), 20)  # all wait in Slurm's queue
     client.call("set_job", id=waiting["raised"], spec={"Priority": "AboveNormal"})
     gate.touch()
     ended = {name: wait_state(client, i, "Finished", "Failed", timeout=60) for name, i in waiting.items()}

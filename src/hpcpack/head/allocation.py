@@ -75,7 +75,8 @@ class Allocation(Admission):
         Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
         queued = self.in_state(JobState.Queued)
         for job in queued:
-            job.pending_reason = self._hold_reason(job) or "Resources"
+            if not job.slurm_job_id:  # one Slurm has keeps the reason of the last poll
+                job.pending_reason = self._hold_reason(job) or "Resources"
         if now() >= self._next_slurm_poll:
             self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
             self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
@@ -102,7 +103,8 @@ class Allocation(Admission):
         names = [n.name for n in self.config.nodes]
         requested = {r.lower() for r in job.requested_nodes}
         excluded = {e.lower() for e in job.excluded_nodes}
-        grouped = set().union(*self.node_sets(job)) if self.node_sets(job) else set(names)
+        sets = self.node_sets(job)
+        grouped = set().union(*sets) if sets else set(names)
         exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested)
                         or n not in grouped)
         idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
