@@ -33,9 +33,9 @@ LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQU
 # The markers stay on this machine: a step's processes are found through Slurm, not by scanning /proc.
 UNMARK = ("/usr/bin/env", "-u", "HPCPACK_JOB", "-u", "HPCPACK_TASK")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")
-# HPC priority as the owner's --nice (priority/basic: priority = its submit counter - nice, so a job keeps its
-# place in submit order within its band). A band is 2 ranks per HPC priority (0-4000): requeued jobs (the
-# front of their band, as in HPC Pack) rank above the others. The steps keep 2^18 submits of FIFO order.
+# HPC priority as the owner's --nice (priority/basic: priority = a counter that falls by one per submit, minus
+# nice), so jobs of one band keep their submit order while fewer than NICE_STEP submits lie between them.
+# Two ranks per HPC priority (0-4000): a requeued job (the front of its band, as in HPC Pack) ranks higher.
 NICE_STEP = 1 << 18
 TOP_RANK = 2 * 4000 + 1
 NODE_FORMAT = "%N|%c|%m|%X|%T|%C|%f|%P|%E"  # the reason (%E) last: it is free text and may hold a "|"
