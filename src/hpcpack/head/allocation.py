@@ -73,17 +73,14 @@ class Allocation(Admission):
     def _allocate_on_slurm(self, engine: slurm.Slurm) -> None:
         """Slurm decides when and where: a queued job asks for its allocation as its owner and stays
         Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
-        queued = self.in_state(JobState.Queued)
-        for job in queued:
-            if not job.slurm_job_id:  # one Slurm has keeps the reason of the last poll
-                job.pending_reason = self._hold_reason(job) or "Resources"
+        # Asked for in HPC order: within a band of equal priority Slurm keeps its submit order (slurm.nice).
+        queued = sorted(self.in_state(JobState.Queued), key=lambda j: (-j.priority, j.queue_order, j.id))
+        for job in (j for j in queued if not j.slurm_job_id):  # one Slurm has keeps the last poll's reason
+            job.pending_reason = self._hold_reason(job) or "Resources"
         if now() >= self._next_slurm_poll:
             self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
             self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
-        # Asked for in HPC order: within a band of equal priority Slurm keeps its submit order (slurm.nice).
-        asking = sorted((j for j in queued if not j.slurm_job_id and self._may_start(j)),
-                        key=lambda j: (-j.priority, j.queue_order, j.id))
-        for job in self._each(asking):
+        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
             self._request_allocation(engine, job)
 
     def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
