@@ -25,7 +25,7 @@ NO_NUGET := echo >&2 "make: dotnet could not get packages from NuGet (https://ap
 
 .PHONY: build prerequisites demo test lint help check-help install uninstall purge bench clean
 
-build: $(VENV)/.installed build/pwsh.ready module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml
+build: $(VENV)/.installed $(VENV)/bin/job build/pwsh.ready module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml
 
 prerequisites:
 	@command -v $(PYTHON) >/dev/null || { echo >&2 "make: no $(PYTHON) on the PATH: install Python 3.11+ with a shared libpython (Debian/Ubuntu: apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3'."; exit 1; }
@@ -38,6 +38,26 @@ $(VENV)/.installed: pyproject.toml | prerequisites
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -e ".[test]" || { $(NO_WHEELS); }
 	touch $@
+
+# The `job` on the PATH: the compiled client (client/job.c; gcc and Debian's cJSON, installed here when
+# missing and run as root), which hands what it does not do to the Python one, job-py, beside it. Without
+# a compiler or cJSON, build/bin/job is a link to job-py: the same command, only slower to start.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CJSON := /usr/include/cjson/cJSON.h
+NO_CJSON := echo >&2 "make: warning: no C compiler ($(CC)) or cJSON (apt-get install libcjson-dev): 'job' is the Python job-py, slower to start"
+
+build/bin/job: client/job.c pyproject.toml
+	@mkdir -p build/bin && rm -f $@
+	@[ -f $(CJSON) ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  apt-get install -y -qq libcjson-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libcjson-dev; } >/dev/null 2>&1 || true
+	@if command -v $(CC) >/dev/null && [ -f $(CJSON) ]; then \
+	  echo "$(CC) client/job.c -o $@"; \
+	  $(CC) -O2 -Wall -Wextra -std=c11 -DHPCPACK_VERSION='"$(VERSION)"' -DJOB_PY='"$(abspath $(VENV))/bin/job-py"' \
+	    client/job.c -lcjson -o $@; \
+	else $(NO_CJSON); ln -s job-py $@; fi
+
+$(VENV)/bin/job: build/bin/job $(VENV)/.installed
+	rm -f $@ && cp -P build/bin/job $@
 
 # Your pwsh when it is 7.4 or newer (bin/pwsh finds it), otherwise pwsh $(PWSH_VERSION) as a .NET tool in build/pwsh.
 # build/pwsh/engine is the tool's own pwsh executable: the tool's launcher would run it as a child process,

@@ -47,17 +47,41 @@ def slurm_live() -> bool:
 
 
 def job_command(env: dict[str, str], job_id: int, cancel_ids: list[int], repeats: int) -> dict[str, float]:
-    """`job view` and `job cancel` as processes, next to the Python floor (and Slurm's when it runs)."""
+    """`job view`, `job cancel` and a one-command `job submit` as processes: the compiled `job` (client/job.c)
+    next to the Python one (job-py) and the Python floor, and Slurm's when it runs."""
     queue = list(cancel_ids)
-    commands: dict[str, Callable[[], float]] = {
-        "python_floor_ms": lambda: run_ms([str(VENV / "python"), "-I", "-S", "-c", "pass"], env),
-        "job_view_ms": lambda: run_ms([str(VENV / "job"), "view", str(job_id)], env),
-        "job_cancel_ms": lambda: run_ms([str(VENV / "job"), "cancel", str(queue.pop())], env),
-    }
-    if slurm_live():
-        commands["slurm_scontrol_show_job_ms"] = lambda: run_ms(["scontrol", "show", "job", "1"], env)
-        commands["slurm_scancel_ms"] = lambda: run_ms(["scancel", "999999"], env)
-    return interleaved(commands, min(repeats, len(cancel_ids)))
+
+    def measured(program: str, *words: str | Callable[[], str]) -> Callable[[], float]:
+        return lambda: run_ms([program, *(w if isinstance(w, str) else w() for w in words)], env)
+    commands = {"python_floor_ms": measured(str(VENV / "python"), "-I", "-S", "-c", "pass"),
+                "process_floor_ms": measured("/bin/true")}  # what any process costs here, under today's load
+    for name, program in (("job", str(VENV / "job")), ("job_py", str(VENV / "job-py"))):
+        commands[f"{name}_view_ms"] = measured(program, "view", str(job_id))
+        commands[f"{name}_cancel_ms"] = measured(program, "cancel", lambda: str(queue.pop()))
+        commands[f"{name}_submit_ms"] = measured(program, "submit", "/numcores:1", "true")
+    live = slurm_live()
+    if live:
+        commands |= slurm_job_commands(env, repeats)
+    try:
+        return interleaved(commands, min(repeats, len(cancel_ids) // 2))  # job and job-py cancel one each
+    finally:
+        if live:
+            subprocess.run(["scancel", f"--name={SLURM_JOB_NAME}"], env=env, capture_output=True, check=False)
+
+
+SLURM_JOB_NAME = "hpcpack-bench"
+
+
+def slurm_job_commands(env: dict[str, str], repeats: int) -> dict[str, Callable[[], float]]:
+    """Slurm's equivalents on held jobs (-H: nothing runs), all named SLURM_JOB_NAME, cancelled afterwards."""
+    def held() -> str:
+        return subprocess.run(["sbatch", "-H", "--parsable", f"--job-name={SLURM_JOB_NAME}", "--wrap", "true"],
+                              env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    shown, queue = held(), [held() for _ in range(repeats)]
+    return {"slurm_scontrol_show_job_ms": lambda: run_ms(["scontrol", "show", "job", shown], env),
+            "slurm_scancel_ms": lambda: run_ms(["scancel", queue.pop()], env),
+            "slurm_sbatch_ms": lambda: run_ms(["sbatch", "-H", f"--job-name={SLURM_JOB_NAME}", "--wrap", "true"],
+                                              env)}
 
 
 def pwsh_start(env: dict[str, str], job_id: int, repeats: int) -> dict[str, float]:
@@ -93,14 +117,22 @@ def bulk_cancel(env: dict[str, str], new_queued: Callable[[int], list[int]], cou
     return results
 
 
+def job_list(env: dict[str, str], repeats: int) -> dict[str, float]:
+    """`job list` (one's own queued and running jobs) as a process: the compiled `job`, job-py, squeue."""
+    commands: dict[str, Callable[[], float]] = {
+        "job_list_ms": lambda: run_ms([str(VENV / "job"), "list"], env),
+        "job_py_list_ms": lambda: run_ms([str(VENV / "job-py"), "list"], env)}
+    if slurm_live():
+        commands["slurm_squeue_ms"] = lambda: run_ms(["squeue"], env)
+    return interleaved(commands, repeats)
+
+
 def listing(env: dict[str, str], repeats: int) -> dict[str, float]:
-    """`job list` (one's own queued and running jobs) as a process, and a warm Get-HpcJob -State Queued."""
-    results = interleaved({"job_list_ms": lambda: run_ms([str(VENV / "job"), "list"], env)}, repeats)
+    """`job list` as processes (job_list), and a warm Get-HpcJob -State Queued."""
+    results = job_list(env, repeats)
     results["get_hpcjob_queued_ms"] = round(_pwsh_ms(env, (
         f"$t = foreach ($i in 1..{repeats}) {{ $sw.Restart(); $null = Get-HpcJob -State Queued; $sw.Stop(); "
         "$sw.Elapsed.TotalMilliseconds }; [array]::Sort($t); $t[[int]($t.Count / 2)]")), 2)
-    if slurm_live():
-        results.update(interleaved({"slurm_squeue_ms": lambda: run_ms(["squeue"], env)}, repeats))
     return results
 
 

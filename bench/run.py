@@ -2,13 +2,16 @@
 
 Every figure is reported next to a baseline measured in the same run (a no-op request to the same
 head node, an interpreter that imports nothing, a bare pwsh), and next to Slurm's own commands when a
-Slurm cluster runs here (bench/clients.py); Slurm figures are never remembered constants: without a
-cluster they are "not measured". Results also go to build/bench.json.
+Slurm cluster runs here (bench/clients.py). When Slurm's packages are installed, the tests' two-node
+cluster is started for that, and bench/slurm.py compares the Slurm engine with raw Slurm on it. Slurm
+figures are never remembered constants: without a cluster they are "not measured". Results also go to
+build/bench.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from bench import clients  # noqa: E402
+from bench import clients, slurm  # noqa: E402
 from bench.remote import remote_bench  # noqa: E402
 from bench.store import store_bench  # noqa: E402
 from tests.conftest import head_id, start_head_node  # noqa: E402
@@ -223,17 +226,14 @@ def _clients_measures(client: Client, env: dict[str, str], quick: bool) -> dict[
     repeats = 7 if quick else 21
     results: dict[str, float | None] = {}
     view = _queued(client, 1)[0]
-    results.update(clients.job_command(env, view, _queued(client, repeats), repeats))
+    results.update(clients.job_command(env, view, _queued(client, 2 * repeats), repeats))
     results.update(clients.pwsh_start(env, view, max(3, repeats // 3)))
     for count in (500, 5000):
         results.update(clients.bulk_cancel(env, lambda n: _queued(client, n), count))
     _queued(client, 5000)
     results.update(clients.listing(env, max(3, repeats // 3)))
     slurm = results.get
-    print(f"job view as a process: {results['job_view_ms']:.1f} ms; job cancel: {results['job_cancel_ms']:.1f} ms; "
-          f"python -I -S -c pass: {results['python_floor_ms']:.1f} ms; Slurm scontrol show job: "
-          f"{_ratio(results['job_view_ms'] or 0, slurm('slurm_scontrol_show_job_ms'))}; scancel: "
-          f"{_ratio(results['job_cancel_ms'] or 0, slurm('slurm_scancel_ms'))}")
+    print(job_client_report(results))
     print(f"fresh pwsh, Import-Module HPC and Get-HpcJob -Id: {results['pwsh_hpc_one_cmdlet_ms']:.0f} ms; bare "
           f"pwsh -Command 1: {results['pwsh_bare_ms']:.0f} ms "
           f"({(results['pwsh_hpc_one_cmdlet_ms'] or 0) / (results['pwsh_bare_ms'] or 1):.2f}x; goal 1.3x)")
@@ -241,25 +241,69 @@ def _clients_measures(client: Client, env: dict[str, str], quick: bool) -> dict[
         print(f"Stop-HpcJob -Id <{count} queued ids> -Confirm:$false (warm pwsh): "
               f"{results[f'stop_hpcjob_{count}_ms']:.0f} ms; "
               f"Slurm one scancel with {count} ids: {slurm(f'slurm_scancel_{count}_ms') or 'not measured'}")
-    print(f"5,000 queued jobs: job list {results['job_list_ms']:.0f} ms, warm Get-HpcJob -State Queued "
-          f"{results['get_hpcjob_queued_ms']:.0f} ms; squeue: {slurm('slurm_squeue_ms') or 'not measured'}")
-    for name in ("slurm_scontrol_show_job_ms", "slurm_scancel_ms", "slurm_scancel_500_ms", "slurm_scancel_5000_ms",
-                 "slurm_squeue_ms"):
+    print(f"5,000 queued jobs: warm Get-HpcJob -State Queued {results['get_hpcjob_queued_ms']:.0f} ms")
+    for name in ("slurm_scontrol_show_job_ms", "slurm_scancel_ms", "slurm_sbatch_ms", "slurm_scancel_500_ms",
+                 "slurm_scancel_5000_ms", "slurm_squeue_ms"):
         results.setdefault(name, None)  # recorded as not measured rather than left out
     return results
+
+
+# (command, the compiled job's figure, Slurm's); job-py's is job_py_<command>_ms.
+JOB_CLIENT_FIGURES = (("job view", "job_view_ms", "slurm_scontrol_show_job_ms"),
+                      ("job cancel", "job_cancel_ms", "slurm_scancel_ms"),
+                      ("job submit /numcores:1 true", "job_submit_ms", "slurm_sbatch_ms"),
+                      ("job list (5,000 queued)", "job_list_ms", "slurm_squeue_ms"))
+
+
+def job_client_report(results: dict[str, float | None]) -> str:
+    """The compiled `job` next to job-py, the Python floor and Slurm (issue 12's goal: within 2x of Slurm)."""
+    lines = [f"job commands as processes (median ms); python -I -S -c pass: {results['python_floor_ms']:.1f}; "
+             f"/bin/true: {results['process_floor_ms']:.1f}"]
+    for words, key, slurm_key in JOB_CLIENT_FIGURES:
+        ours, python = results[key] or 0, results[key.replace("job_", "job_py_", 1)] or 0
+        lines.append(f"  {words}: compiled {ours:.1f}, job-py {python:.1f} ({python / max(ours, 0.01):.1f}x "
+                     f"slower); Slurm {_ratio(ours, results.get(slurm_key))}")
+    return "\n".join(lines)
+
+
+def job_client_bench(repeats: int) -> dict[str, float | None]:
+    """Only the job commands (bench/run.py --job): view, cancel, submit and list of 5,000 queued jobs."""
+    state = Path(tempfile.mkdtemp(prefix="hpc-bench-job-"))
+    head = start_head_node(state, CONFIG)
+    env = {**clients.environment(state), "CCP_SCHEDULER": f"unix:{head.socket}"}
+    client = Client(f"unix:{head.socket}")
+    try:
+        results: dict[str, float | None] = {}
+        results.update(clients.job_command(env, _queued(client, 1)[0], _queued(client, 2 * repeats), repeats))
+        _queued(client, 5000)
+        results.update(clients.job_list(env, repeats))
+        print(job_client_report(results))
+        return results
+    finally:
+        client.close()
+        head.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1,000 jobs and fewer repeats")
+    parser.add_argument("--job", action="store_true", help="only the job commands as processes (issue 12)")
     args = parser.parse_args()
+    if args.job:
+        job_client_bench(7 if args.quick else 21)
+        return 0
     bench = Bench(args.quick)
     try:
         bench.run()
     finally:
         bench.close()
     results: dict[str, float | None] = {**bench.results, **pwsh_bench(5 if args.quick else 15)}
-    results.update(clients_bench(args.quick))
+    with contextlib.ExitStack() as cluster:
+        if slurm.available():  # one Slurm cluster for Slurm's baselines and the Slurm engine's section
+            cluster.enter_context(slurm.live_slurm_conf())
+        results.update(clients_bench(args.quick))
+        results.update({f"slurm_engine_{k}": v for k, v in slurm.slurm_bench(args.quick).items()})
     results.update({f"remote_{k}": v for k, v in remote_bench(20 if args.quick else 60).items()})
     # A long history: 100,000 and 1,000,000 ended jobs, beside an empty store (bench/store.py).
     results.update(store_bench([0, 100_000] if args.quick else [0, 100_000, 1_000_000]))

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,35 @@ def test_add_names_a_program_by_its_path_and_double_dash_ends_the_options(head: 
                      f"{job_id}.3": ("gnu", "/opt --steps 1 --", "")}
     shown = job_cli(head, "add", "/?").stdout
     assert "/bin/echo" in shown and "--, which ends the options" in shown
+
+
+def test_submit_with_a_command_line_makes_submits_and_runs_a_job_of_one_task(head: HeadNodeProcess, client: Client,
+                                                                             shared_tmp: Path) -> None:
+    out = shared_tmp / "out.txt"
+    done = job_cli(head, "submit", "/numcores:1", "/JobName:one", f"/stdout:{out}", "/bin/echo", "hello", "world")
+    assert done.returncode == 0 and done.stdout.startswith("Job has been submitted. ID: "), done.stderr
+    job_id = int(done.stdout.split("ID: ")[1].rstrip(".\n"))
+    record = wait_state(client, job_id, "Finished")
+    assert (record["Name"], record["MinCores"], record["MaxCores"]) == ("one", 1, 1)
+    assert [(t["CommandLine"], t["StdOutFilePath"]) for t in tasks(client, job_id).values()] == \
+        [("/bin/echo hello world", str(out))]
+    assert out.read_text() == "hello world\n"
+    numbered = job_cli(head, "submit", "--", "42")
+    assert numbered.returncode == 0, numbered.stderr
+    assert tasks(client, int(numbered.stdout.split("ID: ")[1].rstrip(".\n")))[f"{job_id + 1}.1"]["CommandLine"] == "42"
+
+
+def test_submit_takes_a_job_id_or_a_command_line_never_both(head: HeadNodeProcess, client: Client) -> None:
+    job_id = make_job(client, "true", submit=False)
+    for words, error in (([str(job_id), "echo", "hi"], "give a job ID or a command line, not both"),
+                         ([f"/id:{job_id}", "echo"], "give a job ID or a command line, not both"),
+                         (["/numcores:1", str(job_id)], "/numcores makes a new job: give a command line"),
+                         (["/numcores:1"], "a job ID is required"), (["/numprocessors:1", "echo"], "give /numcores")):
+        refused = job_cli(head, "submit", *words)
+        assert refused.returncode == 2 and error in refused.stderr, (words, refused)
+    assert job(client, job_id)["State"] == "Configuring" and len(client.call("get_jobs", state="All")) == 1
+    done = job_cli(head, "submit", str(job_id))
+    assert (done.returncode, done.stdout) == (0, f"Job has been submitted. ID: {job_id}.\n"), done.stderr
 
 
 def test_requeue_uses_the_head_nodes_requeue_for_a_running_job(head: HeadNodeProcess, client: Client) -> None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import pwd
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from hpcpack.backends.client import Client
 
-from .conftest import HeadNodeProcess, as_user, slurm_engine_config, start_head_node, wait_until
+from .conftest import HeadNodeProcess, as_user, head_id, slurm_engine_config, start_head_node, wait_until
 from .jobs import cancel, job, task_states, tasks, wait_state
 from .slurm_cluster import SlurmCluster
 
@@ -224,3 +227,138 @@ def test_the_head_node_killed_mid_cancel_finishes_the_cancel_after_restart(
     assert wait_state(client, job_id, "Canceled", timeout=15)["State"] == "Canceled"
     assert alive(tree) == [] and step_cgroup_pids(slurm, slurm_id) == []
     client.close()
+
+
+def submit_holder_as_head(slurm: SlurmCluster, name: str) -> int:
+    """What the head node does for a queued job (sbatch as the owner, under the job's holder name)."""
+    out = slurm.run(["sbatch", "--parsable", f"--job-name={name}", "--ntasks=1", "--output=/dev/null",
+                     "--error=/dev/null", "--chdir=/", "--wrap=exec sleep infinity"], user=OWNER).stdout
+    return int(out.strip().split(";")[0])
+
+
+def slurm_jobs_named(slurm: SlurmCluster, name: str, states: str = "all") -> dict[int, str]:
+    """Slurm job id -> state of every job with this name Slurm still remembers (ended ones too)."""
+    out = slurm.run(["squeue", "-h", "--all", f"--states={states}", f"--name={name}", "-o", "%i %T"]).stdout
+    return {int(i): state for i, state in (line.split() for line in out.splitlines())}
+
+
+def test_a_holder_submitted_just_before_a_crash_is_adopted_and_holders_of_no_job_are_ended(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
+    prefix = f"hpc-{head_id(head.state_dir)}-"
+    ended_id = user_job(head, "true", NumCores="1")
+    wait_state(client, ended_id, "Finished")
+    # Held for a moment, so that this head node asks Slurm for nothing before it is killed.
+    held_until = time.time() + 3
+    job_id = user_job(head, "echo $SLURM_JOB_ID", NumCores="1",
+                      HoldUntil=datetime.fromtimestamp(held_until, UTC).isoformat())
+    assert job(client, job_id)["State"] == "Queued" and slurm_jobs_named(slurm, f"{prefix}{job_id}") == {}
+    client.close()
+    head.kill()
+    # The crash being reproduced: sbatch done as the owner, the id never stored.
+    holder = submit_holder_as_head(slurm, f"{prefix}{job_id}")
+    strays = [submit_holder_as_head(slurm, f"{prefix}{n}") for n in (ended_id, 999)]
+    wait_until(lambda: time.time() > held_until, 10)
+    head.process = start_head_node(head.state_dir).process
+    client = head.client()
+    done = wait_state(client, job_id, "Finished", "Failed", timeout=30)
+    [task] = tasks(client, job_id).values()
+    assert (done["State"], task["Output"].strip()) == ("Finished", str(holder)), done["ErrorMessage"]
+    assert list(slurm_jobs_named(slurm, f"{prefix}{job_id}")) == [holder]  # one allocation, the adopted one
+    wait_until(lambda: all(slurm_job(slurm, s).get("JobState") in ("CANCELLED", None) for s in strays), 15)
+    client.close()
+
+
+
+def test_a_requeued_running_job_ends_its_old_allocation_and_runs_again_on_a_new_one(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client, shared: Path) -> None:
+    job_id, old, tree = running_tree(head, shared)
+    [answer] = client.call("requeue_jobs", ids=[job_id])
+    assert "error" not in answer, answer
+    ready = shared / "tree.ready"
+    wait_until(lambda: ready.read_text().strip() not in ("", str(old)), 30)
+    new = int(ready.read_text())
+    name = f"hpc-{head_id(head.state_dir)}-{job_id}"
+    wait_until(lambda: slurm_jobs_named(slurm, name, "PD,R,S,CF") == {new: "RUNNING"}, 20)
+    assert alive(tree) == []
+    cancel(client, job_id, force=True)
+    wait_state(client, job_id, "Canceled")
+
+# Every process of the race test's tasks carries this variable (the job's environment), so a leftover
+# is found on any node by a scan of /proc, whatever left the process tree.
+RACE_MARK = "HPC_RACE_MARK"
+RACE_TREE = "trap '' TERM; setsid -f sleep 1000; ( sleep 1000 & ); sleep 1000"
+
+
+def marked_processes(mark: str) -> list[int]:
+    wanted = f"{RACE_MARK}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if wanted in environ.split(b"\0"):
+                found.append(int(entry.name))
+    return alive(found)
+
+
+def starting(slurm: SlurmCluster, client: Client, prefix: str, ids: list[int]) -> set[int]:
+    """Jobs whose allocation Slurm has granted (the head node may not know yet) or that the head node
+    runs (their steps being launched)."""
+    granted = {int(name[len(prefix):]) for name in slurm.run(["squeue", "-h", "-t", "R", "-o", "%j"]).stdout.split()
+               if name.startswith(prefix)}
+    return (granted & set(ids)) | {j["Id"] for j in client.call("get_jobs", ids=ids) if j["State"] != "Queued"}
+
+
+def cancel_each_as_it_starts(slurm: SlurmCluster, client: Client, prefix: str, ids: list[int]) -> None:
+    """Cancels every job the instant its allocation is granted or it is seen Running, some at once and
+    some a few ms later so the cancels land at every moment of a launch; every other one with Force."""
+    due: dict[int, float] = {}
+    deadline = time.monotonic() + 150
+    while len(due) < len(ids) or any(at >= 0 for at in due.values()):
+        assert time.monotonic() < deadline, f"only {len(due)} of {len(ids)} jobs started"
+        for job_id in starting(slurm, client, prefix, ids) - set(due):
+            due[job_id] = time.monotonic() + (job_id % 4) * 0.015
+        for job_id, at in due.items():
+            if 0 <= at <= time.monotonic():
+                [answer] = cancel(client, job_id, force=job_id % 2 == 0)
+                assert "error" not in answer, answer
+                due[job_id] = -1.0
+
+
+def submit_marked(head: HeadNodeProcess, mark: str, count: int) -> list[int]:
+    """`count` one-core jobs of OWNER running RACE_TREE, every process of theirs marked with `mark`."""
+    code = (f"ids = [c.call('new_job', spec={{'NumCores': '1', 'JobEnv': [{RACE_MARK + '=' + mark!r}]}})"
+            f"['Id'] for _ in range({count})]\n"
+            f"for i in ids: c.call('add_task', job_id=i, spec={{'CommandLine': {RACE_TREE!r}}})\n"
+            "c.call('submit_jobs', ids=ids); print(json.dumps(ids))")
+    done = as_user(OWNER, head, code)
+    assert done.returncode == 0, done.stderr
+    return [int(i) for i in json.loads(done.stdout)]
+
+
+def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
+        slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
+    client.call("set_property", values={"TaskCancelGracePeriod": 1})
+    mark = uuid.uuid4().hex
+    # The scan must see a running tree: a job left to start shows its shell, srun and three sleeps.
+    [probe] = submit_marked(head, mark, 1)
+    wait_until(lambda: len(marked_processes(mark)) >= 5, 20)
+    cancel(client, probe, force=True)
+    wait_state(client, probe, "Canceled")
+    ids = submit_marked(head, mark, 100)
+    prefix = f"hpc-{head_id(head.state_dir)}-"
+    cancel_each_as_it_starts(slurm, client, prefix, ids)
+    wait_until(lambda: all(j["State"] in ("Canceled", "Finished", "Failed") for j in client.call("get_jobs", ids=ids)),
+               60)
+    assert {j["State"] for j in client.call("get_jobs", ids=ids)} == {"Canceled"}
+    print("task states at the end:", Counter(s for i in ids for s in task_states(client, i).values()))
+    # Canceled is the head node's word that nothing is left: checked at once, and again once Slurm
+    # has let go of every allocation (a step that came late would show then).
+    assert marked_processes(mark) == []
+    steps = slurm.run(["squeue", "-h", "-s", "-o", "%i %j"]).stdout.splitlines()
+    assert [s for s in steps if s.split()[1].startswith(prefix)] == []
+    wait_until(lambda: not [n for n in slurm.run(["squeue", "-h", "-o", "%j"]).stdout.split()
+                            if n.startswith(prefix)], 60)
+    assert marked_processes(mark) == []

@@ -88,6 +88,7 @@ class JobQuery:
     begin: str | float | None = None
     end: str | float | None = None
     nodes: list[str] | None = None
+    fields: tuple[str, ...] | None = None  # only these properties of each job (a listing's columns)
 
     def to_wire(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -165,10 +165,12 @@ def _translate(command: Command, word: str) -> str:
 
 
 def _split_task_words(command: Command, words: list[str]) -> tuple[list[str], list[str]]:
-    """`job add`: (its own words, the task's command line). The command line begins at the first word
-    after the job ID that is not an option of `job add`, or after `--` (which is dropped).
+    """`job add` and `job submit`: (the command's own words, the task's command line). The command line
+    begins at the first word after the job ID that is not an option of the command, or after `--` (which
+    is dropped). `job submit` takes no job ID with a command line: there the first word that is not an
+    option begins the command line, unless it is a number (`job submit 5`, the job ID).
     On Linux a program is named by its path, so a word such as /bin/echo (a second / before any :)
-    begins the command line; any other /word that is not one of job add's options is an error."""
+    begins the command line; any other /word that is not one of the command's options is an error."""
     own: list[str] = []
     seen_id = False
     index = 0
@@ -181,7 +183,7 @@ def _split_task_words(command: Command, words: list[str]) -> tuple[list[str], li
         elif word.startswith("/") and len(word) > 1:
             name = word[1:].partition(":")[0]
             if "/" in name and command.option(name) is None:
-                if not seen_id:
+                if not seen_id and command.job_id == "required":
                     raise Usage("a job ID is required before the command line")
                 return own, words[index:]
             own.append(word)
@@ -191,7 +193,7 @@ def _split_task_words(command: Command, words: list[str]) -> tuple[list[str], li
             if option is not None and option.kind != "bool" and "=" not in word and index + 1 < len(words):
                 index += 1
                 own.append(words[index])
-        elif not seen_id:
+        elif not seen_id and (command.job_id == "required" or word.isdigit()):
             own.append(word)
             seen_id = True
         else:
@@ -200,10 +202,10 @@ def _split_task_words(command: Command, words: list[str]) -> tuple[list[str], li
     return own, []
 
 
-def _spec(command: Command, args: argparse.Namespace) -> dict[str, Any]:
-    """The job or task properties the options set, under their PowerShell names."""
+def _spec(options: Sequence[Option], args: argparse.Namespace) -> dict[str, Any]:
+    """The job or task properties these options set, under their PowerShell names."""
     spec: dict[str, Any] = {}
-    for option in command.options:
+    for option in options:
         value = getattr(args, option.name)
         if option.key and value is not None:
             spec[option.key] = ("true" if value else "false") if isinstance(value, bool) else value
@@ -214,7 +216,14 @@ def _spec(command: Command, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_new(backend: Backend, args: argparse.Namespace) -> int:
-    spec = _spec(COMMANDS["new"], args)
+    job = backend.new_job(_job_spec(args))
+    print(f"Created job, ID: {job['Id']}")
+    return 0
+
+
+def _job_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's properties from `job new`'s options (also those of a one-command `job submit`)."""
+    spec = _spec(_NEW_OPTIONS, args)
     if args.holduntil is not None:
         spec["HoldUntil"] = _hold_until(args.holduntil)
     for option, low, high in (("corespernode", "MinCoresPerNode", "MaxCoresPerNode"),
@@ -225,9 +234,7 @@ def cmd_new(backend: Backend, args: argparse.Namespace) -> int:
             spec[low] = first
             if last:
                 spec[high] = last
-    job = backend.new_job(spec)
-    print(f"Created job, ID: {job['Id']}")
-    return 0
+    return spec
 
 
 def _hold_until(text: str) -> str:
@@ -241,7 +248,7 @@ def _hold_until(text: str) -> str:
 
 
 def cmd_add(backend: Backend, args: argparse.Namespace) -> int:
-    spec = _spec(COMMANDS["add"], args)
+    spec = _spec(_ADD_OPTIONS, args)
     spec["CommandLine"] = " ".join(args.command_line)
     if not args.command_line:
         raise Usage("a command line is required after the job ID and options")
@@ -271,9 +278,18 @@ def _per_job(items: list[Item], done: str) -> int:
 
 
 def cmd_submit(backend: Backend, args: argparse.Namespace) -> int:
+    """`job submit <jobID>` submits a job; `job submit [options] <command line>` is HPC Pack's one-command
+    form: a new job (job new's options) with one task (the command line and /stdout: and the like), submitted."""
     job_id = args.id or (_job_id_option(args.id_option) if args.id_option else None)
+    given = [o.name for o in _SUBMIT_NEW_OPTIONS if getattr(args, o.name) is not None]
+    if job_id is not None and (args.command_line or given):
+        raise Usage(f"/{given[0]} makes a new job: give a command line, not a job ID" if given
+                    else "give a job ID or a command line, not both")
+    if job_id is None and not args.command_line:
+        raise Usage("a job ID is required: job submit /id:<jobID>, or a command line: job submit <command>")
     if job_id is None:
-        raise Usage("a job ID is required: job submit /id:<jobID>")
+        task = {**_spec(_SUBMIT_TASK_OPTIONS, args), "CommandLine": " ".join(args.command_line)}
+        job_id = backend.new_job(_job_spec(args), [task])["Id"]
     return _per_job(backend.submit_jobs([job_id]), "Job has been submitted. ID: {id}.")
 
 
@@ -325,7 +341,7 @@ def cmd_list(backend: Backend, args: argparse.Namespace) -> int:
             raise Usage(f"/submittime:{args.submittime} is not a number of days")
         begin = (datetime.now(UTC) - timedelta(days=int(args.submittime))).isoformat()
     jobs = list(backend.query_jobs(JobQuery(state=state, owner=user, name=name, project=args.project,
-                                            template=args.jobtemplate, begin=begin)))
+                                            template=args.jobtemplate, begin=begin, fields=show.LIST_FIELDS)))
     if args.jobname and "*" in args.jobname:
         jobs = [j for j in jobs if fnmatch.fnmatchcase(j["Name"].lower(), args.jobname.lower())]
     show.jobs(jobs, _format(args))
@@ -439,20 +455,31 @@ _STATE = Option("state", "states, comma-separated (Queued,Running), or All", met
 _STATUS = Option("status", "the same as /state", metavar="state_list")
 _FORMAT = Option("format", "list or table", metavar="list|table")
 
-COMMAND_LINE_RULE = """\
+_COMMAND_LINE = """\
 The command line:
-  It begins at the first word after the job ID that is not one of job add's options,
+  It begins at the first word{after} that is not one of {name}'s options,
   or after --, which ends the options (and is not part of the command line).
   A word such as /bin/echo (an absolute path: a second / before any :) names the
   program and begins the command line; any other /word that is not an option of
-  job add is an error (write the program after -- if its name is a single /word).
+  {name} is an error (write the program after -- if its name is a single /word).
   The words are joined with spaces and run by the shell (/bin/sh) in the task's
   working folder; quote what your shell would otherwise expand.
 
 Examples:
+"""
+COMMAND_LINE_RULE = _COMMAND_LINE.format(after=" after the job ID", name="job add") + """\
   job add 5 /name:hello echo Hello World
   job add 5 /stdout:out-*.txt /parametric:1-10 /usr/bin/printf "%s\\n" '*'
   job add 5 /workdir:/srv/run -- /opt/model/run --steps 10"""
+SUBMIT_RULE = _COMMAND_LINE.format(after="", name="job submit") + """\
+  job submit 5
+  job submit /numcores:4 /jobname:nightly /stdout:out.txt /opt/model/run --steps 10
+  job submit -- 42     (a command line that is only a number: after --)"""
+
+# A one-command `job submit`: the job's options are job new's; the task's, these of job add's.
+_SUBMIT_TASK_OPTIONS = tuple(o for o in _ADD_OPTIONS if o.name in ("stdout", "stderr", "stdin", "workdir",
+                                                                  "rerunnable"))
+_SUBMIT_NEW_OPTIONS = (*_NEW_OPTIONS, *_SUBMIT_TASK_OPTIONS)
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("new", "Creates a job (in the Configuring state) and prints its ID.", "job new [options]", cmd_new,
@@ -460,11 +487,14 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             epilog="Example:\n  job new /jobname:nightly /numcores:2-4 /priority:AboveNormal"),
     Command("add", "Adds a task to a job.", "job add <jobID> [options] [--] <command> [<parameters>...]", cmd_add,
             _ADD_OPTIONS, unsupported=_ADD_UNSUPPORTED, epilog=COMMAND_LINE_RULE),
-    Command("submit", "Submits a job that is being configured.", "job submit /id:<jobID> | <jobID>", cmd_submit,
-            (Option("id", "the job's ID", metavar="jobID"),), job_id="optional",
-            unsupported={"user": ON_WINDOWS_ONLY, "password": ON_WINDOWS_ONLY,
-                         "jobfile": "use New-HpcJob -JobFile and Submit-HpcJob in PowerShell",
-                         "holduntil": "set it with job new /holduntil"}),
+    Command("submit", "Submits a job that is being configured, or a new job of one task: its command line.",
+            "job submit /id:<jobID> | <jobID>\n       job submit [job new's options] [/stdout:<file>] [/stderr:<file>] "
+            "[/stdin:<file>]\n                  [/workdir:<folder>] [/rerunnable] [--] <command> [<parameters>...]",
+            cmd_submit,
+            (Option("id", "the job's ID", metavar="jobID"), *_SUBMIT_NEW_OPTIONS), job_id="optional",
+            unsupported={"user": ON_WINDOWS_ONLY, "password": ON_WINDOWS_ONLY, **_NEW_UNSUPPORTED,
+                         "jobfile": "use New-HpcJob -JobFile and Submit-HpcJob in PowerShell"},
+            epilog=SUBMIT_RULE),
     Command("cancel", "Cancels a job that is configuring, queued or running, and waits until it is Canceled.",
             "job cancel <jobID> [/force] [/graceful] [/message:<message>]", cmd_cancel,
             (Option("force", "stop running tasks at once: no grace period, no node release task", BOOL),
@@ -521,7 +551,7 @@ def parse(words: Sequence[str], commands: Mapping[str, Command] | None = None,
     command = commands.get(words[0].lower())
     if command is None:
         raise Usage(f"'{words[0]}' is not a {tool} command; they are {', '.join(commands)}")
-    rest, command_line = (_split_task_words(command, list(words[1:])) if command.name == "add"
+    rest, command_line = (_split_task_words(command, list(words[1:])) if command.name in ("add", "submit")
                           else (list(words[1:]), []))
     args = _parser(command).parse_args([_translate(command, w) for w in rest])
     args.command_line = command_line

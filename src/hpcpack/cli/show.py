@@ -21,6 +21,9 @@ TASK_COLUMNS = (
     ("Id", 9, False), ("Name", 10, False), ("State", 9, False), ("Exit", 4, True), ("Node", 8, False),
     ("Elapsed", 8, True), ("Command Line", None, False),
 )
+# What `job list` shows of each job, in either layout: all the head node sends it (JobQuery.fields).
+LIST_FIELDS = ("Id", "Name", "Owner", "State", "Priority", "TaskCount", "FinishedTaskCount", "SubmitTime",
+               "StartTime", "EndTime", "PendingReason", "ErrorMessage")
 VIEW_FIELDS = ("Id", "Name", "Owner", "State", "Priority", "Project", "Template", "Resources", "AllocatedNodes",
                "Tasks", "PendingReason", "SubmitTime", "StartTime", "EndTime", "Elapsed", "RunUntilCanceled",
                "RequeueCount", "ErrorMessage", "HeadNode")

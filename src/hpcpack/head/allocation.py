@@ -80,12 +80,61 @@ class Allocation(Admission):
         if now() >= self._next_slurm_poll:
             self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
             self._poll_allocations(engine, [j for j in queued if j.slurm_job_id])
-        for job in self._each([j for j in queued if not j.slurm_job_id and self._may_start(j)]):
-            self._request_allocation(engine, job)
+        asking = [j for j in queued if not j.slurm_job_id and self._may_start(j)]
+        if not asking:
+            return
+        try:  # a holder submitted but never stored (the commit after sbatch failed) is taken, not doubled
+            found = {h.name: h for h in engine.holders([self._holder_name(j) for j in asking])}
+        except slurm.SlurmError as e:
+            log.warning("Slurm's queue could not be read, no allocation asked for: %s", e)
+            return
+        for job in self._each(asking):
+            holder = found.get(self._holder_name(job))
+            if holder is not None and holder.user == job.owner:
+                self._adopt_holder(job, holder)
+            else:
+                self._request_allocation(engine, job)
+
+    def recover(self) -> None:
+        super().recover()
+        if self.slurm is not None:
+            self._reconcile_holders(self.slurm)
+
+    def _reconcile_holders(self, engine: slurm.Slurm) -> None:
+        """After a start: this head node's holders that no job records. One submitted just before a crash
+        (sbatch done, its id not stored) is adopted by its queued job; any other (its job ended or
+        unknown, a second one for a job that has its own) is ended, or it would hold cores forever."""
+        prefix = f"hpc-{self.head_id}-"
+        try:
+            holders = [h for h in engine.holders() if h.name.startswith(prefix)
+                       and h.name[len(prefix):].isdigit()]
+        except slurm.SlurmError as e:
+            log.warning("Slurm's queue could not be read at start, holders not reconciled: %s", e)
+            return
+        for holder in holders:
+            job = self.find(int(holder.name[len(prefix):]))
+            if job is not None and job.slurm_job_id == holder.job_id:
+                continue
+            if (job is not None and job.state == JobState.Queued and not job.slurm_job_id
+                    and holder.user == job.owner):
+                self._adopt_holder(job, holder)
+                continue
+            log.warning("Slurm job %d (%s) belongs to no job of this head node: ended", holder.job_id, holder.name)
+            try:
+                engine.end(holder.job_id)
+            except slurm.SlurmError as e:
+                log.warning("Slurm job %d could not be ended: %s", holder.job_id, e)
+
+    def _adopt_holder(self, job: Job, holder: slurm.Holder) -> None:
+        job.slurm_job_id = holder.job_id
+        self.commit(job, entry=("scheduler", "slurm allocation adopted", "", str(holder.job_id)))
+
+    def _holder_name(self, job: Job) -> str:
+        return f"hpc-{self.head_id}-{job.id}"
 
     def _request_allocation(self, engine: slurm.Slurm, job: Job) -> None:
         try:
-            job.slurm_job_id = engine.submit_holder(job.owner, f"hpc-{self.head_id}-{job.id}",
+            job.slurm_job_id = engine.submit_holder(job.owner, self._holder_name(job),
                                                     self._slurm_request(engine, job))
         except slurm.SlurmError as e:
             self._fail_job(job, f"Slurm refused the job's allocation: {e}")

@@ -101,8 +101,7 @@ class Cancels(Processes):
     def _mirror_message(self, job: Job) -> None:
         """Slurm's Comment shows the cancel's message; it is set once the cancel is committed and before
         any scancel of the job (Slurm keeps no comment of a job it has cancelled)."""
-        text = job.error_message
-        self.store.after_commit(lambda: self._slurm_call(job, lambda s, a: s.comment(a, text)))
+        self._slurm_after_commit(job, "comment", job.error_message)
 
     def _cancel_waiting_units(self, job: Job) -> list[Task]:
         changed = []
@@ -300,7 +299,7 @@ class Cancels(Processes):
         job.allocation = {}
         job.release_deadline = None
         if job.slurm_job_id:  # the allocation ends once the end is on record
-            self.store.after_commit(lambda: self._slurm_call(job, lambda s, a: s.end(a)))
+            self._slurm_after_commit(job, "end")
             self._next_step_kill.pop(job.id, None)
         if job.cancel is not None:
             job.cancel.survivors = []

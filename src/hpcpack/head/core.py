@@ -82,6 +82,7 @@ class Core:
             config.nodes = self.slurm.nodes()  # Slurm's nodes are the cluster's
         self._next_slurm_poll = 0.0
         self._next_step_kill: dict[int, float] = {}  # job id -> when its steps may be killed through Slurm again
+        self._slurm_gathered: dict[tuple[str, str], list[int]] = {}  # (command, text) -> Slurm job ids, see processes
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}
         self._sweep_jobs: set[int] = set()  # jobs with a parametric sweep (the only ones expand_sweeps reads)

@@ -105,6 +105,31 @@ class Processes(Core):
         except slurm.SlurmError as e:
             log.warning("job %d: %s", job.id, e)
 
+    def _slurm_after_commit(self, job: Job, command: str, text: str = "") -> None:
+        """`command` ("comment" or "end") on the job's allocation once the change is committed, joined
+        with the same command for the other jobs of the transaction: a bulk cancel of 1,000 queued jobs
+        is one scancel, not 1,000. The id is taken now: a requeue in the same transaction clears it."""
+        if self.slurm is None or not job.slurm_job_id:
+            return
+        slurm_id = job.slurm_job_id
+        self.store.after_commit(lambda: self._slurm_gathered.setdefault((command, text), []).append(slurm_id))
+        self.store.after_commit(self._run_gathered_slurm, last=True)
+
+    def _run_gathered_slurm(self) -> None:
+        gathered, self._slurm_gathered = self._slurm_gathered, {}
+        engine = self.slurm
+        if engine is None:
+            return
+        # Comments first: Slurm keeps none on a job it has ended.
+        for (command, text), ids in sorted(gathered.items(), key=lambda item: item[0][0] != "comment"):
+            try:
+                if command == "comment":
+                    engine.comment(ids, text)
+                else:
+                    engine.end(*ids)
+            except slurm.SlurmError as e:
+                log.warning("Slurm jobs %s: %s", ",".join(map(str, ids)), e)
+
     def _slurm_steps_left(self, job: Job) -> list[str]:
         """The job's steps Slurm still lists. With proctrack/cgroup a step is listed until every
         process in its cgroup is gone, so an empty list is Slurm's proof that nothing of it is left."""

@@ -191,8 +191,13 @@ class Requests(ClusterRequests):
         if params.ids is not None:
             jobs = [self.head.job(job_id) for job_id in params.ids]
             jobs = [j for j in jobs if params.after is None or j.id > params.after]
-            return [self._record(j, caller) for j in jobs[:params.limit]]
-        return [self._record(j, caller) for j in self._select_jobs(caller, params)]
+        else:
+            jobs = self._select_jobs(caller, params)
+        try:
+            return [j.to_record(self.head.name, not self.head.may_read(caller, j), params.fields)
+                    for j in jobs[:params.limit]]
+        except KeyError as e:
+            raise invalid_argument(f"{e} is not a property of HpcJob.", "fields") from None
 
     def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
         """A page of the jobs that match: active ones from memory (the head node indexes them by state),

@@ -73,6 +73,16 @@ class SlurmNode:
     reason: str
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A live Slurm job as squeue lists it: who submitted it, under which name, in which state."""
+
+    job_id: int
+    user: str
+    state: str
+    name: str
+
+
 class Slurm:
     """Slurm's client commands, run with the head node's SLURM_CONF."""
 
@@ -120,8 +130,11 @@ class Slurm:
 
     def submit_holder(self, owner: str, name: str, request: Request) -> int:
         """Asks for the allocation as `owner`; returns Slurm's job id at once (the job may wait)."""
+        # No --export: with NONE (or any list) slurmd first builds the user's login environment
+        # (--get-user-env), and on 22.05 the batch script was then never launched; the environment
+        # passed on is the head node's own minimal one (self.env), nothing of the owner's.
         args = ["sbatch", "--parsable", f"--job-name={_safe(name)}", f"--ntasks={request.cores}",
-                "--output=/dev/null", "--error=/dev/null", "--chdir=/", "--export=NONE"]
+                "--output=/dev/null", "--error=/dev/null", "--chdir=/"]
         if request.nodes:
             args.append(f"--nodes={request.nodes}")
         if request.exclude:
@@ -145,6 +158,19 @@ class Slurm:
                 return {}
             return {k: v for i in ids for k, v in self.states([i]).items()}
         return {int(i): state for i, state in (line.split() for line in out.splitlines()) if i.isdigit()}
+
+    def holders(self, names: Sequence[str] = ()) -> list[Holder]:
+        """Live Slurm jobs of every user with these names (every live job when none is given): how a
+        holder whose id the head node never stored (it died right after sbatch) is found again."""
+        args = ["squeue", "-h", "--all", "-o", "%i|%u|%T|%j"]  # the name last: it may hold a '|'
+        if names:
+            args.append(f"--name={','.join(_safe(n) for n in names)}")
+        found = []
+        for line in self.run(args).splitlines():
+            job_id, user, state, name = (line.split("|", 3) + ["", "", ""])[:4]
+            if job_id.isdigit() and state in LIVE_STATES:  # array elements ("12_3") are never holders
+                found.append(Holder(int(job_id), user, state, name))
+        return found
 
     def allocation(self, job_id: int) -> dict[str, int]:
         """Node -> CPUs of a running allocation (scontrol's detailed Nodes=... CPU_IDs=... lines)."""
@@ -199,13 +225,14 @@ class Slurm:
     def resume(self, node: str) -> None:
         self.run(["scontrol", "update", f"nodename={_safe(node)}", "state=resume"])
 
-    def comment(self, job_id: int, text: str) -> None:
-        """Mirrors the cancel message into Slurm's Comment, so Slurm's tools show it (one argv word)."""
-        self.run(["scontrol", "update", f"job={job_id}", f"comment={text}"])
+    def comment(self, job_ids: Sequence[int], text: str) -> None:
+        """Mirrors the cancel message into these jobs' Comment, so Slurm's tools show it (one argv word,
+        one command for them all)."""
+        self.run(["scontrol", "update", f"job={','.join(map(str, job_ids))}", f"comment={text}"])
 
-    def end(self, job_id: int) -> None:
-        """Ends the allocation (its holder and whatever is left in it)."""
-        self.run(["scancel", str(job_id)])
+    def end(self, *job_ids: int) -> None:
+        """Ends the allocations (their holders and whatever is left in them), in one scancel."""
+        self.run(["scancel", *map(str, job_ids)])
 
     def step_argv(self, job_id: int, node: str, cores: int, name: str, command: str) -> list[str]:
         """The command line of a task as one step on `node`; the task's environment, WorkDir and

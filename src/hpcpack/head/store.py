@@ -90,7 +90,7 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
-        self._pending: list[tuple[int, Callable[[], None]]] = []  # after_commit actions, by savepoint depth
+        self._pending: list[tuple[int, Callable[[], None], bool]] = []  # after_commit actions, by savepoint depth
         self._allocations: dict[int, dict[str, int]] = {}  # what the allocations table holds, per job
         self._kept: dict[str, int] = {}  # replies kept, per user (key prefix): counted once, then followed
         self._migrate()
@@ -125,13 +125,15 @@ class Store:
         for writes whose failure no caller catches inside the enclosing transaction, which undoes them."""
         return Transaction(self) if self._depth == 0 else contextlib.nullcontext()
 
-    def after_commit(self, action: Callable[[], None]) -> None:
+    def after_commit(self, action: Callable[[], None], last: bool = False) -> None:
         """Runs `action` once the changes made so far are durable; never, if they are rolled back.
-        (Intent before action: a signal is sent only after the cancel that asks for it is committed.)"""
+        (Intent before action: a signal is sent only after the cancel that asks for it is committed.)
+        A `last` action runs after the others, once however often it was asked for: it can carry out
+        in one go what they gathered."""
         if self._depth == 0:
             action()
         else:
-            self._pending.append((self._depth, action))
+            self._pending.append((self._depth, action, last))
 
     def _begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT s{self._depth}")
@@ -145,7 +147,7 @@ class Store:
                 if not ok:
                     self.db.execute(f"ROLLBACK TO s{depth}")
                     self._kept = {}
-                    self._pending = [(d, a) for d, a in self._pending if d <= depth]
+                    self._pending = [p for p in self._pending if p[0] <= depth]
                 self.db.execute(f"RELEASE s{depth}")
                 return
             if ok:
@@ -158,7 +160,13 @@ class Store:
             self._rollback()
             return
         actions, self._pending = self._pending, []
-        for _, action in actions:
+        lasts: list[Callable[[], None]] = []
+        for _, action, last in actions:
+            if not last:
+                action()
+            elif action not in lasts:
+                lasts.append(action)
+        for action in lasts:
             action()
 
     def _rollback(self) -> None:

@@ -136,6 +136,7 @@ class GetJobs(Request):
     nodes: Annotated[list[Text], Field(max_length=1024)] | None = None
     after: Annotated[StrictInt, Field(ge=0)] | None = None  # a page: jobs with a greater id...
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)] | None = None  # ...at most this many
+    fields: Annotated[list[Text], Field(max_length=256)] | None = None  # only these properties of each
 
 
 class TaskAddress(Request):

@@ -1,0 +1,82 @@
+"""A listing asks for some properties of each job (JobQuery.fields, `job list`'s columns); the head node then
+builds only those, and they must be exactly what the whole record says, whatever state the job is in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpcpack.backends.contract import JobQuery
+from hpcpack.backends.headnode import HeadNodeBackend
+from hpcpack.cli.show import LIST_FIELDS
+from hpcpack.config import Node
+from hpcpack.errors import HpcError
+from hpcpack.head.headnode import HeadNode
+from hpcpack.identity import Caller
+from hpcpack.model.objects import _COUNTERS, _LISTED, Job
+from hpcpack.model.states import JobState
+
+from .conftest import HeadNodeProcess, in_process_head_node, wait_until
+
+ROOT = Caller(uid=0, gid=0, name="root", admin=True)
+ASKED = (*LIST_FIELDS, *sorted(_LISTED))
+
+
+def _cut(node: HeadNode, job_id: int) -> tuple[dict[str, object], dict[str, object]]:
+    return _cut_job(node.job(job_id), node.name)
+
+
+def _cut_job(job: Job, name: str) -> tuple[dict[str, object], dict[str, object]]:
+    whole = job.to_record(name)
+    return job.to_record(name, fields=ASKED), {"__type__": "HpcJob", **{k: whole[k] for k in ASKED}}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[HeadNode]:
+    yield from in_process_head_node(tmp_path, [Node("N1", 2)])
+
+
+def test_a_listing_is_the_whole_record_cut_to_its_fields_in_every_state(node: HeadNode) -> None:
+    ids = {"configuring": node.new_job(ROOT, {"Name": "c"}, [{"CommandLine": "true"}]).id}
+    for name, tasks in (("finished", [{"CommandLine": "true"}]), ("failed", [{"CommandLine": "false"}]),
+                        ("sweep", [{"CommandLine": "true", "Parametric": True, "Start": 1, "End": 3}]),
+                        ("running", [{"CommandLine": "sleep 30"}]),
+                        ("queued", [{"CommandLine": "sleep 30"}])):
+        held = {"HoldUntil": "2099-01-01T00:00:00+00:00"} if name == "queued" else {}
+        ids[name] = node.new_job(ROOT, {"Name": name, **held}, tasks).id
+        node.submit_job(ROOT, ids[name])
+    wait_until(lambda: (node.step(), node.job(ids["sweep"]).state == JobState.Finished
+                        and node.job(ids["running"]).state == JobState.Running)[1], 20)
+    states = {node.job(i).state.name for i in ids.values()}
+    assert {"Configuring", "Queued", "Running", "Finished", "Failed"} <= states
+    for job_id in ids.values():
+        listed, whole = _cut(node, job_id)
+        assert listed == whole
+    # An ended job read back from the store comes without its tasks: its counters are its row's.
+    for job_id in (ids["finished"], ids["failed"], ids["sweep"]):
+        stored = Job.from_row(node.job(job_id).to_row())
+        assert not stored.tasks
+        listed, whole = _cut_job(stored, node.name)
+        assert whole["TaskCount"] >= 1
+        assert listed == whole
+
+
+@pytest.fixture
+def backend(head: HeadNodeProcess) -> Iterator[HeadNodeBackend]:
+    backend = HeadNodeBackend(head.client())
+    yield backend
+    backend.close()
+
+
+def test_a_query_for_some_fields_gets_exactly_those_and_an_unknown_name_is_refused(backend: HeadNodeBackend) -> None:
+    job = backend.new_job({"Name": "listed", "JobEnv": ["A=1"]})
+    found = list(backend.query_jobs(JobQuery(state="All", fields=("Id", "Name", "EnvironmentVariables"))))
+    assert [{k: v for k, v in j.items() if k != "Scheduler"} for j in found] == [  # (the client adds Scheduler)
+        {"__type__": "HpcJob", "Id": job["Id"], "Name": "listed", "EnvironmentVariables": {"A": "1"}}]
+    with pytest.raises(HpcError) as refused:
+        list(backend.query_jobs(JobQuery(state="All", fields=("Id", "Bogus"))))
+    assert refused.value.error_id == "InvalidArgument"
+    assert "Bogus" in refused.value.message
+    assert not _COUNTERS - set(_LISTED)
