@@ -199,6 +199,10 @@ class SlurmCluster:
     subnet: str = "10.213.0"  # a /24: .1 is slurmctld on the bridge, .2, .3, ... the nodes
     slurmctld_port: int = 16817  # not Slurm's 6817, so a real slurmctld on the machine does not collide
     cluster_name: str = "hpctest"
+    # Node groups for tests of -NodeGroups: the nodes' features (one each, in order) and a second
+    # partition of the last node besides `debug`, the default one of all nodes.
+    features: tuple[str, ...] = ("big", "fast")
+    partition: str = "small"
     _lock: IO[str] | None = field(default=None, init=False, repr=False)
     _daemons: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False, repr=False)
 
@@ -387,7 +391,7 @@ class SlurmCluster:
         nodes = "\n".join(
             f"NodeName={n} NodeAddr={self.node_address(n)} NodeHostname={n} CPUs={self.cpus_per_node} "
             f"Boards=1 SocketsPerBoard=1 CoresPerSocket={self.cpus_per_node} ThreadsPerCore=1 "
-            "RealMemory=4000 State=UNKNOWN" for n in self.nodes)
+            f"RealMemory=4000 State=UNKNOWN{self._feature(i)}" for i, n in enumerate(self.nodes))
         return f"""\
 ClusterName={self.cluster_name}
 SlurmctldHost={host}({self.controller_address})
@@ -422,7 +426,11 @@ JobAcctGatherType=jobacct_gather/none
 Epilog={self.slurm_conf.parent}/epilog
 {nodes}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={self.partition} Nodes={self.nodes[-1]} MaxTime=INFINITE State=UP
 """
+
+    def _feature(self, index: int) -> str:
+        return f" Feature={self.features[index]}" if index < len(self.features) else ""
 
     def _start_daemons(self) -> None:
         """slurmctld in the root namespace; each slurmd in its node's network namespace with the

@@ -2,4 +2,4 @@
 SQLite store (`store`), core allocation (`scheduler`, pure) and placement (`placement`), processes
 (`executor`, `launch`), Slurm as the engine (`slurm`), and the scheduler's own parts, one concern a
 module, each class built on the one below it: core -> processes -> cancels -> running -> recovery ->
-nodes -> admission -> allocation; `headnode.HeadNode` adds the verbs and the loop on top."""
+nodes -> slurm_nodes -> admission -> allocation; `headnode.HeadNode` adds the verbs and the loop on top."""

@@ -13,10 +13,10 @@ from ..model import templates as tpl
 from ..model.objects import Job, Task, now
 from ..model.states import JobState
 from . import placement, scheduler
-from .nodes import Nodes
+from .slurm_nodes import SlurmNodes
 
 
-class Admission(Nodes):
+class Admission(SlurmNodes):
     def templates(self) -> list[tpl.JobTemplate]:
         """Every job template, by name; `Default` always (a built-in one until an administrator imports another)."""
         stored = [tpl.JobTemplate.from_row(d) for d in self.store.templates()]

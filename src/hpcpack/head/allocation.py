@@ -4,6 +4,8 @@ grants (head/slurm.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..model.objects import Job, now
 from ..model.states import JobState, TaskState
 from . import scheduler, slurm
@@ -71,8 +73,9 @@ class Allocation(Admission):
     def _allocate_on_slurm(self, engine: slurm.Slurm) -> None:
         """Slurm decides when and where: a queued job asks for its allocation as its owner and stays
         Queued until Slurm grants it; then the granted nodes and CPUs are the job's allocation."""
-        queued = self.in_state(JobState.Queued)
-        for job in queued:
+        # Asked for in HPC order: within a band of equal priority Slurm keeps its submit order (slurm.nice).
+        queued = sorted(self.in_state(JobState.Queued), key=lambda j: (-j.priority, j.queue_order, j.id))
+        for job in (j for j in queued if not j.slurm_job_id):  # one Slurm has keeps the last poll's reason
             job.pending_reason = self._hold_reason(job) or "Resources"
         if now() >= self._next_slurm_poll:
             self._next_slurm_poll = now() + SLURM_POLL_INTERVAL
@@ -141,18 +144,33 @@ class Allocation(Admission):
 
     def _slurm_request(self, engine: slurm.Slurm, job: Job) -> slurm.Request:
         """The job's demand in Slurm's terms: as many cores as are idle now up to its maximum (never
-        under its minimum, which it then waits for), only on the nodes it may use."""
+        under its minimum, which it then waits for), only on the nodes it may use (its node groups as
+        partition and constraint), ranked by its HPC priority."""
         low, high = self._core_demand(job)
         names = [n.name for n in self.config.nodes]
         requested = {r.lower() for r in job.requested_nodes}
         excluded = {e.lower() for e in job.excluded_nodes}
-        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested))
+        sets = self.node_sets(job)
+        grouped = set().union(*sets) if sets else set(names)
+        exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested)
+                        or n not in grouped)
         idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
+        partition, constraint = self.slurm_group_options(job)
+        request = slurm.Request(cores=max(low, min(high, idle)), exclude=exclude, exclusive=job.exclusive,
+                                partition=partition, constraint=constraint, nice=self._slurm_nice(job))
         if job.unit_type == "Node":
             nodes = f"{job.min_units or 1}-{job.max_units or job.min_units or 1}"
-            return slurm.Request(cores=job.min_units or 1, nodes=nodes, exclude=exclude, exclusive=True)
-        cores = max(low, min(high, idle))
-        return slurm.Request(cores=cores, exclude=exclude, exclusive=job.exclusive)
+            return replace(request, cores=job.min_units or 1, nodes=nodes, exclusive=True)
+        return request
+
+    @staticmethod
+    def _slurm_nice(job: Job) -> int:
+        return slurm.nice(job.priority, front=job.queue_order < 0)
+
+    def reprioritize_on_slurm(self, job: Job) -> None:
+        """Set-HpcJob -Priority of a job waiting for its allocation: Slurm's order follows."""
+        if job.state == JobState.Queued:
+            self._slurm_call(job, lambda s, a: s.set_nice(a, self._slurm_nice(job)))
 
     def _poll_allocations(self, engine: slurm.Slurm, waiting: list[Job]) -> None:
         states = engine.states(j.slurm_job_id for j in waiting)

@@ -38,7 +38,7 @@ _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "prev
 
 class HeadNode(Allocation):
     """The head node: the parts in hpcpack.head (core -> processes -> cancels -> running -> recovery ->
-    nodes -> admission -> allocation), plus the verbs on jobs and tasks and the loop."""
+    nodes -> slurm_nodes -> admission -> allocation), plus the verbs on jobs and tasks and the loop."""
 
     def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
         super().__init__(state_dir, config)
@@ -151,6 +151,8 @@ class HeadNode(Allocation):
         job.change_time = now()
         changed = ", ".join(sorted(k for k, v in spec.items() if v is not None))
         self.commit(job, entry=(caller.name, "modify", "", changed))
+        if any(k.lower() == "priority" for k in spec):
+            self.reprioritize_on_slurm(job)
         return job
 
     def _recheck(self, caller: Caller, job: Job) -> None:
@@ -238,7 +240,8 @@ class HeadNode(Allocation):
         for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
                       self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
                       self.evict_ended_jobs, self.expand_sweeps, self.complete_finished_jobs,
-                      self.advance_ending_jobs, self.settle_draining_nodes, self.validate_submitted_jobs,
+                      self.advance_ending_jobs, self.refresh_slurm_nodes, self.settle_draining_nodes,
+                      self.validate_submitted_jobs,
                       self.allocate_queued_jobs,
                       self.start_ready_units):
             self._current = None

@@ -31,6 +31,7 @@ class Group:
     name: str
     description: str
     members: list[str] = field(default_factory=list)
+    slurm: str = ""  # with engine: slurm, "partition" or "feature" (head/slurm_nodes.py)
 
 
 class Nodes(Recovery):
@@ -249,9 +250,13 @@ class Nodes(Recovery):
 
     def _release_node(self, name: str) -> None:
         for job in self.in_state(JobState.Running, JobState.Queued):
-            if name in job.allocation:
+            if name in job.allocation and self._give_back(job, name):
                 job.allocation = {n: c for n, c in job.allocation.items() if n != name}
                 self.commit(job, entry=("scheduler", "node released", f"node {name} went offline"))
+
+    def _give_back(self, job: Job, name: str) -> bool:
+        """Whether the job may let go of the node now (on Slurm, whether Slurm's allocation could)."""
+        return True
 
     def settle_draining_nodes(self) -> None:
         """A loop phase: a Draining node whose running tasks have all ended goes Offline."""

@@ -34,6 +34,12 @@ LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQU
 # The markers stay on this machine: a step's processes are found through Slurm, not by scanning /proc.
 UNMARK = ("/usr/bin/env", "-u", "HPCPACK_JOB", "-u", "HPCPACK_TASK")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+# HPC priority as the owner's --nice (priority/basic: priority = a counter that falls by one per submit, minus
+# nice), so jobs of one band keep their submit order while fewer than NICE_STEP submits lie between them.
+# Two ranks per HPC priority (0-4000): a requeued job (the front of its band, as in HPC Pack) ranks higher.
+NICE_STEP = 1 << 18
+TOP_RANK = 2 * 4000 + 1
+NODE_FORMAT = "%N|%c|%m|%X|%T|%C|%f|%P|%E"  # the reason (%E) last: it is free text and may hold a "|"
 
 
 class SlurmError(Exception):
@@ -48,6 +54,24 @@ class Request:
     nodes: str = ""  # "min-max" for NumNodes jobs, else empty
     exclude: tuple[str, ...] = ()
     exclusive: bool = False
+    partition: str = ""  # --partition: Slurm's own partition names, comma-separated
+    constraint: str = ""  # --constraint: Slurm's own feature names joined by & | [ ]
+    nice: int = 0  # --nice: the job's HPC priority (see nice())
+
+
+@dataclass(frozen=True)
+class SlurmNode:
+    """One node as sinfo shows it; `state` is sinfo's long state (idle, mixed, draining, drained, down*, ...)."""
+
+    name: str
+    cpus: int
+    memory: int  # MB
+    sockets: int
+    state: str
+    alloc_cpus: int
+    features: tuple[str, ...]
+    partitions: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -82,12 +106,20 @@ class Slurm:
         return done.stdout
 
     def nodes(self) -> list[Node]:
-        """The cluster's nodes and their CPUs (a node in several partitions is listed once)."""
-        found: dict[str, int] = {}
-        for line in self.run(["sinfo", "-h", "-N", "-o", "%N %c"]).splitlines():
-            name, cpus = line.split()
-            found[name] = int(cpus)
-        return [Node(name, cpus) for name, cpus in sorted(found.items())]
+        """The cluster's nodes: CPUs, sockets and memory."""
+        return [Node(n.name, n.cpus, n.sockets, n.memory) for n in self.node_info()]
+
+    def node_info(self) -> list[SlurmNode]:
+        """Every node once, by name, with all its partitions (sinfo lists it once per partition): one call
+        for the whole cluster. Feature and partition names that no Slurm option could carry are left out."""
+        found: dict[str, SlurmNode] = {}
+        for line in self.run(["sinfo", "-h", "-N", "-o", NODE_FORMAT]).splitlines():
+            name, cpus, memory, sockets, state, counts, features, partition, reason = line.split("|", 8)
+            known = found.get(name)
+            partitions = (*known.partitions, partition.rstrip("*")) if known else (partition.rstrip("*"),)
+            found[name] = SlurmNode(name, int(cpus), int(memory), int(sockets), state, int(counts.split("/")[0]),
+                                    _names(features.split(",")), _names(partitions), reason)
+        return [found[n] for n in sorted(found)]
 
     def idle_cpus(self) -> dict[str, int]:
         """Node -> CPUs nobody holds now (sinfo's %C is allocated/idle/other/total)."""
@@ -110,6 +142,8 @@ class Slurm:
             args.append(f"--exclude={','.join(_safe(n) for n in request.exclude)}")
         if request.exclusive:
             args.append("--exclusive")
+        args += [f"--{option}={value}" for option, value in (("partition", request.partition),
+                 ("constraint", request.constraint), ("nice", request.nice)) if value]
         out = self.run(args, user=owner, stdin=HOLDER_SCRIPT)  # the script comes on stdin: no file to trust
         return int(out.strip().split(";")[0])
 
@@ -185,6 +219,21 @@ class Slurm:
         if steps:
             self.run(["scancel", "--signal=KILL", *steps])
 
+    def set_nice(self, job_id: int, nice: int) -> None:
+        """A waiting job's new HPC priority (as root: a user may only lower a job's priority)."""
+        self.run(["scontrol", "update", f"jobid={job_id}", f"nice={nice}"])
+
+    def shrink(self, job_id: int, nodes: Iterable[str]) -> None:
+        """A running allocation keeps only `nodes` (Slurm refuses to give up the batch host)."""
+        self.run(["scontrol", "update", f"jobid={job_id}", f"nodelist={','.join(_safe(n) for n in nodes)}"])
+
+    def drain(self, node: str, reason: str) -> None:
+        """No new allocation on `node`; the running ones go on (sinfo: draining, then drained)."""
+        self.run(["scontrol", "update", f"nodename={_safe(node)}", "state=drain", f"reason={reason}"])
+
+    def resume(self, node: str) -> None:
+        self.run(["scontrol", "update", f"nodename={_safe(node)}", "state=resume"])
+
     def comment(self, job_ids: Sequence[int], text: str) -> None:
         """Mirrors the cancel message into these jobs' Comment, so Slurm's tools show it (one argv word,
         one command for them all)."""
@@ -206,6 +255,16 @@ class Slurm:
 def step_name(head_id: str, job_id: int, unit_key: str, attempt: int) -> str:
     """A step's name, unique on this head node: the task's unit and its attempt."""
     return f"hpc-{head_id}-{job_id}-{unit_key}-{attempt}"
+
+
+def nice(priority: int, front: bool) -> int:
+    """The --nice of a job of this HPC priority (0-4000); `front`: requeued, first in its band."""
+    return NICE_STEP * (TOP_RANK - 2 * max(0, min(priority, 4000)) - int(front))
+
+
+def _names(words: Iterable[str]) -> tuple[str, ...]:
+    """Slurm's names that options may carry, in order, once each (sinfo's "(null)" is none)."""
+    return tuple(dict.fromkeys(w for w in words if _NAME.fullmatch(w)))
 
 
 def _safe(word: str) -> str:
