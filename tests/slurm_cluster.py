@@ -247,6 +247,17 @@ class SlurmCluster:
         out = self.run(["sinfo", "-h", "-N", "-o", "%N %t"]).stdout.split()
         return dict(zip(out[::2], out[1::2], strict=True))
 
+    def clear(self, timeout: float = 60) -> None:
+        """The cluster as a test found it: no job left (a stopped head node leaves its allocations, a
+        failed test its jobs), no node drained. The cluster is shared by the whole test session."""
+        jobs = self.run(["squeue", "-h", "-o", "%i"]).stdout.split()
+        if jobs:
+            self.run(["scancel", *jobs], check=False)
+        wait_for(lambda: not self.run(["squeue", "-h", "-o", "%i"]).stdout.strip(), timeout, "no job left")
+        for node, state in self.node_states().items():
+            if state.startswith(("drain", "drng")):
+                self.run(["scontrol", "update", f"nodename={node}", "state=resume"])
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def __enter__(self) -> SlurmCluster:

@@ -19,7 +19,7 @@ from . import test_slurm_engine as engine
 from .conftest import HeadNodeProcess, run_pwsh, wait_until
 from .jobs import job, task_states, tasks, wait_state
 from .slurm_cluster import SlurmCluster
-from .test_slurm_engine import OWNER, slurm_job, user_job
+from .test_slurm_engine import slurm_job, user_job
 
 head, client = engine.head, engine.client  # the fixtures of a head node on the Slurm cluster
 
@@ -28,14 +28,8 @@ GATE_WAIT = "while [ ! -e {gate} ]; do sleep 0.05; done"
 
 @pytest.fixture(autouse=True)
 def cluster_as_found(slurm: SlurmCluster) -> Iterator[None]:
-    """The cluster is shared by the session: whatever a test did, no allocation of its head node outlives it
-    (a stopped head node leaves them) and a node it drained is resumed."""
     yield
-    slurm.run(["scancel", "--user", OWNER])
-    wait_until(lambda: not slurm.run(["squeue", "-h"]).stdout.strip(), 30)
-    for node, state in slurm.node_states().items():
-        if state.startswith(("drain", "drng")):
-            slurm.run(["scontrol", "update", f"nodename={node}", "state=resume"])
+    slurm.clear()
 
 
 def resumed(slurm: SlurmCluster, node: str) -> bool:
