@@ -209,24 +209,12 @@ static void find_socket(void)
 
 /* -- frames: 4-byte big-endian length, then JSON (wire/protocol.py) --------------------------------- */
 
-static bool write_all(const char *data, size_t n)
+/* All n bytes sent (data is then only read) or received, through interruptions; false when the head node
+ * has gone. */
+static bool move_all(char *data, size_t n, bool sending)
 {
     while (n) {
-        ssize_t done = send(sock, data, n, MSG_NOSIGNAL);
-        if (done < 0 && errno == EINTR)
-            continue;
-        if (done <= 0)
-            return false;
-        data += done;
-        n -= (size_t)done;
-    }
-    return true;
-}
-
-static bool read_all(char *data, size_t n)
-{
-    while (n) {
-        ssize_t done = recv(sock, data, n, 0);
+        ssize_t done = sending ? send(sock, data, n, MSG_NOSIGNAL) : recv(sock, data, n, 0);
         if (done < 0 && errno == EINTR)
             continue;
         if (done <= 0)
@@ -246,14 +234,14 @@ static cJSON *exchange(const cJSON *request)
     Buf frame = {0};  /* one send: the head node reads the frame at once */
     put(&frame, (char *)header, 4);
     put(&frame, body, len);
-    bool sent = write_all(frame.data, frame.len);
+    bool sent = move_all(frame.data, frame.len, true);
     free(body);
     free(frame.data);
-    if (!sent || !read_all((char *)header, 4))
+    if (!sent || !move_all((char *)header, 4, false))
         return NULL;
     uint32_t size = (uint32_t)header[0] << 24 | header[1] << 16 | header[2] << 8 | header[3];
     char *reply = size <= MAX_FRAME ? malloc(size + 1) : NULL;
-    cJSON *parsed = reply && read_all(reply, size) ? cJSON_ParseWithLength(reply, size) : NULL;
+    cJSON *parsed = reply && move_all(reply, size, false) ? cJSON_ParseWithLength(reply, size) : NULL;
     free(reply);
     return parsed;
 }
