@@ -97,13 +97,17 @@ def test_missing_id_under_noninteractive_is_the_missing_parameter_error(head: He
     assert ok(result).strip() == "MissingMandatoryParameter,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
 
 
-def test_piped_jobs_arrive_one_by_one_in_order(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+def test_piped_jobs_are_planned_and_stopped_together_in_order(head: HeadNodeProcess, tmp_path: Path,
+                                                               client: Client) -> None:
+    """Jobs piped in one by one are planned (for ShouldProcess) and stopped a batch at a time, in the order
+    they came: one request for all of them each time, not one per job; the stop names only the batch."""
     ids = [make_job(client, "sleep 300", submit=False) for _ in range(3)]
     script = f"$jobs = {','.join(map(str, ids))} | ForEach-Object {{ Get-HpcJob -Id $_ }}\n$jobs | Stop-HpcJob"
     result, calls = traced(head, tmp_path, script)
     ok(result)
-    plans = [c["args"]["job"] for c in calls if c["command"] == "Stop-HpcJob:plan"]
-    assert plans == [[i] for i in ids]
+    stops = [(c["command"], c["args"].get("job"), c["args"].get("confirmed")) for c in calls
+             if c["command"].startswith("Stop-HpcJob")]
+    assert stops == [("Stop-HpcJob:plan", ids, None), ("Stop-HpcJob", None, ids)]
     assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
 
 

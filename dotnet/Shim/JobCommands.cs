@@ -13,7 +13,12 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         // Confirmed jobs are stopped in batches, across pipeline input too: one request for many jobs.
         private readonly List<object> _pending = new List<object>();
+        private readonly List<HpcJob> _piped = new List<HpcJob>(); // piped in, not planned yet
         private int _stopped;
+
+        // Jobs in one request: each request costs a round trip and a wait, so a few large ones; the head
+        // node still commits them 500 at a time and serves others in between.
+        private const int StopBatchSize = 1000;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
         [ArgumentCompleter(typeof(JobIdCompleter))]
@@ -37,17 +42,30 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         protected override void ProcessRecord()
         {
-            _pending.AddRange(Confirm("Stop-HpcJob", Arguments()));
-            // Jobs piped in keep coming (how many is not known): full batches go at once. -Id names them all at
-            // once, so EndProcessing knows the total and shows the share done.
-            while (ParameterSetName == "job" && _pending.Count >= BatchSize) Flush(BatchSize, 0);
+            if (ParameterSetName != "job")
+            {
+                _pending.AddRange(Confirm("Stop-HpcJob", Arguments())); // -Id names them all at once
+                return;
+            }
+            // Jobs piped in keep coming (how many is not known): they are planned, confirmed and stopped a
+            // batch at a time, not with a request each.
+            _piped.AddRange(Job);
+            if (_piped.Count >= StopBatchSize) ConfirmPiped();
+            while (_pending.Count >= StopBatchSize) Flush(StopBatchSize, 0);
+        }
+
+        private void ConfirmPiped()
+        {
+            _pending.AddRange(Confirm("Stop-HpcJob", Arguments(("Job", _piped.ToArray()))));
+            _piped.Clear();
         }
 
         protected override void EndProcessing()
         {
-            int total = _stopped + _pending.Count;
-            while (_pending.Count > 0) Flush(Math.Min(BatchSize, _pending.Count), total);
-            if (_stopped > BatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
+            if (_piped.Count > 0) ConfirmPiped();
+            int total = _stopped + _pending.Count; // known here: EndProcessing shows the share done
+            while (_pending.Count > 0) Flush(Math.Min(StopBatchSize, _pending.Count), total);
+            if (_stopped > StopBatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
         }
 
         private void Flush(int count, int total)
@@ -63,7 +81,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     PercentComplete = total > 0 ? _stopped * 100 / total : -1,
                 });
             }
-            Call("Stop-HpcJob", Arguments(("Confirmed", batch)));
+            // The batch names the jobs: -Id or -Job (every id, each time) would only be converted again.
+            Hashtable arguments = Arguments(("Confirmed", batch));
+            arguments.Remove("Id");
+            arguments.Remove("Job");
+            Call("Stop-HpcJob", arguments);
             _stopped += batch.Length;
         }
     }
