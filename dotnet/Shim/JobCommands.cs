@@ -2,6 +2,7 @@
 using System;
 using System.Collections;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation;
 using Microsoft.Hpc.Scheduler.Properties;
 
@@ -16,9 +17,12 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private readonly List<HpcJob> _piped = new List<HpcJob>(); // piped in, not planned yet
         private int _stopped;
 
-        // Jobs in one request: each request costs a round trip and a wait, so a few large ones; the head
-        // node still commits them 500 at a time and serves others in between.
+        // Jobs in one request: the first batch is small, so that a bulk stop soon shows how far it is; the
+        // others are large, as each request costs a round trip and a wait (the head node still commits them
+        // 500 at a time and serves others in between).
         private const int StopBatchSize = 1000;
+
+        private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
         [ArgumentCompleter(typeof(JobIdCompleter))]
@@ -44,28 +48,56 @@ namespace Microsoft.ComputeCluster.CCPPSH
         {
             if (ParameterSetName != "job")
             {
-                _pending.AddRange(Confirm("Stop-HpcJob", Arguments())); // -Id names them all at once
+                _pending.AddRange(ShowsPlans() ? Confirm("Stop-HpcJob", Arguments()) : Unplanned(Id)); // all at once
                 return;
             }
             // Jobs piped in keep coming (how many is not known): they are planned, confirmed and stopped a
             // batch at a time, not with a request each.
             _piped.AddRange(Job);
-            if (_piped.Count >= StopBatchSize) ConfirmPiped();
-            while (_pending.Count >= StopBatchSize) Flush(StopBatchSize, 0);
+            if (_piped.Count >= NextBatchSize) ConfirmPiped();
+            while (_pending.Count >= NextBatchSize) Flush(NextBatchSize, 0);
         }
 
         private void ConfirmPiped()
         {
-            _pending.AddRange(Confirm("Stop-HpcJob", Arguments(("Job", _piped.ToArray()))));
+            _pending.AddRange(ShowsPlans() ? Confirm("Stop-HpcJob", Arguments(("Job", _piped.ToArray())))
+                                           : Unplanned(_piped.Select(j => j.Id)));
             _piped.Clear();
         }
+
+        /// <summary>Whether ShouldProcess may show or ask anything: -WhatIf, -Confirm or a ConfirmPreference of
+        /// Medium or Low, -Verbose. Only then is each job planned first (a request for all: what the stop will do
+        /// to it, in words); otherwise nobody reads the words, and the stop itself refuses what it must.</summary>
+        private bool ShowsPlans()
+        {
+            if (Asked("WhatIf", "WhatIfPreference")) return true;
+            if (MyInvocation.BoundParameters.ContainsKey("Verbose") ? Asked("Verbose", null) : !Quiet()) return true;
+            if (MyInvocation.BoundParameters.ContainsKey("Confirm")) return Asked("Confirm", null);
+            // A preference of an unexpected kind plans too: better words nobody reads than a question without them.
+            object preference = SessionState.PSVariable.GetValue("ConfirmPreference");
+            return !(preference is ConfirmImpact p) || (p != ConfirmImpact.None && p <= ConfirmImpact.Medium);
+        }
+
+        private bool Quiet() => SessionState.PSVariable.GetValue("VerbosePreference") is ActionPreference v
+            && (v == ActionPreference.SilentlyContinue || v == ActionPreference.Ignore);
+
+        /// <summary>The switch as given, else (with a preference variable) that variable's value.</summary>
+        private bool Asked(string parameter, string preference)
+        {
+            if (MyInvocation.BoundParameters.TryGetValue(parameter, out object given)) return LanguagePrimitives.IsTrue(given);
+            return preference != null && LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue(preference));
+        }
+
+        /// <summary>ShouldProcess for each job, named by its id, when ShouldProcess shows nothing (ShowsPlans).</summary>
+        private List<object> Unplanned(IEnumerable<int> ids) =>
+            ids.Where(id => ShouldProcess($"Job {id}", "Stop-HpcJob")).Cast<object>().ToList();
 
         protected override void EndProcessing()
         {
             if (_piped.Count > 0) ConfirmPiped();
             int total = _stopped + _pending.Count; // known here: EndProcessing shows the share done
-            while (_pending.Count > 0) Flush(Math.Min(StopBatchSize, _pending.Count), total);
-            if (_stopped > StopBatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
+            while (_pending.Count > 0) Flush(Math.Min(NextBatchSize, _pending.Count), total);
+            if (_stopped > BatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
         }
 
         private void Flush(int count, int total)
