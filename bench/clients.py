@@ -95,25 +95,33 @@ def pwsh_start(env: dict[str, str], job_id: int, repeats: int) -> dict[str, floa
     }, repeats)
 
 
-def _pwsh_ms(env: dict[str, str], script: str) -> float:
-    """Runs `script` in a pwsh with the module loaded; it prints the milliseconds it measured."""
+def _pwsh_results(env: dict[str, str], script: str) -> dict[str, float]:
+    """Runs `script` in a pwsh with the module loaded; it prints `name|milliseconds` lines."""
     out = subprocess.run([PWSH, "-NoProfile", "-NonInteractive", "-Command",
                           f"Import-Module '{MODULE}'; $sw = [Diagnostics.Stopwatch]::new(); {script}"],
                          env=env, capture_output=True, text=True, timeout=900, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return {k: float(v) for k, v in (line.split("|") for line in out.stdout.splitlines() if "|" in line)}
 
 
-def bulk_cancel(env: dict[str, str], new_queued: Callable[[int], list[int]], count: int) -> dict[str, float]:
-    """Stop-HpcJob -Id (N ids) -Confirm:$false, as a user runs it, timed inside a warm pwsh; Slurm's one
-    scancel with N ids when it runs."""
-    ids = ",".join(map(str, new_queued(count)))
+def bulk_cancel(env: dict[str, str], ids: list[int], name: str) -> dict[str, float]:
+    """Stop-HpcJob of N queued jobs as a user runs it, in a warm pwsh, until the cmdlet returns (the jobs
+    are Canceled then): `-Id <N ids> -Confirm:$false` on `ids`, then `Get-HpcJob -Name <name> | Stop-HpcJob`
+    on as many jobs named `name`; Slurm's one scancel with N ids when it runs."""
+    count = len(ids)
     # Warm: the session has used the module once (Python loaded, connected), as at an interactive prompt.
-    stop = _pwsh_ms(env, f"$null = Get-HpcJob -Id {ids.split(',')[0]}; $sw.Start(); "
-                         f"Stop-HpcJob -Id {ids} -Confirm:$false *> $null; $sw.Stop(); $sw.Elapsed.TotalMilliseconds")
-    results = {f"stop_hpcjob_{count}_ms": round(stop, 2)}
+    measured = _pwsh_results(env, (
+        f"$null = Get-HpcJob -Id {ids[0]}; $sw.Start(); Stop-HpcJob -Id {','.join(map(str, ids))} -Confirm:$false "
+        f"*> $null; $sw.Stop(); 'id|' + $sw.Elapsed.TotalMilliseconds; $sw.Restart(); "
+        f"Get-HpcJob -Name {name} | Stop-HpcJob -Confirm:$false *> $null; $sw.Stop(); "
+        "'piped|' + $sw.Elapsed.TotalMilliseconds"))
+    results = {f"stop_hpcjob_{count}_ms": round(measured["id"], 2),
+               f"stop_hpcjob_{count}_us_per_job": round(measured["id"] * 1000 / count, 1),
+               f"stop_hpcjob_piped_{count}_ms": round(measured["piped"], 2),
+               f"stop_hpcjob_piped_{count}_us_per_job": round(measured["piped"] * 1000 / count, 1)}
     if slurm_live():
-        results[f"slurm_scancel_{count}_ms"] = round(
-            run_ms(["scancel", *map(str, range(10_000_000, 10_000_000 + count))], env), 2)
+        scancel = run_ms(["scancel", *map(str, range(10_000_000, 10_000_000 + count))], env)
+        results[f"slurm_scancel_{count}_ms"] = round(scancel, 2)
+        results[f"slurm_scancel_{count}_us_per_job"] = round(scancel * 1000 / count, 1)
     return results
 
 
@@ -130,9 +138,9 @@ def job_list(env: dict[str, str], repeats: int) -> dict[str, float]:
 def listing(env: dict[str, str], repeats: int) -> dict[str, float]:
     """`job list` as processes (job_list), and a warm Get-HpcJob -State Queued."""
     results = job_list(env, repeats)
-    results["get_hpcjob_queued_ms"] = round(_pwsh_ms(env, (
+    results["get_hpcjob_queued_ms"] = round(_pwsh_results(env, (
         f"$t = foreach ($i in 1..{repeats}) {{ $sw.Restart(); $null = Get-HpcJob -State Queued; $sw.Stop(); "
-        "$sw.Elapsed.TotalMilliseconds }; [array]::Sort($t); $t[[int]($t.Count / 2)]")), 2)
+        "$sw.Elapsed.TotalMilliseconds }; [array]::Sort($t); 'median|' + $t[[int]($t.Count / 2)]"))["median"], 2)
     return results
 
 

@@ -210,12 +210,12 @@ def clients_bench(quick: bool) -> dict[str, float | None]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _queued(client: Client, count: int) -> list[int]:
+def _queued(client: Client, count: int, name: str = "q") -> list[int]:
     """`count` one-task jobs left Queued behind a job that holds every core."""
     if not client.call("get_jobs", state="Running"):
         blocker = client.call("new_job", spec={"Name": "blocker", "NumCores": "128", "RunUntilCanceled": True})
         client.call("submit_jobs", ids=[blocker["Id"]])
-    ids = [int(client.call("new_job", spec={"Name": "q"})["Id"]) for _ in range(count)]
+    ids = [int(client.call("new_job", spec={"Name": name})["Id"]) for _ in range(count)]
     for job_id in ids:
         client.call("add_task", job_id=job_id, spec={"CommandLine": "true"})
     client.call("submit_jobs", ids=ids)
@@ -229,7 +229,11 @@ def _clients_measures(client: Client, env: dict[str, str], quick: bool) -> dict[
     results.update(clients.job_command(env, view, _queued(client, 2 * repeats), repeats))
     results.update(clients.pwsh_start(env, view, max(3, repeats // 3)))
     for count in (500, 5000):
-        results.update(clients.bulk_cancel(env, lambda n: _queued(client, n), count))
+        ids, piped = _queued(client, count), _queued(client, count, f"piped{count}")
+        results.update(clients.bulk_cancel(env, ids, f"piped{count}"))
+        left = [j["Id"] for j in client.call("get_jobs", ids=ids + piped) if j["State"] != "Canceled"]
+        if left:
+            raise RuntimeError(f"Stop-HpcJob returned before jobs {left[:10]} were Canceled")
     _queued(client, 5000)
     results.update(clients.listing(env, max(3, repeats // 3)))
     slurm = results.get
@@ -238,12 +242,20 @@ def _clients_measures(client: Client, env: dict[str, str], quick: bool) -> dict[
           f"pwsh -Command 1: {results['pwsh_bare_ms']:.0f} ms "
           f"({(results['pwsh_hpc_one_cmdlet_ms'] or 0) / (results['pwsh_bare_ms'] or 1):.2f}x; goal 1.3x)")
     for count in (500, 5000):
-        print(f"Stop-HpcJob -Id <{count} queued ids> -Confirm:$false (warm pwsh): "
-              f"{results[f'stop_hpcjob_{count}_ms']:.0f} ms; "
-              f"Slurm one scancel with {count} ids: {slurm(f'slurm_scancel_{count}_ms') or 'not measured'}")
-    print(f"5,000 queued jobs: warm Get-HpcJob -State Queued {results['get_hpcjob_queued_ms']:.0f} ms")
+        scancel = slurm(f"slurm_scancel_{count}_ms")
+        goal = f" (goal: {scancel / 10:.0f} ms, a tenth)" if scancel else ""
+        print(f"Stop-HpcJob of {count} queued jobs (warm pwsh): -Id <ids> -Confirm:$false "
+              f"{results[f'stop_hpcjob_{count}_ms']:.0f} ms "
+              f"({results[f'stop_hpcjob_{count}_us_per_job']:.0f} µs a job), "
+              f"Get-HpcJob | Stop-HpcJob {results[f'stop_hpcjob_piped_{count}_ms']:.0f} ms "
+              f"({results[f'stop_hpcjob_piped_{count}_us_per_job']:.0f} µs a job); Slurm's one scancel with "
+              f"{count} ids: {_ratio(results[f'stop_hpcjob_{count}_ms'] or 0, scancel)}{goal}")
+    print(f"5,000 queued jobs: job list {results['job_list_ms']:.0f} ms, warm Get-HpcJob -State Queued "
+          f"{results['get_hpcjob_queued_ms']:.0f} ms; squeue: "
+          f"{_ratio(results['get_hpcjob_queued_ms'] or 0, slurm('slurm_squeue_ms'))}")
     for name in ("slurm_scontrol_show_job_ms", "slurm_scancel_ms", "slurm_sbatch_ms", "slurm_scancel_500_ms",
-                 "slurm_scancel_5000_ms", "slurm_squeue_ms"):
+                 "slurm_scancel_5000_ms", "slurm_scancel_500_us_per_job", "slurm_scancel_5000_us_per_job",
+                 "slurm_squeue_ms"):
         results.setdefault(name, None)  # recorded as not measured rather than left out
     return results
 

@@ -13,8 +13,9 @@ import pytest
 from hpcpack.config import HeadNodeConfig, Node
 from hpcpack.errors import HpcError
 from hpcpack.head.headnode import HeadNode
-from hpcpack.head.store import JobQuery
+from hpcpack.head.store import JobQuery, StaleState
 from hpcpack.identity import Caller
+from hpcpack.model.objects import Job
 from hpcpack.model.states import JobState, TaskState
 from hpcpack.model.stop import StopOptions
 
@@ -264,3 +265,51 @@ def test_a_bulk_stop_reads_again_only_the_jobs_that_did_not_end_as_asked() -> No
     lookups.clear()
     stop_jobs(Backend(), [1, 2], StopOptions())  # type: ignore[arg-type]
     assert lookups == [[1, 2]]
+
+
+def _queued(head: HeadNode, caller: Caller, spec: dict[str, str] | None = None, command: str = "true") -> Job:
+    job = head.new_job(caller, spec or {})
+    head.add_task(caller, job.id, {"CommandLine": command})
+    head.submit_job(caller, job.id)
+    return job
+
+
+def test_a_bulk_cancel_writes_queued_jobs_together_and_answers_each_job_in_order(head: HeadNode) -> None:
+    """cancel_jobs: refusals (another user's job, an ended job, no such job, a repeat) come per job and in
+    order, changing nothing; the jobs that never started end Canceled as stored, tasks too, each with its
+    cancel and end history rows; a running job among them takes its own way (Canceling)."""
+    running = _queued(head, ALICE, {"NumCores": "2"}, "sleep 300")  # holds both cores: the rest stay queued
+    run_until(head, lambda: running.state == JobState.Running)
+    first, second, third = (_queued(head, ALICE) for _ in range(3))
+    others = _queued(head, ROOT_CALLER)
+    ended = _queued(head, ALICE)
+    run_until(head, lambda: all(j.state == JobState.Queued for j in (first, second, third, others, ended)))
+    head.cancel_job(ALICE, ended.id, StopOptions())
+    ids = [first.id, others.id, second.id, ended.id, 424242, running.id, first.id, third.id]
+    with head.batch():
+        outcomes = head.cancel_jobs(ALICE, ids, StopOptions(message="bulk"))
+    assert [o.error_id if isinstance(o, HpcError) else (o.id, o.state.name) for o in outcomes] == [
+        (first.id, "Canceled"), "PermissionDenied", (second.id, "Canceled"), "InvalidCancelJobState",
+        "InvalidJobId", (running.id, "Canceling"), "InvalidCancelJobState", (third.id, "Canceled")]
+    stored = {j.id: j for j in head.store.load_jobs() if j.id in ids}
+    assert {i: stored[i].state.name for i in (first.id, second.id, third.id, others.id, running.id)} == {
+        first.id: "Canceled", second.id: "Canceled", third.id: "Canceled", others.id: "Queued",
+        running.id: "Canceling"}
+    for job in (first, second, third):
+        assert stored[job.id].error_message == "bulk" and stored[job.id].tasks[0].state == TaskState.Canceled
+        assert [(r["event"], r["actor"]) for r in head.store.history(job.id)][-2:] == [
+            ("cancel", "alice"), ("end", "scheduler")]
+    assert [r["event"] for r in head.store.history(others.id)][-1] != "cancel"
+
+
+def test_gathered_writes_of_a_bulk_cancel_are_kept_all_or_none(head: HeadNode) -> None:
+    """A row not as memory has it fails the batch's write (StaleState): none of its jobs is kept canceled."""
+    first, second = _queued(head, ROOT_CALLER), _queued(head, ROOT_CALLER)
+    before = first.state
+    head.store.db.execute("UPDATE jobs SET state=? WHERE id=?", (int(JobState.Running), second.id))
+    with pytest.raises(StaleState), head.batch():
+        head.cancel_jobs(ROOT_CALLER, [first.id, second.id], StopOptions())
+    head.reload([first.id, second.id])
+    assert head.store.job_states([first.id]) == {first.id: int(before)}
+    assert first.id in {j.id for j in head.in_state(before)}
+    assert "cancel" not in [r["event"] for r in head.store.history(first.id)]

@@ -65,7 +65,8 @@ $attr = $c.ImplementingType.GetCustomAttributes([System.Management.Automation.Cm
 
 
 def test_the_first_positional_argument_binds_to_id(head: HeadNodeProcess, tmp_path: Path) -> None:
-    result, calls = traced(head, tmp_path, "Stop-HpcJob 45 -ErrorAction SilentlyContinue")
+    # -WhatIf: the plan (asked only when ShouldProcess shows it) carries the parameters as bound.
+    result, calls = traced(head, tmp_path, "Stop-HpcJob 45 -WhatIf -ErrorAction SilentlyContinue")
     assert calls[0]["command"] == "Stop-HpcJob:plan"
     assert calls[0]["args"]["id"] == [45]
 
@@ -97,14 +98,34 @@ def test_missing_id_under_noninteractive_is_the_missing_parameter_error(head: He
     assert ok(result).strip() == "MissingMandatoryParameter,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand"
 
 
-def test_piped_jobs_arrive_one_by_one_in_order(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+def test_piped_jobs_are_planned_and_stopped_together_in_order(head: HeadNodeProcess, tmp_path: Path,
+                                                               client: Client) -> None:
+    """Jobs piped in one by one are planned (for what ShouldProcess shows: -WhatIf here) and stopped a batch
+    at a time, in the order they came: one request for all of them each time, not one per job; the stop
+    names only the batch, and is asked for no plan when ShouldProcess shows nothing."""
     ids = [make_job(client, "sleep 300", submit=False) for _ in range(3)]
-    script = f"$jobs = {','.join(map(str, ids))} | ForEach-Object {{ Get-HpcJob -Id $_ }}\n$jobs | Stop-HpcJob"
+    script = (f"$jobs = {','.join(map(str, ids))} | ForEach-Object {{ Get-HpcJob -Id $_ }}\n"
+              "$jobs | Stop-HpcJob -WhatIf\n$jobs | Stop-HpcJob")
     result, calls = traced(head, tmp_path, script)
     ok(result)
-    plans = [c["args"]["job"] for c in calls if c["command"] == "Stop-HpcJob:plan"]
-    assert plans == [[i] for i in ids]
+    stops = [(c["command"], c["args"].get("job"), c["args"].get("confirmed")) for c in calls
+             if c["command"].startswith("Stop-HpcJob")]
+    assert stops == [("Stop-HpcJob:plan", ids, None), ("Stop-HpcJob", None, ids)]
     assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
+
+
+def test_only_a_stop_that_shows_its_plan_asks_for_one(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+    """Without -WhatIf, -Confirm or -Verbose, ShouldProcess shows nothing: each job is still passed through
+    it, but no plan is asked for (a request and its words for every job); with -Verbose the plan is shown."""
+    first, second, third = (make_job(client, "sleep 300", submit=False) for _ in range(3))
+    script = (f"Stop-HpcJob -Id {first},{second}\n"
+              f"Stop-HpcJob -Id {third} -Verbose 4>&1 | ForEach-Object {{ 'verbose: ' + $_ }}")
+    result, calls = traced(head, tmp_path, script)
+    assert [(c["command"], c["args"].get("confirmed")) for c in calls] == [
+        ("Stop-HpcJob", [first, second]), ("Stop-HpcJob:plan", None), ("Stop-HpcJob", [third])]
+    assert ok(result).strip() == (f'verbose: Performing the operation "Stop-HpcJob: cancel 1 waiting task(s), end '
+                                  f'Canceled" on target "Job {third} (Configuring, owner {ME})".')
+    assert [job(client, i)["State"] for i in (first, second, third)] == ["Canceled"] * 3
 
 
 def test_whatif_prints_one_line_per_job_and_changes_nothing(pwsh: Pwsh, client: Client) -> None:

@@ -2,6 +2,7 @@
 using System;
 using System.Collections;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation;
 using Microsoft.Hpc.Scheduler.Properties;
 
@@ -13,7 +14,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         // Confirmed jobs are stopped in batches, across pipeline input too: one request for many jobs.
         private readonly List<object> _pending = new List<object>();
+        private readonly List<HpcJob> _piped = new List<HpcJob>(); // piped in, not planned yet
         private int _stopped;
+
+        // Jobs in one request: the first batch is small, so that a bulk stop soon shows how far it is; the
+        // others are large, as each request costs a round trip and a wait (the head node still commits them
+        // 500 at a time and serves others in between).
+        private const int StopBatchSize = 1000;
+
+        private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
         [ArgumentCompleter(typeof(JobIdCompleter))]
@@ -37,16 +46,57 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         protected override void ProcessRecord()
         {
-            _pending.AddRange(Confirm("Stop-HpcJob", Arguments()));
-            // Jobs piped in keep coming (how many is not known): full batches go at once. -Id names them all at
-            // once, so EndProcessing knows the total and shows the share done.
-            while (ParameterSetName == "job" && _pending.Count >= BatchSize) Flush(BatchSize, 0);
+            if (ParameterSetName != "job")
+            {
+                _pending.AddRange(ShowsPlans() ? Confirm("Stop-HpcJob", Arguments()) : Unplanned(Id)); // all at once
+                return;
+            }
+            // Jobs piped in keep coming (how many is not known): they are planned, confirmed and stopped a
+            // batch at a time, not with a request each.
+            _piped.AddRange(Job);
+            if (_piped.Count >= NextBatchSize) ConfirmPiped();
+            while (_pending.Count >= NextBatchSize) Flush(NextBatchSize, 0);
         }
+
+        private void ConfirmPiped()
+        {
+            _pending.AddRange(ShowsPlans() ? Confirm("Stop-HpcJob", Arguments(("Job", _piped.ToArray())))
+                                           : Unplanned(_piped.Select(j => j.Id)));
+            _piped.Clear();
+        }
+
+        /// <summary>Whether ShouldProcess may show or ask anything: -WhatIf, -Confirm or a ConfirmPreference of
+        /// Medium or Low, -Verbose. Only then is each job planned first (a request for all: what the stop will do
+        /// to it, in words); otherwise nobody reads the words, and the stop itself refuses what it must.</summary>
+        private bool ShowsPlans()
+        {
+            if (Asked("WhatIf", "WhatIfPreference")) return true;
+            if (MyInvocation.BoundParameters.ContainsKey("Verbose") ? Asked("Verbose", null) : !Quiet()) return true;
+            if (MyInvocation.BoundParameters.ContainsKey("Confirm")) return Asked("Confirm", null);
+            // A preference of an unexpected kind plans too: better words nobody reads than a question without them.
+            object preference = SessionState.PSVariable.GetValue("ConfirmPreference");
+            return !(preference is ConfirmImpact p) || (p != ConfirmImpact.None && p <= ConfirmImpact.Medium);
+        }
+
+        private bool Quiet() => SessionState.PSVariable.GetValue("VerbosePreference") is ActionPreference v
+            && (v == ActionPreference.SilentlyContinue || v == ActionPreference.Ignore);
+
+        /// <summary>The switch as given, else (with a preference variable) that variable's value.</summary>
+        private bool Asked(string parameter, string preference)
+        {
+            if (MyInvocation.BoundParameters.TryGetValue(parameter, out object given)) return LanguagePrimitives.IsTrue(given);
+            return preference != null && LanguagePrimitives.IsTrue(SessionState.PSVariable.GetValue(preference));
+        }
+
+        /// <summary>ShouldProcess for each job, named by its id, when ShouldProcess shows nothing (ShowsPlans).</summary>
+        private List<object> Unplanned(IEnumerable<int> ids) =>
+            ids.Where(id => ShouldProcess($"Job {id}", "Stop-HpcJob")).Cast<object>().ToList();
 
         protected override void EndProcessing()
         {
-            int total = _stopped + _pending.Count;
-            while (_pending.Count > 0) Flush(Math.Min(BatchSize, _pending.Count), total);
+            if (_piped.Count > 0) ConfirmPiped();
+            int total = _stopped + _pending.Count; // known here: EndProcessing shows the share done
+            while (_pending.Count > 0) Flush(Math.Min(NextBatchSize, _pending.Count), total);
             if (_stopped > BatchSize) WriteProgress(new ProgressRecord(0, "Stop-HpcJob", "Done") { RecordType = ProgressRecordType.Completed });
         }
 
@@ -63,7 +113,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     PercentComplete = total > 0 ? _stopped * 100 / total : -1,
                 });
             }
-            Call("Stop-HpcJob", Arguments(("Confirmed", batch)));
+            // The batch names the jobs: -Id or -Job (every id, each time) would only be converted again.
+            Hashtable arguments = Arguments(("Confirmed", batch));
+            arguments.Remove("Id");
+            arguments.Remove("Job");
+            Call("Stop-HpcJob", arguments);
             _stopped += batch.Length;
         }
     }

@@ -67,45 +67,63 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return records;
         }
 
+        // Python's True and False are singletons: their handles tell a bool apart from an int (a subclass).
+        private static IntPtr _true, _false;
+
+        /// <summary>A Python value as a .NET one. Each value's type is asked with one check each (not by
+        /// its type's name): a listing converts tens of values for each of thousands of records.</summary>
         public static object ToClr(PyObject value)
         {
             if (value == null || value.IsNone()) return null;
-            string typeName;
-            using (PyType type = value.GetPythonType()) typeName = type.Name;
-            switch (typeName)
+            if (_true == IntPtr.Zero) CacheBooleans();
+            IntPtr handle = value.Handle;
+            if (handle == _true) return true;
+            if (handle == _false) return false;
+            if (PyString.IsStringType(value)) return value.As<string>();
+            if (PyInt.IsIntType(value))
             {
-                case "bool": return value.As<bool>();
-                case "int":
-                    long l = value.As<long>();
-                    return l >= int.MinValue && l <= int.MaxValue ? (object)(int)l : l;
-                case "float": return value.As<double>();
-                case "str": return value.As<string>();
-                case "dict":
-                    var dict = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
-                    using (var pyDict = new PyDict(value))
-                    using (PyIterable keys = pyDict.Keys())
-                    {
-                        foreach (PyObject key in keys)
-                        {
-                            using (key)
-                            using (PyObject v = pyDict[key])
-                            {
-                                dict[key.ToString()] = ToClr(v);
-                            }
-                        }
-                    }
-                    return dict;
-                default:
-                    var items = new List<object>();
-                    using (PyIter iter = PyIter.GetIter(value))
-                    {
-                        while (iter.MoveNext())
-                        {
-                            using (PyObject item = iter.Current) items.Add(ToClr(item));
-                        }
-                    }
-                    return items.ToArray();
+                long l = value.As<long>();
+                return l >= int.MinValue && l <= int.MaxValue ? (object)(int)l : l;
             }
+            if (PyFloat.IsFloatType(value)) return value.As<double>();
+            return PyDict.IsDictType(value) ? ToDictionary(value) : ToArray(value);
+        }
+
+        private static void CacheBooleans()
+        {
+            using (PyObject t = Builtin("True")) _true = t.Handle;
+            using (PyObject f = Builtin("False")) _false = f.Handle;
+        }
+
+        private static Dictionary<string, object> ToDictionary(PyObject value)
+        {
+            var dict = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
+            using (var pyDict = new PyDict(value))
+            using (PyIterable keys = pyDict.Keys())
+            {
+                foreach (PyObject key in keys)
+                {
+                    using (key)
+                    using (PyObject v = pyDict[key])
+                    {
+                        dict[key.ToString()] = ToClr(v);
+                    }
+                }
+            }
+            return dict;
+        }
+
+        private static object[] ToArray(PyObject value)
+        {
+            var items = new List<object>();
+            using (PyIter iter = PyIter.GetIter(value))
+            {
+                while (iter.MoveNext())
+                {
+                    using (PyObject item = iter.Current) items.Add(ToClr(item));
+                }
+            }
+            return items.ToArray();
         }
     }
 }

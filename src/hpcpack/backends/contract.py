@@ -48,6 +48,7 @@ class Item:
     record: Record | None = None
     error: HpcError | None = None
     action: str | None = None  # plan_cancel: what the cancel would do, in words
+    state: str | None = None  # cancel_jobs: the job's state once its cancel was committed
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ class Backend(Protocol):
         ...
 
     def cancel_jobs(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
-        """Starts the cancel of each job, committed before any signal; does not wait (see `stopping`)."""
+        """Starts the cancel of each job, committed before any signal; does not wait (see `stopping`). Per
+        item, the job's state once its cancel was committed (a job that never started is already ended)."""
         ...
 
     def wait_jobs(self, ids: Sequence[int], timeout: float) -> dict[int, str]:

@@ -19,7 +19,8 @@ def backend_for(scheduler: list[str] | str | None) -> HeadNodeBackend:
 
 def _items(results: list[dict[str, Any]]) -> list[Item]:
     return [Item(id=int(r["id"]), record=r.get("job"),
-                 error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"))
+                 error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"),
+                 state=r.get("state"))
             for r in results]
 
 

@@ -44,7 +44,10 @@ def stop_jobs(backend: Backend, ids: Sequence[int], options: StopOptions, report
     accepted = [item.id for item in started if item.error is None]
     if not accepted or options.graceful:
         return started
-    states = _wait_for_jobs(backend, accepted, report, stopped)
+    # Jobs that never started are ended by the cancel itself: waited for only when some other is not.
+    states = {item.id: item.state for item in started if item.state in ENDED}
+    if len(states) < len(accepted):
+        states = _wait_for_jobs(backend, accepted, report, stopped)
     reread = accepted if records else [i for i in accepted if states.get(i) != options.final_state]
     final = {item.id: item for item in backend.lookup_jobs(reread)} if reread else {}
     return [item if item.error is not None else _outcome(final.get(item.id, item), states.get(item.id), options)

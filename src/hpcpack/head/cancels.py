@@ -4,6 +4,7 @@ SIGKILL, node release, proof that nothing is left, final state; and requeue, whi
 from __future__ import annotations
 
 import signal
+from functools import partial
 
 from ..errors import HpcError
 from ..identity import Caller
@@ -12,6 +13,9 @@ from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState
 from ..model.stop import StopOptions
 from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, SLURM_STEPS_REPORT_AFTER, TASK_FAILURE, log
 from .processes import Processes
+from .store import Rows
+
+NEVER_STARTED = JOB_CANCELABLE & ~JobState.Running
 
 
 class Cancels(Processes):
@@ -20,7 +24,30 @@ class Cancels(Processes):
         with self.batch():
             return self._cancel_job(caller, job_id, options)
 
-    def _cancel_job(self, caller: Caller, job_id: int, options: StopOptions) -> Job:
+    def cancel_jobs(self, caller: Caller, ids: list[int], options: StopOptions, together: bool = True
+                    ) -> list[Job | HpcError]:
+        """Cancels each job in order, in the caller's transaction; a refused job is its error, undone alone.
+        Jobs that never started, the bulk of a bulk cancel, are changed in memory and written together
+        (Store.write: a statement per table, not several per job); any other takes cancel_job's way."""
+        outcomes: list[Job | HpcError] = []
+        rows = Rows()
+        for job_id in ids:
+            if together and self._ends_at_once(caller, job_id):
+                outcomes.append(self._cancel_job(caller, job_id, options, rows))
+                continue
+            self.store.write(rows)  # first: a refusal puts its job back as stored
+            rows = Rows()
+            outcomes.append(self.alone(job_id, partial(self._cancel_job, caller, job_id, options)))
+        self.store.write(rows)
+        return outcomes
+
+    def _ends_at_once(self, caller: Caller, job_id: int) -> bool:
+        """The caller may cancel the job and it never started: its cancel cannot be refused, stops no
+        process and ends it at once."""
+        job = self.jobs.get(job_id)
+        return job is not None and job.state in NEVER_STARTED and self.may_change(caller, job)
+
+    def _cancel_job(self, caller: Caller, job_id: int, options: StopOptions, rows: Rows | None = None) -> Job:
         force, graceful, finish, message = options.force, options.graceful, options.finish, options.message
         job = self.job(job_id)
         self.authorize(caller, job)
@@ -46,8 +73,8 @@ class Cancels(Processes):
             return job
         # It never started: it leaves the queue at once, in one write (cancel_job's or requeue_job's transaction).
         changed += self._end(job)
-        self.commit(job, changed, (caller.name, kind, message or ""), expected=before)
-        self.history(job, "scheduler", "end", job.state.name or "")
+        self.commit(job, changed, (caller.name, kind, message or ""), expected=before, rows=rows)
+        self.history(job, "scheduler", "end", job.state.name or "", rows=rows)
         return job
 
     def describe_cancel(self, caller: Caller, job: Job, options: StopOptions) -> str:

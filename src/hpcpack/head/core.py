@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -19,7 +19,7 @@ from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from . import executor
 from .slurm import Slurm
-from .store import Store, Transaction
+from .store import Rows, Store, Transaction
 from .waits import Waits
 
 log = logging.getLogger("hpcpack.head.headnode")
@@ -208,6 +208,10 @@ class Core:
         """Whether the caller may see what can carry secrets (model.PRIVATE_*_FIELDS; about_HPC)."""
         return caller.admin or caller.name == job.owner
 
+    @staticmethod
+    def may_change(caller: Caller, job: Job) -> bool:
+        return caller.admin or caller.name == job.owner
+
     def authorize_read(self, caller: Caller, job: Job) -> None:
         if not self.may_read(caller, job):
             raise HpcError("PermissionDenied", f"The user {caller.name} may not read the details of job {job.id}, "
@@ -218,18 +222,29 @@ class Core:
         does it; at this level there is none)."""
 
     def authorize(self, caller: Caller, job: Job) -> None:
-        if not (caller.admin or caller.name == job.owner):
+        if not self.may_change(caller, job):
             raise HpcError("PermissionDenied", f"The user {caller.name} does not have permission to change job "
                            f"{job.id}, which belongs to {job.owner}.", job.id)
 
-    def history(self, job: Job, actor: str, event: str, message: str = "", details: str = "") -> None:
-        self.store.add_history(job.id, now(), actor, event, message, details)
+    def history(self, job: Job, actor: str, event: str, message: str = "", details: str = "", *,
+                rows: Rows | None = None) -> None:
+        row = (job.id, now(), actor, event, message, details)
+        if rows is None:
+            self.store.add_history(*row)
+        else:
+            rows.history.append(row)
 
     def commit(self, job: Job, units: Iterable[Task] = (), entry: tuple[str, ...] = (), job_changed: bool = True,
-               expected: int | None = None) -> None:
+               expected: int | None = None, rows: Rows | None = None) -> None:
         """Writes one change in one transaction: the job (compare-and-set on its state), the units it
         changed, and its history row (actor, event[, message[, details]]). Inside a transaction it is
-        a part of it, undone with it."""
+        a part of it, undone with it. With `rows`, the writes are gathered there instead (Store.write)."""
+        if rows is not None:
+            rows.jobs += [(job, expected)] if job_changed else []
+            rows.tasks.extend(units)
+            if entry:
+                self.history(job, *entry, rows=rows)
+            return
         with self.store.atomic():
             if job_changed:
                 self.store.save_job(job, expected)
@@ -237,6 +252,16 @@ class Core:
                 self.store.save_task(unit)
             if entry:
                 self.history(job, *entry)
+
+    def alone(self, job_id: int, action: Callable[[], Job]) -> Job | HpcError:
+        """`action()` in a savepoint of its own: when it is refused, its writes and its job in memory are
+        undone and the refusal returned, so that the other jobs of a bulk request go on."""
+        try:
+            with self.batch():
+                return action()
+        except HpcError as e:
+            self.reload([job_id])
+            return e
 
     def batch(self) -> Transaction:
         """One transaction for several changes (nested ones join it)."""

@@ -10,6 +10,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -23,7 +24,7 @@ from ..wire import protocol
 from .cluster_requests import ClusterRequests, moment
 from .core import ENDED_STATES
 from .headnode import HeadNode
-from .store import JobQuery
+from .store import JobQuery, StaleState
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -118,36 +119,52 @@ class Requests(ClusterRequests):
         tasks = self.head.add_task(caller, params.job_id, dict(params.spec))
         return [self._task_record(t, caller) for t in tasks]
 
-    async def _per_job(self, caller: Caller, ids: list[int], action: Callable[[int], Job],
-                       records: bool = True) -> list[dict[str, Any]]:
-        """Runs `action(id)` for each id in batches (one transaction each), yielding between batches.
-        With `records`, each answer carries the job as it is afterwards."""
+    async def _per_job(self, caller: Caller, ids: list[int], batch: Callable[[list[int]], list[Job | HpcError]],
+                       answer: Callable[[Job], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Runs `batch` on the ids a batch at a time (one transaction each), yielding between batches: per
+        job, {"id", **answer(job)} or its error."""
         results: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH):
-            with self.head.batch():
-                for job_id in ids[start:start + BATCH]:
-                    try:
-                        with self.head.batch():  # a savepoint: a refused job's writes are undone alone
-                            job = action(job_id)
-                        results.append({"id": job_id, "job": self._record(job, caller)} if records
-                                       else {"id": job_id})
-                    except HpcError as e:
-                        self.head.reload([job_id])  # and so is anything it changed in memory
-                        results.append({"id": job_id, "error": e.to_wire()})
+            chunk = ids[start:start + BATCH]
+            results += [{"id": job_id, "error": outcome.to_wire()} if isinstance(outcome, HpcError)
+                        else {"id": job_id, **answer(outcome)}
+                        for job_id, outcome in zip(chunk, batch(chunk), strict=True)]
             self.daemon.poke()
             await asyncio.sleep(0)
         return results
 
+    def _each_alone(self, action: Callable[[int], Job]) -> Callable[[list[int]], list[Job | HpcError]]:
+        """A batch that runs `action(id)` for each id, each in a savepoint of its own (HeadNode.alone)."""
+        def batch(ids: list[int]) -> list[Job | HpcError]:
+            with self.head.batch():
+                return [self.head.alone(job_id, partial(action, job_id)) for job_id in ids]
+        return batch
+
+    def _with_record(self, caller: Caller) -> Callable[[Job], dict[str, Any]]:
+        return lambda job: {"job": self._record(job, caller)}
+
     async def op_submit_jobs(self, caller: Caller, params: ops.JobIds) -> list[dict[str, Any]]:
-        return await self._per_job(caller, params.ids, lambda i: self.head.submit_job(caller, i))
+        return await self._per_job(caller, params.ids, self._each_alone(partial(self.head.submit_job, caller)),
+                                   self._with_record(caller))
 
     async def op_requeue_jobs(self, caller: Caller, params: ops.JobIds) -> list[dict[str, Any]]:
-        return await self._per_job(caller, params.ids, lambda i: self.head.requeue_job(caller, i))
+        return await self._per_job(caller, params.ids, self._each_alone(partial(self.head.requeue_job, caller)),
+                                   self._with_record(caller))
 
     async def op_cancel_jobs(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
+        """Per job, its state once the cancel is committed (one that never started is already Canceled,
+        and its client need not wait for it), or why it was refused."""
         options = _stop_options(params)
-        return await self._per_job(caller, params.ids, lambda i: self.head.cancel_job(caller, i, options),
-                                   records=False)
+
+        def batch(ids: list[int]) -> list[Job | HpcError]:
+            try:
+                with self.head.batch():
+                    return self.head.cancel_jobs(caller, ids, options)
+            except StaleState:  # a row was not as memory had it: nothing of the batch was kept; each job alone
+                self.head.reload(ids)
+                with self.head.batch():
+                    return self.head.cancel_jobs(caller, ids, options, together=False)
+        return await self._per_job(caller, params.ids, batch, lambda job: {"state": job.state.name})
 
     async def op_wait_jobs(self, caller: Caller, params: ops.WaitJobs) -> dict[str, Any]:
         """Waits for the jobs' final states; by default as long as a cancel can take."""

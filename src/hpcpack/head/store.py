@@ -10,7 +10,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,32 +205,39 @@ class Store:
 
     def save_job(self, job: Job, expected: int | None = None) -> None:
         """Writes the job; with `expected`, only if its stored state is still that one."""
-        expected = int(job.previous_state) if expected is None else expected
         with self.atomic():
-            cursor = self.db.execute(
-                "UPDATE jobs SET state=?, data=? WHERE id=? AND state IN (?, ?)",
-                (int(job.state), _dump(job.to_row()), job.id, expected, int(job.state)))
-            if cursor.rowcount != 1:
+            if self.db.execute(_UPDATE_JOB, _job_values(job, expected)).rowcount != 1:
                 raise StaleState(f"job {job.id} is no longer in the state this change expected")
-            if self._allocations.get(job.id, {}) != job.allocation:  # they change only at start and end
-                self.db.execute("DELETE FROM allocations WHERE job_id=?", (job.id,))
-                self.db.executemany("INSERT INTO allocations (job_id, node, cores) VALUES (?, ?, ?)",
-                                    [(job.id, node, cores) for node, cores in job.allocation.items()])
-                self._allocations[job.id] = dict(job.allocation)
+            self._save_allocation(job)
+
+    def _save_allocation(self, job: Job) -> None:
+        if self._allocations.get(job.id, {}) != job.allocation:  # they change only at start and end
+            self.db.execute("DELETE FROM allocations WHERE job_id=?", (job.id,))
+            self.db.executemany("INSERT INTO allocations (job_id, node, cores) VALUES (?, ?, ?)",
+                                [(job.id, node, cores) for node, cores in job.allocation.items()])
+            self._allocations[job.id] = dict(job.allocation)
 
     def save_task(self, task: Task, expected: int | None = None) -> None:
-        expected = int(task.previous_state) if expected is None else expected
         with self.atomic():
-            cursor = self.db.execute(
-                "UPDATE tasks SET state=?, data=? WHERE job_id=? AND task_id=? AND sub_id=? AND state IN (?, ?)",
-                (int(task.state), _dump(task.to_row()), task.job_id, task.task_id, task.sub_id, expected,
-                 int(task.state)))
-            if cursor.rowcount == 0:
+            if self.db.execute(_UPDATE_TASK, _task_values(task, expected)).rowcount == 0:
                 exists = self.db.execute("SELECT 1 FROM tasks WHERE job_id=? AND task_id=? AND sub_id=?",
                                          (task.job_id, task.task_id, task.sub_id)).fetchone()
                 if exists:
                     raise StaleState(f"task {task.key} is no longer in the state this change expected")
                 self.insert_task(task)
+
+    def write(self, rows: Rows) -> None:
+        """Gathered changes of many jobs, one statement per table, compare-and-set as save_job and
+        save_task do: StaleState if any row is not as expected, and then the caller's transaction,
+        rolled back, keeps none of them."""
+        with self.atomic():
+            for sql, values in ((_UPDATE_JOB, [_job_values(j, e) for j, e in rows.jobs]),
+                                (_UPDATE_TASK, [_task_values(t, None) for t in rows.tasks])):
+                if values and self.db.executemany(sql, values).rowcount != len(values):
+                    raise StaleState("a job or task of this change is no longer in the state it expected")
+            for job, _ in rows.jobs:
+                self._save_allocation(job)
+            self.db.executemany(_INSERT_HISTORY, rows.history)
 
     def delete_job(self, job_id: int) -> None:
         """Removes a job and its tasks and allocations; its history rows stay."""
@@ -337,8 +344,7 @@ class Store:
 
     def add_history(self, job_id: int, time: float, actor: str, event: str, message: str = "",
                     details: str = "") -> None:
-        self.db.execute("INSERT INTO history (job_id, time, actor, event, message, details) VALUES (?,?,?,?,?,?)",
-                        (job_id, time, actor, event, message, details))
+        self.db.execute(_INSERT_HISTORY, (job_id, time, actor, event, message, details))
 
     def history(self, job_id: int | None = None, start: float | None = None,
                 end: float | None = None) -> list[dict[str, Any]]:
@@ -463,6 +469,33 @@ class JobQuery:
                            f"({','.join('?' * len(self.nodes))}))")
             values += self.nodes
         return " AND ".join(clauses), values
+
+
+@dataclass
+class Rows:
+    """Changes of many jobs gathered in memory, for Store.write: the jobs (with the state each is
+    expected to have in the store), the tasks they changed and their history rows, in order."""
+
+    jobs: list[tuple[Job, int | None]] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+_UPDATE_JOB = "UPDATE jobs SET state=?, data=? WHERE id=? AND state IN (?, ?)"
+_UPDATE_TASK = "UPDATE tasks SET state=?, data=? WHERE job_id=? AND task_id=? AND sub_id=? AND state IN (?, ?)"
+_INSERT_HISTORY = "INSERT INTO history (job_id, time, actor, event, message, details) VALUES (?,?,?,?,?,?)"
+
+
+def _job_values(job: Job, expected: int | None) -> tuple[Any, ...]:
+    """_UPDATE_JOB's values: the job as it is, where its stored state is `expected` (default: the one it left)."""
+    expected = int(job.previous_state) if expected is None else expected
+    return int(job.state), _dump(job.to_row()), job.id, expected, int(job.state)
+
+
+def _task_values(task: Task, expected: int | None) -> tuple[Any, ...]:
+    expected = int(task.previous_state) if expected is None else expected
+    return (int(task.state), _dump(task.to_row()), task.job_id, task.task_id, task.sub_id, expected,
+            int(task.state))
 
 
 class Transaction:
