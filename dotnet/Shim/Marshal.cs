@@ -68,6 +68,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
 
         // Python's True and False are singletons: their handles tell a bool apart from an int (a subclass).
+        // PyObject.Handle is marked obsolete in pythonnet 3 (it warns of lifetimes); comparing addresses of
+        // two immortal singletons is the one safe use, and the cheapest check there is.
+#pragma warning disable CS0612
         private static IntPtr _true, _false;
 
         /// <summary>A Python value as a .NET one. Each value's type is asked with one check each (not by
@@ -94,6 +97,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             using (PyObject t = Builtin("True")) _true = t.Handle;
             using (PyObject f = Builtin("False")) _false = f.Handle;
         }
+#pragma warning restore CS0612
 
         private static Dictionary<string, object> ToDictionary(PyObject value)
         {
