@@ -48,8 +48,9 @@ NO_CJSON := echo >&2 "make: warning: no C compiler ($(CC)) or cJSON (apt-get ins
 
 build/bin/job: client/job.c pyproject.toml
 	@mkdir -p build/bin && rm -f $@
-	@[ -f $(CJSON) ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
-	  apt-get install -y -qq libcjson-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libcjson-dev; } >/dev/null 2>&1 || true
+	@{ [ -f $(CJSON) ] && command -v $(CC) >/dev/null; } || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  apt-get install -y -qq gcc libcjson-dev >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq gcc libcjson-dev; } >/dev/null 2>&1 || true
 	@if command -v $(CC) >/dev/null && [ -f $(CJSON) ]; then \
 	  echo "$(CC) client/job.c -o $@"; \
 	  $(CC) -O2 -Wall -Wextra -std=c11 -DHPCPACK_VERSION='"$(VERSION)"' -DJOB_PY='"$(abspath $(VENV))/bin/job-py"' \

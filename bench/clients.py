@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,12 +73,19 @@ def job_command(env: dict[str, str], job_id: int, cancel_ids: list[int], repeats
 SLURM_JOB_NAME = "hpcpack-bench"
 
 
-def slurm_job_commands(env: dict[str, str], repeats: int) -> dict[str, Callable[[], float]]:
-    """Slurm's equivalents on held jobs (-H: nothing runs), all named SLURM_JOB_NAME, cancelled afterwards."""
-    def held() -> str:
+def slurm_held(env: dict[str, str], count: int) -> list[str]:
+    """`count` held Slurm jobs (-H: nothing runs), all named SLURM_JOB_NAME, submitted a few at a time: what
+    Slurm's commands are measured on, as ours are on as many queued jobs."""
+    def held(_: int) -> str:
         return subprocess.run(["sbatch", "-H", "--parsable", f"--job-name={SLURM_JOB_NAME}", "--wrap", "true"],
                               env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
-    shown, queue = held(), [held() for _ in range(repeats)]
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(held, range(count)))
+
+
+def slurm_job_commands(env: dict[str, str], repeats: int) -> dict[str, Callable[[], float]]:
+    """Slurm's equivalents on held jobs, cancelled afterwards (by name)."""
+    shown, *queue = slurm_held(env, repeats + 1)
     return {"slurm_scontrol_show_job_ms": lambda: run_ms(["scontrol", "show", "job", shown], env),
             "slurm_scancel_ms": lambda: run_ms(["scancel", queue.pop()], env),
             "slurm_sbatch_ms": lambda: run_ms(["sbatch", "-H", f"--job-name={SLURM_JOB_NAME}", "--wrap", "true"],
@@ -118,21 +126,28 @@ def bulk_cancel(env: dict[str, str], ids: list[int], name: str) -> dict[str, flo
                f"stop_hpcjob_{count}_us_per_job": round(measured["id"] * 1000 / count, 1),
                f"stop_hpcjob_piped_{count}_ms": round(measured["piped"], 2),
                f"stop_hpcjob_piped_{count}_us_per_job": round(measured["piped"] * 1000 / count, 1)}
-    if slurm_live():
-        scancel = run_ms(["scancel", *map(str, range(10_000_000, 10_000_000 + count))], env)
+    if slurm_live():  # one scancel of as many held (pending) jobs
+        scancel = run_ms(["scancel", *slurm_held(env, count)], env)
         results[f"slurm_scancel_{count}_ms"] = round(scancel, 2)
         results[f"slurm_scancel_{count}_us_per_job"] = round(scancel * 1000 / count, 1)
     return results
 
 
-def job_list(env: dict[str, str], repeats: int) -> dict[str, float]:
-    """`job list` (one's own queued and running jobs) as a process: the compiled `job`, job-py, squeue."""
+def job_list(env: dict[str, str], repeats: int, count: int = 5000) -> dict[str, float]:
+    """`job list` of the `count` queued jobs the caller has made, as a process: the compiled `job`, job-py,
+    and squeue over as many held Slurm jobs (cancelled afterwards)."""
     commands: dict[str, Callable[[], float]] = {
         "job_list_ms": lambda: run_ms([str(VENV / "job"), "list"], env),
         "job_py_list_ms": lambda: run_ms([str(VENV / "job-py"), "list"], env)}
-    if slurm_live():
+    live = slurm_live()
+    if live:
+        slurm_held(env, count)
         commands["slurm_squeue_ms"] = lambda: run_ms(["squeue"], env)
-    return interleaved(commands, repeats)
+    try:
+        return interleaved(commands, repeats)
+    finally:
+        if live:
+            subprocess.run(["scancel", f"--name={SLURM_JOB_NAME}"], env=env, capture_output=True, check=False)
 
 
 def listing(env: dict[str, str], repeats: int) -> dict[str, float]:
