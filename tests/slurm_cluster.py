@@ -426,6 +426,8 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=100
 # batch_sched_delay=0: submit -> RUNNING in ~0.3 s instead of ~2.3 s
 SchedulerParameters=batch_sched_delay=0
+# The benchmarks keep 5,000 held jobs and more (an ended job counts until MinJobAge, 300 s); Slurm's default is 10,000
+MaxJobCount=50000
 # CPUs may exceed the machine's real cores (CI machines differ)
 SlurmdParameters=config_overrides
 KillWait=5
