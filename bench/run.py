@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,18 +196,24 @@ def _ratio(ours: float, baseline: float | None) -> str:
     return "not measured" if baseline is None else f"{baseline:.1f} ms, ours/baseline {ours / baseline:.2f}x"
 
 
-def clients_bench(quick: bool) -> dict[str, float | None]:
-    """Commands, a fresh pwsh, bulk cancels and listings as users run them (bench/clients.py)."""
-    state = Path(tempfile.mkdtemp(prefix="hpc-bench-cl-"))
+@contextlib.contextmanager
+def _clients_head(prefix: str) -> Iterator[tuple[Client, dict[str, str]]]:
+    """A head node of its own for commands run as processes: a client, and the environment that reaches it."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
     head = start_head_node(state, CONFIG)
-    env = {**clients.environment(state), "CCP_SCHEDULER": f"unix:{head.socket}"}
     client = Client(f"unix:{head.socket}")
     try:
-        return _clients_measures(client, env, quick)
+        yield client, {**clients.environment(state), "CCP_SCHEDULER": f"unix:{head.socket}"}
     finally:
         client.close()
         head.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def clients_bench(quick: bool) -> dict[str, float | None]:
+    """Commands, a fresh pwsh, bulk cancels and listings as users run them (bench/clients.py)."""
+    with _clients_head("hpc-bench-cl-") as (client, env):
+        return _clients_measures(client, env, quick)
 
 
 def _queued(client: Client, count: int, name: str = "q") -> list[int]:
@@ -280,21 +286,13 @@ def job_client_report(results: dict[str, float | None]) -> str:
 
 def job_client_bench(repeats: int) -> dict[str, float | None]:
     """Only the job commands (bench/run.py --job): view, cancel, submit and list of 5,000 queued jobs."""
-    state = Path(tempfile.mkdtemp(prefix="hpc-bench-job-"))
-    head = start_head_node(state, CONFIG)
-    env = {**clients.environment(state), "CCP_SCHEDULER": f"unix:{head.socket}"}
-    client = Client(f"unix:{head.socket}")
-    try:
+    with _clients_head("hpc-bench-job-") as (client, env):
         results: dict[str, float | None] = {}
         results.update(clients.job_command(env, _queued(client, 1)[0], _queued(client, 2 * repeats), repeats))
         _queued(client, 5000)
         results.update(clients.job_list(env, repeats))
         print(job_client_report(results))
         return results
-    finally:
-        client.close()
-        head.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> int:
