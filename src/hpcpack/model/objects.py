@@ -344,7 +344,7 @@ class Job:
                   fields: Sequence[str] | None = None) -> dict[str, Any]:
         """The job as the cmdlets show it; `private` blanks what may carry secrets (PRIVATE_JOB_FIELDS);
         `fields` keeps only those properties (and __type__). Raises KeyError for a name that is not one."""
-        if fields is not None and all(name in _LISTED for name in fields):
+        if fields is not None and all(name in _LISTED or name in _COUNTERS for name in fields):
             return self._listing(fields)
         record = self._record(scheduler)
         if private:
@@ -442,7 +442,8 @@ class Job:
         return done * 100 // (len(units) + sum(t.pending_steps for t in self.tasks))
 
 
-# The job properties a listing may ask for alone (Job._listing), with how each is had.
+# The job properties a listing may ask for alone (Job._listing): the counters, computed together once, and
+# the others with how each is had.
 _COUNTERS = frozenset({"TaskCount", "RunningTaskCount", "FinishedTaskCount", "FailedTaskCount", "CanceledTaskCount"})
 _LISTED: dict[str, Callable[[Job], Any]] = {
     "Id": lambda j: j.id, "Name": lambda j: j.name, "Owner": lambda j: j.owner, "State": lambda j: j.state.name,
@@ -452,7 +453,6 @@ _LISTED: dict[str, Callable[[Job], Any]] = {
     "ErrorMessage": lambda j: j.error_message,
     "PendingReason": lambda j: j.pending_reason if j.state == JobState.Queued else "",
     "NumberOfTasks": lambda j: j.summary["NumberOfTasks"] if j.summary and not j.tasks else len(j.tasks),
-    **dict.fromkeys(_COUNTERS, lambda j: None),  # from the job's counters, computed once (Job._listing)
 }
 
 
