@@ -79,3 +79,9 @@ def test_a_query_for_some_fields_gets_exactly_those_and_an_unknown_name_is_refus
         list(backend.query_jobs(JobQuery(state="All", fields=("Id", "Bogus"))))
     assert refused.value.error_id == "InvalidArgument"
     assert "Bogus" in refused.value.message
+    # refused before any job is read: the same when nothing matches, and __type__ is no property
+    for query in (JobQuery(state="All", name="no such job", fields=("Bogus",)),
+                  JobQuery(state="Failed", owner="nobody", fields=("__type__",))):
+        with pytest.raises(HpcError) as refused:
+            list(backend.query_jobs(query))
+        assert refused.value.error_id == "InvalidArgument", query

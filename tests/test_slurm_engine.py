@@ -339,6 +339,12 @@ def submit_marked(head: HeadNodeProcess, mark: str, count: int) -> list[int]:
     return [int(i) for i in json.loads(done.stdout)]
 
 
+def unfinished(client: Client, ids: list[int]) -> list[tuple[int, str, str, dict[str, str]]]:
+    """The jobs of `ids` not yet in a final state: id, state, error message and task states."""
+    return [(j["Id"], j["State"], j["ErrorMessage"], task_states(client, j["Id"])) for j in client.call("get_jobs", ids=ids)
+            if j["State"] not in ("Canceled", "Finished", "Failed")]
+
+
 def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
         slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
     client.call("set_property", values={"TaskCancelGracePeriod": 1})
@@ -351,8 +357,13 @@ def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
     ids = submit_marked(head, mark, 100)
     prefix = f"hpc-{head_id(head.state_dir)}-"
     cancel_each_as_it_starts(slurm, client, prefix, ids)
-    wait_until(lambda: all(j["State"] in ("Canceled", "Finished", "Failed") for j in client.call("get_jobs", ids=ids)),
-               60)
+    try:
+        wait_until(lambda: not unfinished(client, ids), 60)
+    except AssertionError:
+        log = (head.state_dir / "headnode.log").read_text().splitlines()[-200:]
+        raise AssertionError(f"jobs not ended: {unfinished(client, ids)[:5]}\n"
+                             f"Slurm: {slurm.run(['squeue', '-h', '-s', '-o', '%i %j %T']).stdout}\n"
+                             + "\n".join(log)) from None
     assert {j["State"] for j in client.call("get_jobs", ids=ids)} == {"Canceled"}
     print("task states at the end:", Counter(s for i in ids for s in task_states(client, i).values()))
     # Canceled is the head node's word that nothing is left: checked at once, and again once Slurm

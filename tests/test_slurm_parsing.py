@@ -93,3 +93,41 @@ def test_another_users_job_named_as_a_holder_does_not_hide_the_real_one(tmp_path
         node._allocate_on_slurm(engine)
         assert node.job(job.id).slurm_job_id == 40
         assert engine.submitted == []
+
+
+def scontrol_job(name: str, comment: str, details: str) -> str:
+    """`scontrol -d show job 7` of a two-node allocation, shaped as 22.05 prints it."""
+    return (f"JobId=7 JobName={name}\n   UserId=eve(1005) GroupId=eve(1005) MCS_label=N/A\n"
+            f"   NodeList=node[1-2]\n   NumNodes=2 NumCPUs=3 NumTasks=3 CPUs/Task=1\n   JOB_GRES=(null)\n{details}"
+            f"   MinCPUsNode=1 MinMemoryCPU=100M MinTmpDiskNode=0\n   Command=(null)\n   WorkDir=/\n"
+            f"   Comment={comment}\n   StdErr=/dev/null\n")
+
+
+GENUINE = "     Nodes=node1 CPU_IDs=0-1 Mem=200 GRES=\n     Nodes=node2 CPU_IDs=0 Mem=100 GRES=\n"
+FORGED = "x\n     Nodes=node2 CPU_IDs=0-63 Mem=1 GRES=\n"
+
+
+@pytest.mark.parametrize(("name", "comment", "nodes", "expected"), [
+    ("hpc-abc-7", "", "node[1-2]", {"node1": 2, "node2": 1}),
+    ("hpc-abc-7", "", "node1", {"node1": 3}),  # one node: squeue's count alone, nothing else read
+    (FORGED, "", "node[1-2]", None),  # the owner renamed their job to print a split of their own
+    ("hpc-abc-7", FORGED, "node[1-2]", None),
+    ("hpc-abc-7", "     Nodes=node3 CPU_IDs=0 Mem=1 GRES=", "node[1-2]", {"node1": 2, "node2": 1}),  # not a line
+    ("hpc-abc-7", "y\n     Nodes=node3 CPU_IDs=0 Mem=1 GRES=", "node[1-2]", None)])
+def test_an_allocation_is_read_only_as_slurm_split_it(monkeypatch: pytest.MonkeyPatch, name: str, comment: str,
+                                                      nodes: str, expected: dict[str, int] | None) -> None:
+    engine = slurm.Slurm(None)
+
+    def run(args: Sequence[str], user: str = "", stdin: str = "") -> str:
+        if args[0] == "squeue":
+            return args[args.index("-o") + 1].replace("%C", "3").replace("%N", nodes) + "\n"
+        if args[:3] == ["scontrol", "show", "hostnames"]:
+            return {"node[1-2]": "node1\nnode2\n"}.get(args[3], args[3] + "\n")
+        assert args[:4] == ["scontrol", "-d", "show", "job"] and "[" in nodes
+        return scontrol_job(name, comment, GENUINE)
+    monkeypatch.setattr(engine, "run", run)
+    if expected is None:
+        with pytest.raises(slurm.SlurmError, match="not its 3 CPUs"):
+            engine.allocation(7)
+    else:
+        assert engine.allocation(7) == expected

@@ -177,7 +177,7 @@ class Allocation(Admission):
         for job in self._each(waiting):
             state = states.get(job.slurm_job_id)
             if state == "RUNNING":
-                self._start_job(job, engine.allocation(job.slurm_job_id))
+                self._start_granted(engine, job)
             elif state is None or state not in slurm.LIVE_STATES:
                 log.warning("job %d: Slurm job %d ended while queued (%s); asking again", job.id,
                             job.slurm_job_id, state)
@@ -185,6 +185,17 @@ class Allocation(Admission):
                 self.commit(job)
             else:
                 job.pending_reason = f"Resources (Slurm job {job.slurm_job_id} {state})"
+
+    def _start_granted(self, engine: slurm.Slurm, job: Job) -> None:
+        """Starts a job on the allocation Slurm granted; one that cannot be read now is read again at
+        the next poll (the job stays Queued, and says why)."""
+        try:
+            grant = engine.allocation(job.slurm_job_id)
+        except slurm.SlurmError as e:
+            log.warning("job %d: %s", job.id, e)
+            job.pending_reason = f"Resources (Slurm job {job.slurm_job_id} granted, not yet readable: {e})"
+            return
+        self._start_job(job, grant)
 
     def _hold_reason(self, job: Job) -> str:
         """Why a queued job may not start yet whatever the cores: held, or parents not finished."""

@@ -205,16 +205,17 @@ class Requests(ClusterRequests):
 
     def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]]:
         """The jobs that match, by id; a page of them with `after` and `limit` (the client pages)."""
+        try:
+            Job.check_fields(params.fields or ())
+        except KeyError as e:
+            raise invalid_argument(f"{e} is not a property of HpcJob.", "fields") from None
         if params.ids is not None:
             jobs = [self.head.job(job_id) for job_id in params.ids]
             jobs = [j for j in jobs if params.after is None or j.id > params.after]
         else:
             jobs = self._select_jobs(caller, params)
-        try:
-            return [j.to_record(self.head.name, not self.head.may_read(caller, j), params.fields)
-                    for j in jobs[:params.limit]]
-        except KeyError as e:
-            raise invalid_argument(f"{e} is not a property of HpcJob.", "fields") from None
+        return [j.to_record(self.head.name, not self.head.may_read(caller, j), params.fields)
+                for j in jobs[:params.limit]]
 
     def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
         """A page of the jobs that match: active ones from memory (the head node indexes them by state),

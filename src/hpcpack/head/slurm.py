@@ -179,12 +179,26 @@ class Slurm:
         return found
 
     def allocation(self, job_id: int) -> dict[str, int]:
-        """Node -> CPUs of a running allocation (scontrol's detailed Nodes=... CPU_IDs=... lines)."""
+        """Node -> CPUs of a running allocation. Its nodes and CPUs come from squeue, in a line with this
+        call's mark; across nodes the split is scontrol's detailed `Nodes=... CPU_IDs=...` lines, taken
+        only when they add up to exactly those nodes and CPUs: the owner's job name or comment can print
+        lines of that shape too. Raises SlurmError when the job is not listed or the two disagree."""
+        mark = secrets.token_hex(8)
+        out = self.run(["squeue", "-h", f"--jobs={job_id}", "-o", f"{mark}|%C|%N"])
+        line = next((row for row in out.splitlines() if row.startswith(f"{mark}|")), "")
+        if not line:
+            raise SlurmError(f"Slurm job {job_id} is not listed")
+        _, cpus, nodelist = line.split("|", 2)
+        nodes = self.hostnames(nodelist)
+        if len(nodes) == 1:
+            return {nodes[0]: int(cpus)}
         grant: dict[str, int] = {}
         text = self.run(["scontrol", "-d", "show", "job", str(job_id)])
-        for nodes, cpu_ids in re.findall(r"\bNodes=(\S+) CPU_IDs=(\S+)", text):
-            for node in self.hostnames(nodes):
-                grant[node] = grant.get(node, 0) + _count_ids(cpu_ids)
+        for names, cpu_ids in re.findall(r"^ +Nodes=(\S+) CPU_IDs=(\S+)", text, re.MULTILINE):
+            for node in self.hostnames(names):
+                grant[node] = -1 if node in grant else _count_ids(cpu_ids)  # twice: never a real split
+        if sorted(grant) != sorted(nodes) or sum(grant.values()) != int(cpus) or -1 in grant.values():
+            raise SlurmError(f"Slurm job {job_id}: its CPUs by node ({grant}) are not its {cpus} CPUs on {nodelist}")
         return grant
 
     def hostnames(self, nodelist: str) -> list[str]:

@@ -351,6 +351,17 @@ class Job:
             record = {**record, **{k: type(record[k])() for k in PRIVATE_JOB_FIELDS}}
         return record if fields is None else {"__type__": "HpcJob", **{name: record[name] for name in fields}}
 
+    @staticmethod
+    def check_fields(fields: Sequence[str]) -> None:
+        """Raises KeyError for a name in `fields` that is not a property of HpcJob: checked before any
+        job is read, so a wrong name fails even when no job matches."""
+        global _RECORD_NAMES
+        if _RECORD_NAMES is None:
+            _RECORD_NAMES = frozenset(Job(id=0, owner="", owner_uid=0).to_record(""))
+        for name in fields:
+            if name not in _RECORD_NAMES or name == "__type__":
+                raise KeyError(name)
+
     def _listing(self, fields: Sequence[str]) -> dict[str, Any]:
         """Only the properties a listing shows, each computed alone: a listing of 5,000 jobs builds and
         sends a tenth of the whole records (none of these is private)."""
@@ -444,6 +455,7 @@ class Job:
 
 # The job properties a listing may ask for alone (Job._listing): the counters, computed together once, and
 # the others with how each is had.
+_RECORD_NAMES: frozenset[str] | None = None  # every property of a job record (check_fields)
 _COUNTERS = frozenset({"TaskCount", "RunningTaskCount", "FinishedTaskCount", "FailedTaskCount", "CanceledTaskCount"})
 _LISTED: dict[str, Callable[[Job], Any]] = {
     "Id": lambda j: j.id, "Name": lambda j: j.name, "Owner": lambda j: j.owner, "State": lambda j: j.state.name,
