@@ -156,6 +156,8 @@ def test_a_fresh_user_runs_the_job_command_and_sees_which_head_node(machine: Mac
     view = machine.as_user("job", "view", str(job_id)).stdout
     assert re.search(rf"Owner\s+: {machine.user}\b", view)
     assert re.search(rf"HeadNode\s+: unix:{STATE}/headnode.sock", view)
+    task = machine.as_user("task", "view", f"{job_id}.1")  # HPC Pack's `task` command is on the PATH too
+    assert task.returncode == 0 and re.search(r"State\s+: Finished", task.stdout), task.stderr
     shown = machine.pwsh("(Get-HpcClusterProperty -Name HeadNode).Value").strip()
     assert shown == f"unix:{STATE}/headnode.sock"
 

@@ -188,6 +188,23 @@ def test_per_job_errors_are_non_terminating_with_stable_ids_and_the_rest_still_s
     assert job(client, job_id)["State"] == "Canceled"
 
 
+def test_piped_objects_bind_by_their_id_and_one_without_is_not_bound(pwsh: Pwsh, client: Client) -> None:
+    """An Import-Csv row or a custom object acts on the job its Id names, however it holds the Id; one with
+    no Id gets PowerShell's own binding error for that object alone, never a job with Id 0."""
+    ids = [make_job(client, "sleep 300", submit=False) for _ in range(2)]
+    script = (f"{ids[0]},{ids[1]} | ForEach-Object {{ [pscustomobject]@{{Id = $_}} }} | Stop-HpcJob -WhatIf\n"
+              f"[pscustomobject]@{{Name = 'x'}}, [pscustomobject]@{{Id = '{ids[1]}'}} | "
+              "Stop-HpcJob -WhatIf -ErrorVariable errs -ErrorAction SilentlyContinue\n"
+              "$errs.Count\n$errs[0].FullyQualifiedErrorId\n$errs[0].CategoryInfo.Category")
+    lines = ok(pwsh(script)).splitlines()
+    planned = [line for line in lines if line.startswith("What if:")]
+    assert [line.split("target ")[1].split()[:2] for line in planned] == [
+        ["\"Job", str(ids[0])], ["\"Job", str(ids[1])], ["\"Job", str(ids[1])]], lines
+    assert lines[len(planned):] == ["1", "InputObjectNotBound,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand",
+                                    "InvalidArgument"]
+    assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
+
+
 def test_scheduler_defaults_to_ccp_scheduler(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
     job_id = make_job(client, "sleep 300", submit=False)
     env = {**head.env(), "HPCPACK_HOME": str(tmp_path / "elsewhere")}  # the default head node is not ours

@@ -357,8 +357,10 @@ def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
     ids = submit_marked(head, mark, 100)
     prefix = f"hpc-{head_id(head.state_dir)}-"
     cancel_each_as_it_starts(slurm, client, prefix, ids)
+    last_cancel = time.monotonic()
     try:
         wait_until(lambda: not unfinished(client, ids), 60)
+        print(f"every job ended {time.monotonic() - last_cancel:.1f} s after the last cancel")
     except AssertionError:
         log = (head.state_dir / "headnode.log").read_text().splitlines()[-200:]
         raise AssertionError(f"jobs not ended: {unfinished(client, ids)[:5]}\n"

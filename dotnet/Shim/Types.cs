@@ -115,6 +115,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     }
 
     /// <summary>A job as HPC Pack's PowerShell module shows it.</summary>
+    [System.ComponentModel.TypeConverter(typeof(HpcJobConverter))]
     public class HpcJob : IHpcRecord
     {
         public int Id { get; set; }
@@ -214,6 +215,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     }
 
     /// <summary>A task (or a parametric sweep's subtask) of a job.</summary>
+    [System.ComponentModel.TypeConverter(typeof(HpcTaskConverter))]
     public class HpcTask : IHpcRecord
     {
         public int JobId { get; set; }

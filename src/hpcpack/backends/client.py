@@ -117,7 +117,8 @@ class Client:
                 return self._sock
             except OSError as e:
                 down = endpoint.state_dir is None and endpoint.socket_path == SYSTEM_STATE_DIR / SOCKET_NAME
-                hint = " (the machine's head node is not running: root starts it, 'systemctl start hpc-headnode')"
+                hint = (" (the machine's head node is not running: root starts it, 'systemctl start hpc-headnode', "
+                        "or 'hpc-headnode &' where systemd does not run)")
                 where = endpoint.name or "localhost"
                 where += f" ({endpoint.describe()})" if endpoint.describe() != endpoint.name else ""
                 errors.append(f"{where}: {e.strerror or e}" + (hint if down else ""))
