@@ -137,7 +137,8 @@ static bool printable_ascii(const char *text)
     return true;
 }
 
-/* Python's int() of a job ID as the CLI parses it, narrowed to plain digits; 0 for anything else. */
+/* Python's int() of a job ID as the CLI parses it, narrowed to plain digits up to the wire's largest ID
+   (operations.MAX_ID); 0 for anything else, which job-py then refuses in its words. */
 static long long job_id(const char *text)
 {
     if (!*text || strlen(text) > 15)
@@ -145,7 +146,8 @@ static long long job_id(const char *text)
     for (const char *c = text; *c; c++)
         if (!isdigit((unsigned char)*c))
             return 0;
-    return atoll(text);
+    long long value = atoll(text);
+    return value <= 2147483647LL ? value : 0;
 }
 
 /* -- finding the head node (config.py resolve/_endpoint, default_state_dir) --------------------------- */

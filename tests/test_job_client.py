@@ -185,6 +185,9 @@ def test_what_it_does_not_do_goes_to_python_unsent(head: HeadNodeProcess, client
                   ("cancel", str(job_id), "/force", "/graceful"), ("cancel", str(job_id), "/forse"),
                   ("submit", "/jobname:x", str(job_id)), ("bogus",)):
         same(head, *words)
+    for words in (("view", "2147483648"), ("cancel", "0"), ("cancel", "2147483648")):  # no job can have these
+        refused = same(head, *words)
+        assert refused[0] == 2 and "is not a job ID" in refused[2], refused
     assert job(client, job_id)["State"] == "Queued"
     # with /scheduler: the cancel is Python's alone, done once: a second one would be refused
     done = run(JOB, head, "cancel", str(job_id), f"/scheduler:unix:{head.socket}")

@@ -205,6 +205,15 @@ def test_piped_objects_bind_by_their_id_and_one_without_is_not_bound(pwsh: Pwsh,
     assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
 
 
+def test_an_id_no_job_can_have_is_a_per_job_error_like_an_unknown_one(pwsh: Pwsh, client: Client) -> None:
+    job_id = make_job(client, "sleep 300", submit=False)
+    script = (f"Stop-HpcJob -Id 0,{job_id},-3 -ErrorVariable errs -ErrorAction SilentlyContinue\n"
+              "Get-HpcJob -Id 0 -ErrorVariable +errs -ErrorAction SilentlyContinue\n"
+              "$errs | ForEach-Object { $_.FullyQualifiedErrorId.Split(',')[0] + ' ' + $_.TargetObject }")
+    assert ok(pwsh(script)).splitlines() == ["InvalidJobId 0", "InvalidJobId -3", "InvalidJobId 0"]
+    assert job(client, job_id)["State"] == "Canceled"
+
+
 def test_scheduler_defaults_to_ccp_scheduler(head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
     job_id = make_job(client, "sleep 300", submit=False)
     env = {**head.env(), "HPCPACK_HOME": str(tmp_path / "elsewhere")}  # the default head node is not ours

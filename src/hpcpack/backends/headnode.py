@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import HpcError
 from ..wire import protocol
+from ..wire.operations import MAX_ID
 from .client import Client, for_scheduler
 from .contract import Item, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
 
@@ -22,6 +23,11 @@ def _items(results: list[dict[str, Any]]) -> list[Item]:
                  error=HpcError.from_wire(r["error"]) if "error" in r else None, action=r.get("action"),
                  state=r.get("state"))
             for r in results]
+
+
+def _no_such_job(job_id: int) -> Item:
+    return Item(id=job_id, error=HpcError("InvalidJobId", f"Job {job_id} does not exist: job IDs are 1 to {MAX_ID}.",
+                                          job_id))
 
 
 def _named(results: list[dict[str, Any]], key: str) -> list[NamedItem]:
@@ -59,13 +65,20 @@ class HeadNodeBackend:
         return list(self.client.call("add_task", job_id=job_id, spec=spec))
 
     def submit_jobs(self, ids: Sequence[int]) -> list[Item]:
-        return _items(self.client.call("submit_jobs", ids=list(ids)))
+        return self._per_job("submit_jobs", ids)
 
     def requeue_jobs(self, ids: Sequence[int]) -> list[Item]:
-        return _items(self.client.call("requeue_jobs", ids=list(ids)))
+        return self._per_job("requeue_jobs", ids)
 
     def lookup_jobs(self, ids: Sequence[int]) -> list[Item]:
-        return _items(self.client.call("lookup_jobs", ids=list(ids)))
+        return self._per_job("lookup_jobs", ids)
+
+    def _per_job(self, operation: str, ids: Sequence[int], **params: Any) -> list[Item]:
+        """`operation` on the jobs `ids`, one answer each in their order; an ID no job can have (Stop-HpcJob
+        -Id 0) is answered here as the head node answers one it does not know, and the others still act."""
+        valid = [i for i in ids if 1 <= i <= MAX_ID]
+        answers = iter(_items(self.client.call(operation, ids=valid, **params)) if valid else [])
+        return [next(answers) if 1 <= i <= MAX_ID else _no_such_job(i) for i in ids]
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
         after = None
@@ -86,10 +99,10 @@ class HeadNodeBackend:
         return [str(p) for p in self.client.call("map_paths", paths=list(paths))]
 
     def plan_cancel(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
-        return _items(self.client.call("plan_cancel", ids=list(ids), **options.to_wire()))
+        return self._per_job("plan_cancel", ids, **options.to_wire())
 
     def cancel_jobs(self, ids: Sequence[int], options: StopOptions) -> list[Item]:
-        return _items(self.client.call("cancel_jobs", ids=list(ids), **options.to_wire()))
+        return self._per_job("cancel_jobs", ids, **options.to_wire())
 
     def wait_jobs(self, ids: Sequence[int], timeout: float) -> dict[int, str]:
         states = self.client.call("wait_jobs", ids=list(ids), timeout=timeout)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..backends.contract import Item, JobQuery, StopOptions, TaskQuery
 from ..backends.stopping import stop_jobs
 from ..errors import HpcError
+from ..wire.operations import MAX_ID
 
 if TYPE_CHECKING:
     from ..backends.contract import Backend
@@ -83,7 +84,7 @@ def _task_address(text: str) -> tuple[int, int, int]:
         numbers = [int(p) for p in parts]
     except ValueError:
         numbers = []
-    if len(numbers) not in (2, 3) or min(numbers) < 1:
+    if len(numbers) not in (2, 3) or min(numbers) < 1 or max(numbers) > MAX_ID:
         raise argparse.ArgumentTypeError(f"'{text}' is not a task: write <jobID>.<taskID>[.<subtaskID>]")
     return numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 0
 
@@ -93,7 +94,7 @@ def _job_id(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a job ID") from None
-    if value < 1:
+    if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError(f"'{text}' is not a job ID")
     return value
 

@@ -32,8 +32,9 @@ def _clean_text(value: str) -> str:
 
 
 Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT), AfterValidator(_clean_text)]
-Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
-SubId = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+MAX_ID = 2**31 - 1  # HPC Pack's IDs are Int32
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+SubId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
 States = Text | Annotated[list[Text], Field(max_length=64)]
 When = Text | Annotated[StrictInt, Field(ge=0, le=2**40)] | Annotated[StrictFloat, Field(ge=0, le=2**40,
