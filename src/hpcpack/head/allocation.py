@@ -154,7 +154,8 @@ class Allocation(Admission):
         grouped = set().union(*sets) if sets else set(names)
         exclude = tuple(n for n in names if n.lower() in excluded or (requested and n.lower() not in requested)
                         or n not in grouped)
-        idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude)
+        # Only a range needs Slurm's idle CPUs (one sinfo): a fixed demand asks for itself.
+        idle = sum(c for n, c in engine.idle_cpus().items() if n not in exclude) if low < high else low
         partition, constraint = self.slurm_group_options(job)
         request = slurm.Request(cores=max(low, min(high, idle)), exclude=exclude, exclusive=job.exclusive,
                                 partition=partition, constraint=constraint, nice=self._slurm_nice(job))
