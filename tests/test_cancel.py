@@ -429,3 +429,33 @@ def test_a_forced_cancel_reaches_an_escaped_double_fork(client: Client, tmp_path
     cancel(client, job_id, force=True)
     assert wait_state(client, job_id, "Canceled")["State"] == "Canceled"
     assert pids_running(b"/bin/sleep", b"3019") == []
+
+
+def test_a_mixed_bulk_cancel_answers_each_job_and_cancels_only_what_the_caller_may(
+        head: HeadNodeProcess, users: dict[str, object]) -> None:
+    # In one request: another user's job (refused), an unknown id, the caller's running job and the
+    # caller's jobs queued behind it (never started: ended at once, together).
+    made = as_user("hpcalice", head, "j = c.call('new_job', spec={'Name': 'alices'}); print(j['Id'])")
+    assert made.returncode == 0, made.stderr
+    alices = int(made.stdout)
+    code = ("def job(command, **spec):\n"
+            "    j = c.call('new_job', spec=spec, tasks=[{'CommandLine': command}])\n"
+            "    c.call('submit_jobs', ids=[j['Id']])\n"
+            "    return j['Id']\n"
+            "running = job('sleep 300', NumCores='8')\n"
+            "queued = [job('true') for _ in range(3)]\n"
+            f"ids = [queued[0], {alices}, 987654, running, *queued[1:]]\n"
+            "print(json.dumps({'running': running, 'queued': queued, 'results': c.call('cancel_jobs', ids=ids)}))")
+    out = as_user("hpcbob", head, code)
+    assert out.returncode == 0, out.stderr
+    answer = __import__("json").loads(out.stdout)
+    running, queued, results = answer["running"], answer["queued"], answer["results"]
+    assert [r["id"] for r in results] == [queued[0], alices, 987654, running, *queued[1:]]
+    errors = {r["id"]: r["error"]["error_id"] for r in results if "error" in r}
+    assert errors == {alices: "PermissionDenied", 987654: "InvalidJobId"}
+    assert [r["state"] for r in results if r["id"] in queued] == ["Canceled"] * 3
+    check = head.client()
+    assert job(check, alices)["State"] == "Configuring"
+    assert wait_state(check, running, "Canceled")["State"] == "Canceled"
+    assert {job(check, i)["State"] for i in queued} == {"Canceled"}
+    check.close()

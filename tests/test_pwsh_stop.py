@@ -288,3 +288,22 @@ def test_yes_to_all_confirms_the_rest_without_asking(pwsh: Pwsh, client: Client)
     out = ok(pwsh(f"$ConfirmPreference = 'Medium'\nStop-HpcJob -Id {','.join(map(str, ids))}", stdin="A\n"))
     assert out.count("Are you sure") == 1
     assert [job(client, i)["State"] for i in ids] == ["Canceled"] * 3
+
+
+def test_a_mixed_id_list_stops_each_job_it_can_and_reports_the_others_one_by_one(pwsh: Pwsh, client: Client) -> None:
+    # A running job holding every core, jobs queued behind it (ended at once, together), an ended job
+    # and an unknown id, in one Stop-HpcJob: two non-terminating errors, naming their jobs, and the rest stop.
+    ended = make_job(client, "true")
+    wait_state(client, ended, "Finished")
+    running = make_job(client, "sleep 300", NumCores="8")
+    wait_state(client, running, "Running")
+    queued = [make_job(client, "true") for _ in range(3)]
+    assert {job(client, i)["State"] for i in queued} == {"Queued"}
+    ids = [queued[0], 424242, running, ended, *queued[1:]]
+    script = (f"Stop-HpcJob -Id {','.join(map(str, ids))} -Confirm:$false -ErrorVariable errs "
+              "-ErrorAction SilentlyContinue\n"
+              "foreach ($e in $errs) { $e.FullyQualifiedErrorId.Split(',')[0] + '|' + $e.TargetObject }")
+    lines = ok(pwsh(script)).splitlines()
+    assert lines == ["InvalidJobId|424242", f"InvalidCancelJobState|{ended}"]
+    assert [job(client, i)["State"] for i in [running, *queued]] == ["Canceled"] * 4
+    assert job(client, ended)["State"] == "Finished"

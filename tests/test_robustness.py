@@ -609,3 +609,23 @@ def test_replies_kept_for_resends_are_compact_and_bounded_per_user(head: HeadNod
     with contextlib.closing(sqlite3.connect(state_dir / "headnode.db")) as db:
         rows, size = db.execute("SELECT count(*), sum(length(reply)) FROM applied_requests").fetchone()
     assert rows == 1_000 and size < 1_000 * 300  # the 10,000-id reply went with the oldest
+
+
+def test_an_idle_head_node_copies_its_commits_into_the_database_file(head: HeadNodeProcess, client: Client,
+                                                                     tmp_path: Path) -> None:
+    # Commits first go to the WAL; once no request has come for a moment, the head node checkpoints it,
+    # so that the database file alone (copied without its -wal) holds the latest change.
+    job_id = client.call("new_job", spec={"Name": "checkpointed"})["Id"]
+
+    def in_database_file() -> bool:
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(head.state_dir / "headnode.db", copy)
+        db = sqlite3.connect(copy)
+        try:
+            return db.execute("SELECT count(*) FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == 1
+        except sqlite3.OperationalError:  # not even the tables yet
+            return False
+        finally:
+            db.close()
+            copy.unlink()
+    assert wait_until(in_database_file, 10)

@@ -20,6 +20,7 @@ import resource
 import signal
 import sqlite3
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its 
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
+CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
 
 
@@ -54,11 +56,38 @@ class Daemon:
         self.requests = Requests(self.head, self)
         self.wake = asyncio.Event()
         self.stopping = False
+        self.last_activity = time.monotonic()  # a request began, answered, or went on to its next batch
+        self.last_checkpoint = self.last_activity
         self.connections: Counter[int] = Counter()  # open connections, by uid
         self.opening = 0  # TCP connections not yet authenticated
 
     def poke(self) -> None:
         self.wake.set()
+
+    def touch(self) -> None:
+        """A request is being served: no checkpoint now, nor between the requests of one bulk cmdlet."""
+        self.last_activity = time.monotonic()
+
+    def _idle_wait(self) -> float:
+        """Seconds the loop may sleep: until its next step's work, or until the checkpoint is due."""
+        wait = self.head.next_wakeup()
+        if self.head.store.unchecked:
+            wait = min(wait, max(0.0, self._checkpoint_due() - time.monotonic()))
+        return wait
+
+    def _checkpoint_due(self) -> float:
+        """CHECKPOINT_IDLE after the last request, and after the last checkpoint (steps that write at
+        every pass, while jobs run, are not checkpointed after each)."""
+        return max(self.last_activity, self.last_checkpoint) + CHECKPOINT_IDLE
+
+    def _checkpoint_when_idle(self) -> None:
+        """A checkpoint that fails (a full disk) is tried again later; the commits are safe in the WAL."""
+        if self.head.store.unchecked and time.monotonic() >= self._checkpoint_due():
+            try:
+                self.head.store.checkpoint()
+            except sqlite3.Error as e:
+                log.warning("the database could not be checkpointed (%s); trying again later", e)
+            self.last_checkpoint = time.monotonic()
 
     async def until_ended(self, caller: Caller, ids: list[int], timeout: float) -> dict[str, Any]:
         """Resolves when every job is in a final state, or at the deadline (never waits forever), or
@@ -119,8 +148,9 @@ class Daemon:
                 self.head.step()
                 self.head.waits.resolve(self.head.jobs)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.head.next_wakeup())
+                    await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
                 self.wake.clear()
+                self._checkpoint_when_idle()
         self.socket_path.unlink(missing_ok=True)
         self.head.close()
 
@@ -192,6 +222,7 @@ class Daemon:
             writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
 
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
+        self.touch()
         try:
             message = protocol.decode(body)
             result = await self.requests.handle(caller, message.get("op"), message.get("args"),
@@ -210,6 +241,7 @@ class Daemon:
             self.head.reload(self.head.touched)
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
+            self.touch()
             self.poke()
 
 

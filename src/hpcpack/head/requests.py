@@ -129,6 +129,7 @@ class Requests(ClusterRequests):
             results += [{"id": job_id, "error": outcome.to_wire()} if isinstance(outcome, HpcError)
                         else {"id": job_id, **answer(outcome)}
                         for job_id, outcome in zip(chunk, batch(chunk), strict=True)]
+            self.daemon.touch()
             self.daemon.poke()
             await asyncio.sleep(0)
         return results
