@@ -25,7 +25,7 @@ NO_NUGET := echo >&2 "make: dotnet could not get packages from NuGet (https://ap
 
 .PHONY: build prerequisites demo test lint help check-help install uninstall purge bench clean
 
-build: $(VENV)/.installed $(VENV)/bin/job build/pwsh.ready module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml
+build: $(VENV)/.installed $(VENV)/bin/job build/pwsh.ready module/bin/CCPPSH.dll module/bin/python-env.txt module/en-US/CCPPSH.dll-Help.xml bytecode
 
 prerequisites:
 	@command -v $(PYTHON) >/dev/null || { echo >&2 "make: no $(PYTHON) on the PATH: install Python 3.11+ with a shared libpython (Debian/Ubuntu: apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3'."; exit 1; }
@@ -68,6 +68,12 @@ build/pwsh.ready:
 	bin/pwsh -NoProfile -Version >/dev/null 2>&1 || $(MAKE) --no-print-directory PWSH_DIR=build/pwsh pwsh-tool
 	bin/pwsh -NoProfile -Version
 	touch $@
+
+# The backend's compiled bytecode (src/ is installed editable). Python run with PYTHONDONTWRITEBYTECODE=1 (CI,
+# sandboxes) never writes it, and then every fresh pwsh and job-py compiles the backend again (tens of ms).
+.PHONY: bytecode
+bytecode: $(VENV)/.installed
+	@$(PY) -m compileall -q src >/dev/null
 
 .PHONY: pwsh-tool
 pwsh-tool:

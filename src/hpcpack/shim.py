@@ -1,26 +1,29 @@
 """The one function the C# module calls: `call(command, arguments) -> records`.
 
-Each cmdlet family registers its commands here. A command returns plain records: objects
-("__type__" names the .NET type), plans (target/action/key, for ShouldProcess) and per-item
-errors ("__error__"). An exception it raises stops the whole cmdlet (a terminating error), except that a
-head node that cannot be reached or refuses the connection is HPC Pack's per-statement connection error:
-a non-terminating error record, which -ErrorAction SilentlyContinue silences.
+Each cmdlet family (a module of hpcpack.cmdlets) registers its commands when it is first imported, which
+is on the first call of one of them: a fresh pwsh imports only what the commands it runs need. A command
+returns plain records: objects ("__type__" names the .NET type), plans (target/action/key, for
+ShouldProcess) and per-item errors ("__error__"). An exception it raises stops the whole cmdlet (a
+terminating error), except that a head node that cannot be reached or refuses the connection is HPC Pack's
+per-statement connection error: a non-terminating error record, which -ErrorAction SilentlyContinue silences.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from typing import Any
 
-from .cmdlets import cluster, jobs, nodes, registry, tasks, templates  # noqa: F401  (they register their commands)
+from .cmdlets import registry
 from .errors import ErrorRecord, HpcError
 
 UNREACHABLE = ("CannotConnectWithScheduler", "AuthenticationFailed")
+FAMILIES = ("jobs", "tasks", "nodes", "cluster", "templates")  # the most used first: fewest imports to find one
 
 
 def call(command: str, arguments: Any) -> list[dict[str, Any]]:
-    handler = registry.COMMANDS.get(command)
+    handler = _handler(command)
     if handler is None:
         raise HpcError("InvalidOperation", f"The HPC backend has no command '{command}'.")
     args = registry.Args(dict(arguments))
@@ -33,6 +36,15 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
         raise
     finally:
         registry.STOPPED.discard(args.call_id)
+
+
+def _handler(command: str) -> registry.Handler | None:
+    """The command's handler, importing cmdlet families until one has registered it."""
+    for family in FAMILIES:
+        if command in registry.COMMANDS:
+            break
+        importlib.import_module(f"{__package__}.cmdlets.{family}")
+    return registry.COMMANDS.get(command)
 
 
 def stop(call_id: str) -> None:
