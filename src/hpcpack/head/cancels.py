@@ -257,7 +257,7 @@ class Cancels(Processes):
         if not running and not left:
             return False
         if cancel is None or (cancel.term_deadline is not None and now() >= cancel.term_deadline):
-            self._kill(job, left, running)
+            self._kill(job, left)
         return True
 
     def _release_pending(self, job: Job) -> bool:
@@ -280,14 +280,14 @@ class Cancels(Processes):
         steps = self._slurm_steps_left(job)
         if not left and not steps:
             return False
-        self._kill(job, left, [])
+        self._kill(job, left, last=True)
         if steps:
             self._report_steps_left(job, steps)
         return True
 
     def _report_steps_left(self, job: Job, steps: list[str]) -> None:
         """Steps Slurm still lists after SIGKILL: the job is visibly in trouble, never falsely ended."""
-        since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else job.end_time
+        since = self._killed_since(job)
         if since is None or now() - since <= SLURM_STEPS_REPORT_AFTER:
             return
         message = (f"Cancel incomplete: Slurm still lists {len(steps)} step(s) of job {job.id} "

@@ -44,7 +44,11 @@ SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are report
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
 # Slurm lists a killed step until slurmstepd has seen its cgroup empty (about 3 s here): only later is
 # a step still listed reported as trouble.
-SLURM_STEPS_REPORT_AFTER = 15.0
+SLURM_STEPS_REPORT_AFTER = 30.0
+# A step still listed this long after SIGKILL ends with its allocation: a launch whose srun was killed
+# before slurmstepd could reach it ("Slurmd could not connect IO") can leave a step record that Slurm
+# lists until the job ends.
+SLURM_STEP_STUCK_AFTER = 10.0
 STEP_KILL_INTERVAL = 0.5  # seconds between SIGKILLs through Slurm to the steps of a job being ended
 SLURM_POLL_INTERVAL = 0.05  # seconds between asking Slurm whether queued jobs' allocations were granted
 CLEANUP_INTERVAL = 3600.0  # seconds between looks for ended jobs past their time to live
