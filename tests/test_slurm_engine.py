@@ -345,6 +345,7 @@ def unfinished(client: Client, ids: list[int]) -> list[tuple[int, str, str, dict
             if j["State"] not in ("Canceled", "Finished", "Failed")]
 
 
+@pytest.mark.timeout(600)  # its own deadlines find a hang: 400 s for the starts, 60 s for the ends
 def test_jobs_canceled_at_the_instant_of_launch_leave_no_process_on_any_node(
         slurm: SlurmCluster, head: HeadNodeProcess, client: Client) -> None:
     client.call("set_property", values={"TaskCancelGracePeriod": 1})
