@@ -11,7 +11,7 @@ import pytest
 from hpcpack.config import Node
 from hpcpack.head import slurm
 from hpcpack.identity import Caller
-from hpcpack.model.objects import CancelRequest, now
+from hpcpack.model.objects import now
 from hpcpack.model.states import JobState
 
 from .conftest import in_process_head_node
@@ -135,10 +135,13 @@ def test_an_allocation_is_read_only_as_slurm_split_it(monkeypatch: pytest.Monkey
 
 
 class StepRecorder:
-    """Slurm as a job's end sees it: what the head node asks of the job's allocation."""
+    """Slurm as a job's end sees it: one step it lists whatever is done; what the head node asks is recorded."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, int]] = []
+
+    def steps(self, job_id: int) -> dict[str, str]:
+        return {f"{job_id}.0": "hpc-step"}
 
     def kill_all_steps(self, job_id: int) -> None:
         self.asked.append(("kill_all_steps", job_id))
@@ -147,17 +150,18 @@ class StepRecorder:
         self.asked += [("end", j) for j in job_ids]
 
 
-@pytest.mark.parametrize(("killed_ago", "last", "expected"), [
-    (1.0, True, "kill_all_steps"),  # Slurm lists a killed step for a few seconds: its steps are killed again
-    (60.0, False, "kill_all_steps"),  # its node release is still to run in the allocation
-    (60.0, True, "end")])  # a step record outliving SIGKILL goes with its allocation
-def test_a_step_slurm_lists_long_after_sigkill_ends_with_its_allocation(
-        tmp_path: Path, killed_ago: float, last: bool, expected: str) -> None:
+@pytest.mark.parametrize(("listed_for", "expected"), [
+    (None, "kill_all_steps"),  # first seen: Slurm lists a killed step for a few seconds, it is killed again
+    (3.0, "kill_all_steps"),
+    (60.0, "end")])  # a step record outliving SIGKILL goes with its allocation
+def test_a_step_slurm_lists_long_after_the_work_is_over_ends_with_its_allocation(
+        tmp_path: Path, listed_for: float | None, expected: str) -> None:
     for node in in_process_head_node(tmp_path, [Node("N1", 2)]):
         job = node.new_job(Caller(uid=0, gid=0, name="root", admin=True), {"Name": "j"}, [{"CommandLine": "true"}])
         job.slurm_job_id = 44
-        job.cancel = CancelRequest("cancel", "Canceled", False, False, "", "root", now(), now() - killed_ago)
+        if listed_for is not None:
+            node._steps_left_since[job.id] = now() - listed_for
         recorder = node.slurm = StepRecorder()
-        node._kill(job, [], last=last)
+        assert node._survivors_remain(job)  # the job does not end while Slurm lists its step
         node.slurm = None  # the job is not Slurm's: nothing is asked when it is canceled at the end
         assert recorder.asked == [(expected, 44)]

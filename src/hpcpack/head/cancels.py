@@ -11,7 +11,14 @@ from ..identity import Caller
 from ..model.objects import CANCELED_BY_USER, FINISHED_BY_USER, TASKS_JOB_CANCELED, CancelRequest, Job, Task, now
 from ..model.states import JOB_CANCELABLE, TASK_TERMINAL, TASK_WAITING, JobState, TaskState
 from ..model.stop import StopOptions
-from .core import _CANCEL_KINDS, JOB_RUNTIME_EXPIRED, SLURM_STEPS_REPORT_AFTER, TASK_FAILURE, log
+from .core import (
+    _CANCEL_KINDS,
+    JOB_RUNTIME_EXPIRED,
+    SLURM_STEP_STUCK_AFTER,
+    SLURM_STEPS_REPORT_AFTER,
+    TASK_FAILURE,
+    log,
+)
 from .processes import Processes
 from .store import Rows
 
@@ -280,14 +287,17 @@ class Cancels(Processes):
         steps = self._slurm_steps_left(job)
         if not left and not steps:
             return False
-        self._kill(job, left, last=True)
+        # Nothing of the job is to run any more (its node release is done): a step Slurm has listed this
+        # long goes with the allocation, which the job's end would end next anyway (SLURM_STEP_STUCK_AFTER).
+        listed = now() - self._steps_left_since.setdefault(job.id, now()) if steps else 0.0
+        self._kill(job, left, end_allocation=listed > SLURM_STEP_STUCK_AFTER)
         if steps:
             self._report_steps_left(job, steps)
         return True
 
     def _report_steps_left(self, job: Job, steps: list[str]) -> None:
         """Steps Slurm still lists after SIGKILL: the job is visibly in trouble, never falsely ended."""
-        since = self._killed_since(job)
+        since = job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else job.end_time
         if since is None or now() - since <= SLURM_STEPS_REPORT_AFTER:
             return
         message = (f"Cancel incomplete: Slurm still lists {len(steps)} step(s) of job {job.id} "
@@ -328,6 +338,7 @@ class Cancels(Processes):
         if job.slurm_job_id:  # the allocation ends once the end is on record
             self._slurm_after_commit(job, "end")
             self._next_step_kill.pop(job.id, None)
+            self._steps_left_since.pop(job.id, None)
         if job.cancel is not None:
             job.cancel.survivors = []
         for unit in job.units():

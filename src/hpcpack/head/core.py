@@ -45,9 +45,9 @@ SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
 # Slurm lists a killed step until slurmstepd has seen its cgroup empty (about 3 s here): only later is
 # a step still listed reported as trouble.
 SLURM_STEPS_REPORT_AFTER = 30.0
-# A step still listed this long after SIGKILL ends with its allocation: a launch whose srun was killed
-# before slurmstepd could reach it ("Slurmd could not connect IO") can leave a step record that Slurm
-# lists until the job ends.
+# A step Slurm lists this long once all the job's work is over ends with its allocation: a launch whose
+# srun was killed before slurmstepd could reach it ("Slurmd could not connect IO") can leave a step record
+# that Slurm lists until the job ends.
 SLURM_STEP_STUCK_AFTER = 10.0
 STEP_KILL_INTERVAL = 0.5  # seconds between SIGKILLs through Slurm to the steps of a job being ended
 SLURM_POLL_INTERVAL = 0.05  # seconds between asking Slurm whether queued jobs' allocations were granted
@@ -86,6 +86,7 @@ class Core:
             config.nodes = self.slurm.nodes()  # Slurm's nodes are the cluster's
         self._next_slurm_poll = 0.0
         self._next_step_kill: dict[int, float] = {}  # job id -> when its steps may be killed through Slurm again
+        self._steps_left_since: dict[int, float] = {}  # job id -> when its proof step first saw Slurm list a step
         self._slurm_gathered: dict[tuple[str, str], list[int]] = {}  # (command, text) -> Slurm job ids, see processes
         self.jobs: dict[int, Job] = {}
         self._by_state: dict[JobState, dict[int, Job]] = {s: {} for s in JobState.__members__.values()}

@@ -11,7 +11,6 @@ from ..model.objects import Job, Task, now
 from ..model.states import TASK_TERMINAL
 from . import executor, slurm
 from .core import (
-    SLURM_STEP_STUCK_AFTER,
     STEP_KILL_INTERVAL,
     SURVIVOR_REPORT_AFTER,
     SWEEP_INTERVAL,
@@ -142,16 +141,12 @@ class Processes(Core):
             gone = "Invalid job id" in str(e)
             return [] if gone else [f"unknown ({e})"]
 
-    def _kill(self, job: Job, pids: list[int], last: bool = False) -> None:
-        """SIGKILL to the job's processes and Slurm steps. `last`: nothing of the job is to run any more
-        (its node release is done), so a step Slurm lists SLURM_STEP_STUCK_AFTER s after the kill is ended
-        with the whole allocation: the job's end would end it next anyway, and Slurm then kills whatever
-        is left of the job on every node before it stops listing it."""
+    def _kill(self, job: Job, pids: list[int], end_allocation: bool = False) -> None:
+        """SIGKILL to the job's processes and its Slurm steps; with `end_allocation`, to the whole
+        allocation instead (Slurm then kills whatever is left of the job on every node)."""
         if now() >= self._next_step_kill.get(job.id, 0.0):  # scancel at most every STEP_KILL_INTERVAL
             self._next_step_kill[job.id] = now() + STEP_KILL_INTERVAL
-            killed = self._killed_since(job)
-            stuck = last and killed is not None and now() - killed > SLURM_STEP_STUCK_AFTER
-            self._slurm_call(job, lambda s, a: s.end(a) if stuck else s.kill_all_steps(a))
+            self._slurm_call(job, lambda s, a: s.end(a) if end_allocation else s.kill_all_steps(a))
         failed = executor.signal_all(pids, signal.SIGKILL)
         for unit in job.units():
             self.cgroups.kill(unit.token)
@@ -166,11 +161,6 @@ class Processes(Core):
             if job.error_message != message:
                 job.error_message = message
                 self.commit(job, entry=("scheduler", "trouble", message))
-
-    @staticmethod
-    def _killed_since(job: Job) -> float | None:
-        """When the job's processes were first due for SIGKILL: its cancel's grace deadline, or its end."""
-        return job.cancel.term_deadline if job.cancel and job.cancel.term_deadline else job.end_time
 
     def _kill_later(self, job: Job, unit: Task) -> None:
         self._task_deadlines[unit.key] = (now() + self.property("TaskCancelGracePeriod"), job, unit)
