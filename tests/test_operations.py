@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 
 from hpcpack.backends import headnode
 from hpcpack.backends.contract import Backend
@@ -41,3 +43,12 @@ def test_the_head_node_backend_keeps_the_whole_contract_and_reaches_every_operat
             assert inspect.signature(ours) == inspect.signature(declared), verb
     sent = set(re.findall(r'(?:\.call|\._per_job)\("(\w+)"', inspect.getsource(headnode)))
     assert sent == set(operations.OPERATIONS) - {"hello", "shutdown"}
+
+
+def test_the_client_paths_leave_the_wire_schemas_to_the_head_node() -> None:
+    """job-py and the module's first cmdlet import no pydantic (about 200 ms of a command's start): the
+    schemas are the head node's; clients share only wire/protocol.py's constants."""
+    code = ("import sys, hpcpack.cli, hpcpack.shim, hpcpack.cmdlets.jobs, hpcpack.cmdlets.tasks\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ from typing import Any
 
 from ..errors import HpcError
 from ..wire import protocol
-from ..wire.operations import MAX_ID
 from .client import Client, for_scheduler
 from .contract import Item, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
 
@@ -26,8 +25,8 @@ def _items(results: list[dict[str, Any]]) -> list[Item]:
 
 
 def _no_such_job(job_id: int) -> Item:
-    return Item(id=job_id, error=HpcError("InvalidJobId", f"Job {job_id} does not exist: job IDs are 1 to {MAX_ID}.",
-                                          job_id))
+    message = f"Job {job_id} does not exist: job IDs are 1 to {protocol.MAX_ID}."
+    return Item(id=job_id, error=HpcError("InvalidJobId", message, job_id))
 
 
 def _named(results: list[dict[str, Any]], key: str) -> list[NamedItem]:
@@ -76,9 +75,9 @@ class HeadNodeBackend:
     def _per_job(self, operation: str, ids: Sequence[int], **params: Any) -> list[Item]:
         """`operation` on the jobs `ids`, one answer each in their order; an ID no job can have (Stop-HpcJob
         -Id 0) is answered here as the head node answers one it does not know, and the others still act."""
-        valid = [i for i in ids if 1 <= i <= MAX_ID]
+        valid = [i for i in ids if 1 <= i <= protocol.MAX_ID]
         answers = iter(_items(self.client.call(operation, ids=valid, **params)) if valid else [])
-        return [next(answers) if 1 <= i <= MAX_ID else _no_such_job(i) for i in ids]
+        return [next(answers) if 1 <= i <= protocol.MAX_ID else _no_such_job(i) for i in ids]
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
         after = None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..backends.contract import Item, JobQuery, StopOptions, TaskQuery
 from ..backends.stopping import stop_jobs
 from ..errors import HpcError
-from ..wire.operations import MAX_ID
+from ..wire.protocol import MAX_ID
 
 if TYPE_CHECKING:
     from ..backends.contract import Backend

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from ..errors import HpcError
-from .protocol import MAX_IDS
+from .protocol import MAX_ID, MAX_IDS
 
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification
@@ -32,7 +32,6 @@ def _clean_text(value: str) -> str:
 
 
 Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT), AfterValidator(_clean_text)]
-MAX_ID = 2**31 - 1  # HPC Pack's IDs are Int32
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 SubId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
