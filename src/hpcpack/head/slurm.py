@@ -192,12 +192,11 @@ class Slurm:
         nodes = self.hostnames(nodelist)
         if len(nodes) == 1:
             return {nodes[0]: int(cpus)}
-        grant: dict[str, int] = {}
         text = self.run(["scontrol", "-d", "show", "job", str(job_id)])
-        for names, cpu_ids in re.findall(r"^ +Nodes=(\S+) CPU_IDs=(\S+)", text, re.MULTILINE):
-            for node in self.hostnames(names):
-                grant[node] = -1 if node in grant else _count_ids(cpu_ids)  # twice: never a real split
-        if sorted(grant) != sorted(nodes) or sum(grant.values()) != int(cpus) or -1 in grant.values():
+        split = [(node, _count_ids(cpu_ids)) for names, cpu_ids in
+                 re.findall(r"^ +Nodes=(\S+) CPU_IDs=(\S+)", text, re.MULTILINE) for node in self.hostnames(names)]
+        grant = dict(split)  # a node named twice is never Slurm's own split
+        if len(grant) != len(split) or sorted(grant) != sorted(nodes) or sum(grant.values()) != int(cpus):
             raise SlurmError(f"Slurm job {job_id}: its CPUs by node ({grant}) are not its {cpus} CPUs on {nodelist}")
         return grant
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -355,11 +356,8 @@ class Job:
     def check_fields(fields: Sequence[str]) -> None:
         """Raises KeyError for a name in `fields` that is not a property of HpcJob: checked before any
         job is read, so a wrong name fails even when no job matches."""
-        global _RECORD_NAMES
-        if _RECORD_NAMES is None:
-            _RECORD_NAMES = frozenset(Job(id=0, owner="", owner_uid=0).to_record(""))
         for name in fields:
-            if name not in _RECORD_NAMES or name == "__type__":
+            if name not in _record_names() or name == "__type__":
                 raise KeyError(name)
 
     def _listing(self, fields: Sequence[str]) -> dict[str, Any]:
@@ -455,7 +453,6 @@ class Job:
 
 # The job properties a listing may ask for alone (Job._listing): the counters, computed together once, and
 # the others with how each is had.
-_RECORD_NAMES: frozenset[str] | None = None  # every property of a job record (check_fields)
 _COUNTERS = frozenset({"TaskCount", "RunningTaskCount", "FinishedTaskCount", "FailedTaskCount", "CanceledTaskCount"})
 _LISTED: dict[str, Callable[[Job], Any]] = {
     "Id": lambda j: j.id, "Name": lambda j: j.name, "Owner": lambda j: j.owner, "State": lambda j: j.state.name,
@@ -488,3 +485,9 @@ def history_record(job: Job) -> dict[str, Any]:
         "RequeueCount": job.requeue_count, "ErrorMessage": job.error_message, "Service": "", "Type": "Batch",
         "NumberOfCalls": 0, "CallsPerSecond": 0.0, "CallDuration": 0, "AllocatedNodes": sorted(job.allocation),
     }
+
+
+@functools.cache
+def _record_names() -> frozenset[str]:
+    """Every property of a job record (Job.check_fields)."""
+    return frozenset(Job(id=0, owner="", owner_uid=0).to_record(""))
