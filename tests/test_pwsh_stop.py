@@ -203,6 +203,13 @@ def test_piped_objects_bind_by_their_id_and_one_without_is_not_bound(pwsh: Pwsh,
     assert lines[len(planned):] == ["1", "InputObjectNotBound,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand",
                                     "InvalidArgument"]
     assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
+    # Nothing is rounded or parsed loosely: a task's Id in a CSV row ("5.1") is not job 5, 1.5 is not job 2.
+    loose = [f"'{ids[0]}.1'", f"{ids[0]}.6", f"'0x{ids[0]:x}'", f"' {ids[0]}'", "$true", f"'{ids[0]}e0'"]
+    script = ("$objects = " + ", ".join(f"[pscustomobject]@{{Id = {v}}}" for v in loose) + "\n"
+              "$objects | Stop-HpcJob -Confirm:$false -ErrorVariable errs -ErrorAction SilentlyContinue\n"
+              "$errs.Count")
+    assert ok(pwsh(script)).splitlines() == [str(len(loose))]
+    assert [job(client, i)["State"] for i in ids] == ["Configuring"] * 2
 
 
 def test_an_id_no_job_can_have_is_a_per_job_error_like_an_unknown_one(pwsh: Pwsh, client: Client) -> None:

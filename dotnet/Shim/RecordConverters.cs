@@ -1,4 +1,6 @@
 using System;
+using System.Globalization;
+using System.Linq;
 using System.Management.Automation;
 
 namespace Microsoft.ComputeCluster.CCPPSH
@@ -26,7 +28,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             if (sourceValue is PSObject source && source.BaseObject is T record) return record;
             T converted = sourceValue is PSObject ps ? FromKeys(ps) : null;
             return converted ?? throw new PSInvalidCastException(
-                $"The object is not a {typeof(T).Name}: it has no {KeyNames} (positive whole numbers).");
+                $"The object is not a {typeof(T).Name}: it has no {KeyNames} (positive whole numbers, or strings of digits).");
         }
 
         public override object ConvertTo(object sourceValue, Type destinationType, IFormatProvider formatProvider,
@@ -35,14 +37,20 @@ namespace Microsoft.ComputeCluster.CCPPSH
         /// <summary>The key properties' names, for the error.</summary>
         protected abstract string KeyNames { get; }
 
-        /// <summary>A positive Int32 property of `source` (unwrapped, converted as PowerShell converts), else 0.</summary>
+        /// <summary>A positive Int32 property of `source` (unwrapped), else 0: a whole number or a string of
+        /// digits only. Nothing is rounded or parsed loosely ("7.7", a task's Id in a CSV row, is not job 8).</summary>
         protected static int Key(PSObject source, string name)
         {
             object value = source.Properties[name]?.Value;
             if (value is PSObject wrapped) value = wrapped.BaseObject;
-            if (value == null) return 0;
-            try { return Math.Max(0, LanguagePrimitives.ConvertTo<int>(value)); }
-            catch (PSInvalidCastException) { return 0; }
+            long number = value switch
+            {
+                sbyte or byte or short or ushort or int or uint or long => Convert.ToInt64(value, CultureInfo.InvariantCulture),
+                string text when text.Length is > 0 and <= 10 && text.All(c => c >= '0' && c <= '9') =>
+                    long.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture),
+                _ => 0,
+            };
+            return number is > 0 and <= int.MaxValue ? (int)number : 0;
         }
 
         protected static string Scheduler(PSObject source) => source.Properties["Scheduler"]?.Value?.ToString();
