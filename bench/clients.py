@@ -111,26 +111,34 @@ def _pwsh_results(env: dict[str, str], script: str) -> dict[str, float]:
     return {k: float(v) for k, v in (line.split("|") for line in out.stdout.splitlines() if "|" in line)}
 
 
-def bulk_cancel(env: dict[str, str], ids: list[int], name: str) -> dict[str, float]:
-    """Stop-HpcJob of N queued jobs as a user runs it, in a warm pwsh, until the cmdlet returns (the jobs
-    are Canceled then): `-Id <N ids> -Confirm:$false` on `ids`, then `Get-HpcJob -Name <name> | Stop-HpcJob`
-    on as many jobs named `name`; Slurm's one scancel with N ids when it runs."""
-    count = len(ids)
+def bulk_cancel(env: dict[str, str], rounds: list[tuple[list[int], str]]) -> dict[str, float]:
+    """Stop-HpcJob of N queued jobs as a user runs it, in one warm pwsh, until the cmdlet returns (the jobs
+    are Canceled then), once per round, each on jobs of its own: `-Id <N ids> -Confirm:$false` on the
+    round's ids, then `Get-HpcJob -Name <name> | Stop-HpcJob` on as many jobs named so. Reported: the first
+    round (what the session's first bulk stop pays: code run for the first time) and the median of the
+    rounds; Slurm's one scancel with N ids, the median of as many rounds, when it runs."""
+    count = len(rounds[0][0])
     # Warm: the session has used the module once (Python loaded, connected), as at an interactive prompt.
-    measured = _pwsh_results(env, (
-        f"$null = Get-HpcJob -Id {ids[0]}; $sw.Start(); Stop-HpcJob -Id {','.join(map(str, ids))} -Confirm:$false "
-        f"*> $null; $sw.Stop(); 'id|' + $sw.Elapsed.TotalMilliseconds; $sw.Restart(); "
-        f"Get-HpcJob -Name {name} | Stop-HpcJob -Confirm:$false *> $null; $sw.Stop(); "
-        "'piped|' + $sw.Elapsed.TotalMilliseconds"))
-    results = {f"stop_hpcjob_{count}_ms": round(measured["id"], 2),
-               f"stop_hpcjob_{count}_us_per_job": round(measured["id"] * 1000 / count, 1),
-               f"stop_hpcjob_piped_{count}_ms": round(measured["piped"], 2),
-               f"stop_hpcjob_piped_{count}_us_per_job": round(measured["piped"] * 1000 / count, 1)}
-    if slurm_live():  # one scancel of as many held (pending) jobs
-        scancel = run_ms(["scancel", *slurm_held(env, count)], env)
-        results[f"slurm_scancel_{count}_ms"] = round(scancel, 2)
-        results[f"slurm_scancel_{count}_us_per_job"] = round(scancel * 1000 / count, 1)
+    script = f"$null = Get-HpcJob -Id {rounds[0][0][0]}; "
+    for n, (ids, name) in enumerate(rounds):
+        script += (f"$sw.Restart(); Stop-HpcJob -Id {','.join(map(str, ids))} -Confirm:$false *> $null; $sw.Stop(); "
+                   f"'id{n}|' + $sw.Elapsed.TotalMilliseconds; $sw.Restart(); "
+                   f"Get-HpcJob -Name {name} | Stop-HpcJob -Confirm:$false *> $null; $sw.Stop(); "
+                   f"'piped{n}|' + $sw.Elapsed.TotalMilliseconds; ")
+    measured = _pwsh_results(env, script)
+    results: dict[str, float] = {}
+    for kind, key in (("id", f"stop_hpcjob_{count}"), ("piped", f"stop_hpcjob_piped_{count}")):
+        samples = [measured[f"{kind}{n}"] for n in range(len(rounds))]
+        results |= _per_job(key, statistics.median(samples), count)
+        results[f"{key}_first_ms"] = round(samples[0], 2)
+    if slurm_live():  # one scancel of as many held (pending) jobs, per round
+        scancels = [run_ms(["scancel", *slurm_held(env, count)], env) for _ in rounds]
+        results |= _per_job(f"slurm_scancel_{count}", statistics.median(scancels), count)
     return results
+
+
+def _per_job(key: str, ms: float, count: int) -> dict[str, float]:
+    return {f"{key}_ms": round(ms, 2), f"{key}_us_per_job": round(ms * 1000 / count, 1)}
 
 
 def job_list(env: dict[str, str], repeats: int, count: int = 5000) -> dict[str, float]:

@@ -313,3 +313,27 @@ def test_gathered_writes_of_a_bulk_cancel_are_kept_all_or_none(head: HeadNode) -
     assert head.store.job_states([first.id]) == {first.id: int(before)}
     assert first.id in {j.id for j in head.in_state(before)}
     assert "cancel" not in [r["event"] for r in head.store.history(first.id)]
+
+
+def test_the_head_nodes_json_text_is_the_standard_librarys_json_value(tmp_path: Path) -> None:
+    """head.jsontext (pydantic-core's encoder) writes the store's rows and the wire's replies: every value
+    reads back as the standard library's own text of it, a lone surrogate included (escaped), and a job
+    stored with non-ASCII and surrogate text is read back from SQLite as it was."""
+    import json
+
+    from hpcpack.head import jsontext
+    values: list[object] = [{"a": [1, 2.5, -0.0, 1.5e-7, 10**30, None, True]}, {"u": "é\u2028日本"},
+                            {"s": "x\ud800y"}, {"nested": {"k": ["\udfff", {}]}}, {1: "int key"}, "text"]
+    for value in values:
+        assert json.loads(jsontext.dumps(value)) == json.loads(json.dumps(value))
+        assert jsontext.text(value) == jsontext.dumps(value).decode()
+    root = Caller(uid=0, gid=0, name="root", admin=True)
+    first = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    job = first.new_job(root, {"Name": "é日本", "Project": "p\udcff"})
+    first.close()
+    again = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
+    try:
+        stored = again.job(job.id)
+        assert (stored.name, stored.project) == ("é日本", "p\udcff")
+    finally:
+        again.close()

@@ -32,6 +32,7 @@ from ..identity import Caller, identify, peer_credentials
 from ..model.objects import now
 from ..model.states import JobState
 from ..wire import protocol, transport
+from . import jsontext
 from .headnode import HeadNode
 from .requests import Requests
 from .waits import Waiter
@@ -211,7 +212,7 @@ class Daemon:
                     body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return
-                writer.write(protocol.encode(await self._answer(caller, body)))
+                writer.write(protocol.encode(await self._answer(caller, body), jsontext.dumps))
                 # A client that does not read its reply must not keep it in memory for ever.
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         except HpcError as e:  # a malformed frame: say why, then hang up

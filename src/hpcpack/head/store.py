@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.objects import Job, Task
+from .jsontext import text as _dump
 
 # Each entry upgrades the schema from version N-1 to N. Never edit one that has shipped: add another.
 MIGRATIONS: list[str] = [
@@ -349,7 +350,7 @@ class Store:
                                                      bounds).fetchone()[0]
             new = self.db.execute("SELECT 1 FROM applied_requests WHERE key = ?", (key,)).fetchone() is None
             self.db.execute("INSERT OR REPLACE INTO applied_requests (key, time, reply) VALUES (?, ?, ?)",
-                            (key, time, json.dumps(reply, separators=(",", ":"))))
+                            (key, time, _dump(reply)))
             self._kept[prefix] += new
             excess = self._kept[prefix] - REPLIES_PER_USER
             if excess > 0:
@@ -530,9 +531,3 @@ class Transaction:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self.store._end(ok=kind is None)
 
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-
-
-def _dump(data: dict[str, Any]) -> str:
-    return _ENCODER.encode(data)

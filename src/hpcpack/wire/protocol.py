@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import HpcError
@@ -28,8 +29,13 @@ READ_ONLY = frozenset({"hello", "ping", "wait_jobs", "cancel_time_limit", "looku
                        "job_history", "get_templates", "map_paths"})
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":")).encode()
+def _dumps(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def encode(message: dict[str, Any], dumps: Callable[[dict[str, Any]], bytes] = _dumps) -> bytes:
+    """A frame of `message`; the head node passes its faster encoder (head.jsontext)."""
+    body = dumps(message)
     if len(body) > MAX_FRAME:
         raise HpcError("ProtocolError", f"a message of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
     return HEADER.pack(len(body)) + body
