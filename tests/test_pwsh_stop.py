@@ -314,3 +314,17 @@ def test_a_mixed_id_list_stops_each_job_it_can_and_reports_the_others_one_by_one
     assert lines == ["InvalidJobId|424242", f"InvalidCancelJobState|{ended}"]
     assert [job(client, i)["State"] for i in [running, *queued]] == ["Canceled"] * 4
     assert job(client, ended)["State"] == "Finished"
+
+
+def test_a_pipeline_that_stops_early_reads_no_more_of_a_long_listing(head: HeadNodeProcess, tmp_path: Path,
+                                                                     client: Client) -> None:
+    """Get-HpcJob writes its first objects before it reads on: Select-Object -First 10 asks for no "More"
+    and lets the rest go ("Close"); a whole listing reads every chunk, each job once, in order."""
+    ids = [client.call("new_job", spec={"Name": "many"})["Id"] for _ in range(250)]
+    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All | Select-Object -First 10).Id -join ','")
+    assert ok(result).strip() == ",".join(map(str, ids[:10]))
+    assert [c["command"] for c in calls] == ["Get-HpcJob", "Close"]
+    (tmp_path / "trace.jsonl").unlink()
+    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All).Id -join ','")
+    assert ok(result).strip() == ",".join(map(str, ids))
+    assert [c["command"] for c in calls] == ["Get-HpcJob", "More"]  # the first chunk, then the rest

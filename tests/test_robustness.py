@@ -424,6 +424,22 @@ def test_job_lists_come_in_pages_however_many_jobs_there_are(head: HeadNodeProce
     assert [r["args"].get("after") for r in sent] == [None, 3, 6, 9]
 
 
+def test_a_listing_asks_for_a_small_page_first_and_larger_ones_as_it_is_read(client: Client,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Select-Object -First 10 costs the head node one page of FIRST_PAGE jobs; reading on doubles the pages."""
+    from hpcpack.backends.contract import JobQuery
+    from hpcpack.backends.headnode import FIRST_PAGE, HeadNodeBackend
+    ids = [client.call("new_job", spec={"Name": "p"})["Id"] for _ in range(FIRST_PAGE * 2 + 50)]
+    sent: list[dict[str, Any]] = []
+    exchange = client._exchange
+    monkeypatch.setattr(client, "_exchange", lambda request: sent.append(request["args"]) or exchange(request))
+    listing = HeadNodeBackend(client).query_jobs(JobQuery(state="All"))
+    assert [next(listing)["Id"] for _ in range(10)] == ids[:10]
+    assert [(r["after"], r["limit"]) for r in sent] == [(None, FIRST_PAGE)]
+    assert [j["Id"] for j in listing] == ids[10:]
+    assert [(r["after"], r["limit"]) for r in sent] == [(None, FIRST_PAGE), (ids[FIRST_PAGE - 1], 2 * FIRST_PAGE)]
+
+
 @pytest.mark.parametrize(("spec", "field"), [
     ({"ParentJobIds": [10**20]}, "ParentJobIds"),
     ({"Priority": 10**30}, "Priority"),

@@ -230,11 +230,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 List<Dictionary<string, object>> records = Call(command, arguments);
                 do
                 {
-                    more = false;
+                    // Known before writing: a pipeline that stops mid-chunk must still let go of the rest.
+                    more = records.Count > 0 && Records.IsMore(records[records.Count - 1]);
                     foreach (Dictionary<string, object> record in records)
                     {
-                        if (Records.IsMore(record)) more = true;
-                        else WriteObject(Records.Build(record));
+                        if (!Records.IsMore(record)) WriteObject(Records.Build(record));
                     }
                     if (more) records = Call("More", new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId });
                 }

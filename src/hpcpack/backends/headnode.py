@@ -10,6 +10,8 @@ from ..wire import protocol
 from .client import Client, for_scheduler
 from .contract import Item, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
 
+FIRST_PAGE = 100  # jobs in the first page of a listing (query_jobs)
+
 
 def backend_for(scheduler: list[str] | str | None) -> HeadNodeBackend:
     """The backend for -Scheduler (or `/scheduler:`), CCP_SCHEDULER, HPCPACK_HOME or the default head
@@ -80,13 +82,16 @@ class HeadNodeBackend:
         return [next(answers) if 1 <= i <= protocol.MAX_ID else _no_such_job(i) for i in ids]
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
-        after = None
-        while True:  # pages, so that no reply outgrows a frame and a consumer may stop early
-            page = self.client.call("get_jobs", **query.to_wire(), after=after, limit=protocol.MAX_IDS)
+        """Pages that no reply outgrows a frame with, asked for as the consumer goes on: the first is small,
+        so that `Select-Object -First 10` costs the head node FIRST_PAGE records, and each next one twice
+        as large, up to protocol.MAX_IDS, so that a long listing costs few requests."""
+        after, limit = None, FIRST_PAGE
+        while True:
+            page = self.client.call("get_jobs", **query.to_wire(), after=after, limit=limit)
             yield from page
-            if len(page) < protocol.MAX_IDS:
+            if len(page) < limit:
                 return
-            after = page[-1]["Id"]
+            after, limit = page[-1]["Id"], min(2 * limit, protocol.MAX_IDS)
 
     def get_tasks(self, query: TaskQuery) -> list[Record]:
         return list(self.client.call("get_tasks", **query.to_wire()))

@@ -18,6 +18,7 @@ Handler = Callable[["Args"], list[Record] | Iterator[Record]]
 COMMANDS: dict[str, Handler] = {}
 CURSORS: dict[str, Iterator[Record]] = {}  # call id -> the rest of a long answer, fetched with "More"
 CHUNK = 1000  # records in one answer to PowerShell; the rest wait in CURSORS
+FIRST_CHUNK = 100  # the first answer: the pipeline sees its first objects soon (Select-Object -First stops early)
 STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
 
 
@@ -85,13 +86,13 @@ def progress(args: Args) -> list[Record]:
     return [record] if record else []
 
 
-def chunk(call_id: str, records: list[Record] | Iterator[Record]) -> list[Record]:
-    """A list as it is; an iterator's next CHUNK records, then a "More" marker if it has more (the
+def chunk(call_id: str, records: list[Record] | Iterator[Record], size: int = FIRST_CHUNK) -> list[Record]:
+    """A list as it is; an iterator's next `size` records, then a "More" marker if it has more (the
     module writes them and asks for "More": the rest is only read if the pipeline wants it)."""
     if isinstance(records, list):
         return records
-    out = list(islice(records, CHUNK))
-    if len(out) == CHUNK:
+    out = list(islice(records, size))
+    if len(out) == size:
         CURSORS[call_id] = records
         out.append({"__type__": "More"})
     return out
@@ -102,7 +103,7 @@ def more(args: Args) -> list[Record]:
     """The next chunk of call `Of`'s answer."""
     call_id = str(args.get("Of"))
     rest = CURSORS.pop(call_id, None)
-    return chunk(call_id, rest) if rest is not None else []
+    return chunk(call_id, rest, CHUNK) if rest is not None else []
 
 
 @command("Close")
