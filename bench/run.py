@@ -303,9 +303,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1,000 jobs and fewer repeats")
     parser.add_argument("--job", action="store_true", help="only the job commands as processes (issue 12)")
+    parser.add_argument("--clients", action="store_true",
+                        help="only what users feel (bench/clients.py), next to Slurm's commands when it is installed")
     args = parser.parse_args()
     if args.job:
         job_client_bench(7 if args.quick else 21)
+        return 0
+    if args.clients:
+        with contextlib.ExitStack() as cluster:
+            if slurm.available():
+                cluster.enter_context(slurm.live_slurm_conf())
+            clients_bench(args.quick)
         return 0
     bench = Bench(args.quick)
     try:
