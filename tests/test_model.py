@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -141,6 +142,30 @@ def test_an_old_database_always_opens_and_is_migrated(tmp_path: Path) -> None:
     assert store.history(7)[0]["event"] == "create"
     assert store.allocate_job_id() == 8
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_a_version_7_database_gets_its_end_times_in_their_column(tmp_path: Path) -> None:
+    """Migration 8 moves the end time out of the JSON into an indexed column: jobs that ended before the
+    upgrade are still found by end time, through the index, and the others have none."""
+    from hpcpack.head.store import MIGRATIONS
+    path = tmp_path / "headnode.db"
+    with sqlite3.connect(path) as db:
+        for migration in MIGRATIONS[:7]:
+            db.executescript(migration)
+        db.execute("PRAGMA user_version = 7")
+        for job_id, state, end in ((1, JobState.Canceled, 1000.0), (2, JobState.Queued, None)):
+            row = Job(id=job_id, owner="bob", owner_uid=1002).to_row() | {"state": int(state), "end_time": end}
+            db.execute("INSERT INTO jobs (id, state, owner, data) VALUES (?, ?, ?, ?)",
+                       (job_id, int(state), "bob", json.dumps(row)))
+    store = Store(path)
+    assert store.version == SCHEMA_VERSION
+    assert store.db.execute("SELECT id, end_time FROM jobs ORDER BY id").fetchall() == [(1, 1000.0), (2, None)]
+    assert [j.id for j in store.load_jobs(states=[int(JobState.Canceled)], ended_before=1001.0)] == [1]
+    assert store.load_jobs(states=[int(JobState.Canceled)], ended_before=999.0) == []
+    where, values = store._job_filter(None, [int(JobState.Canceled)], 1001.0)
+    plan = store.db.execute(f"EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE {where}", values).fetchall()
+    assert any("jobs_by_end_time" in str(row) for row in plan), plan
     store.close()
 
 

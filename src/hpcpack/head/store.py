@@ -72,6 +72,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_by_end_time ON jobs(json_extract(data, '$.end_time'));
     """,
+    # 8: the end time in a column of its own, indexed by the same name: an index on an expression of the
+    # JSON made every write of a job parse its old and its new row (a tenth of a bulk cancel's work).
+    """
+    ALTER TABLE jobs ADD COLUMN end_time REAL;
+    UPDATE jobs SET end_time = json_extract(data, '$.end_time') WHERE json_extract(data, '$.end_time') IS NOT NULL;
+    DROP INDEX jobs_by_end_time;
+    CREATE INDEX jobs_by_end_time ON jobs(end_time);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REPLIES_PER_USER = 1_000  # replies kept for resends, per user
@@ -212,8 +220,8 @@ class Store:
 
     def insert_job(self, job: Job) -> None:
         with self.transaction():
-            self.db.execute("INSERT INTO jobs (id, state, owner, data) VALUES (?, ?, ?, ?)",
-                            (job.id, int(job.state), job.owner, _dump(job.to_row())))
+            self.db.execute("INSERT INTO jobs (id, state, owner, end_time, data) VALUES (?, ?, ?, ?, ?)",
+                            (job.id, int(job.state), job.owner, job.end_time, _dump(job.to_row())))
             for task in job.tasks:
                 self.insert_task(task)
 
@@ -326,10 +334,10 @@ class Store:
             clauses.append(f"{by_time}state IN ({','.join('?' * len(wanted))})" if wanted else "0")
             values += wanted
         if ended_before is not None:
-            clauses.append("json_extract(data, '$.end_time') < ?")
+            clauses.append("end_time < ?")
             values.append(ended_before)
         if ended_after is not None:
-            clauses.append("json_extract(data, '$.end_time') >= ?")
+            clauses.append("end_time >= ?")
             values.append(ended_after)
         return " AND ".join(clauses) or "1", values
 
@@ -502,7 +510,7 @@ class Rows:
     history: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-_UPDATE_JOB = "UPDATE jobs SET state=?, data=? WHERE id=? AND state IN (?, ?)"
+_UPDATE_JOB = "UPDATE jobs SET state=?, end_time=?, data=? WHERE id=? AND state IN (?, ?)"
 _UPDATE_TASK = "UPDATE tasks SET state=?, data=? WHERE job_id=? AND task_id=? AND sub_id=? AND state IN (?, ?)"
 _INSERT_HISTORY = "INSERT INTO history (job_id, time, actor, event, message, details) VALUES (?,?,?,?,?,?)"
 
@@ -510,7 +518,7 @@ _INSERT_HISTORY = "INSERT INTO history (job_id, time, actor, event, message, det
 def _job_values(job: Job, expected: int | None) -> tuple[Any, ...]:
     """_UPDATE_JOB's values: the job as it is, where its stored state is `expected` (default: the one it left)."""
     expected = int(job.previous_state) if expected is None else expected
-    return int(job.state), _dump(job.to_row()), job.id, expected, int(job.state)
+    return int(job.state), job.end_time, _dump(job.to_row()), job.id, expected, int(job.state)
 
 
 def _task_values(task: Task, expected: int | None) -> tuple[Any, ...]:
