@@ -107,8 +107,21 @@ class Core:
         self.touched: set[int] = set()  # jobs the current request looked up
         self._quarantine: set[int] = set()  # jobs that faulted and could not even be failed
         self._exits: list[tuple[int, int]] = []  # (pid, status) reaped, not yet recorded
-        orders = [j.queue_order for j in self.jobs.values()]
-        self._next_order = max([0.0, *orders]) + 1
+        self._next_order = self._order_counter()
+        self.store.on_rollback(self.forget_uncommitted)
+
+    def forget_uncommitted(self, written: set[int]) -> None:
+        """After a rollback, memory is what the store has: the jobs the transaction looked up or wrote
+        are read again (one it created is gone, so nothing lists a job that was never stored), and what
+        is derived from stored rows (cluster properties, queue order) is taken again from them."""
+        self.reload(self.touched | written)
+        self._properties = None
+        self._next_order = self._order_counter()
+
+    def _order_counter(self) -> float:
+        """The queue-order counter as the jobs in memory have it: beyond every order given (a job put
+        in front of the queue has a negative one)."""
+        return max([0.0, *(abs(j.queue_order) for j in self.jobs.values())]) + 1
 
     def close(self) -> None:
         self.launchers.close()

@@ -228,17 +228,16 @@ class Daemon:
             result = await self.requests.handle(caller, message.get("op"), message.get("args"),
                                                 message.get("request_id"))
             return protocol.reply_ok(result)
+        # (Whatever the error, the request's transaction was rolled back, and with it what it changed in
+        # memory: Core.forget_uncommitted.)
         except HpcError as e:
-            self.head.reload(self.head.touched)
             return protocol.reply_error(e)
         except sqlite3.Error as e:  # disk full, I/O error: the change was rolled back, and nothing was signalled
             log.error("a request could not be committed: %s", e)
-            self.head.reload(self.head.touched)
             return protocol.reply_error(HpcError("StorageFailure", f"The head node could not save the change "
                                                  f"({e}); nothing was changed. Reading still works."))
         except Exception as e:  # a bug must not take the head node down with it
             log.exception("request failed")
-            self.head.reload(self.head.touched)
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
             self.touch()

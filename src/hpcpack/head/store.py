@@ -101,6 +101,8 @@ class Store:
         self._allocations: dict[int, dict[str, int]] = {}  # what the allocations table holds, per job
         self._kept: dict[str, int] = {}  # replies kept, per user (key prefix): counted once, then followed
         self._checked = 0  # the connection's total_changes at the last checkpoint
+        self._written: set[int] = set()  # jobs whose rows the open transaction writes (or tried to)
+        self._undo: list[Callable[[set[int]], None]] = []  # told of them when it is rolled back
         self._migrate()
         self._allocations = self._read_allocations()
 
@@ -143,6 +145,12 @@ class Store:
         else:
             self._pending.append((self._depth, action, last))
 
+    def on_rollback(self, action: Callable[[set[int]], None]) -> None:
+        """`action(job ids)` runs whenever a transaction is rolled back (a refusal, a full disk, a failed
+        COMMIT), with the jobs it wrote or tried to write: the holder of copies in memory puts them back
+        as stored. One place for every path, rather than each caller remembering what it changed."""
+        self._undo.append(action)
+
     def _begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT s{self._depth}")
         self._depth += 1
@@ -167,7 +175,7 @@ class Store:
         if not ok:
             self._rollback()
             return
-        actions, self._pending = self._pending, []
+        actions, self._pending, self._written = self._pending, [], set()
         lasts: list[Callable[[], None]] = []
         for _, action, last in actions:
             if not last:
@@ -196,6 +204,9 @@ class Store:
             self.db.execute("ROLLBACK")
         with contextlib.suppress(sqlite3.Error):  # (a failed migration may not have the table yet)
             self._allocations = self._read_allocations()
+        written, self._written = self._written, set()
+        for action in self._undo:
+            action(written)
 
     def _read_allocations(self) -> dict[int, dict[str, int]]:
         allocations: dict[int, dict[str, int]] = {}
@@ -210,6 +221,7 @@ class Store:
         return value
 
     def insert_job(self, job: Job) -> None:
+        self._written.add(job.id)
         with self.transaction():
             self.db.execute("INSERT INTO jobs (id, state, owner, data) VALUES (?, ?, ?, ?)",
                             (job.id, int(job.state), job.owner, _dump(job.to_row())))
@@ -217,6 +229,7 @@ class Store:
                 self.insert_task(task)
 
     def insert_task(self, task: Task) -> None:
+        self._written.add(task.job_id)
         with self.transaction():
             self.db.execute("INSERT INTO tasks (job_id, task_id, sub_id, state, data) VALUES (?, ?, ?, ?, ?)",
                             (task.job_id, task.task_id, task.sub_id, int(task.state), _dump(task.to_row())))
@@ -225,6 +238,7 @@ class Store:
 
     def save_job(self, job: Job, expected: int | None = None) -> None:
         """Writes the job; with `expected`, only if its stored state is still that one."""
+        self._written.add(job.id)
         with self.atomic():
             if self.db.execute(_UPDATE_JOB, _job_values(job, expected)).rowcount != 1:
                 raise StaleState(f"job {job.id} is no longer in the state this change expected")
@@ -238,6 +252,7 @@ class Store:
             self._allocations[job.id] = dict(job.allocation)
 
     def save_task(self, task: Task, expected: int | None = None) -> None:
+        self._written.add(task.job_id)
         with self.atomic():
             if self.db.execute(_UPDATE_TASK, _task_values(task, expected)).rowcount == 0:
                 exists = self.db.execute("SELECT 1 FROM tasks WHERE job_id=? AND task_id=? AND sub_id=?",
@@ -250,6 +265,7 @@ class Store:
         """Gathered changes of many jobs, one statement per table, compare-and-set as save_job and
         save_task do: StaleState if any row is not as expected, and then the caller's transaction,
         rolled back, keeps none of them."""
+        self._written.update([j.id for j, _ in rows.jobs] + [t.job_id for t in rows.tasks])
         with self.atomic():
             for sql, values in ((_UPDATE_JOB, [_job_values(j, e) for j, e in rows.jobs]),
                                 (_UPDATE_TASK, [_task_values(t, None) for t in rows.tasks])):

@@ -1,0 +1,77 @@
+"""What the head node holds in memory is what its database holds, whatever a commit does: real head node
+processes, real SQLite files, a real full disk (a small tmpfs)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcpack.backends.client import Client
+from hpcpack.errors import HpcError
+from hpcpack.model.states import JobState
+
+from .conftest import fill_disk, needs_root, start_head_node, wait_until
+
+ONE_NODE = "nodes:\n  - {name: NODE1, cores: 4}\n"
+Jobs = dict[int, tuple[str, str, int]]  # id -> (name, state, tasks)
+
+
+def listed(client: Client) -> Jobs:
+    """Every job as the head node lists it (`job list /all`, Get-HpcJob -State All), with its task count."""
+    jobs = client.call("get_jobs", state="All")
+    return {j["Id"]: (j["Name"], j["State"], len(client.call("get_tasks", job_id=j["Id"]))) for j in jobs}
+
+
+def stored(state_dir: Path) -> Jobs:
+    """Every job as the database file has it (read beside the head node, as WAL mode allows)."""
+    db = sqlite3.connect(state_dir / "headnode.db")
+    try:
+        tasks = dict(db.execute("SELECT job_id, count(*) FROM tasks WHERE sub_id = 0 GROUP BY job_id").fetchall())
+        return {job_id: (name, JobState(state).name, tasks.get(job_id, 0)) for job_id, state, name in
+                db.execute("SELECT id, state, json_extract(data, '$.name') FROM jobs")}
+    finally:
+        db.close()
+
+
+@needs_root  # mounts a small tmpfs
+def test_changes_a_full_disk_refuses_leave_no_trace_in_memory(small_disk: Path) -> None:
+    head = start_head_node(small_disk, ONE_NODE)
+    try:
+        client = head.client()
+        kept = client.call("new_job", spec={"Name": "kept", "HoldUntil": "2099-01-01T00:00:00"})["Id"]
+        client.call("add_task", job_id=kept, spec={"CommandLine": "true"})
+        idle = client.call("new_job", spec={"Name": "idle"})["Id"]
+        before = listed(client)
+        assert before == stored(small_disk)
+        fill_disk(small_disk / "filler")
+        changes: dict[str, Callable[[], Any]] = {
+            "new job": lambda: client.call("new_job", spec={"Name": "phantom"}, tasks=[{"CommandLine": "true"}]),
+            "copy job": lambda: client.call("copy_job", id=kept, spec={"Name": "copy"}),
+            "add task": lambda: client.call("add_task", job_id=kept, spec={"CommandLine": "false"}),
+            "set job": lambda: client.call("set_job", id=kept, spec={"Name": "renamed"}),
+            "submit": lambda: client.call("submit_jobs", ids=[kept]),
+            "cancel": lambda: client.call("cancel_jobs", ids=[idle]),
+        }
+        for what, change in changes.items():
+            with pytest.raises(HpcError) as refused:
+                change()
+            assert refused.value.error_id == "StorageFailure", what
+            assert "nothing was changed" in refused.value.message, what
+            assert listed(client) == before == stored(small_disk), what  # no phantom job, task or change
+        with pytest.raises(HpcError) as missing:  # what was refused does not exist, and says so
+            client.call("set_job", id=idle + 1, spec={"Name": "x"})
+        assert missing.value.error_id == "InvalidJobId"
+        (small_disk / "filler").unlink()
+        for change in changes.values():
+            change()
+        after = wait_until(lambda: (lambda jobs: jobs if jobs[kept][1] == "Queued" else None)(listed(client)))
+        assert after == stored(small_disk)
+        assert after == {kept: ("renamed", "Queued", 2), idle: ("idle", "Canceled", 0),  # (held until 2099)
+                         idle + 1: ("phantom", "Configuring", 1), idle + 2: ("copy", "Configuring", 1)}
+        client.close()
+    finally:
+        head.stop()
