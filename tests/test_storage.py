@@ -4,6 +4,7 @@ processes, real SQLite files, a real full disk (a small tmpfs)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 
 from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
+from hpcpack.head.daemon import CHECKPOINT_IDLE
 from hpcpack.model.states import JobState
 
-from .conftest import fill_disk, needs_root, start_head_node, wait_until
+from .conftest import HeadNodeProcess, fill_disk, needs_root, start_head_node, wait_until
 
 ONE_NODE = "nodes:\n  - {name: NODE1, cores: 4}\n"
 Jobs = dict[int, tuple[str, str, int]]  # id -> (name, state, tasks)
@@ -75,3 +77,27 @@ def test_changes_a_full_disk_refuses_leave_no_trace_in_memory(small_disk: Path) 
         client.close()
     finally:
         head.stop()
+
+
+def test_an_idle_head_node_gives_the_space_of_its_wal_back_without_waiting_for_readers(head: HeadNodeProcess,
+                                                                                      client: Client) -> None:
+    wal = head.state_dir / "headnode.db-wal"
+    tasks = [{"CommandLine": f"echo {'x' * 200} {i}"} for i in range(1_000)]
+    ids = [client.call("new_job", spec={}, tasks=tasks)["Id"] for _ in range(3)]
+    client.call("cancel_jobs", ids=ids)  # a burst of writes: megabytes of WAL
+    assert wal.stat().st_size > 1_000_000
+    reader = sqlite3.connect(head.state_dir / "headnode.db", isolation_level=None)
+    try:
+        reader.execute("BEGIN")  # a reader outside (a backup, sqlite3) holds the WAL: nothing waits for it
+        assert reader.execute("SELECT count(*) FROM jobs").fetchone()[0] == 3
+        deadline = time.monotonic() + 2 * CHECKPOINT_IDLE
+        while time.monotonic() < deadline:  # checkpoints are tried while the head node answers at once
+            started = time.monotonic()
+            client.call("ping")
+            assert time.monotonic() - started < 0.5
+            time.sleep(CHECKPOINT_IDLE * 1.5)  # idle long enough for a checkpoint between two pings
+        assert wal.stat().st_size > 0  # (it can be emptied only once no reader uses it)
+    finally:
+        reader.close()
+    wait_until(lambda: wal.stat().st_size == 0, 10)
+    assert client.call("get_jobs", ids=ids)[0]["State"] == "Canceled"  # and the commits are in the database

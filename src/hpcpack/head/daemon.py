@@ -81,7 +81,8 @@ class Daemon:
         return max(self.last_activity, self.last_checkpoint) + CHECKPOINT_IDLE
 
     def _checkpoint_when_idle(self) -> None:
-        """A checkpoint that fails (a full disk) is tried again later; the commits are safe in the WAL."""
+        """A checkpoint that fails (a full disk) or that a reader holds up is tried again later; the commits
+        are safe in the WAL."""
         if self.head.store.unchecked and time.monotonic() >= self._checkpoint_due():
             try:
                 self.head.store.checkpoint()
