@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class Daemon:
         self.last_checkpoint = self.last_activity
         self.connections: Counter[int] = Counter()  # open connections, by uid
         self.opening = 0  # TCP connections not yet authenticated
+        self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
 
     def poke(self) -> None:
         self.wake.set()
@@ -134,9 +136,9 @@ class Daemon:
         if self.socket_path.exists():
             self.socket_path.unlink()
         # TCP first: once the socket exists, every listener does.
-        servers = [await asyncio.start_server(self._serve_remote, host, port, reuse_address=True)
+        servers = [await asyncio.start_server(self._tracked(self._serve_remote), host, port, reuse_address=True)
                    for host, port in self.config.listen]
-        servers.append(await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path)))
+        servers.append(await asyncio.start_unix_server(self._tracked(self._serve_client), path=str(self.socket_path)))
         os.chmod(self.socket_path, self.config.socket_mode)
         self.head.recover()
         self.head.launchers.warm()
@@ -152,12 +154,39 @@ class Daemon:
                     await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
                 self.wake.clear()
                 self._checkpoint_when_idle()
+            for server in servers:
+                server.close()
+            await self._hang_up()
         self.socket_path.unlink(missing_ok=True)
         self.head.close()
 
     def _stop(self) -> None:
         self.stopping = True
         self.poke()
+
+    def _tracked(self, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+                 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        """A connection's handler, known to the daemon, so that stopping can end it (_hang_up)."""
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self.conversations.add(task)
+            try:
+                await serve(reader, writer)
+            except asyncio.CancelledError:  # the head node stops: its client sees the connection close
+                writer.transport.abort()
+            finally:
+                self.conversations.discard(task)
+        return handler
+
+    async def _hang_up(self) -> None:
+        """Ends the open connections, each task by itself, before asyncio.run would cancel them: it logs
+        every handler it cancels with a traceback (Python 3.11's streams), one per connected client."""
+        if self.conversations:
+            log.info("stopping: closing %d client connection(s)", len(self.conversations))
+        for task in self.conversations:
+            task.cancel()
+        await asyncio.gather(*self.conversations, return_exceptions=True)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A Unix socket caller: who it is comes from the socket's peer credentials."""
