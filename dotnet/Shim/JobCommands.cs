@@ -25,7 +25,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
-        [ArgumentCompleter(typeof(JobIdCompleter))]
+        [ArgumentCompleter(typeof(StoppableJobIdCompleter))]
         public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)]
