@@ -292,15 +292,16 @@ class Core:
 
     def reload(self, job_ids: Iterable[int]) -> None:
         """Puts the jobs back as the store has them (after a change that could not be committed), and
-        every reference the head node keeps to them with them."""
-        fresh = {}
-        for job_id in set(job_ids):
+        every reference the head node keeps to them with them. All are read before any is replaced: a
+        read that fails (an I/O error) leaves memory as it was, rather than without some active jobs."""
+        wanted = set(job_ids)
+        fresh = {job.id: job for job_id in wanted for job in self.store.load_jobs(job_id)}
+        for job_id in wanted:
             old = self.jobs.pop(job_id, None)
             if old is not None:
                 del self._by_state[old.state][job_id]
-            for job in self.store.load_jobs(job_id):
-                self._add(job)
-                fresh[job.id] = job
+        for job in fresh.values():
+            self._add(job)
         if not fresh:
             return
 
