@@ -14,9 +14,11 @@ import pytest
 from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
 from hpcpack.head.daemon import CHECKPOINT_IDLE
+from hpcpack.head.requests import BATCH
 from hpcpack.model.states import JobState
 
 from .conftest import HeadNodeProcess, fill_disk, needs_root, start_head_node, wait_until
+from .test_robustness import raw
 
 ONE_NODE = "nodes:\n  - {name: NODE1, cores: 4}\n"
 Jobs = dict[int, tuple[str, str, int]]  # id -> (name, state, tasks)
@@ -101,3 +103,30 @@ def test_an_idle_head_node_gives_the_space_of_its_wal_back_without_waiting_for_r
         reader.close()
     wait_until(lambda: wal.stat().st_size == 0, 10)
     assert client.call("get_jobs", ids=ids)[0]["State"] == "Canceled"  # and the commits are in the database
+
+
+def test_a_bulk_change_that_fails_midway_answers_per_job_what_was_saved(head: HeadNodeProcess,
+                                                                        client: Client) -> None:
+    ids = [client.call("new_job", spec={"Name": f"j{i}"})["Id"] for i in range(BATCH + 10)]
+    failing = ids[BATCH + 5]  # in the second transaction of the cancel: the first is committed by then
+    with sqlite3.connect(head.state_dir / "headnode.db") as db:  # a real write error, for that job's row only
+        db.execute(f"CREATE TRIGGER fail BEFORE UPDATE ON jobs WHEN NEW.id = {failing} "
+                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error (a test)'); END")
+    request = {"op": "cancel_jobs", "args": {"ids": ids}, "request_id": "midway"}
+    reply = raw(head, request)
+    assert reply["ok"], reply  # not a failure of the whole request: half of it was saved
+    answers = reply["result"]
+    assert [a.get("state") for a in answers[:BATCH]] == ["Canceled"] * BATCH
+    assert {a["error"]["error_id"] for a in answers[BATCH:]} == {"StorageFailure"}
+    assert all("nothing was changed" in a["error"]["message"] for a in answers[BATCH:])
+    assert listed(client) == stored(head.state_dir)  # what was answered is what is stored, and in memory
+    assert [j["State"] for j in client.call("get_jobs", ids=ids[BATCH:])] == ["Configuring"] * 10
+    def outcomes(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(a["id"], a.get("state"), a.get("error", {}).get("error_id")) for a in items]
+    assert outcomes(raw(head, request)["result"]) == outcomes(answers)  # a resend gets the same answer
+    with sqlite3.connect(head.state_dir / "headnode.db") as db:  # now the reply kept for a resend cannot be
+        db.execute("DROP TRIGGER fail")
+        db.execute("CREATE TRIGGER fail BEFORE INSERT ON applied_requests BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    reply = raw(head, {"op": "cancel_jobs", "args": {"ids": ids[BATCH:]}, "request_id": "unkept"})
+    assert [a.get("state") for a in reply["result"]] == ["Canceled"] * 10, reply  # saved, and said so
+    assert listed(client) == stored(head.state_dir)

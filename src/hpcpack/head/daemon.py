@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import SOCKET_NAME, HeadNodeConfig, default_state_dir
-from ..errors import HpcError
+from ..errors import HpcError, storage_failure
 from ..identity import Caller, identify, peer_credentials
 from ..model.objects import now
 from ..model.states import JobState
@@ -264,8 +264,7 @@ class Daemon:
             return protocol.reply_error(e)
         except sqlite3.Error as e:  # disk full, I/O error: the change was rolled back, and nothing was signalled
             log.error("a request could not be committed: %s", e)
-            return protocol.reply_error(HpcError("StorageFailure", f"The head node could not save the change "
-                                                 f"({e}); nothing was changed. Reading still works."))
+            return protocol.reply_error(storage_failure(e))
         except Exception as e:  # a bug must not take the head node down with it
             log.exception("request failed")
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
