@@ -179,9 +179,12 @@ def test_stop_hpcjob_completes_only_jobs_that_can_still_be_stopped(pwsh: Pwsh, c
     client.call("cancel_jobs", ids=[stopping], graceful=True)  # Canceling: a second stop forces it
     try:
         wait_state(client, stopping, "Canceling")
-        found = completions(pwsh, "Stop-HpcJob -Id ", "Stop-HpcJob ", "Get-HpcJob -Id ")
+        found = completions(pwsh, "Stop-HpcJob -Id ", "Stop-HpcJob ", "Stop-HpcTask -JobId ", "Submit-HpcJob -Id ",
+                            "Get-HpcJob -Id ")
         assert [m[0] for m in found["Stop-HpcJob -Id "]] == [str(stopping), str(running), str(configuring)]
         assert found["Stop-HpcJob "] == found["Stop-HpcJob -Id "]  # -Id is its first position
+        assert found["Stop-HpcTask -JobId "] == found["Stop-HpcJob -Id "]  # the tasks of ended jobs have ended
+        assert [m[0] for m in found["Submit-HpcJob -Id "]] == [str(configuring), str(canceled)]  # submit, requeue
         assert "(Canceling, " in found["Stop-HpcJob -Id "][0][1]
         assert {str(finished), str(canceled)} <= {m[0] for m in found["Get-HpcJob -Id "]}  # others offer every job
     finally:

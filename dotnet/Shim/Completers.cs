@@ -98,10 +98,16 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     /// <summary>The jobs Stop-HpcJob can stop: those not started or running (HPC Pack's list, as the head
     /// node's model.states.JOB_CANCELABLE), and Canceling ones (a second stop forces a graceful one).
-    /// An ended or Finishing job would only be refused.</summary>
+    /// An ended or Finishing job would only be refused; so would Stop-HpcTask, its tasks having ended.</summary>
     public sealed class StoppableJobIdCompleter : JobIdCompleter
     {
         protected override string States => "Configuring,Submitted,Validating,Queued,Running,Canceling";
+    }
+
+    /// <summary>The jobs Submit-HpcJob takes: Configuring ones (submitted) and Canceled or Failed ones (requeued).</summary>
+    public sealed class SubmittableJobIdCompleter : JobIdCompleter
+    {
+        protected override string States => "Configuring,Canceled,Failed";
     }
 
     /// <summary>Task ids of the job named by -JobId (or -Job), shown with their command lines.</summary>
