@@ -185,6 +185,27 @@ def shared_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 3 MB tmpfs: the state folder of a head node whose disk fills up (mounting needs root)."""
+    mount = Path(tempfile.mkdtemp(prefix="hpc-full-", dir="/tmp"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mount)], check=True)
+    yield mount / "state"
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount.rmdir()
+
+
+def fill_disk(path: Path) -> None:
+    """Writes `path` until its file system is full."""
+    with open(path, "wb", buffering=0) as f:  # unbuffered: closing it has nothing left to write
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
 def head(state_dir: Path) -> Iterator[HeadNodeProcess]:
     yield from running_head_node(state_dir)
 

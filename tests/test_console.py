@@ -166,6 +166,31 @@ def test_tab_completion_asks_the_head_node(pwsh: Pwsh, client: Client) -> None:
     assert [m[0] for m in found["Get-HpcJobHistory -JobId "]][:2] == [str(second), str(first)]
 
 
+def test_stop_hpcjob_completes_only_jobs_that_can_still_be_stopped(pwsh: Pwsh, client: Client) -> None:
+    finished = make_job(client, "true")
+    canceled = make_job(client, "true", submit=False)
+    client.call("cancel_jobs", ids=[canceled])
+    configuring = make_job(client, "true", submit=False)
+    running = make_job(client, "sleep 300")
+    stopping = make_job(client, "sleep 300")
+    wait_state(client, finished, "Finished")
+    wait_state(client, running, "Running")
+    wait_state(client, stopping, "Running")
+    client.call("cancel_jobs", ids=[stopping], graceful=True)  # Canceling: a second stop forces it
+    try:
+        wait_state(client, stopping, "Canceling")
+        found = completions(pwsh, "Stop-HpcJob -Id ", "Stop-HpcJob ", "Stop-HpcTask -JobId ", "Submit-HpcJob -Id ",
+                            "Get-HpcJob -Id ")
+        assert [m[0] for m in found["Stop-HpcJob -Id "]] == [str(stopping), str(running), str(configuring)]
+        assert found["Stop-HpcJob "] == found["Stop-HpcJob -Id "]  # -Id is its first position
+        assert found["Stop-HpcTask -JobId "] == found["Stop-HpcJob -Id "]  # the tasks of ended jobs have ended
+        assert [m[0] for m in found["Submit-HpcJob -Id "]] == [str(configuring), str(canceled)]  # submit, requeue
+        assert "(Canceling, " in found["Stop-HpcJob -Id "][0][1]
+        assert {str(finished), str(canceled)} <= {m[0] for m in found["Get-HpcJob -Id "]}  # others offer every job
+    finally:
+        client.call("cancel_jobs", ids=[running, stopping], force=True)
+
+
 def test_tab_completion_without_a_head_node_offers_nothing_and_says_nothing(tmp_path: Any) -> None:
     line = "Stop-HpcJob -Id "
     env = {k: v for k, v in os.environ.items() if k != "HPCPACK_HOME"} | {"CCP_SCHEDULER": f"unix:{tmp_path}/none.sock"}

@@ -12,10 +12,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,16 @@ from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
 from hpcpack.wire import protocol
 
-from .conftest import ROOT, HeadNodeProcess, as_user, needs_root, pids_running, start_head_node, wait_until
+from .conftest import (
+    ROOT,
+    HeadNodeProcess,
+    as_user,
+    fill_disk,
+    needs_root,
+    pids_running,
+    start_head_node,
+    wait_until,
+)
 from .test_security import ended, job_as, tasks_of
 
 ONE_NODE = 'nodes:\n  - {name: NODE1, cores: 4}\nsocket_mode: "0666"\nadministrators: [hpcadmin]\n'
@@ -212,26 +219,6 @@ def test_two_head_nodes_never_share_a_state_folder(head: HeadNodeProcess) -> Non
     assert answers(head)
 
 
-@pytest.fixture
-def small_disk() -> Iterator[Path]:
-    """A 3 MB tmpfs: the state folder of a head node whose disk fills up."""
-    mount = Path(tempfile.mkdtemp(prefix="hpc-full-", dir="/tmp"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mount)], check=True)
-    yield mount / "state"
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-    mount.rmdir()
-
-
-def _fill(path: Path) -> None:
-    with open(path, "wb", buffering=0) as f:  # unbuffered: closing it has nothing left to write
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-
-
 @needs_root  # mounts a small tmpfs
 def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk: Path) -> None:
     head = start_head_node(small_disk, ONE_NODE)
@@ -244,7 +231,7 @@ def test_a_full_disk_refuses_changes_without_acting_and_loses_nothing(small_disk
         client.call("submit_jobs", ids=[running, quick])
         wait_until(lambda: all(tasks_of(client, j)[0]["State"] == "Running" for j in (running, quick)))
         [sleeper] = wait_until(lambda: pids_running(b"sleep", b"3021"))  # its program, started
-        _fill(small_disk / "filler")
+        fill_disk(small_disk / "filler")
         with pytest.raises(HpcError) as refused:
             client.call("cancel_jobs", ids=[running], force=True)
         assert refused.value.error_id == "StorageFailure" and "nothing was changed" in refused.value.message

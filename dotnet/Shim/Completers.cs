@@ -62,9 +62,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
             false => null,
         };
 
-        /// <summary>Every job the caller may see, in any state.</summary>
-        protected static IEnumerable<Dictionary<string, object>> Jobs(IDictionary bound) =>
-            Backend.Run("Get-HpcJob", Ask(bound, ("State", "All")));
+        /// <summary>Every job the caller may see in these states (by default, any).</summary>
+        protected static IEnumerable<Dictionary<string, object>> Jobs(IDictionary bound, string states = "All") =>
+            Backend.Run("Get-HpcJob", Ask(bound, ("State", states)));
 
         protected static IEnumerable<string> Texts(object value) => value switch
         {
@@ -82,15 +82,32 @@ namespace Microsoft.ComputeCluster.CCPPSH
     }
 
     /// <summary>Job ids, newest first, shown with their name, state and owner.</summary>
-    public sealed class JobIdCompleter : HpcCompleter
+    public class JobIdCompleter : HpcCompleter
     {
+        /// <summary>The states of the jobs offered (the head node filters: ended jobs are most of a history).</summary>
+        protected virtual string States => "All";
+
         protected override IEnumerable<Candidate> Candidates(IDictionary bound) =>
-            Jobs(bound).OrderByDescending(j => Convert.ToInt32(j["Id"], CultureInfo.InvariantCulture)).Select(j =>
+            Jobs(bound, States).OrderByDescending(j => Convert.ToInt32(j["Id"], CultureInfo.InvariantCulture)).Select(j =>
             {
                 string id = Convert.ToString(j["Id"], CultureInfo.InvariantCulture);
                 string name = j["Name"] as string;
                 return new Candidate(id, $"{id} {(string.IsNullOrEmpty(name) ? "" : name + " ")}({j["State"]}, {j["Owner"]})");
             });
+    }
+
+    /// <summary>The jobs Stop-HpcJob can stop: those not started or running (HPC Pack's list, as the head
+    /// node's model.states.JOB_CANCELABLE), and Canceling ones (a second stop forces a graceful one).
+    /// An ended or Finishing job would only be refused; so would Stop-HpcTask, its tasks having ended.</summary>
+    public sealed class StoppableJobIdCompleter : JobIdCompleter
+    {
+        protected override string States => "Configuring,Submitted,Validating,Queued,Running,Canceling";
+    }
+
+    /// <summary>The jobs Submit-HpcJob takes: Configuring ones (submitted) and Canceled or Failed ones (requeued).</summary>
+    public sealed class SubmittableJobIdCompleter : JobIdCompleter
+    {
+        protected override string States => "Configuring,Canceled,Failed";
     }
 
     /// <summary>Task ids of the job named by -JobId (or -Job), shown with their command lines.</summary>

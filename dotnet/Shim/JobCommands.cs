@@ -25,7 +25,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
-        [ArgumentCompleter(typeof(JobIdCompleter))]
+        [ArgumentCompleter(typeof(StoppableJobIdCompleter))]
         public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)]
@@ -153,7 +153,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class SubmitHpcJobCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int[] Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(SubmittableJobIdCompleter))] public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob[] Job { get; set; }
 

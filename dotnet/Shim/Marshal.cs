@@ -11,13 +11,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
 {
     internal static class Marshal
     {
-        public static PyObject ToPython(object value)
+        /// <summary>A .NET value as a Python one. `parameter` is the cmdlet parameter it came from: the keys
+        /// of the arguments' top-level map, inherited by what is inside.</summary>
+        public static PyObject ToPython(object value, string parameter = null)
         {
             switch (value)
             {
                 case null: return PyObject.None;
-                case PSObject ps: return ToPython(ps.BaseObject);
-                case string s: return new PyString(s);
+                case PSObject ps: return ToPython(ps.BaseObject, parameter);
+                case string s: return new PyString(Text(s, parameter));
                 case bool b: return Builtin(b ? "True" : "False");
                 case SwitchParameter sw: return ToPython(sw.IsPresent);
                 case int i: return new PyInt(i);
@@ -26,24 +28,49 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 case DateTime t: return new PyString(t.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture));
                 case TimeSpan span: return new PyFloat(span.TotalSeconds);
                 case Enum e: return new PyString(e.ToString());
-                case IHpcRecord record: return ToPython(record.GetKey());
+                case IHpcRecord record: return ToPython(record.GetKey(), parameter);
                 case IDictionary dict:
                     var pyDict = new PyDict();
                     foreach (DictionaryEntry entry in dict)
                     {
-                        using (PyObject v = ToPython(entry.Value)) pyDict[entry.Key.ToString()] = v;
+                        string key = Text(entry.Key.ToString(), parameter);
+                        using (PyObject v = ToPython(entry.Value, parameter ?? key)) pyDict[key] = v;
                     }
                     return pyDict;
                 case IEnumerable items:
                     var list = new PyList();
                     foreach (object item in items)
                     {
-                        using (PyObject v = ToPython(item)) list.Append(v);
+                        using (PyObject v = ToPython(item, parameter)) list.Append(v);
                     }
                     return list;
                 default:
-                    return new PyString(value.ToString());
+                    return new PyString(Text(value.ToString(), parameter));
             }
+        }
+
+        /// <summary>
+        /// Every string crosses into Python here, so this is where text is checked, once: a .NET string may
+        /// hold a lone UTF-16 surrogate ("`u{D800}", half of a pair cut in two), which is no Unicode text and
+        /// which Python cannot take (it would fail with a raw decode error). Refused as InvalidArgument,
+        /// naming the parameter, before anything is sent.
+        /// </summary>
+        private static string Text(string s, string parameter)
+        {
+            for (int i = 0; i < s.Length; i++)
+            {
+                if (!char.IsSurrogate(s[i])) continue;
+                if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+                {
+                    i++;
+                    continue;
+                }
+                string where = parameter == null ? "A value" : $"The value of -{parameter}";
+                throw new BackendException("InvalidArgument", "InvalidArgument",
+                    $"{where} is not valid Unicode text: it holds a lone UTF-16 surrogate (U+{(int)s[i]:X4}) at character {i + 1}.",
+                    parameter, null);
+            }
+            return s;
         }
 
         private static PyObject Builtin(string name)

@@ -21,7 +21,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(void))]
     public sealed class StopHpcTaskCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(StoppableJobIdCompleter))] public int JobId { get; set; }
         [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(TaskIdCompleter))] public int TaskId { get; set; }
         [Parameter(ParameterSetName = "id")] public int SubTaskId { get; set; }
         [Parameter(ParameterSetName = "task", Mandatory = true, ValueFromPipeline = true)] public HpcTask Task { get; set; }

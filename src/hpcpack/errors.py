@@ -73,3 +73,9 @@ class ErrorRecord:
 
 def invalid_argument(message: str, target: Any = None) -> HpcError:
     return HpcError("InvalidArgument", message, target)
+
+
+def storage_failure(cause: Exception, target: Any = None) -> HpcError:
+    """The store could not commit a change (disk full, I/O error): it was rolled back, in memory too."""
+    return HpcError("StorageFailure", f"The head node could not save the change ({cause}); nothing was changed. "
+                    "Reading still works.", target)

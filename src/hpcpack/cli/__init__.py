@@ -21,6 +21,7 @@ from ..backends.contract import Item, JobQuery, StopOptions, TaskQuery
 from ..backends.stopping import stop_jobs
 from ..errors import HpcError
 from ..wire.protocol import MAX_ID
+from .arguments import check_text
 
 if TYPE_CHECKING:
     from ..backends.contract import Backend
@@ -577,6 +578,9 @@ def main(argv: list[str] | None = None, commands: Mapping[str, Command] | None =
     name = words[0].lower() if words else ""
     commands = commands or COMMANDS
     try:
+        refused = check_text(words)
+        if refused:
+            raise Usage(refused)
         command, args = parse(words, commands, tool)
         from ..backends.headnode import backend_for
         backend = backend_for(args.scheduler)

@@ -233,13 +233,16 @@ class Cancels(Processes):
                 continue
             expired = [u for u in job.units() if u.state == TaskState.Running and u.runtime_limit > 0
                        and u.start_time is not None and now() >= u.start_time + u.runtime_limit]
-            for unit in expired:
-                unit.move("stop")
-                unit.error_code = TASK_FAILURE
-                unit.error_message = f"The task exceeded its run-time limit of {unit.runtime_limit // 60} minute(s)."
-                self._signal_units(job, [unit], signal.SIGTERM)
-                self._kill_later(job, unit)
-            if expired:
+            if not expired:
+                continue
+            with self.batch():  # signals wait for the commit
+                for unit in expired:
+                    unit.move("stop")
+                    unit.error_code = TASK_FAILURE
+                    unit.error_message = (f"The task exceeded its run-time limit of {unit.runtime_limit // 60} "
+                                          "minute(s).")
+                    self._signal_units(job, [unit], signal.SIGTERM)
+                    self._kill_later(job, unit)
                 self.commit(job, expired, ("scheduler", "run time expired", expired[0].error_message,
                                            ",".join(u.key for u in expired)), job_changed=False)
 

@@ -107,8 +107,21 @@ class Core:
         self.touched: set[int] = set()  # jobs the current request looked up
         self._quarantine: set[int] = set()  # jobs that faulted and could not even be failed
         self._exits: list[tuple[int, int]] = []  # (pid, status) reaped, not yet recorded
-        orders = [j.queue_order for j in self.jobs.values()]
-        self._next_order = max([0.0, *orders]) + 1
+        self._next_order = self._order_counter()
+        self.store.on_rollback(self.forget_uncommitted)
+
+    def forget_uncommitted(self, written: set[int]) -> None:
+        """After a rollback, memory is what the store has: the jobs the transaction looked up or wrote
+        are read again (one it created is gone, so nothing lists a job that was never stored), and what
+        is derived from stored rows (cluster properties, queue order) is taken again from them."""
+        self.reload(self.touched | written)
+        self._properties = None
+        self._next_order = self._order_counter()
+
+    def _order_counter(self) -> float:
+        """The queue-order counter as the jobs in memory have it: beyond every order given (a job put
+        in front of the queue has a negative one)."""
+        return max([0.0, *(abs(j.queue_order) for j in self.jobs.values())]) + 1
 
     def close(self) -> None:
         self.launchers.close()
@@ -279,15 +292,16 @@ class Core:
 
     def reload(self, job_ids: Iterable[int]) -> None:
         """Puts the jobs back as the store has them (after a change that could not be committed), and
-        every reference the head node keeps to them with them."""
-        fresh = {}
-        for job_id in set(job_ids):
+        every reference the head node keeps to them with them. All are read before any is replaced: a
+        read that fails (an I/O error) leaves memory as it was, rather than without some active jobs."""
+        wanted = set(job_ids)
+        fresh = {job.id: job for job_id in wanted for job in self.store.load_jobs(job_id)}
+        for job_id in wanted:
             old = self.jobs.pop(job_id, None)
             if old is not None:
                 del self._by_state[old.state][job_id]
-            for job in self.store.load_jobs(job_id):
-                self._add(job)
-                fresh[job.id] = job
+        for job in fresh.values():
+            self._add(job)
         if not fresh:
             return
 

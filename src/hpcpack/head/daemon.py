@@ -13,21 +13,20 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
-import fcntl
 import logging
 import os
-import resource
 import signal
 import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..config import SOCKET_NAME, HeadNodeConfig, default_state_dir
-from ..errors import HpcError
+from ..errors import HpcError, storage_failure
 from ..identity import Caller, identify, peer_credentials
 from ..model.objects import now
 from ..model.states import JobState
@@ -35,6 +34,7 @@ from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
 from .requests import Requests
+from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
 
 log = logging.getLogger("hpcpack.head.headnode")
@@ -61,6 +61,7 @@ class Daemon:
         self.last_checkpoint = self.last_activity
         self.connections: Counter[int] = Counter()  # open connections, by uid
         self.opening = 0  # TCP connections not yet authenticated
+        self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
 
     def poke(self) -> None:
         self.wake.set()
@@ -82,7 +83,8 @@ class Daemon:
         return max(self.last_activity, self.last_checkpoint) + CHECKPOINT_IDLE
 
     def _checkpoint_when_idle(self) -> None:
-        """A checkpoint that fails (a full disk) is tried again later; the commits are safe in the WAL."""
+        """A checkpoint that fails (a full disk) or that a reader holds up is tried again later; the commits
+        are safe in the WAL."""
         if self.head.store.unchecked and time.monotonic() >= self._checkpoint_due():
             try:
                 self.head.store.checkpoint()
@@ -134,9 +136,9 @@ class Daemon:
         if self.socket_path.exists():
             self.socket_path.unlink()
         # TCP first: once the socket exists, every listener does.
-        servers = [await asyncio.start_server(self._serve_remote, host, port, reuse_address=True)
+        servers = [await asyncio.start_server(self._tracked(self._serve_remote), host, port, reuse_address=True)
                    for host, port in self.config.listen]
-        servers.append(await asyncio.start_unix_server(self._serve_client, path=str(self.socket_path)))
+        servers.append(await asyncio.start_unix_server(self._tracked(self._serve_client), path=str(self.socket_path)))
         os.chmod(self.socket_path, self.config.socket_mode)
         self.head.recover()
         self.head.launchers.warm()
@@ -152,12 +154,39 @@ class Daemon:
                     await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
                 self.wake.clear()
                 self._checkpoint_when_idle()
+            for server in servers:
+                server.close()
+            await self._hang_up()
         self.socket_path.unlink(missing_ok=True)
         self.head.close()
 
     def _stop(self) -> None:
         self.stopping = True
         self.poke()
+
+    def _tracked(self, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+                 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        """A connection's handler, known to the daemon, so that stopping can end it (_hang_up)."""
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self.conversations.add(task)
+            try:
+                await serve(reader, writer)
+            except asyncio.CancelledError:  # the head node stops: its client sees the connection close
+                writer.transport.abort()
+            finally:
+                self.conversations.discard(task)
+        return handler
+
+    async def _hang_up(self) -> None:
+        """Ends the open connections, each task by itself, before asyncio.run would cancel them: it logs
+        every handler it cancels with a traceback (Python 3.11's streams), one per connected client."""
+        if self.conversations:
+            log.info("stopping: closing %d client connection(s)", len(self.conversations))
+        for task in self.conversations:
+            task.cancel()
+        await asyncio.gather(*self.conversations, return_exceptions=True)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A Unix socket caller: who it is comes from the socket's peer credentials."""
@@ -229,68 +258,19 @@ class Daemon:
             result = await self.requests.handle(caller, message.get("op"), message.get("args"),
                                                 message.get("request_id"))
             return protocol.reply_ok(result)
+        # (Whatever the error, the request's transaction was rolled back, and with it what it changed in
+        # memory: Core.forget_uncommitted.)
         except HpcError as e:
-            self.head.reload(self.head.touched)
             return protocol.reply_error(e)
         except sqlite3.Error as e:  # disk full, I/O error: the change was rolled back, and nothing was signalled
             log.error("a request could not be committed: %s", e)
-            self.head.reload(self.head.touched)
-            return protocol.reply_error(HpcError("StorageFailure", f"The head node could not save the change "
-                                                 f"({e}); nothing was changed. Reading still works."))
+            return protocol.reply_error(storage_failure(e))
         except Exception as e:  # a bug must not take the head node down with it
             log.exception("request failed")
-            self.head.reload(self.head.touched)
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
             self.touch()
             self.poke()
-
-
-def acquire_lock(state_dir: Path) -> int | None:
-    """The single-instance lock, held for the life of the process on the database file itself, so
-    that deleting a lock file cannot let a second head node in (flock and SQLite's own POSIX locks
-    do not interfere). headnode.lock only records the pid, for people."""
-    fd = os.open(state_dir / "headnode.db", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    (state_dir / "headnode.lock").write_text(f"{os.getpid()}\n")
-    return fd
-
-
-def secure_state_dir(state_dir: Path, config: HeadNodeConfig, socket_path: Path) -> None:
-    """Only the head node's user reads its state: files 0600, folders 0700; the state folder itself is
-    0711 when others must reach a shared socket inside it (they can enter it, not list it)."""
-    shared = bool(config.socket_mode & 0o077) and socket_path.parent == state_dir
-    os.chmod(state_dir, 0o711 if shared else 0o700)
-    for path in state_dir.iterdir():
-        if path.is_symlink() or path == socket_path:
-            continue
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
-    output = state_dir / "output"
-    if output.is_dir():
-        for folder in output.iterdir():
-            if folder.is_dir() and not folder.is_symlink():
-                os.chmod(folder, 0o700)
-
-
-def raise_open_file_limit() -> None:
-    """Every client holds a descriptor: take the hard limit, not the 1,024 a service gets by default."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def stop_head_node(socket_path: Path) -> int:
-    from ..backends.client import Client
-    try:
-        Client(f"unix:{socket_path}").call("shutdown")
-    except HpcError as e:
-        print(f"hpc-headnode: {e.message}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

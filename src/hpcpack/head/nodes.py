@@ -41,19 +41,27 @@ class Nodes(Recovery):
         """Node states from the store (Online for a node not seen before); groups from the store, with the
         built-in groups and the memberships headnode.yaml declares added."""
         self._node_by_name: dict[str, Node] = {n.name.lower(): n for n in self.config.nodes}
-        stored = self.store.node_states()
-        self.node_state: dict[str, str] = {}
+        stored = {name.lower() for name in self.store.node_states()}
         with self.batch():
             for node in self.config.nodes:
-                known = next((state for name, (state, _) in stored.items() if name.lower() == node.name.lower()), None)
-                if known is None:
+                if node.name.lower() not in stored:
                     self.store.save_node_state(node.name, "Online", "", now(), "headnode.yaml", "added")
-                self.node_state[node.name] = known or "Online"
             for name, description in BUILTIN_GROUPS.items():
                 self.store.ensure_group(name, description)
             for node in self.config.nodes:
                 for group in node.groups:
                     self.store.seed_member(self.store.ensure_group(group), node.name)
+        self.node_state = self._stored_node_states()
+        self._load_groups()
+
+    def _stored_node_states(self) -> dict[str, str]:
+        stored = {name.lower(): state for name, (state, _) in self.store.node_states().items()}
+        return {node.name: stored.get(node.name.lower(), "Online") for node in self.config.nodes}
+
+    def forget_uncommitted(self, written: set[int]) -> None:
+        """Node states and groups are changed in memory with their rows: after a rollback, as stored."""
+        super().forget_uncommitted(written)
+        self.node_state = self._stored_node_states()
         self._load_groups()
 
     def _load_groups(self) -> None:

@@ -163,7 +163,10 @@ class Processes(Core):
                 self.commit(job, entry=("scheduler", "trouble", message))
 
     def _kill_later(self, job: Job, unit: Task) -> None:
-        self._task_deadlines[unit.key] = (now() + self.property("TaskCancelGracePeriod"), job, unit)
+        """SIGKILL at the end of the grace period, once the stop that asks for it is committed (a
+        rolled-back one must not kill the task later)."""
+        deadline = now() + self.property("TaskCancelGracePeriod")
+        self.store.after_commit(lambda: self._task_deadlines.__setitem__(unit.key, (deadline, job, unit)))
 
     def sweep_leftovers(self) -> None:
         """Kills what ended tasks left behind; one /proc scan serves every task that ended lately."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import HpcError, invalid_argument
+from ..errors import HpcError, invalid_argument, storage_failure
 from ..identity import Caller
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState, parse_flags
@@ -22,7 +23,7 @@ from ..model.stop import StopOptions
 from ..wire import operations as ops
 from ..wire import protocol
 from .cluster_requests import ClusterRequests, moment
-from .core import ENDED_STATES
+from .core import ENDED_STATES, log
 from .headnode import HeadNode
 from .store import JobQuery, StaleState
 
@@ -49,6 +50,13 @@ def _compact_item(item: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in item.items() if k != "job"}
     return {"id": item.get("id"), "error": {"error_id": error.get("error_id"),
                                             "message": str(error.get("message", ""))[:REPLY_MESSAGE_KEPT]}}
+
+
+def _unsaved(ids: list[int], cause: sqlite3.Error, saved: int) -> list[dict[str, Any]]:
+    """The answer for the jobs of a bulk request from a batch that could not be committed on: the batches
+    before it are saved, so the request is answered job by job, not with "nothing was changed"."""
+    log.error("a request could not be committed after %d of its jobs: %s", saved, cause)
+    return [{"id": job_id, "error": storage_failure(cause, job_id).to_wire()} for job_id in ids]
 
 
 def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
@@ -84,15 +92,23 @@ class Requests(ClusterRequests):
                 return done
         handler = self.handlers[name]
         if asyncio.iscoroutinefunction(handler):
-            result = await handler(caller, params)
+            result = await handler(caller, params)  # (committed a batch at a time)
             if key is not None:
-                self.head.store.record_reply(key, now(), _compact(result))
+                self._keep_reply(key, result)
             return result
         with self.head.batch():
             result = handler(caller, params)
             if key is not None:
                 self.head.store.record_reply(key, now(), _compact(result))
         return result
+
+    def _keep_reply(self, key: str, result: Any) -> None:
+        """Keeps the reply of a request whose changes are already committed: if it cannot be kept (a full
+        disk), the caller still gets it, rather than an error saying that nothing was changed."""
+        try:
+            self.head.store.record_reply(key, now(), _compact(result))
+        except sqlite3.Error as e:
+            log.error("the reply to a request could not be kept for a resend: %s", e)
 
     def _record(self, job: Job, caller: Caller) -> dict[str, Any]:
         return job.to_record(self.head.name, private=not self.head.may_read(caller, job))
@@ -126,9 +142,15 @@ class Requests(ClusterRequests):
         results: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
+            try:
+                outcomes = batch(chunk)
+            except sqlite3.Error as e:
+                if not results:
+                    raise  # nothing was saved: the request fails as a whole
+                return results + _unsaved(ids[start:], e, start)
             results += [{"id": job_id, "error": outcome.to_wire()} if isinstance(outcome, HpcError)
                         else {"id": job_id, **answer(outcome)}
-                        for job_id, outcome in zip(chunk, batch(chunk), strict=True)]
+                        for job_id, outcome in zip(chunk, outcomes, strict=True)]
             self.daemon.touch()
             self.daemon.poke()
             await asyncio.sleep(0)

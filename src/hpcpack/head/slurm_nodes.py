@@ -83,6 +83,12 @@ class SlurmNodes(Nodes):
                     self._record_state(node.name, hpc_state(node.state)[0], actor, reason.strip())
         self.groups = self._slurm_groups(found)
 
+    def _load_groups(self) -> None:
+        """With Slurm, the groups are Slurm's partitions and features as last read (the store keeps ids)."""
+        super()._load_groups()
+        if self.slurm is not None and getattr(self, "_slurm_nodes", None):
+            self.groups = self._slurm_groups(list(self._slurm_nodes.values()))
+
     def _record_state(self, name: str, state: str, actor: str, reason: str = "") -> None:
         self.node_state.setdefault(name, "")  # a node Slurm added since the start
         super()._record_state(name, state, actor, reason)

@@ -31,6 +31,10 @@ def _clean_text(value: str) -> str:
     return value
 
 
+# pydantic's words for what _clean_text says of text inside a specification (a strict str field is
+# checked by pydantic itself, before any validator of ours).
+_PROBLEMS = {"string_unicode": "must be valid Unicode text (it holds a lone surrogate)"}
+
 Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT), AfterValidator(_clean_text)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 SubId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
@@ -319,5 +323,6 @@ def parse(op: Any, args: Any) -> tuple[str, Request]:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or op
-        problem = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        problem = str(first["ctx"]["error"]) if first["type"] == "value_error" else _PROBLEMS.get(first["type"],
+                                                                                                   first["msg"])
         raise HpcError("InvalidArgument", f"Invalid request '{op}': {where}: {problem}.", where) from None
