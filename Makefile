@@ -81,10 +81,18 @@ pwsh-tool:
 	engine="$$(ls -d $(abspath $(PWSH_DIR))/.store/powershell/$(PWSH_VERSION)/powershell/$(PWSH_VERSION)/tools/net*/any/unix/pwsh)" && \
 	  chmod 755 "$$engine" && ln -sfn "$$engine" $(PWSH_DIR)/engine
 
-module/bin/CCPPSH.dll: $(SHIM_SOURCES) $(VENV)/.installed
+PYTHON_RUNTIME_DLL = $$($(PY) -c 'import pythonnet, pathlib; print(pathlib.Path(pythonnet.__file__).parent / "runtime" / "Python.Runtime.dll")')
+
+# The shim, then its and pythonnet's ReadyToRun copies over the IL ones (dotnet/ReadyToRun says why); without
+# them (no crossgen package from NuGet) the module works as well, only its first cmdlet starts slower.
+module/bin/CCPPSH.dll: $(SHIM_SOURCES) dotnet/ReadyToRun/ReadyToRun.csproj $(VENV)/.installed
 	dotnet build dotnet/Shim/CCPPSH.csproj -c Release -o module/bin --nologo -v quiet \
-	  -p:PythonRuntimeDll=$$($(PY) -c 'import pythonnet, pathlib; print(pathlib.Path(pythonnet.__file__).parent / "runtime" / "Python.Runtime.dll")') \
-	  || { $(NO_NUGET); }
+	  -p:PythonRuntimeDll=$(PYTHON_RUNTIME_DLL) || { $(NO_NUGET); }
+	rm -rf build/readytorun
+	dotnet publish dotnet/ReadyToRun/ReadyToRun.csproj -c Release -o build/readytorun --nologo -v quiet \
+	  -p:ShimDll=$(abspath dotnet/Shim/obj/Release/netstandard2.0/CCPPSH.dll) -p:PythonRuntimeDll=$(PYTHON_RUNTIME_DLL) \
+	  && cp build/readytorun/CCPPSH.dll build/readytorun/Python.Runtime.dll module/bin/ \
+	  || echo >&2 "make: warning: no ReadyToRun compile of the module (NuGet's crossgen package?): a fresh pwsh's first cmdlet is slower"
 	touch $@
 
 # The module finds its Python through this file (venv, libpython, version): no variable for the user to set.
