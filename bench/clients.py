@@ -12,6 +12,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,13 +95,20 @@ def slurm_job_commands(env: dict[str, str], repeats: int) -> dict[str, Callable[
 
 def pwsh_start(env: dict[str, str], job_id: int, repeats: int) -> dict[str, float]:
     """A fresh pwsh that imports the module and runs one cmdlet, next to a bare pwsh: what a user pays,
-    Python's start and exit included."""
+    Python's start and exit included. pwsh keeps one startup profile per user (in XDG_CACHE_HOME) and
+    rewrites it at each exit: each command has a cache of its own, warmed by a first run, as a user who
+    runs the same script again has, so that neither starts with the other's profile."""
     base = [PWSH, "-NoProfile", "-NonInteractive", "-Command"]
-    return interleaved({
-        "pwsh_bare_ms": lambda: run_ms([*base, "1"], env),
-        "pwsh_hpc_one_cmdlet_ms": lambda: run_ms([*base, f"Import-Module '{MODULE}'; $null = Get-HpcJob -Id {job_id}"],
-                                                 env),
-    }, repeats)
+    scripts = {"pwsh_bare_ms": "1",
+               "pwsh_hpc_one_cmdlet_ms": f"Import-Module '{MODULE}'; $null = Get-HpcJob -Id {job_id}"}
+    with tempfile.TemporaryDirectory(prefix="hpc-bench-cache-") as caches:
+        envs = {name: {**env, "XDG_CACHE_HOME": os.path.join(caches, name)} for name in scripts}
+        for name, script in scripts.items():
+            run_ms([*base, script], envs[name])
+
+        def measured(name: str) -> Callable[[], float]:
+            return lambda: run_ms([*base, scripts[name]], envs[name])
+        return interleaved({name: measured(name) for name in scripts}, repeats)
 
 
 def _pwsh_results(env: dict[str, str], script: str) -> dict[str, float]:
