@@ -200,6 +200,8 @@ class Allocation(Admission):
 
     def _hold_reason(self, job: Job) -> str:
         """Why a queued job may not start yet whatever the cores: held, or parents not finished."""
+        if job.hold_until is None and not job.parent_job_ids:
+            return ""  # (most jobs: each loop pass asks this of every queued job)
         if job.hold_until is not None and now() < job.hold_until:
             return "HoldUntil"
         waiting = [p for p in job.parent_job_ids if not self._finished(p)]
