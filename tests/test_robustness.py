@@ -39,9 +39,11 @@ from .test_security import ended, job_as, tasks_of
 ONE_NODE = 'nodes:\n  - {name: NODE1, cores: 4}\nsocket_mode: "0666"\nadministrators: [hpcadmin]\n'
 
 
-def raw(head: HeadNodeProcess, message: dict[str, Any]) -> dict[str, Any]:
-    """One frame over a fresh connection, exactly as given (no client-side checks)."""
+def raw(head: HeadNodeProcess, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """One frame over a fresh connection, exactly as given (no client-side checks); with `timeout`, a reply
+    that does not come within it fails the test."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
         sock.connect(str(head.socket))
         protocol.send(sock, message)
         return protocol.receive(sock)
@@ -632,3 +634,57 @@ def test_an_idle_head_node_copies_its_commits_into_the_database_file(head: HeadN
             db.close()
             copy.unlink()
     assert wait_until(in_database_file, 10)
+
+
+LATE = "9999-12-31T23:59:59.9999999-12:00"  # DateTime.MaxValue west of Greenwich: in year 10000 in UTC
+
+
+@pytest.mark.parametrize(("op", "args", "error_id", "target"), [
+    ("get_jobs", {"state": "All", "after": 10**4000}, "InvalidArgument", "after"),
+    ("get_jobs", {"state": "All", "after": 2**63}, "InvalidArgument", "after"),
+    ("hello", {"protocol": 10**4000}, "InvalidArgument", "protocol"),
+    ("new_job", {"spec": {"HoldUntil": LATE}}, "ArgumentOutOfRange", "HoldUntil"),
+    ("new_job", {"spec": {"HoldUntil": "0001-01-01T00:00:00"}}, "ArgumentOutOfRange", "HoldUntil"),
+    ("history", {"start": LATE}, "ArgumentOutOfRange", "StartDate"),
+    ("get_jobs", {"begin": 2**50}, "InvalidArgument", "begin"),
+    ("get_jobs", {"state": 5}, "InvalidArgument", "state"),
+    ("get_jobs", {"state": "Queued\0"}, "InvalidArgument", "state"),
+    ("get_jobs", {"state": ["Queued", 5]}, "InvalidArgument", "state.1"),
+])
+def test_values_out_of_range_are_refused_by_name_and_log_no_traceback(head: HeadNodeProcess, op: str,
+                                                                      args: dict[str, Any], error_id: str,
+                                                                      target: str) -> None:
+    reply = raw(head, {"op": op, "args": args})
+    assert not reply["ok"] and reply["error"]["error_id"] == error_id, reply
+    assert reply["error"]["target"] == target and "[" not in reply["error"]["message"], reply
+    assert "Traceback" not in (head.state_dir / "headnode.log").read_text()
+    assert answers(head)
+
+
+def test_a_wait_with_timeout_0_looks_once_and_answers_at_once(head: HeadNodeProcess, client: Client) -> None:
+    job_id = client.call("new_job", spec={})["Id"]  # Configuring: it never ends by itself
+    reply = raw(head, {"op": "wait_jobs", "args": {"ids": [job_id], "timeout": 0}}, timeout=15)
+    assert reply == {"ok": True, "result": {str(job_id): "Configuring"}}  # the state it is in now
+
+
+def test_a_job_cannot_be_its_own_parent_nor_wait_in_a_cycle_of_parents(head: HeadNodeProcess,
+                                                                       client: Client) -> None:
+    first = client.call("new_job", spec={"Name": "first"})["Id"]
+    second = client.call("new_job", spec={"Name": "second", "ParentJobIds": [first]})["Id"]
+    for job_id, parents in ((first, [first]), (first, [second]), (second, [second, first])):
+        reply = raw(head, {"op": "set_job", "args": {"id": job_id, "spec": {"ParentJobIds": parents}}})
+        assert reply["error"]["error_id"] == "InvalidArgument" and reply["error"]["target"] == "ParentJobIds"
+        assert "cycle" in reply["error"]["message"], reply
+    assert client.call("get_jobs", ids=[first])[0]["ParentJobIds"] == []  # nothing of the refused change stays
+    with pytest.raises(HpcError) as refused:  # its own id, the one the new job gets
+        client.call("new_job", spec={"ParentJobIds": [second + 1]})
+    assert refused.value.error_id == "InvalidArgument" and "cycle" in refused.value.message
+    waiting = client.call("new_job", spec={"ParentJobIds": [second + 2]})["Id"]  # a job not made yet...
+    assert waiting == second + 1  # (the refused job used no id)
+    with pytest.raises(HpcError) as refused:  # ...which, made now, cannot wait for the job waiting for it
+        client.call("new_job", spec={"ParentJobIds": [waiting]})
+    assert refused.value.error_id == "InvalidArgument" and "cycle" in refused.value.message
+    client.call("add_task", job_id=second, spec={"CommandLine": "true"})
+    client.call("add_task", job_id=first, spec={"CommandLine": "true"})
+    client.call("submit_jobs", ids=[second, first])
+    assert ended(client, second)["State"] == "Finished"

@@ -4,14 +4,13 @@ cluster properties and environment, nodes, node groups and the overview. Part of
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import CLUSTER_PARAMETERS, PROPERTY_DEFAULTS
 from ..errors import HpcError, invalid_argument
 from ..identity import Caller
-from ..model import templates
+from ..model import jobspec, templates
 from ..model.objects import history_record
 from ..model.states import JobState, TaskState
 from ..wire import operations as ops
@@ -28,10 +27,7 @@ def moment(value: str | int | float | None, what: str) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
+    return jobspec.parse_time(value, what)
 
 
 class ClusterRequests:

@@ -44,8 +44,30 @@ REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its 
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
+FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
 CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
+
+
+class FailureLog:
+    """Tracebacks of failed requests, at most FAILURES_LOGGED a minute: a user who found a request that fails
+    could otherwise fill the disk with them (each is the same bug); how many were left out is logged."""
+
+    def __init__(self) -> None:
+        self.window = time.monotonic()
+        self.logged = self.left_out = 0
+
+    def log(self, error: Exception) -> None:
+        if time.monotonic() - self.window >= 60.0:
+            if self.left_out:
+                log.error("%d more requests failed in the last minute (their tracebacks were not logged)",
+                          self.left_out)
+            self.window, self.logged, self.left_out = time.monotonic(), 0, 0
+        if self.logged < FAILURES_LOGGED:
+            self.logged += 1
+            log.error("request failed", exc_info=error)
+        else:
+            self.left_out += 1
 
 
 class Daemon:
@@ -62,6 +84,7 @@ class Daemon:
         self.connections: Counter[int] = Counter()  # open connections, by uid
         self.opening = 0  # TCP connections not yet authenticated
         self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
+        self.failures = FailureLog()
 
     def poke(self) -> None:
         self.wake.set()
@@ -266,7 +289,7 @@ class Daemon:
             log.error("a request could not be committed: %s", e)
             return protocol.reply_error(storage_failure(e))
         except Exception as e:  # a bug must not take the head node down with it
-            log.exception("request failed")
+            self.failures.log(e)
             return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
             self.touch()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PROPERTY_DEFAULTS, HeadNodeConfig
-from ..errors import HpcError
+from ..errors import HpcError, invalid_argument
 from ..identity import Caller
 from ..model import jobspec
 from ..model.objects import Job, Task, now
@@ -59,6 +59,7 @@ class HeadNode(Allocation):
         """Gives the job its id and stores it with its tasks, in one transaction."""
         with self.batch():
             job.id = self.store.allocate_job_id()
+            self._check_parents(job)  # (a job made earlier may name the id this one gets as its parent)
             for unit in [u for t in job.tasks for u in (t, *t.instances)]:
                 unit.job_id = job.id
             self.store.insert_job(job)
@@ -143,6 +144,8 @@ class HeadNode(Allocation):
         try:
             jobspec.apply_job_properties(job, spec)
             self._check_template_spec(caller, job, spec)
+            if any(k.lower() == "parentjobids" for k in spec):
+                self._check_parents(job)
             if job.state in _IN_QUEUE:
                 self._recheck(caller, job)
         except HpcError:
@@ -154,6 +157,12 @@ class HeadNode(Allocation):
         if any(k.lower() == "priority" for k in spec):
             self.reprioritize_on_slurm(job)
         return job
+
+    def _check_parents(self, job: Job) -> None:
+        """InvalidArgument when the job's parent jobs would make it wait for itself."""
+        problem = jobspec.parent_problem(job, self.jobs.values())
+        if problem:
+            raise invalid_argument(problem, "ParentJobIds")
 
     def _recheck(self, caller: Caller, job: Job) -> None:
         """A job in the queue or running that changes keeps to its template (a requeue checks it again),

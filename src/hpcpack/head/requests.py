@@ -190,8 +190,9 @@ class Requests(ClusterRequests):
         return await self._per_job(caller, params.ids, batch, lambda job: {"state": job.state.name})
 
     async def op_wait_jobs(self, caller: Caller, params: ops.WaitJobs) -> dict[str, Any]:
-        """Waits for the jobs' final states; by default as long as a cancel can take."""
-        timeout = params.timeout if params.timeout else self.op_cancel_time_limit(caller, params)
+        """Waits for the jobs' final states; by default as long as a cancel can take. A timeout of 0 looks once
+        and answers at once (it is a timeout given, not a missing one)."""
+        timeout = params.timeout if params.timeout is not None else self.op_cancel_time_limit(caller, params)
         return await self.daemon.until_ended(caller, params.ids, min(float(timeout), 3600.0))
 
     def op_cancel_time_limit(self, caller: Caller, params: ops.Request) -> float:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import HpcError, invalid_argument
+from ..wire.protocol import MAX_TIME
 from .objects import TASK_TYPES, Job, Task
 from .params import (
     INT32_MAX,
@@ -26,6 +28,7 @@ from .params import (
 from .properties import RUNNING_CHANGEABLE, TASK_FILE_ONLY, TASK_NAMES
 from .states import JobState
 
+Node = TypeVar("Node", str, int)  # a task's name or a job's id, in a graph of what waits for what
 _UNIT_PARAMETERS = (("NumCores", "Core"), ("NumSockets", "Socket"), ("NumNodes", "Node"))
 
 
@@ -58,11 +61,21 @@ def _int(value: Any, what: str, low: int = INT32_MIN, high: int = INT32_MAX) -> 
     return number
 
 
-def _time(value: Any, what: str) -> float:
+def parse_time(value: Any, what: str) -> float:
+    """ISO 8601 text as POSIX seconds, within what every side can show again (1970 to 9999: a time past
+    the end of year 9999 UTC, DateTime.MaxValue west of Greenwich, has no date in Python nor .NET)."""
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise invalid_argument(f"{what} '{value}' is not a date and time.", what) from None
+    try:
+        seconds = moment.timestamp()
+    except (ValueError, OverflowError):  # year 1 in the local time zone is before the platform's epoch range
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_TIME:
+        raise HpcError("ArgumentOutOfRange", f"{what} must be between 1970-01-01 and 9999-12-31 (UTC); "
+                       f"'{value}' is not.", what)
+    return seconds
 
 
 def _list(value: Any) -> list[str]:
@@ -220,7 +233,7 @@ _JOB_SETTERS: dict[str, Any] = {
     "validexitcodes": lambda j, v: setattr(j, "valid_exit_codes", _checked_codes(v)),
     "taskexecutionfailureretrylimit": lambda j, v: setattr(j, "task_retry_limit",
                                                            _int(v, "TaskExecutionFailureRetryLimit", 0)),
-    "holduntil": lambda j, v: setattr(j, "hold_until", _time(v, "HoldUntil")),
+    "holduntil": lambda j, v: setattr(j, "hold_until", parse_time(v, "HoldUntil")),
     "addexcludednodes": _add_nodes("excluded_nodes"),
     "removeexcludednodes": _remove_excluded,
     "clearexcludednodes": _clear_excluded,
@@ -456,20 +469,34 @@ def dependency_problem(tasks: list[Task]) -> str:
         if missing:
             return f"Task {task.key} depends on tasks that do not exist: {', '.join(missing)}."
     graph = {name: {d for t in group for d in t.depends} for name, group in names.items()}
-    cycle = _find_cycle(graph)
+    cycle = _find_cycle(graph, sorted(graph))
     if cycle:
         return "The tasks' dependencies form a cycle, so none of them can start: " + " -> ".join(cycle) + "."
     return ""
 
 
-def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
-    """A cycle in the dependency graph as a path of names (first name repeated at the end), or []."""
-    done: set[str] = set()
-    for start in sorted(graph):
+def parent_problem(job: Job, active: Iterable[Job]) -> str:
+    """Why the job's parent jobs (ParentJobIds) can never all finish, or "": the job is its own parent, or
+    parents of active jobs lead back to it. The rule of the tasks' dependencies, for jobs: a job waits for
+    its parents to finish, so a cycle waits for ever. (An ended parent ends any cycle: it waits for nothing.)"""
+    graph = {j.id: set(j.parent_job_ids) for j in active if not j.terminal}
+    graph[job.id] = set(job.parent_job_ids)
+    cycle = _find_cycle(graph, [job.id])
+    if cycle:
+        return ("The parent jobs form a cycle, so none of them can start: " + " -> ".join(map(str, cycle)) +
+                ". A job cannot wait for itself.")
+    return ""
+
+
+def _find_cycle(graph: Mapping[Node, set[Node]], starts: list[Node]) -> list[Node]:
+    """A cycle reachable from `starts` in the dependency graph as a path of nodes (the first repeated at
+    the end), or []."""
+    done: set[Node] = set()
+    for start in starts:
         if start in done:
             continue
         path, on_path = [start], {start}
-        stack: list[tuple[str, list[str]]] = [(start, sorted(graph[start]))]
+        stack: list[tuple[Node, list[Node]]] = [(start, sorted(graph[start]))]
         while stack:
             node, pending = stack[-1]
             if not pending:

@@ -9,12 +9,13 @@ operation has a handler and every handler an operation.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from ..errors import HpcError
-from .protocol import MAX_ID, MAX_IDS
+from .protocol import MAX_ID, MAX_IDS, MAX_TIME
 
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification
@@ -40,8 +41,8 @@ Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 SubId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
 States = Text | Annotated[list[Text], Field(max_length=64)]
-When = Text | Annotated[StrictInt, Field(ge=0, le=2**40)] | Annotated[StrictFloat, Field(ge=0, le=2**40,
-                                                                                 allow_inf_nan=False)]
+When = Text | Annotated[StrictInt, Field(ge=0, le=MAX_TIME)] | Annotated[StrictFloat, Field(ge=0, le=MAX_TIME,
+                                                                                    allow_inf_nan=False)]
 
 
 def _check_value(value: Any, where: str, depth: int = 0) -> Any:
@@ -85,7 +86,7 @@ class NoArgs(Request):
 class Hello(Request):
     """The first request on a connection: the client's protocol version (see protocol.PROTOCOL_VERSION)."""
 
-    protocol: StrictInt = 0
+    protocol: Annotated[StrictInt, Field(ge=0, le=MAX_ID)] = 0
     version: Text = ""
 
 
@@ -138,7 +139,7 @@ class GetJobs(Request):
     begin: When | None = None
     end: When | None = None
     nodes: Annotated[list[Text], Field(max_length=1024)] | None = None
-    after: Annotated[StrictInt, Field(ge=0)] | None = None  # a page: jobs with a greater id...
+    after: Annotated[StrictInt, Field(ge=0, le=MAX_ID)] | None = None  # a page: jobs with a greater id...
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)] | None = None  # ...at most this many
     fields: Annotated[list[Text], Field(max_length=256)] | None = None  # only these properties of each
 
@@ -309,6 +310,16 @@ OPERATIONS: dict[str, type[Request]] = {
 }
 
 
+# How pydantic names the member of a union a value was tried as ("function-after[_clean_text(), ...]",
+# "list[...]", "constrained-int"): its words, not the request's, so they are left out of an error's target.
+_UNION_MEMBER = re.compile(r"[a-z-]+\[.*\]|(constrained-)?(str|int|float|bool)", re.DOTALL)
+
+
+def _location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The field an error is about as the request names it: ("state",), ("items", 0, "property")."""
+    return tuple(part for part in loc if not (isinstance(part, str) and _UNION_MEMBER.fullmatch(part)))
+
+
 def parse(op: Any, args: Any) -> tuple[str, Request]:
     """(operation name, validated arguments); raises HpcError (ProtocolError, InvalidArgument)."""
     model = OPERATIONS.get(op) if isinstance(op, str) else None
@@ -321,8 +332,10 @@ def parse(op: Any, args: Any) -> tuple[str, Request]:
     try:
         return op, model.model_validate({k: v for k, v in args.items() if v is not None}, strict=True)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or op
+        # A value that fits no member of a union has an error per member: the one that got deepest into
+        # the value says best what is wrong ("state.1", not "state", for a list holding a number).
+        first = max(e.errors(), key=lambda error: len(_location(error["loc"])))
+        where = ".".join(str(part) for part in _location(first["loc"])) or op
         problem = str(first["ctx"]["error"]) if first["type"] == "value_error" else _PROBLEMS.get(first["type"],
                                                                                                    first["msg"])
         raise HpcError("InvalidArgument", f"Invalid request '{op}': {where}: {problem}.", where) from None
