@@ -3,7 +3,9 @@ processes, real SQLite files, a real full disk (a small tmpfs)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +132,39 @@ def test_a_bulk_change_that_fails_midway_answers_per_job_what_was_saved(head: He
     reply = raw(head, {"op": "cancel_jobs", "args": {"ids": ids[BATCH:]}, "request_id": "unkept"})
     assert [a.get("state") for a in reply["result"]] == ["Canceled"] * 10, reply  # saved, and said so
     assert listed(client) == stored(head.state_dir)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@needs_root  # mounts a small tmpfs
+def test_a_full_disk_makes_the_loop_wait_between_tries_and_say_so_once(small_disk: Path, tmp_path: Path) -> None:
+    head = start_head_node(small_disk, ONE_NODE)
+    go = tmp_path / "go"
+    try:
+        client = head.client()
+        job_id = client.call("new_job", spec={})["Id"]
+        client.call("add_task", job_id=job_id, spec={"CommandLine": f"sh -c 'until [ -e {go} ]; do sleep 0.05; done'"})
+        client.call("submit_jobs", ids=[job_id])
+        wait_until(lambda: client.call("get_tasks", job_id=job_id)[0]["State"] == "Running")
+        log = small_disk / "headnode.log"
+        subprocess.run(["fallocate", "--keep-size", "-l", "1M", str(log)], check=True)  # room for the log alone
+        fill_disk(small_disk / "filler")
+        go.touch()  # the task ends while its end cannot be written
+        wait_until(lambda: "cannot write its state" in log.read_text())
+        used, start = cpu_seconds(head.process.pid), time.monotonic()
+        time.sleep(3)  # a window to measure the loop's CPU over
+        busy = (cpu_seconds(head.process.pid) - used) / (time.monotonic() - start)
+        assert busy < 0.5, f"the head node used {busy:.0%} of a CPU while the disk was full"
+        assert log.read_text().count("cannot write its state") == 1  # once for the whole time it could not
+        assert client.call("get_jobs", ids=[job_id])[0]["State"] == "Running"  # not recorded yet
+        (small_disk / "filler").unlink()
+        job = wait_until(lambda: (lambda j: j if j["State"] == "Finished" else None)(
+            client.call("get_jobs", ids=[job_id])[0]))
+        assert job["State"] == "Finished" and "writes its state again" in log.read_text()
+        client.close()
+    finally:
+        head.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +28,10 @@ from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
 __all__ = ["HeadNode", "StartFailure"]
 
 
+# Seconds before a pass after one that could not write the store (a full disk), doubling up to the most:
+# a failing pass retried at once would spin the CPU and fill the log.
+STORAGE_RETRY_FIRST = 0.1
+STORAGE_RETRY_MAX = 2.0
 _IN_QUEUE = (JobState.Submitted, JobState.Validating, JobState.Queued, JobState.Running)
 # What a job's run gave it, not what its owner asked for: New-HpcJob -Job copies every other field.
 _RUN_FIELDS = frozenset({"id", "owner", "owner_uid", "user_name", "state", "previous_state", "create_time",
@@ -43,6 +48,8 @@ class HeadNode(Allocation):
     def __init__(self, state_dir: Path, config: HeadNodeConfig) -> None:
         super().__init__(state_dir, config)
         self.load_nodes()
+        self.storage_retry = 0.0  # seconds between passes while the store cannot be written (0: it can)
+        self._retry_at = 0.0  # (time.monotonic) the next pass after a failed one
 
     def new_job(self, caller: Caller, spec: dict[str, Any], tasks: Sequence[dict[str, Any]] = ()) -> Job:
         """A Configuring job (with `tasks`, those too): everything is checked before anything is stored."""
@@ -245,6 +252,8 @@ class HeadNode(Allocation):
         """One pass of the loop's phases. A fault is contained: the storage failing (disk full, I/O
         error) undoes the change in memory and the pass ends, to be tried again; any other error
         fails the job that caused it (with the reason in its error message) and the pass goes on."""
+        if time.monotonic() < self._retry_at:
+            return  # the store could not be written: not again at every wakeup (a full disk is not freed in ms)
         self.begin()
         for phase in (self.reap_exited_units, self.sweep_leftovers, self.watch_adopted_units,
                       self.enforce_task_deadlines, self.enforce_run_times, self.forget_expired_jobs,
@@ -257,7 +266,7 @@ class HeadNode(Allocation):
             try:
                 phase()
             except sqlite3.Error as e:
-                log.error("the head node cannot write its state (%s); nothing was changed, trying again", e)
+                self._storage_failed(e)
                 self.reload(self._active_ids())
                 return
             except Exception as e:
@@ -265,6 +274,17 @@ class HeadNode(Allocation):
                 self.reload(self._active_ids())
                 if self._current is not None:
                     self._fault(self._current, e)
+        if self.storage_retry:
+            log.info("the head node writes its state again")
+            self.storage_retry = self._retry_at = 0.0
+
+    def _storage_failed(self, error: sqlite3.Error) -> None:
+        """The next pass waits, twice as long after each failure up to STORAGE_RETRY_MAX; said once a streak."""
+        if not self.storage_retry:
+            log.error("the head node cannot write its state (%s); nothing was changed, trying again every "
+                      "%g s or less until it can", error, STORAGE_RETRY_MAX)
+        self.storage_retry = min(STORAGE_RETRY_MAX, self.storage_retry * 2 or STORAGE_RETRY_FIRST)
+        self._retry_at = time.monotonic() + self.storage_retry
 
     def next_wakeup(self) -> float:
         """Seconds until some step has work to do without an outside event."""
@@ -288,7 +308,7 @@ class HeadNode(Allocation):
         wait = min(deadlines, default=now() + 5.0) - now()
         if polling:
             wait = min(wait, 0.01)
-        return max(0.0, wait)
+        return max(0.0, wait, self._retry_at - time.monotonic())
 
     def forget_expired_jobs(self) -> None:
         """Ended jobs are kept TtlCompletedJobs days, then deleted with their output (checked hourly).
