@@ -279,11 +279,15 @@ def users() -> dict[str, pwd.struct_passwd]:
 
 def as_user(user: str, head: HeadNodeProcess, code: str) -> subprocess.CompletedProcess[str]:
     """Runs Python client code as another Unix user (the system Python: the client needs only stdlib)."""
+    return subprocess.run(user_command(user, head, code), capture_output=True, text=True, timeout=60, cwd="/tmp")
+
+
+def user_command(user: str, head: HeadNodeProcess, code: str) -> list[str]:
+    """The command that runs Python client code as `user`, with `c`, a client of `head`."""
     script = f"import sys, json; sys.path.insert(0, {str(ROOT / 'src')!r})\n" \
              f"from hpcpack.backends.client import Client\nfrom hpcpack.errors import HpcError\n" \
              f"c = Client('unix:{head.socket}')\n" + code
-    return subprocess.run(["runuser", "-u", user, "--", SYSTEM_PYTHON, "-c", script], capture_output=True,
-                          text=True, timeout=60, cwd="/tmp")
+    return ["runuser", "-u", user, "--", SYSTEM_PYTHON, "-c", script]
 
 
 @dataclass

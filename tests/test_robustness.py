@@ -4,6 +4,7 @@ real sockets, real SQLite files, a real full disk, real kill -9."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -32,6 +33,7 @@ from .conftest import (
     needs_root,
     pids_running,
     start_head_node,
+    user_command,
     wait_until,
 )
 from .test_security import ended, job_as, tasks_of
@@ -116,6 +118,45 @@ def test_one_user_cannot_exhaust_connections_or_the_open_file_limit(head: HeadNo
     assert held.returncode == 0, held.stderr
     assert int(held.stdout) == 200 - 128  # the 129th and later are refused, with a reason
     assert answers(head)
+
+
+def test_half_sent_large_requests_hold_a_bounded_share_of_memory(head: HeadNodeProcess, users: dict[str, Any]) -> None:
+    """Each of a user's connections announces a 4 MB request and sends all of it but its last byte: the head
+    node holds two (a user's share), refuses the others with a reason, and serves the user's small requests
+    and everyone else meanwhile; once they close, the share is free again."""
+    code = (
+        "import select, socket, struct\n"
+        f"size = {protocol.MAX_REQUEST}\n"
+        "socks = []\n"
+        "for _ in range(8):\n"
+        "    s = socket.socket(socket.AF_UNIX); s.connect(c.endpoints[0].socket_path.as_posix()); socks.append(s)\n"
+        "    s.sendall(struct.pack('!I', size)); s.setblocking(False)\n"
+        "    try: s.send(b' ' * (size - 1))\n"
+        "    except OSError: pass\n"
+        "refused, waiting = [], list(socks)\n"
+        "while len(refused) < 6 and waiting:\n"
+        "    ready = select.select(waiting, [], [], 10)[0]\n"
+        "    if not ready: break\n"
+        "    for s in ready:\n"
+        "        waiting.remove(s); s.setblocking(True); s.settimeout(10)\n"
+        "        refused.append(json.loads(s.recv(1 << 16)[4:])['error']['error_id'])\n"
+        "print(json.dumps(refused)); print(c.call('ping')['user'], flush=True)\n"
+        "sys.stdin.readline()\n"  # the held ones stay open until the test has looked
+        "for s in socks: s.close()\n"
+        "import time\n"
+        "for _ in range(100):\n"  # (until the head node has seen them close)
+        "    try: print(c.call('lookup_jobs', ids=list(range(10**6, 10**6 + 10_000)))[0]['error']['error_id']); break\n"
+        "    except HpcError: time.sleep(0.1)\n")
+    with subprocess.Popen(user_command("hpcalice", head, code), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True, cwd="/tmp") as alice:
+        assert alice.stdin is not None and alice.stdout is not None
+        refused, user = alice.stdout.readline(), alice.stdout.readline().strip()
+        assert answers(head)  # the held requests hold up no one
+        alice.stdin.write("\n")
+        alice.stdin.close()
+        listed = alice.stdout.read().strip()
+        assert alice.wait(60) == 0
+    assert json.loads(refused) == ["TooMuchUnread"] * 6 and user == "hpcalice" and listed == "InvalidJobId"
 
 
 def test_id_lists_are_bounded_and_the_client_pages_long_ones(head: HeadNodeProcess, client: Client) -> None:
