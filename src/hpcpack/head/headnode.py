@@ -167,7 +167,7 @@ class HeadNode(Allocation):
 
     def _check_parents(self, job: Job) -> None:
         """InvalidArgument when the job's parent jobs would make it wait for itself."""
-        problem = jobspec.parent_problem(job, self.jobs.values())
+        problem = jobspec.parent_problem(job, self.jobs)
         if problem:
             raise invalid_argument(problem, "ParentJobIds")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -475,12 +475,19 @@ def dependency_problem(tasks: list[Task]) -> str:
     return ""
 
 
-def parent_problem(job: Job, active: Iterable[Job]) -> str:
+def parent_problem(job: Job, active: Mapping[int, Job]) -> str:
     """Why the job's parent jobs (ParentJobIds) can never all finish, or "": the job is its own parent, or
     parents of active jobs lead back to it. The rule of the tasks' dependencies, for jobs: a job waits for
-    its parents to finish, so a cycle waits for ever. (An ended parent ends any cycle: it waits for nothing.)"""
-    graph = {j.id: set(j.parent_job_ids) for j in active if not j.terminal}
-    graph[job.id] = set(job.parent_job_ids)
+    its parents to finish, so a cycle waits for ever. (An ended parent ends any cycle: it waits for nothing.)
+    Only the job's ancestors are looked at: a job without parents costs nothing."""
+    graph = {job.id: set(job.parent_job_ids)}
+    pending = list(job.parent_job_ids)
+    while pending:
+        parent_id = pending.pop()
+        if parent_id not in graph:
+            parent = active.get(parent_id)
+            graph[parent_id] = set(parent.parent_job_ids) if parent is not None and not parent.terminal else set()
+            pending += graph[parent_id]
     cycle = _find_cycle(graph, [job.id])
     if cycle:
         return ("The parent jobs form a cycle, so none of them can start: " + " -> ".join(map(str, cycle)) +
