@@ -117,7 +117,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             Hashtable arguments = Arguments(("Confirmed", batch));
             arguments.Remove("Id");
             arguments.Remove("Job");
-            Call("Stop-HpcJob", arguments);
+            Call("Stop-HpcJob", arguments, batch); // failed as a whole: an error per job, and on to the next batch
             _stopped += batch.Length;
         }
     }
