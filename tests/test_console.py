@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from hpcpack.backends.client import Client
 
-from .conftest import MODULE, HeadNodeProcess, PwshResult, run_pwsh, wait_until
+from .conftest import MODULE, HeadNodeProcess, PwshResult, as_user, run_pwsh, user_site, wait_until
 from .jobs import job, make_job, wait_state
 from .test_pwsh_interactive import PROMPT, Terminal
 
@@ -189,6 +190,44 @@ def test_stop_hpcjob_completes_only_jobs_that_can_still_be_stopped(pwsh: Pwsh, c
         assert {str(finished), str(canceled)} <= {m[0] for m in found["Get-HpcJob -Id "]}  # others offer every job
     finally:
         client.call("cancel_jobs", ids=[running, stopping], force=True)
+
+
+def test_tab_completion_among_more_jobs_than_a_chunk_offers_the_newest_and_finds_any(pwsh: Pwsh,
+                                                                                    client: Client) -> None:
+    ids = [client.call("new_job", spec={"Name": f"n{i:03}"})["Id"] for i in range(130)]  # a listing's first
+    first = str(ids[0])  # chunk is 100: completion must neither break on the rest nor miss it
+    found = completions(pwsh, "Stop-HpcJob -Id ", f"Stop-HpcJob -Id {first}", "Get-HpcJob -Name n12",
+                        "Get-HpcJob -Name ", "Set-HpcJob -Id ")
+    offered = [m[0] for m in found["Stop-HpcJob -Id "]]
+    assert offered == [str(i) for i in reversed(ids[30:])]  # the newest 100, newest first
+    assert found["Set-HpcJob -Id "] == found["Stop-HpcJob -Id "]
+    assert first in [m[0] for m in found[f"Stop-HpcJob -Id {first}"]]  # the oldest, once its id is typed
+    assert [m[0] for m in found["Get-HpcJob -Name n12"]] == [f"n12{i}" for i in range(10)]  # past the first 100
+    assert [m[0] for m in found["Get-HpcJob -Name "]] == [f"n{i:03}" for i in range(100)]  # at most 100
+
+
+def test_completion_for_a_change_offers_a_user_who_is_no_administrator_only_their_own_jobs(
+        users: Any, head: HeadNodeProcess, pwsh: Pwsh, client: Client) -> None:
+    mine = make_job(client, "true", submit=False, Name="roots")
+    made = as_user("hpcalice", head, "print(c.call('new_job', spec={'Name': 'alices'})['Id'])")
+    assert made.returncode == 0, made.stderr
+    alices = int(made.stdout)
+    found = completions(pwsh, "Stop-HpcJob -Id ", "Set-HpcJob -Id ")  # root: an administrator
+    assert [m[0] for m in found["Stop-HpcJob -Id "]] == [str(alices), str(mine)]
+    assert found["Set-HpcJob -Id "] == found["Stop-HpcJob -Id "]
+    # The module's completion query (what its completers call) as hpcalice: pwsh's embedded Python here is
+    # root's alone (README), so hers is the system Python with the same backend code.
+    asked = as_user("hpcalice", head, textwrap.dedent(f"""
+        sys.path.insert(0, {str(user_site())!r})  # the module's dependencies, where she can read them
+        from hpcpack import shim
+        for purpose in ("stop", "submit", "change", "view"):
+            args = {{"For": purpose, "Typed": "", "Scheduler": "unix:{head.socket}"}}
+            print(json.dumps([r["Value"] for r in shim.call("Complete-JobId", args)]))
+    """))
+    assert asked.returncode == 0, asked.stderr
+    stop, submit, change, view = (json.loads(line) for line in asked.stdout.splitlines())
+    assert stop == submit == change == [str(alices)]  # root's job is not hers to change
+    assert view == [str(alices), str(mine)]  # Get-HpcJob -Id offers every job she sees
 
 
 def test_tab_completion_without_a_head_node_offers_nothing_and_says_nothing(tmp_path: Any) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hpcpack.backends.client import Client
+from hpcpack.head.requests import BATCH
 
 from .conftest import ME, MODULE, HeadNodeProcess, PwshResult, run_pwsh
 from .jobs import job, make_job, wait_state
@@ -186,6 +188,61 @@ def test_per_job_errors_are_non_terminating_with_stable_ids_and_the_rest_still_s
     assert lines == ["InvalidJobId,Microsoft.ComputeCluster.CCPPSH.StopHpcJobCommand", "ObjectNotFound", "424242",
                      "Microsoft.ComputeCluster.CCPPSH.HpcException", "BackendException", "1"]
     assert job(client, job_id)["State"] == "Canceled"
+
+
+def fail_writes(head: HeadNodeProcess, *ids: int) -> None:
+    """A real write error (a SQLite trigger, as a full disk would give) for these jobs' rows only: the
+    head node's commit that changes one of them fails, and nothing of that commit is kept."""
+    with sqlite3.connect(head.state_dir / "headnode.db") as db:
+        db.execute(f"CREATE TRIGGER fail BEFORE UPDATE ON jobs WHEN NEW.id IN ({','.join(map(str, ids))}) "
+                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error (a test)'); END")
+
+
+def errors_by_job(lines: list[str]) -> dict[int, str]:
+    """'<error id> <job id> <message>' lines -> each job's error id; a job named twice fails the test."""
+    found: dict[int, str] = {}
+    for line in lines:
+        error_id, target, _ = line.split(" ", 2)
+        assert int(target) not in found, line
+        found[int(target)] = error_id
+    return found
+
+
+ERRORS = ("$errs | ForEach-Object { '{0} {1} {2}' -f $_.FullyQualifiedErrorId.Split(',')[0], $_.TargetObject, "
+          "$_.Exception.Message }")
+
+
+def test_a_bulk_stop_whose_later_requests_fail_names_each_job_it_did_not_stop_and_goes_on(
+        head: HeadNodeProcess, pwsh: Pwsh, client: Client) -> None:
+    """Piped jobs go in requests of 256, then 1000, which the head node commits 500 at a time. The second
+    request's second commit fails (its first is saved) and the third request fails as a whole: every job is
+    Canceled or named by exactly one non-terminating error, and nothing is a terminating error."""
+    ids = [client.call("new_job", spec={})["Id"] for _ in range(256 + 1000 + 50)]
+    fail_writes(head, ids[256 + BATCH + 5], ids[256 + 1000 + 5])
+    script = ("try {\n"
+              "  Get-HpcJob -State Configuring | Stop-HpcJob -Confirm:$false -ErrorAction SilentlyContinue "
+              "-ErrorVariable errs\n  'ok=' + $?\n"
+              "} catch { 'terminating: ' + $_ }\n" + ERRORS)
+    lines = ok(pwsh(script)).splitlines()
+    assert lines[0] == "ok=False", lines[:3]
+    errors = errors_by_job(lines[1:])
+    assert errors == {i: "StorageFailure" for i in ids[256 + BATCH:]}
+    states = {j["Id"]: j["State"] for j in client.call("get_jobs", ids=ids)}
+    assert {i for i, state in states.items() if state == "Canceled"} == set(ids[:256 + BATCH])
+
+
+def test_a_bulk_submit_whose_second_request_fails_names_each_job_of_it(head: HeadNodeProcess, pwsh: Pwsh,
+                                                                        client: Client) -> None:
+    ids = [client.call("new_job", spec={"HoldUntil": "2099-01-01T00:00:00"}, tasks=[{"CommandLine": "true"}])["Id"]
+           for _ in range(300)]
+    fail_writes(head, ids[260])  # in the second request of 256: it fails as a whole, the first is saved
+    script = (f"try {{\n  Submit-HpcJob -Id {','.join(map(str, ids))} -ErrorAction SilentlyContinue "
+              "-ErrorVariable errs | Out-Null\n  'ok=' + $?\n} catch { 'terminating: ' + $_ }\n" + ERRORS)
+    lines = ok(pwsh(script)).splitlines()
+    assert lines[0] == "ok=False", lines[:3]
+    assert errors_by_job(lines[1:]) == {i: "StorageFailure" for i in ids[256:]}
+    states = [j["State"] for j in client.call("get_jobs", ids=ids)]
+    assert states == ["Queued"] * 256 + ["Configuring"] * 44
 
 
 def test_piped_objects_bind_by_their_id_and_one_without_is_not_bound(pwsh: Pwsh, client: Client) -> None:

@@ -29,7 +29,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             List<Candidate> candidates;
             try
             {
-                candidates = Candidates(fakeBoundParameters ?? new Hashtable()).ToList();
+                candidates = Candidates(fakeBoundParameters ?? new Hashtable(), typed).ToList();
             }
             catch (Exception)
             {
@@ -42,7 +42,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 .ToList();
         }
 
-        protected abstract IEnumerable<Candidate> Candidates(IDictionary bound);
+        /// <summary>What to offer for the word typed so far (the values offered begin with it).</summary>
+        protected abstract IEnumerable<Candidate> Candidates(IDictionary bound, string typed);
 
         private static string Quote(string value) =>
             value.Length > 0 && value.All(ch => char.IsLetterOrDigit(ch) || "-_.\\@".IndexOf(ch) >= 0)
@@ -62,62 +63,53 @@ namespace Microsoft.ComputeCluster.CCPPSH
             false => null,
         };
 
-        /// <summary>Every job the caller may see in these states (by default, any).</summary>
-        protected static IEnumerable<Dictionary<string, object>> Jobs(IDictionary bound, string states = "All") =>
-            Backend.Run("Get-HpcJob", Ask(bound, ("State", states)));
-
-        protected static IEnumerable<string> Texts(object value) => value switch
-        {
-            null => Enumerable.Empty<string>(),
-            string text => text.Split(',').Select(t => t.Trim()),
-            IEnumerable many => many.Cast<object>().Select(o => o?.ToString() ?? ""),
-            _ => new[] { value.ToString() },
-        };
-
-        /// <summary>The distinct non-empty values of some job properties, sorted.</summary>
-        protected static IEnumerable<Candidate> JobValues(IDictionary bound, params string[] properties) =>
-            Jobs(bound).SelectMany(j => properties.SelectMany(p => j.TryGetValue(p, out object v) ? Texts(v) : Enumerable.Empty<string>()))
-                .Where(t => !string.IsNullOrEmpty(t)).Distinct(StringComparer.OrdinalIgnoreCase)
-                .OrderBy(t => t, StringComparer.OrdinalIgnoreCase).Select(t => new Candidate(t));
+        /// <summary>The distinct values of some job properties that begin with `typed`, sorted: a short list
+        /// the backend picks (hpcpack.cmdlets.completion), however many jobs there are.</summary>
+        protected static IEnumerable<Candidate> JobValues(IDictionary bound, string typed, params string[] properties) =>
+            Backend.Run("Complete-JobValue", Ask(bound, ("Property", properties), ("Typed", typed)))
+                .Select(r => new Candidate((string)r["Value"]));
     }
 
-    /// <summary>Job ids, newest first, shown with their name, state and owner.</summary>
+    /// <summary>Job ids, newest first, shown with their name, state and owner: those beginning with what is typed,
+    /// of the jobs the cmdlet may act on (which ones, the backend decides: hpcpack.cmdlets.completion).</summary>
     public class JobIdCompleter : HpcCompleter
     {
-        /// <summary>The states of the jobs offered (the head node filters: ended jobs are most of a history).</summary>
-        protected virtual string States => "All";
+        /// <summary>What the cmdlet does to the job: "view" offers every job the caller sees; the others (changes)
+        /// offer a caller who is not an administrator only their own jobs, in the states that take the change.</summary>
+        protected virtual string Purpose => "view";
 
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) =>
-            Jobs(bound, States).OrderByDescending(j => Convert.ToInt32(j["Id"], CultureInfo.InvariantCulture)).Select(j =>
-            {
-                string id = Convert.ToString(j["Id"], CultureInfo.InvariantCulture);
-                string name = j["Name"] as string;
-                return new Candidate(id, $"{id} {(string.IsNullOrEmpty(name) ? "" : name + " ")}({j["State"]}, {j["Owner"]})");
-            });
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) =>
+            Backend.Run("Complete-JobId", Ask(bound, ("For", Purpose), ("Typed", typed)))
+                .Select(r => new Candidate((string)r["Value"], (string)r["Shown"]));
     }
 
-    /// <summary>The jobs Stop-HpcJob can stop: those not started or running (HPC Pack's list, as the head
-    /// node's model.states.JOB_CANCELABLE), and Canceling ones (a second stop forces a graceful one).
-    /// An ended or Finishing job would only be refused; so would Stop-HpcTask, its tasks having ended.</summary>
+    /// <summary>The jobs a change (Set-HpcJob, Add-HpcTask, Export-HpcJob ...) may act on: the caller's own,
+    /// or every job for an administrator.</summary>
+    public sealed class ChangeableJobIdCompleter : JobIdCompleter
+    {
+        protected override string Purpose => "change";
+    }
+
+    /// <summary>The jobs Stop-HpcJob (and Stop-HpcTask) can stop.</summary>
     public sealed class StoppableJobIdCompleter : JobIdCompleter
     {
-        protected override string States => "Configuring,Submitted,Validating,Queued,Running,Canceling";
+        protected override string Purpose => "stop";
     }
 
-    /// <summary>The jobs Submit-HpcJob takes: Configuring ones (submitted) and Canceled or Failed ones (requeued).</summary>
+    /// <summary>The jobs Submit-HpcJob takes: submitted or requeued.</summary>
     public sealed class SubmittableJobIdCompleter : JobIdCompleter
     {
-        protected override string States => "Configuring,Canceled,Failed";
+        protected override string Purpose => "submit";
     }
 
     /// <summary>Task ids of the job named by -JobId (or -Job), shown with their command lines.</summary>
     public sealed class TaskIdCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound)
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed)
         {
             object job = bound.Contains("JobId") ? bound["JobId"] : bound.Contains("Job") ? bound["Job"] : null;
             if (job is PSObject wrapped) job = wrapped.BaseObject;
-            if (job is HpcJob typed) job = typed.Id;
+            if (job is HpcJob given) job = given.Id;
             if (job == null) return Enumerable.Empty<Candidate>();
             int jobId = LanguagePrimitives.ConvertTo<int>(job);
             return Backend.Run("Get-HpcTask", Ask(bound, ("JobId", jobId)))
@@ -129,36 +121,36 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     public sealed class OwnerCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) => JobValues(bound, "Owner");
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) => JobValues(bound, typed, "Owner");
     }
 
     public sealed class JobNameCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) => JobValues(bound, "Name");
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) => JobValues(bound, typed, "Name");
     }
 
     public sealed class ProjectCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) => JobValues(bound, "Project");
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) => JobValues(bound, typed, "Project");
     }
 
     /// <summary>Job templates: Default, and every template a job uses.</summary>
     public sealed class TemplateCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) =>
-            new[] { new Candidate("Default") }.Concat(JobValues(bound, "Template"));
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) =>
+            new[] { new Candidate("Default") }.Concat(JobValues(bound, typed, "Template"));
     }
 
     public sealed class NodeGroupCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) => JobValues(bound, "NodeGroups");
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) => JobValues(bound, typed, "NodeGroups");
     }
 
     /// <summary>Nodes that jobs run on, ask for or exclude.</summary>
     public sealed class NodeCompleter : HpcCompleter
     {
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) =>
-            JobValues(bound, "AllocatedNodes", "RequestedNodes", "ExcludedNodes");
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) =>
+            JobValues(bound, typed, "AllocatedNodes", "RequestedNodes", "ExcludedNodes");
     }
 
     /// <summary>HPC Pack's priority names (a number 0-4000, or Name+N, is accepted too).</summary>
@@ -166,6 +158,6 @@ namespace Microsoft.ComputeCluster.CCPPSH
     {
         private static readonly string[] Names = { "Highest", "AboveNormal", "Normal", "BelowNormal", "Lowest" };
 
-        protected override IEnumerable<Candidate> Candidates(IDictionary bound) => Names.Select(n => new Candidate(n));
+        protected override IEnumerable<Candidate> Candidates(IDictionary bound, string typed) => Names.Select(n => new Candidate(n));
     }
 }

@@ -192,13 +192,20 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private static readonly HashSet<string> EngineParameters = new HashSet<string>(
             PSCmdlet.CommonParameters.Concat(PSCmdlet.OptionalCommonParameters), StringComparer.OrdinalIgnoreCase);
 
-        /// <summary>Calls the backend; error records become non-terminating errors, the rest are returned.</summary>
-        protected List<Dictionary<string, object>> Call(string command, Hashtable arguments)
+        /// <summary>Calls the backend; error records become non-terminating errors, the rest are returned.
+        /// A failure of the call as a whole is a terminating error; with `items` (one batch of a bulk
+        /// cmdlet), one of ItemLevel is one non-terminating error per item instead (ItemsNotDone).</summary>
+        protected List<Dictionary<string, object>> Call(string command, Hashtable arguments, IList<object> items = null)
         {
             List<Dictionary<string, object>> records;
             try
             {
                 records = CallShowingProgress(command, arguments);
+            }
+            catch (BackendException e) when (items != null && ItemLevel.Contains(e.ErrorId))
+            {
+                ItemsNotDone(e, items);
+                return new List<Dictionary<string, object>>();
             }
             catch (BackendException e)
             {
@@ -219,15 +226,33 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return results;
         }
 
+        /// <summary>Failures of a whole request that are its items' failures (a bad argument, a stop asked for
+        /// by the user or a fault of the module stay terminating).</summary>
+        private static readonly HashSet<string> ItemLevel = new HashSet<string> { "StorageFailure" };
+
+        /// <summary>A batch's request failed as a whole (a StorageFailure: nothing of this batch was saved,
+        /// though earlier batches were): each of its items gets a non-terminating error of its own, named by
+        /// it, as a refusal of that item would, and the cmdlet goes on with the next batch.</summary>
+        private void ItemsNotDone(BackendException e, IList<object> items)
+        {
+            if (!Enum.TryParse(e.Category, out ErrorCategory category)) category = ErrorCategory.NotSpecified;
+            foreach (object item in items)
+            {
+                string message = $"{MyInvocation.MyCommand.Name} did not act on {item}: {e.Message}";
+                WriteError(new ErrorRecord(new HpcException(message, e), e.ErrorId, category, item));
+            }
+        }
+
         /// <summary>Calls the backend and writes the objects it returns. A long answer comes in chunks
         /// (a last record of type "More"), each fetched only once the one before is written, so that
-        /// `Get-HpcJob -State All | Select-Object -First 10` stops early and holds no more than a chunk.</summary>
-        protected void Emit(string command, Hashtable arguments)
+        /// `Get-HpcJob -State All | Select-Object -First 10` stops early and holds no more than a chunk.
+        /// With `items`, a failure of the first call is one error per item (Call).</summary>
+        protected void Emit(string command, Hashtable arguments, IList<object> items = null)
         {
             bool more = false;
             try
             {
-                List<Dictionary<string, object>> records = Call(command, arguments);
+                List<Dictionary<string, object>> records = Call(command, arguments, items);
                 do
                 {
                     // Known before writing: a pipeline that stops mid-chunk must still let go of the rest.
@@ -263,8 +288,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
                         PercentComplete = (done + count) * 100 / confirmed.Count,
                     });
                 }
-                arguments["Confirmed"] = confirmed.GetRange(done, count).ToArray();
-                Emit(command, arguments);
+                List<object> batch = confirmed.GetRange(done, count);
+                arguments["Confirmed"] = batch.ToArray();
+                // Of several batches, a failed one is its items' errors: the others' work stands, and is not hidden.
+                Emit(command, arguments, confirmed.Count > BatchSize ? batch : null);
             }
         }
 

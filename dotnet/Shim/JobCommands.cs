@@ -117,7 +117,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             Hashtable arguments = Arguments(("Confirmed", batch));
             arguments.Remove("Id");
             arguments.Remove("Job");
-            Call("Stop-HpcJob", arguments);
+            Call("Stop-HpcJob", arguments, batch); // failed as a whole: an error per job, and on to the next batch
             _stopped += batch.Length;
         }
     }
@@ -137,7 +137,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class SetHpcJobCommand : JobPropertyCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(ChangeableJobIdCompleter))] public int Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
 
@@ -185,7 +185,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class AddHpcTaskCommand : TaskPropertyCmdlet
     {
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(ChangeableJobIdCompleter))] public int JobId { get; set; }
         [Parameter] public string TaskFile { get; set; }
         [Parameter] public SwitchParameter Parametric { get; set; }
 
@@ -197,7 +197,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class ExportHpcJobCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob Job { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(JobIdCompleter))] public int Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(ChangeableJobIdCompleter))] public int Id { get; set; }
         [Parameter(Mandatory = true)] public string Path { get; set; }
         [Parameter] public SwitchParameter Force { get; set; }
 

@@ -9,7 +9,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class SetHpcTaskCommand : TaskPropertyCmdlet
     {
         [Parameter(ParameterSetName = "task", Mandatory = true, ValueFromPipeline = true)] public HpcTask Task { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(ChangeableJobIdCompleter))] public int JobId { get; set; }
         [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(TaskIdCompleter))] public int TaskId { get; set; }
         [Parameter] public bool Parametric { get; set; }
 
@@ -21,7 +21,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class ExportHpcTaskCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "task", Mandatory = true, ValueFromPipeline = true)] public HpcTask Task { get; set; }
-        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(JobIdCompleter))] public int JobId { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(ChangeableJobIdCompleter))] public int JobId { get; set; }
         [Parameter(ParameterSetName = "id", Mandatory = true)] [ArgumentCompleter(typeof(TaskIdCompleter))] public int TaskId { get; set; }
         [Parameter(Mandatory = true)] public string Path { get; set; }
         [Parameter] public SwitchParameter Force { get; set; }

@@ -126,3 +126,8 @@ def parse_flags(enum: type[JobState] | type[TaskState], text: str | list[str]) -
                 raise ValueError(f"'{name}' is not a {enum.__name__}; use one of: {names}")
             value |= member.value
     return value
+
+
+def job_states_taking(*events: str) -> list[JobState]:
+    """The job states in which a job takes any of these events ("cancel": those Stop-HpcJob acts on)."""
+    return [state for state in JobState if any(state in _JOB_TABLE[event] for event in events)]
