@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
-import ctypes
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..model.states import JobState
 from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
+from .limits import FailureLog, Unread, return_freed_memory
 from .requests import Requests
 from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
@@ -42,69 +42,11 @@ log = logging.getLogger("hpcpack.head.headnode")
 CANCEL_BATCH = 500  # jobs per transaction in a bulk cancel; the loop serves others between batches
 MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: no limit)
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
-SMALL_REQUEST = 64 * 1024  # bytes of a request that Unread does not count (all but bulk ones)
-MAX_UNREAD_PER_USER = 2 * protocol.MAX_REQUEST  # bytes of a user's requests still arriving (Unread)
-MAX_UNREAD = 16 * protocol.MAX_REQUEST  # the same, for all users together
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
-FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
 CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
-
-
-class Unread:
-    """Bytes of the requests whose header has come and whose body is still arriving, by user and in all. A
-    body is held in memory as it arrives, for up to REQUEST_TIMEOUT: without a bound, a user's connections
-    announcing MAX_REQUEST each and never sending the last byte held 128 x 4 MB. A frame that would take a
-    user (an administrator too: each has their own share) past MAX_UNREAD_PER_USER, or everyone past
-    MAX_UNREAD, is refused and its connection closed, before any of its body is read."""
-
-    def __init__(self) -> None:
-        self.by_user: Counter[int] = Counter()
-        self.total = 0
-
-    @contextlib.contextmanager
-    def reserve(self, caller: Caller, size: int) -> Iterator[None]:
-        if size <= SMALL_REQUEST:  # no more than asyncio buffers for any connection anyway
-            yield
-            return
-        if self.by_user[caller.uid] + size > MAX_UNREAD_PER_USER or self.total + size > MAX_UNREAD:
-            raise HpcError("TooMuchUnread", f"{caller.name}'s requests still arriving at the head node (on other "
-                           f"connections) hold {self.by_user[caller.uid]:,} bytes, and this one announces {size:,}: "
-                           f"more than the head node holds ({MAX_UNREAD_PER_USER:,} bytes a user, {MAX_UNREAD:,} "
-                           "in all). Nothing was done; send it again once they have arrived.")
-        self.by_user[caller.uid] += size
-        self.total += size
-        try:
-            yield
-        finally:
-            self.by_user[caller.uid] -= size
-            self.total -= size
-            if not self.by_user[caller.uid]:
-                del self.by_user[caller.uid]
-
-
-class FailureLog:
-    """Tracebacks of failed requests, at most FAILURES_LOGGED a minute: a user who found a request that fails
-    could otherwise fill the disk with them (each is the same bug); how many were left out is logged."""
-
-    def __init__(self) -> None:
-        self.window = time.monotonic()
-        self.logged = self.left_out = 0
-
-    def log(self, error: Exception) -> None:
-        if time.monotonic() - self.window >= 60.0:
-            if self.left_out:
-                log.error("%d more requests failed in the last minute (their tracebacks were not logged)",
-                          self.left_out)
-            self.window, self.logged, self.left_out = time.monotonic(), 0, 0
-        if self.logged < FAILURES_LOGGED:
-            self.logged += 1
-            log.error("request failed", exc_info=error)
-        else:
-            self.left_out += 1
 
 
 class Daemon:
@@ -335,15 +277,6 @@ class Daemon:
             self.poke()
 
 
-def _return_freed_memory() -> None:
-    """Large buffers (a request's body, a reply) are mapped for themselves and go back to the system when freed.
-    glibc raises its mapping threshold after the first such free, and later large buffers then come from
-    the heap, which kept them: after a flood of half-sent 4 MB requests closed, the head node stayed at 1.2 GB.
-    Setting the threshold turns that adjustment off."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator has rules of its own
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 256 * 1024)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpc-headnode", description="Run the HPC head node.")
     parser.add_argument("--state-dir", type=Path, default=None, help="state folder (default: HPCPACK_HOME, "
@@ -370,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print(f"hpc-headnode: a head node already runs for {state_dir}", file=sys.stderr)
         return 3
-    _return_freed_memory()
+    return_freed_memory()
     from .executor import become_subreaper
     become_subreaper()
     raise_open_file_limit()

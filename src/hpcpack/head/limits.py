@@ -1,0 +1,84 @@
+"""What one client may hold of the head node's memory and log, whoever it is: the bytes of requests still
+arriving, the tracebacks of requests that fail, and freed buffers given back to the system."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+from ..errors import HpcError
+from ..identity import Caller
+from ..wire import protocol
+
+log = logging.getLogger("hpcpack.head.headnode")
+SMALL_REQUEST = 64 * 1024  # bytes of a request that Unread does not count (all but bulk ones)
+MAX_UNREAD_PER_USER = 2 * protocol.MAX_REQUEST  # bytes of a user's requests still arriving (Unread)
+MAX_UNREAD = 16 * protocol.MAX_REQUEST  # the same, for all users together
+FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+class Unread:
+    """Bytes of the requests whose header has come and whose body is still arriving, by user and in all. A
+    body is held in memory as it arrives, for up to the daemon's REQUEST_TIMEOUT: without a bound, a user's
+    connections announcing MAX_REQUEST each and never sending the last byte held 128 x 4 MB. A frame that
+    would take a user (an administrator too: each has their own share) past MAX_UNREAD_PER_USER, or everyone
+    past MAX_UNREAD, is refused and its connection closed, before any of its body is read."""
+
+    def __init__(self) -> None:
+        self.by_user: Counter[int] = Counter()
+        self.total = 0
+
+    @contextlib.contextmanager
+    def reserve(self, caller: Caller, size: int) -> Iterator[None]:
+        if size <= SMALL_REQUEST:  # no more than asyncio buffers for any connection anyway
+            yield
+            return
+        if self.by_user[caller.uid] + size > MAX_UNREAD_PER_USER or self.total + size > MAX_UNREAD:
+            raise HpcError("TooMuchUnread", f"{caller.name}'s requests still arriving at the head node (on other "
+                           f"connections) hold {self.by_user[caller.uid]:,} bytes, and this one announces {size:,}: "
+                           f"more than the head node holds ({MAX_UNREAD_PER_USER:,} bytes a user, {MAX_UNREAD:,} "
+                           "in all). Nothing was done; send it again once they have arrived.")
+        self.by_user[caller.uid] += size
+        self.total += size
+        try:
+            yield
+        finally:
+            self.by_user[caller.uid] -= size
+            self.total -= size
+            if not self.by_user[caller.uid]:
+                del self.by_user[caller.uid]
+
+
+class FailureLog:
+    """Tracebacks of failed requests, at most FAILURES_LOGGED a minute: a user who found a request that fails
+    could otherwise fill the disk with them (each is the same bug); how many were left out is logged."""
+
+    def __init__(self) -> None:
+        self.window = time.monotonic()
+        self.logged = self.left_out = 0
+
+    def log(self, error: Exception) -> None:
+        if time.monotonic() - self.window >= 60.0:
+            if self.left_out:
+                log.error("%d more requests failed in the last minute (their tracebacks were not logged)",
+                          self.left_out)
+            self.window, self.logged, self.left_out = time.monotonic(), 0, 0
+        if self.logged < FAILURES_LOGGED:
+            self.logged += 1
+            log.error("request failed", exc_info=error)
+        else:
+            self.left_out += 1
+
+
+def return_freed_memory() -> None:
+    """Large buffers (a request's body, a reply) are mapped for themselves and go back to the system when freed.
+    glibc raises its mapping threshold after the first such free, and later large buffers then come from
+    the heap, which kept them: after a flood of half-sent 4 MB requests closed, the head node stayed at 1.2 GB.
+    Setting the threshold turns that adjustment off."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator has rules of its own
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 256 * 1024)
