@@ -151,8 +151,9 @@ class Requests(ClusterRequests):
             results += [{"id": job_id, "error": outcome.to_wire()} if isinstance(outcome, HpcError)
                         else {"id": job_id, **answer(outcome)}
                         for job_id, outcome in zip(chunk, outcomes, strict=True)]
+            # Others' requests are served between batches, but no loop pass: each walks the whole queue
+            # (15,000 queued: ~5 ms), and a pass once the request is done starts what the batches freed.
             self.daemon.touch()
-            self.daemon.poke()
             await asyncio.sleep(0)
         return results
 
