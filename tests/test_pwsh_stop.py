@@ -198,6 +198,9 @@ def fail_writes(head: HeadNodeProcess, *ids: int) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error (a test)'); END")
 
 
+STOP_BATCH = 4000  # Stop-HpcJob's requests after its first (StopBatchSize in dotnet/Shim/JobCommands.cs)
+
+
 def errors_by_job(lines: list[str]) -> dict[int, str]:
     """'<error id> <job id> <message>' lines -> each job's error id; a job named twice fails the test."""
     found: dict[int, str] = {}
@@ -214,11 +217,11 @@ ERRORS = ("$errs | ForEach-Object { '{0} {1} {2}' -f $_.FullyQualifiedErrorId.Sp
 
 def test_a_bulk_stop_whose_later_requests_fail_names_each_job_it_did_not_stop_and_goes_on(
         head: HeadNodeProcess, pwsh: Pwsh, client: Client) -> None:
-    """Piped jobs go in requests of 256, then 1000, which the head node commits 500 at a time. The second
-    request's second commit fails (its first is saved) and the third request fails as a whole: every job is
-    Canceled or named by exactly one non-terminating error, and nothing is a terminating error."""
-    ids = [client.call("new_job", spec={})["Id"] for _ in range(256 + 1000 + 50)]
-    fail_writes(head, ids[256 + BATCH + 5], ids[256 + 1000 + 5])
+    """Piped jobs go in requests of 256, then STOP_BATCH, which the head node commits 500 at a time. The
+    second request's second commit fails (its first is saved) and the third request fails as a whole: every
+    job is Canceled or named by exactly one non-terminating error, and nothing is a terminating error."""
+    ids = [client.call("new_job", spec={})["Id"] for _ in range(256 + STOP_BATCH + 50)]
+    fail_writes(head, ids[256 + BATCH + 5], ids[256 + STOP_BATCH + 5])
     script = ("try {\n"
               "  Get-HpcJob -State Configuring | Stop-HpcJob -Confirm:$false -ErrorAction SilentlyContinue "
               "-ErrorVariable errs\n  'ok=' + $?\n"

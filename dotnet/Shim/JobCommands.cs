@@ -18,9 +18,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private int _stopped;
 
         // Jobs in one request: the first batch is small, so that a bulk stop soon shows how far it is; the
-        // others are large, as each request costs a round trip and a wait (the head node still commits them
-        // 500 at a time and serves others in between).
-        private const int StopBatchSize = 1000;
+        // others are large, as each request costs a round trip, a wait and a pass of the head node's loop
+        // over its queue (it still commits them 500 at a time and serves others in between). 4,000 queued
+        // jobs take about 300 ms: progress still moves several times a second.
+        private const int StopBatchSize = 4000;
 
         private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
 

@@ -32,8 +32,9 @@ class Allocation(Admission):
             for node, cores in job.allocation.items():
                 if node in free:
                     free[node] -= cores
-        for job in self.in_state(JobState.Queued):
-            job.pending_reason = self._hold_reason(job) or "Resources"
+        for job in self._by_state[JobState.Queued].values():  # (every pass, every queued job: kept lean)
+            job.pending_reason = "Resources" if job.hold_until is None and not job.parent_job_ids else (
+                self._hold_reason(job) or "Resources")
         if not any(cores > 0 for cores in free.values()):
             return  # nothing can start, however long the queue
         queued = [j for j in self._each(self.in_state(JobState.Queued)) if self._may_start(j)] + stranded
