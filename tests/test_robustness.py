@@ -702,10 +702,17 @@ def test_values_out_of_range_are_refused_by_name_and_log_no_traceback(head: Head
     assert answers(head)
 
 
-def test_a_wait_with_timeout_0_looks_once_and_answers_at_once(head: HeadNodeProcess, client: Client) -> None:
+@pytest.mark.parametrize("timeout", [0, 0.5])
+def test_a_short_wait_is_answered_at_its_deadline_not_at_the_idle_loops_next_wake(
+        head: HeadNodeProcess, client: Client, timeout: float) -> None:
+    """0 looks once. Either is answered well before the idle head node's loop wakes by itself (every 5 s):
+    that is what Stop-HpcJob's quarter-second waits, which look whether the user pressed Ctrl+C, rely on."""
     job_id = client.call("new_job", spec={})["Id"]  # Configuring: it never ends by itself
-    reply = raw(head, {"op": "wait_jobs", "args": {"ids": [job_id], "timeout": 0}}, timeout=15)
+    time.sleep(1)  # the loop is asleep, idle
+    started = time.monotonic()
+    reply = raw(head, {"op": "wait_jobs", "args": {"ids": [job_id], "timeout": timeout}}, timeout=15)
     assert reply == {"ok": True, "result": {str(job_id): "Configuring"}}  # the state it is in now
+    assert time.monotonic() - started < 4
 
 
 def test_a_job_cannot_be_its_own_parent_nor_wait_in_a_cycle_of_parents(head: HeadNodeProcess,

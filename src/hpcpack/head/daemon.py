@@ -104,6 +104,7 @@ class Daemon:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         waiter = Waiter(caller.uid, pending, states, now() + timeout, future)
         self.head.waits.add(waiter, caller.admin)
+        self.poke()  # the loop may be asleep for longer than this wait lasts: it wakes to its deadline
         reader = _connection.get(None)
         while not future.done():
             # A hung-up client's wait goes: asyncio tells a peer's EOF only to a reader, and the
