@@ -424,8 +424,10 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without DefMemPerCPU each job takes the whole node's memory, so only one runs at a time.
 DefMemPerCPU=100
-# batch_sched_delay=0: submit -> RUNNING in ~0.3 s instead of ~2.3 s
-SchedulerParameters=batch_sched_delay=0
+# batch_sched_delay=0: submit -> RUNNING in ~0.3 s instead of ~2.3 s. sched_interval=10: a job pending on a
+# node that was drained, then resumed while Slurm still marked it not responding, waited for the next full
+# scheduling pass, 60 s by default (seen twice in CI: the job on the resumed node did not start within 20 s)
+SchedulerParameters=batch_sched_delay=0,sched_interval=10
 # The benchmarks keep 5,000 held jobs and more (an ended job counts until MinJobAge, 300 s); Slurm's default is 10,000
 MaxJobCount=50000
 # CPUs may exceed the machine's real cores (CI machines differ)
