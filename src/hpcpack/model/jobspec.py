@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import HpcError, invalid_argument
-from ..wire.protocol import MAX_TIME
 from .objects import TASK_TYPES, Job, Task
 from .params import (
     INT32_MAX,
@@ -15,6 +14,7 @@ from .params import (
     MAX_JOB_BYTES,
     MAX_JOB_UNITS,
     MAX_NAME,
+    MAX_TIME,
     SWEEP_WINDOW,
     WINDOW_BYTES,
     check_length,
@@ -73,7 +73,7 @@ def parse_time(value: Any, what: str) -> float:
     except (ValueError, OverflowError):  # year 1 in the local time zone is before the platform's epoch range
         seconds = -1.0
     if not 0 <= seconds <= MAX_TIME:
-        raise HpcError("ArgumentOutOfRange", f"{what} must be between 1970-01-01 and 9999-12-31 (UTC); "
+        raise HpcError("ArgumentOutOfRange", f"{what} must be between 1970-01-01T00:00Z and 9999-12-31T00:00Z; "
                        f"'{value}' is not.", what)
     return seconds
 

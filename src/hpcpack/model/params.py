@@ -12,6 +12,9 @@ _PRIORITY = re.compile(r"^\s*(?P<name>[A-Za-z]+)?\s*(?:(?P<sign>[+-])?\s*(?P<num
 MAX_NAME = 80
 MAX_MESSAGE = 128
 INFINITE = -1
+# 9999-12-31T00:00Z in POSIX seconds: the latest time every side can show as a date in any time zone
+# (a day short of DateTime.MaxValue, which east of Greenwich is in year 10000)
+MAX_TIME = 253_402_214_400
 INT32_MAX = 2**31 - 1  # HPC Pack's numbers are Int32 (counts, run times in seconds, sweep values)
 _MAX_DIGITS = 10  # an Int32's digits: longer numbers are refused before Python converts them
 

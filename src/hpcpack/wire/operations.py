@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from ..errors import HpcError
-from .protocol import MAX_ID, MAX_IDS, MAX_TIME
+from ..model.params import MAX_TIME
+from .protocol import MAX_ID, MAX_IDS
 
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification

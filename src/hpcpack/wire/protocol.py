@@ -21,7 +21,6 @@ MAX_REQUEST = 4 * 1024 * 1024  # a request (the head node reads no more)
 PROTOCOL_VERSION = 2  # 2: typed requests, "hello" on connect, request ids
 MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 MAX_ID = 2**31 - 1  # the largest job, task or node ID: HPC Pack's IDs are Int32
-MAX_TIME = 253_402_214_400  # 9999-12-31T00:00Z in POSIX seconds: the last day every side can show as a date
 # Operations that change nothing: a client may send them again after a lost connection. The others
 # carry a request id, and the head node applies a request id once.
 READ_ONLY = frozenset({"hello", "ping", "wait_jobs", "cancel_time_limit", "lookup_jobs", "plan_cancel", "get_jobs",
