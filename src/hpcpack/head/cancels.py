@@ -22,7 +22,7 @@ from .core import (
 from .processes import Processes
 from .store import Rows
 
-NEVER_STARTED = JOB_CANCELABLE & ~JobState.Running
+NEVER_STARTED = JOB_CANCELABLE - {JobState.Running}
 
 
 class Cancels(Processes):

@@ -14,6 +14,7 @@ from .states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState, job_transi
 
 TASK_TYPES = ("Basic", "ParametricSweep", "NodePrep", "NodeRelease", "Service")
 NODE_TASK_TYPES = ("NodePrep", "NodeRelease")
+_RUN_AS_INSTANCES = frozenset({"ParametricSweep", *NODE_TASK_TYPES})  # tasks whose instances run, not they
 
 
 def now() -> float:
@@ -324,7 +325,10 @@ class Job:
         """Everything that runs as a process: tasks, sweep subtasks, node-task instances."""
         out: list[Task] = []
         for t in self.tasks:
-            out.extend(t.instances if (t.parametric or t.is_node_task) else [t])
+            if t.type in _RUN_AS_INSTANCES:  # (t.parametric or t.is_node_task, without two calls a task)
+                out.extend(t.instances)
+            else:
+                out.append(t)
         return out
 
     def to_row(self) -> dict[str, Any]:
@@ -411,8 +415,9 @@ class Job:
     def task_summary(self) -> dict[str, int]:
         """What the job's record says of its tasks (read without them when `summary` has it)."""
         units = self._work_units()  # once for both
-        return {**self._task_counts(units), "NumberOfTasks": len(self.tasks),
-                "Progress": self.progress or self._derived_progress(units)}
+        counts = self._task_counts(units)
+        return {**counts, "NumberOfTasks": len(self.tasks),
+                "Progress": self.progress or self._derived_progress(units, counts)}
 
     def _work_units(self) -> list[Task]:
         return [u for u in self.units() if not u.is_node_task]
@@ -421,8 +426,9 @@ class Job:
         """HPC Pack's job counters (ISchedulerJobCounters): a sweep counts as its subtasks."""
         units = self._work_units() if units is None else units
         shown = [u.state for u in units]
-        pending = sum(t.pending_steps for t in self.tasks)
-        canceled = sum(t.pending_steps for t in self.tasks if t.rest_canceled)
+        sweeps = [t for t in self.tasks if t.type == "ParametricSweep"]  # (only they have steps pending)
+        pending = sum(t.pending_steps for t in sweeps)
+        canceled = sum(t.pending_steps for t in sweeps if t.rest_canceled)
         return {"TaskCount": len(units) + pending, "RunningTaskCount": shown.count(TaskState.Running),
                 "FinishedTaskCount": shown.count(TaskState.Finished), "FailedTaskCount": shown.count(TaskState.Failed),
                 "CanceledTaskCount": shown.count(TaskState.Canceled) + canceled}
@@ -443,12 +449,12 @@ class Job:
         counts[f"Min{plural}"], counts[f"Max{plural}"] = low or 0, high or 0
         return counts
 
-    def _derived_progress(self, units: list[Task]) -> int:
+    def _derived_progress(self, units: list[Task], counts: dict[str, int]) -> int:
+        """The share of the job's work units (and pending steps) that ended: `counts` are _task_counts(units)."""
         if not units:
             return 100 if self.state == JobState.Finished else 0
-        done = sum(1 for u in units if u.state in TASK_TERMINAL)
-        done += sum(t.pending_steps for t in self.tasks if t.rest_canceled)
-        return done * 100 // (len(units) + sum(t.pending_steps for t in self.tasks))
+        done = counts["FinishedTaskCount"] + counts["FailedTaskCount"] + counts["CanceledTaskCount"]
+        return done * 100 // counts["TaskCount"]
 
 
 # The job properties a listing may ask for alone (Job._listing): the counters, computed together once, and

@@ -50,11 +50,13 @@ class InvalidTransition(Exception):
 J = JobState
 T = TaskState
 
+# Groups of states, as sets of members rather than combined flags: `state in group` is then a hash lookup in C,
+# not Flag.__contains__ in Python (a bulk cancel of 5,000 jobs asks some 40,000 times).
 # Stop-HpcJob is accepted in these states (HPC Pack's list; ExternalValidation is deliberately absent).
-JOB_CANCELABLE = J.Configuring | J.Submitted | J.Validating | J.Queued | J.Running
-JOB_TERMINAL = J.Finished | J.Failed | J.Canceled
-TASK_TERMINAL = T.Finished | T.Failed | T.Canceled
-TASK_WAITING = T.Configuring | T.Submitted | T.Queued
+JOB_CANCELABLE = frozenset({J.Configuring, J.Submitted, J.Validating, J.Queued, J.Running})
+JOB_TERMINAL = frozenset({J.Finished, J.Failed, J.Canceled})
+TASK_TERMINAL = frozenset({T.Finished, T.Failed, T.Canceled})
+TASK_WAITING = frozenset({T.Configuring, T.Submitted, T.Queued})
 
 _JOB_TABLE: dict[str, dict[JobState, JobState]] = {
     "submit": {J.Configuring: J.Submitted},
