@@ -23,3 +23,14 @@ def test_python_is_not_shut_down_at_exit(pwsh: Pwsh) -> None:
 def test_a_pwsh_that_only_imports_the_module_exits_cleanly(pwsh: Pwsh) -> None:
     result = pwsh("'last'")
     assert (result.returncode, result.stdout, result.stderr) == (0, "last\n", "")
+
+
+def test_importing_the_module_starts_python_before_any_cmdlet_and_keeps_it_at_exit(pwsh: Pwsh) -> None:
+    """Import-Module starts Python in the background (PythonBridge.StartInBackground), so that the first
+    cmdlet finds it started or starting; it is still not shut down at exit."""
+    wait = ("$deadline = [DateTime]::Now.AddSeconds(30)\n"
+            "while (-not (($engine = 'Python.Runtime.PythonEngine' -as [type]) -and $engine::IsInitialized) -and "
+            "[DateTime]::Now -lt $deadline) { Start-Sleep -Milliseconds 20 }\n"
+            "[bool]$engine::IsInitialized\n")
+    result = pwsh(wait + MARK_SHUTDOWN + "'last'")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\nlast\n", "")

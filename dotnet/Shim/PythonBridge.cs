@@ -6,7 +6,9 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Reflection;
+using System.Management.Automation;
 using System.Text.RegularExpressions;
+using System.Threading.Tasks;
 using Python.Runtime;
 
 namespace Microsoft.ComputeCluster.CCPPSH
@@ -29,11 +31,22 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public string PythonTraceback { get; }
     }
 
+    /// <summary>
+    /// Import-Module starts Python on a pool thread: a session that imports the module is about to call a
+    /// cmdlet, and pythonnet's start (some 250 ms, most of it a scan of every assembly pwsh has loaded)
+    /// then overlaps the rest of the import and the first cmdlet's binding instead of preceding its call.
+    /// </summary>
+    public sealed class ModuleInitializer : IModuleAssemblyInitializer
+    {
+        public void OnImport() => PythonBridge.StartInBackground();
+    }
+
     internal static class PythonBridge
     {
         private const string EntryModule = "hpcpack.shim";
         private static readonly object Gate = new object();
-        private static bool _started;
+        private static Task _start;
+        private static volatile bool _started;
 
         /// <summary>Calls hpcpack.shim.call(command, arguments) and converts its list of records.</summary>
         public static List<Dictionary<string, object>> Call(string command, IDictionary arguments)
@@ -92,27 +105,84 @@ namespace Microsoft.ComputeCluster.CCPPSH
             using (PyObject attr = value.GetAttr(name)) return attr.IsNone() ? null : attr.ToString();
         }
 
-        private static void EnsureStarted()
+        /// <summary>Starts Python on a pool thread unless it is started or starting.</summary>
+        public static void StartInBackground()
         {
             lock (Gate)
             {
-                if (_started) return;
-                PythonEnvironment env = PythonEnvironment.Locate();
+                if (_start != null) return;
+                // Before pythonnet's own exit handler, so that it runs first: a pwsh that ends while Python
+                // is still starting waits for the start to finish instead of tearing down a half-made Python.
+                AppDomain.CurrentDomain.ProcessExit += (sender, e) => WaitForStart();
+                _start = Task.Run(Start);
+                Task.Run(LoadExportedTypes);
+            }
+        }
+
+        /// <summary>pythonnet's start lists every public type of every loaded assembly (its namespaces become
+        /// importable); loading those types first, on the other core, while Python itself starts, makes that
+        /// list cheap when it comes.</summary>
+        private static void LoadExportedTypes()
+        {
+            foreach (Assembly assembly in AppDomain.CurrentDomain.GetAssemblies())
+            {
+                if (assembly.IsDynamic) continue;
+                try { assembly.GetExportedTypes(); } catch (Exception) { }
+            }
+        }
+
+        private static void WaitForStart()
+        {
+            try { _start?.Wait(TimeSpan.FromSeconds(30)); } catch (AggregateException) { }
+        }
+
+        /// <summary>Waits for the start (beginning it if no import did); a failed start is thrown to the
+        /// caller and forgotten, so that the next call tries again, as a first call would.</summary>
+        private static void EnsureStarted()
+        {
+            if (_started) return;
+            Task start;
+            lock (Gate)
+            {
+                if (_start == null || _start.IsFaulted) _start = Task.Run(Start);
+                start = _start;
+            }
+            start.GetAwaiter().GetResult();
+        }
+
+        private static void Start()
+        {
+            PythonEnvironment env = PythonEnvironment.Locate();
+            try
+            {
+                Runtime.PythonDLL = env.LibPython;
+                PythonEngine.ProgramName = env.Interpreter;
+                PythonEngine.Initialize();
+            }
+            catch (Exception e)
+            {
+                Exception cause = e is TypeInitializationException && e.InnerException != null ? e.InnerException : e;
+                throw PythonEnvironment.Fail($"loading {env.LibPython} failed: {cause.Message} Start a new pwsh after fixing it.");
+            }
+            // Initialize() leaves the GIL with this thread; release it so any pipeline thread can call in.
+            PythonEngine.BeginAllowThreads();
+            SkipShutdownAtExit();
+            _started = true;
+            ImportEntryModule();
+        }
+
+        /// <summary>Imports the backend ahead of the first call; a failure is left for that call to report.</summary>
+        private static void ImportEntryModule()
+        {
+            using (Py.GIL())
+            {
                 try
                 {
-                    Runtime.PythonDLL = env.LibPython;
-                    PythonEngine.ProgramName = env.Interpreter;
-                    PythonEngine.Initialize();
+                    Py.Import(EntryModule).Dispose();
                 }
-                catch (Exception e)
+                catch (PythonException)
                 {
-                    Exception cause = e is TypeInitializationException && e.InnerException != null ? e.InnerException : e;
-                    throw PythonEnvironment.Fail($"loading {env.LibPython} failed: {cause.Message} Start a new pwsh after fixing it.");
                 }
-                // Initialize() leaves the GIL with this thread; release it so any pipeline thread can call in.
-                PythonEngine.BeginAllowThreads();
-                SkipShutdownAtExit();
-                _started = true;
             }
         }
 
