@@ -86,9 +86,11 @@ REPLIES_PER_USER = 1_000  # replies kept for resends, per user
 # Pages (4 KiB) the WAL may hold before a commit copies it into the database itself. SQLite's default,
 # 1,000, made every commit of a bulk cancel (500 jobs write about that much) pay that copy and its syncs;
 # the head node checkpoints when it is idle instead (Store.checkpoint), and this bounds the WAL under
-# steady load. Durability is as before: with synchronous=NORMAL a commit survives a crash of the process
-# either way, and a power loss could already lose the commits since the last checkpoint.
-WAL_PAGES = 10_000
+# steady load. It is room for some 25,000 jobs' bulk changes (200 MB): at 10,000 pages, the second of two
+# Stop-HpcJob of 5,000 jobs run one after the other paid the copy, 410-480 ms instead of 270-300 ms.
+# Durability is as before: with synchronous=NORMAL a commit survives a crash of the process either way,
+# and a power loss could already lose the commits since the last checkpoint.
+WAL_PAGES = 50_000
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for a lock another connection holds
 
 
