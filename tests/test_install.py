@@ -207,6 +207,48 @@ def test_the_module_names_what_is_wrong_with_its_python(case: str, tmp_path: Pat
     assert expected in result.stderr
 
 
+def test_the_users_python_variables_neither_end_pwsh_nor_reach_the_modules_python(tmp_path: Path) -> None:
+    """PYTHONHOME naming no Python ended CPython's start with a fatal error, and pwsh with it, at Import-Module
+    (the start begins there): the module's Python, and the embedded head node it starts, ignore PYTHON*
+    variables, as 'python -E' does."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos.write(2, b'user sitecustomize ran\\n')\n")
+    state = tmp_path / "state"
+    env = {**os.environ, "HPCPACK_HOME": str(state), "PYTHONHOME": str(tmp_path / "nowhere"),
+           "PYTHONPATH": str(site), "PYTHONMALLOC": "no-such-allocator"}
+    env.pop("CCP_SCHEDULER", None)
+    try:
+        imported = run_pwsh("'imported'; (Get-Command Get-HpcJob).Name", env=env)
+        assert (imported.returncode, imported.stdout, imported.stderr) == (0, "imported\nGet-HpcJob\n", "")
+        used = run_pwsh("$job = New-HpcJob -Name variables; (Get-HpcJob -Id $job.Id).Name", env=env)
+        assert (used.returncode, used.stdout, used.stderr) == (0, "variables\n", "")
+    finally:
+        subprocess.run([sys.executable, "-m", "hpcpack.head.daemon", "--state-dir", str(state), "--stop"],
+                       capture_output=True, timeout=60)
+
+
+def test_a_failed_load_of_libpython_is_named_again_by_the_next_cmdlet(tmp_path: Path) -> None:
+    """pythonnet loads one libpython a process: once that failed, the next cmdlet repeats the first error (with
+    the file at fault), even after the environment file is mended, not a confusing one about the mended file."""
+    module = tmp_path / "HPC"
+    shutil.copytree(ROOT / "module", module)
+    pointer_file = module / "bin" / "python-env.txt"
+    good = pointer_file.read_text()
+    pointer = dict(line.split("=", 1) for line in good.split())
+    fake = tmp_path / "libpython3.11.so.1.0"
+    shutil.copy(next(Path("/usr/lib/x86_64-linux-gnu").glob("libz.so.1*")), fake)  # an ELF library, not Python
+    pointer_file.write_text(f"venv={pointer['venv']}\nlibpython={fake}\n")
+    script = (f"Import-Module '{module}/HPC.psd1'\n"
+              "try { Get-HpcJob -ErrorAction Stop } catch { 'first: ' + $_.Exception.Message }\n"
+              f"Set-Content -LiteralPath '{pointer_file}' -Value @'\n{good}'@\n"
+              "try { Get-HpcJob -ErrorAction Stop } catch { 'second: ' + $_.Exception.Message }\n")
+    result = run_pwsh(script, import_module=False, env={**os.environ, "HPCPACK_HOME": str(tmp_path / "state")})
+    first, second = (line for line in result.stdout.splitlines() if line.startswith(("first: ", "second: ")))
+    assert f"loading {fake} failed" in first and "Start a new pwsh" in first, result.stdout + result.stderr
+    assert second.removeprefix("second: ") == first.removeprefix("first: "), result.stdout
+
+
 @needs_root
 def test_a_python_other_users_cannot_read_is_named_as_such(machine: Machine, shared_tmp: Path) -> None:
     """What a user met when the module's Python lay under root's 0700 home: now named, with the file."""

@@ -33,8 +33,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     /// <summary>
     /// Import-Module starts Python on a pool thread: a session that imports the module is about to call a
-    /// cmdlet, and pythonnet's start (some 250 ms, most of it a scan of every assembly pwsh has loaded)
-    /// then overlaps the rest of the import and the first cmdlet's binding instead of preceding its call.
+    /// cmdlet, and the start (about 300 ms: libpython and CPython's own start, pythonnet's scan of every
+    /// assembly pwsh has loaded, a third of it, and the backend's import) then overlaps the rest of the import
+    /// (the format file) and the first cmdlet's binding instead of following them.
     /// </summary>
     public sealed class ModuleInitializer : IModuleAssemblyInitializer
     {
@@ -115,6 +116,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 // is still starting waits for the start to finish instead of tearing down a half-made Python.
                 AppDomain.CurrentDomain.ProcessExit += (sender, e) => WaitForStart();
                 _start = Task.Run(Start);
+                // The backend is imported next, not waited for at exit (pythonnet's exit handler is gone by
+                // then); the first call that needs it waits for it on Python's import lock.
+                _start.ContinueWith(_ => ImportEntryModule(), TaskContinuationOptions.OnlyOnRanToCompletion);
                 Task.Run(LoadExportedTypes);
             }
         }
@@ -136,8 +140,9 @@ namespace Microsoft.ComputeCluster.CCPPSH
             try { _start?.Wait(TimeSpan.FromSeconds(30)); } catch (AggregateException) { }
         }
 
-        /// <summary>Waits for the start (beginning it if no import did); a failed start is thrown to the
-        /// caller and forgotten, so that the next call tries again, as a first call would.</summary>
+        /// <summary>Waits for the start (beginning it if no import did). A start that failed before loading
+        /// libpython (the module's environment file) is tried again by the next call, as a first call would;
+        /// one that failed loading it says so again, for pythonnet cannot load another in this process.</summary>
         private static void EnsureStarted()
         {
             if (_started) return;
@@ -150,11 +155,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
             start.GetAwaiter().GetResult();
         }
 
+        private static Exception _loadFailure; // the first failed load of libpython: final in this process
+
         private static void Start()
         {
+            if (_loadFailure != null) throw _loadFailure;
             PythonEnvironment env = PythonEnvironment.Locate();
             try
             {
+                IgnorePythonVariables(env.LibPython);
                 Runtime.PythonDLL = env.LibPython;
                 PythonEngine.ProgramName = env.Interpreter;
                 PythonEngine.Initialize();
@@ -162,13 +171,13 @@ namespace Microsoft.ComputeCluster.CCPPSH
             catch (Exception e)
             {
                 Exception cause = e is TypeInitializationException && e.InnerException != null ? e.InnerException : e;
-                throw PythonEnvironment.Fail($"loading {env.LibPython} failed: {cause.Message} Start a new pwsh after fixing it.");
+                throw _loadFailure = PythonEnvironment.Fail(
+                    $"loading {env.LibPython} failed: {cause.Message} Start a new pwsh after fixing it.");
             }
             // Initialize() leaves the GIL with this thread; release it so any pipeline thread can call in.
             PythonEngine.BeginAllowThreads();
             SkipShutdownAtExit();
             _started = true;
-            ImportEntryModule();
         }
 
         /// <summary>Imports the backend ahead of the first call; a failure is left for that call to report.</summary>
@@ -184,6 +193,39 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 {
                 }
             }
+        }
+
+        /// <summary>
+        /// The backend's Python is the module's own, as with 'python -E': the PYTHON* variables of the user's
+        /// environment are meant for their own Python, and some of them end CPython's start with a fatal error
+        /// (PYTHONHOME naming another Python, a PYTHONMALLOC it does not know) that takes pwsh with it, at
+        /// Import-Module, where nothing can catch it. CPython reads its legacy flag Py_IgnoreEnvironmentFlag
+        /// when pythonnet starts it (Py_InitializeEx); a libpython without that flag is started as it is.
+        /// </summary>
+        private static void IgnorePythonVariables(string libPython)
+        {
+            try
+            {
+                IntPtr library = Posix.dlopen(libPython, Posix.RTLD_NOW | Posix.RTLD_GLOBAL); // pythonnet's load shares it
+                if (library == IntPtr.Zero) return; // pythonnet's load says why
+                IntPtr flag = Posix.dlsym(library, "Py_IgnoreEnvironmentFlag");
+                if (flag != IntPtr.Zero) System.Runtime.InteropServices.Marshal.WriteInt32(flag, 1);
+            }
+            catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+            {
+                // not glibc's loader: Python is started with the environment as it is
+            }
+        }
+
+        private static class Posix
+        {
+            public const int RTLD_NOW = 2, RTLD_GLOBAL = 0x100;
+
+            [System.Runtime.InteropServices.DllImport("libdl.so.2")]
+            public static extern IntPtr dlopen(string file, int mode);
+
+            [System.Runtime.InteropServices.DllImport("libdl.so.2")]
+            public static extern IntPtr dlsym(IntPtr handle, string name);
         }
 
         /// <summary>

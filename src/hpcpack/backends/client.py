@@ -223,13 +223,15 @@ def _dial(endpoint: Endpoint) -> socket.socket:
 
 
 def start_local_head_node(endpoint: Endpoint) -> subprocess.Popen[bytes]:
-    """Starts the embedded head node in its own session: it outlives the caller (and its pwsh)."""
+    """Starts the embedded head node in its own session: it outlives the caller (and its pwsh). Its Python
+    ignores the user's PYTHON* variables (-E), as the module's own does (PythonBridge): they are meant for the
+    user's Python, and PYTHONHOME naming another one ends the start."""
     import subprocess  # here: only the first client of a stopped head node pays for it
 
     assert endpoint.state_dir is not None
     endpoint.state_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [_python(), "-m", "hpcpack.head.daemon", "--state-dir", str(endpoint.state_dir),
+        [_python(), "-E", "-m", "hpcpack.head.daemon", "--state-dir", str(endpoint.state_dir),
          "--socket", str(endpoint.socket_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/",

@@ -88,8 +88,8 @@ REPLIES_PER_USER = 1_000  # replies kept for resends, per user
 # the head node checkpoints when it is idle instead (Store.checkpoint), and this bounds the WAL under
 # steady load. It is room for some 25,000 jobs' bulk changes (200 MB): at 10,000 pages, the second of two
 # Stop-HpcJob of 5,000 jobs run one after the other paid the copy, 410-480 ms instead of 270-300 ms.
-# Durability is as before: with synchronous=NORMAL a commit survives a crash of the process either way,
-# and a power loss could already lose the commits since the last checkpoint.
+# With synchronous=NORMAL a commit survives a crash of the process; a power loss loses the commits since the
+# last checkpoint, which under steady load with no idle moment is up to this much.
 WAL_PAGES = 50_000
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for a lock another connection holds
 
