@@ -113,12 +113,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
             {
                 if (_start != null) return;
                 // Before pythonnet's own exit handler, so that it runs first: a pwsh that ends while Python
-                // is still starting waits for the start to finish instead of tearing down a half-made Python.
+                // is still starting waits for the start, the backend's import included, to finish, instead of
+                // tearing down a half-made Python or exiting while a thread runs Python code (that crashed
+                // pwsh with SIGSEGV in about one import-only session in ten).
                 AppDomain.CurrentDomain.ProcessExit += (sender, e) => WaitForStart();
-                _start = Task.Run(Start);
-                // The backend is imported next, not waited for at exit (pythonnet's exit handler is gone by
-                // then); the first call that needs it waits for it on Python's import lock.
-                _start.ContinueWith(_ => ImportEntryModule(), TaskContinuationOptions.OnlyOnRanToCompletion);
+                _start = Task.Run(() => { Start(); ImportEntryModule(); });
                 Task.Run(LoadExportedTypes);
             }
         }

@@ -225,13 +225,18 @@ def _dial(endpoint: Endpoint) -> socket.socket:
 def start_local_head_node(endpoint: Endpoint) -> subprocess.Popen[bytes]:
     """Starts the embedded head node in its own session: it outlives the caller (and its pwsh). Its Python
     ignores the user's PYTHON* variables (-E), as the module's own does (PythonBridge): they are meant for the
-    user's Python, and PYTHONHOME naming another one ends the start."""
+    user's Python, and PYTHONHOME naming another one ends the start. So that it still runs this client's own
+    code (an installed copy, or a checkout on PYTHONPATH), the folder this hpcpack came from leads its path
+    when its own path lacks it."""
     import subprocess  # here: only the first client of a stopped head node pays for it
 
     assert endpoint.state_dir is not None
     endpoint.state_dir.mkdir(parents=True, exist_ok=True)
+    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    launch = ("import sys; home = sys.argv.pop(1); sys.path[:0] = [] if home in sys.path else [home]; "
+              "from hpcpack.head.daemon import main; sys.exit(main())")
     return subprocess.Popen(
-        [_python(), "-E", "-m", "hpcpack.head.daemon", "--state-dir", str(endpoint.state_dir),
+        [_python(), "-E", "-c", launch, home, "--state-dir", str(endpoint.state_dir),
          "--socket", str(endpoint.socket_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, cwd="/",
