@@ -34,6 +34,24 @@ prerequisites:
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo >&2 "make: $(PYTHON) cannot create virtual environments (Debian/Ubuntu: apt-get install python3-venv)."; exit 1; }
 	@dotnet --list-sdks 2>/dev/null | grep -q '^10\.' || { echo >&2 "make: the .NET SDK 10 is needed ('dotnet --list-sdks' shows none): see https://learn.microsoft.com/dotnet/core/install/linux (Debian/Ubuntu: apt-get install dotnet-sdk-10.0)."; exit 1; }
 
+# The venv's Python, as `sys.executable version`. A PYTHON given on the command line or in the environment
+# that names another one makes a new venv (and so a new module/bin/python-env.txt); a plain 'make' keeps it.
+VENV_PYTHON := $(VENV)/.python
+WHICH_PYTHON := $(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])'
+ifneq ($(filter command line environment,$(origin PYTHON)),)
+$(VENV)/.installed: $(VENV_PYTHON)
+$(VENV_PYTHON): FORCE | prerequisites
+	@want="$$($(WHICH_PYTHON))"; [ "$$(cat $@ 2>/dev/null)" = "$$want" ] || \
+	  { echo "make: a new $(VENV) for $$want"; rm -rf $(VENV); mkdir -p $(VENV) && echo "$$want" > $@; }
+else
+$(VENV)/.installed: | $(VENV_PYTHON)
+$(VENV_PYTHON): | prerequisites
+	@mkdir -p $(VENV) && $(WHICH_PYTHON) > $@
+endif
+
+.PHONY: FORCE
+FORCE:
+
 $(VENV)/.installed: pyproject.toml | prerequisites
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -e ".[test]" || { $(NO_WHEELS); }

@@ -12,6 +12,7 @@ import pytest
 
 from hpcpack.config import HeadNodeConfig, Node
 from hpcpack.errors import HpcError
+from hpcpack.head import executor
 from hpcpack.head.headnode import HeadNode
 from hpcpack.head.store import JobQuery, StaleState
 from hpcpack.identity import Caller
@@ -86,6 +87,30 @@ def test_a_job_past_its_run_time_is_canceled(head: HeadNode) -> None:
     assert job.tasks[0].state == TaskState.Failed
     events = [r["event"] for r in head.store.history(job.id)]
     assert "run time expired" in events
+
+
+def test_a_head_node_whose_own_files_are_gone_fails_the_next_start_saying_so_and_keeps_the_running_task(
+        head: HeadNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a user met after uninstalling, or moving the checkout, under a running head node: the waiting
+    # launcher started one more task, which was then failed (its spare could not be started) while it
+    # ran on, and every later task failed with a bare FileNotFoundError.
+    def job(command: str) -> Job:
+        made = head.new_job(ROOT_CALLER, {})
+        head.add_task(ROOT_CALLER, made.id, {"CommandLine": command})
+        head.submit_job(ROOT_CALLER, made.id)
+        return made
+
+    head.launchers.warm()
+    monkeypatch.setattr(executor.sys, "executable", "/gone/venv/bin/python")
+    first = job("sleep 300")
+    run_until(head, lambda: first.tasks[0].state != TaskState.Queued)
+    assert first.tasks[0].state == TaskState.Running
+    second = job("true")
+    run_until(head, lambda: second.state == JobState.Failed)
+    assert second.tasks[0].error_message.startswith(
+        "The task could not be started: the head node's own files are gone (/gone/venv/bin/python or ")
+    assert first.tasks[0].state == TaskState.Running
+    head.cancel_job(ROOT_CALLER, first.id, StopOptions(force=True))
 
 
 def test_ended_jobs_are_forgotten_after_their_time_to_live_but_their_history_stays(head: HeadNode) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from hpcpack.backends.client import Client
 
-from .conftest import ROOT, needs_root, run_pwsh, wait_until
+from .conftest import ROOT, SYSTEM_PYTHON, needs_root, run_pwsh, wait_until
 from .jobs import job, task_states, wait_state
 from .test_lifecycle import spec_example
 
@@ -309,6 +309,34 @@ def test_purge_leaves_nothing_behind(machine: Machine) -> None:
     make("purge")
     left = [p for p in [*machine.installed, PREFIX, STATE, MODULE_DIR] if p.exists() or p.is_symlink()]
     assert left == []
+
+
+def test_make_with_another_python_makes_a_new_venv_and_a_plain_make_keeps_the_venv(tmp_path: Path) -> None:
+    """The module's own error tells a user whose Python others cannot read to run 'make PYTHON=...': on a
+    tree built with another Python that did nothing (the venv only depended on pyproject.toml)."""
+    tree = tmp_path / "tree"
+    for name in ("Makefile", "pyproject.toml", "src/hpcpack/pythonenv.py"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tree / name)
+    venv = tree / ".venv"
+    venv.mkdir()
+    (venv / ".python").write_text("/elsewhere/bin/python3 3.11.0\n")
+    (venv / ".installed").touch()
+    (venv / "made-before").touch()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["make", "--no-print-directory", "-C", str(tree), *args], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    assert "-m venv" not in run("-n", ".venv/.installed").stdout  # plain make: the venv stays
+    wanted = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.executable, sys.version.split()[0])"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"make: a new .venv for {wanted.strip()}" in run(f"PYTHON={SYSTEM_PYTHON}", ".venv/.python").stdout
+    assert not (venv / "made-before").exists() and (venv / ".python").read_text() == wanted
+    assert f"{SYSTEM_PYTHON} -m venv .venv" in run(f"PYTHON={SYSTEM_PYTHON}", "-n", ".venv/.installed").stdout
+    assert "a new" not in run(f"PYTHON={SYSTEM_PYTHON}", ".venv/.python").stdout  # the same Python: kept
 
 
 def test_set_up_names_a_missing_or_unusable_python_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,6 +87,12 @@ def test_bad_priorities_are_clear_errors(text: str) -> None:
     assert "Priority" in e.value.message
 
 
+def test_an_unknown_priority_name_lists_the_names() -> None:
+    with pytest.raises(HpcError, match=r"^Priority name 'Urgent' is unknown: use Lowest, BelowNormal, Normal, "
+                                       r"AboveNormal, Highest, or 0-4000\.$"):
+        params.parse_priority("Urgent")
+
+
 def test_ranges_runtime_and_environment() -> None:
     assert params.parse_range("1-3", "NumCores") == params.Range(1, 3)
     assert params.parse_range("4", "NumCores") == params.Range(4, 4)

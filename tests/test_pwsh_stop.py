@@ -73,6 +73,20 @@ def test_the_first_positional_argument_binds_to_id(head: HeadNodeProcess, tmp_pa
     assert calls[0]["args"]["id"] == [45]
 
 
+def test_an_id_list_binds_the_same_ids_in_every_shape_powershell_gives_it(head: HeadNodeProcess,
+                                                                         tmp_path: Path) -> None:
+    # Int32 lists take a fast path past the binder's conversions (Int32ArrayAttribute); every other shape
+    # must still reach them, and a value that is no Int32 must still be the binder's own error.
+    shapes = ["45,46,47", "(45..47 | ForEach-Object { $_ })", "'45',46,47", "45L,46,47.0", "(@(45) + 46..47)"]
+    script = "".join(f"Stop-HpcJob -Id {shape} -WhatIf -ErrorAction SilentlyContinue\n" for shape in shapes)
+    script += ("foreach ($bad in @(@(45, 'x'), @(45, [long]1e12))) {\n"
+               "  try { Stop-HpcJob -Id $bad -WhatIf -ErrorAction Stop } "
+               "catch { $_.FullyQualifiedErrorId.Split(',')[0] + ' ' + $_.CategoryInfo.Category } }")
+    result, calls = traced(head, tmp_path, script)
+    assert [c["args"]["id"] for c in calls] == [[45, 46, 47]] * len(shapes)
+    assert ok(result).splitlines() == ["CannotConvertArgumentNoMessage InvalidArgument"] * 2
+
+
 def test_id_list_stops_every_job(pwsh: Pwsh, client: Client) -> None:
     ids = [make_job(client, "sleep 300") for _ in range(3)]
     ok(pwsh(f"Stop-HpcJob -Id {','.join(map(str, ids))} -Force"))

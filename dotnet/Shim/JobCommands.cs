@@ -27,6 +27,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
         [ArgumentCompleter(typeof(StoppableJobIdCompleter))]
+        [Int32Array]
         public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)]
@@ -154,7 +155,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     [OutputType(typeof(HpcJob))]
     public sealed class SubmitHpcJobCommand : HpcCmdlet
     {
-        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(SubmittableJobIdCompleter))] public int[] Id { get; set; }
+        [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)] [ArgumentCompleter(typeof(SubmittableJobIdCompleter))] [Int32Array] public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "job", Mandatory = true, ValueFromPipeline = true)] public HpcJob[] Job { get; set; }
 

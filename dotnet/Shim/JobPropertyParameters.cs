@@ -37,7 +37,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         [Parameter] public DateTime HoldUntil { get; set; }
         [Parameter] public bool SingleNode { get; set; }
         [Parameter] public string[] JobEnv { get; set; }
-        [Parameter] public int[] ParentJobIds { get; set; }
+        [Parameter] [Int32Array] public int[] ParentJobIds { get; set; }
         [Parameter] public int TaskExecutionFailureRetryLimit { get; set; }
         [Parameter] public string ValidExitCodes { get; set; }
         [Parameter] public string[] CustomProperties { get; set; }

@@ -64,7 +64,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class GetHpcGroupCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "Name", Position = 1)] public string[] Name { get; set; }
-        [Parameter(ParameterSetName = "Id", Mandatory = true)] public int[] Id { get; set; }
+        [Parameter(ParameterSetName = "Id", Mandatory = true)] [Int32Array] public int[] Id { get; set; }
 
         protected override void ProcessRecord() => Emit("Get-HpcGroup", Arguments());
     }
@@ -89,6 +89,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         [Parameter(ParameterSetName = "Id-NodeName", Mandatory = true, Position = 1)]
         [Parameter(ParameterSetName = "Id-Node", Mandatory = true, Position = 1)]
+        [Int32Array]
         public int[] Id { get; set; }
 
         [Parameter(ParameterSetName = "Name-Node", Mandatory = true, ValueFromPipeline = true)]
@@ -107,7 +108,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
     public sealed class RemoveHpcGroupCommand : HpcCmdlet
     {
         [Parameter(ParameterSetName = "Name", Mandatory = true, Position = 1)] public string[] Name { get; set; }
-        [Parameter(ParameterSetName = "Id", Mandatory = true, Position = 1)] public int[] Id { get; set; }
+        [Parameter(ParameterSetName = "Id", Mandatory = true, Position = 1)] [Int32Array] public int[] Id { get; set; }
         [Parameter(ValueFromPipeline = true)] public HpcNode[] Node { get; set; }
         [Parameter] public string[] NodeName { get; set; }
 

@@ -169,6 +169,9 @@ def _hello(sock: socket.socket) -> tuple[int, str]:
     """(protocol, version) of the head node; a head node from before "hello" is protocol 1."""
     protocol.send(sock, {"op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION, "version": __version__}})
     reply = protocol.receive(sock)
+    error = reply.get("error") or {}
+    if not reply.get("ok") and error.get("error_id") not in (None, "ProtocolError"):
+        raise HpcError.from_wire(error)  # the head node refuses this caller (PermissionDenied, TooManyConnections)
     if not reply.get("ok"):  # it does not know "hello": ask for its version the old way
         protocol.send(sock, {"op": "ping", "args": {}})
         reply = protocol.receive(sock)

@@ -25,9 +25,6 @@ from .waits import Waits
 log = logging.getLogger("hpcpack.head.headnode")
 
 
-class StartFailure(Exception):
-    """A task cannot be started; the message says why, for the task's error message."""
-
 # HPC Pack's error codes stored on failed jobs and tasks (those of cancels are in model).
 TASK_FAILURE = 0x800409DC
 JOB_RUNTIME_EXPIRED = 0x800409D5

@@ -27,7 +27,7 @@ from typing import Any
 from .. import __version__
 from ..config import SOCKET_NAME, HeadNodeConfig, default_state_dir
 from ..errors import HpcError, storage_failure
-from ..identity import Caller, identify, peer_credentials
+from ..identity import Caller, identify, peer_credentials, user_name
 from ..model.objects import now
 from ..model.states import JobState
 from ..wire import protocol, transport
@@ -44,6 +44,7 @@ MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: 
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
+REFUSED_WAIT, REFUSED_REQUEST_MAX = 5.0, 4096  # how long and how much of a refused caller's request is read
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
 CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
@@ -220,9 +221,10 @@ class Daemon:
         """The same rules for every caller: a per-user connection limit, then the conversation. A remote
         caller is told it is in (its authentication's verdict) before the first request."""
         uid = caller.uid
-        if not caller.admin and self.connections[uid] >= MAX_CONNECTIONS_PER_USER:
-            refusal = HpcError("TooManyConnections", f"{caller.name} already has {MAX_CONNECTIONS_PER_USER} "
-                               "connections open to the head node; close some and try again.")
+        refusal = self._refusal(caller)
+        if refusal is not None:
+            if not remote:  # a remote caller reads the verdict first; a local one, a reply to its request
+                await self._first_request(reader)
             writer.write(protocol.encode(protocol.reply_error(refusal)))
             writer.close()
             return
@@ -233,6 +235,30 @@ class Daemon:
             await self._converse(caller, reader, writer)
         finally:
             self.connections[uid] -= 1
+
+    @staticmethod
+    async def _first_request(reader: asyncio.StreamReader) -> None:
+        """Reads (and drops) a refused caller's first request, a small one ("hello"), so that the refusal is
+        its reply: closing with the request unread would end the client's send with a broken pipe."""
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, TimeoutError, HpcError):
+            header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), REFUSED_WAIT)
+            size = protocol.frame_length(header, REFUSED_REQUEST_MAX)
+            await asyncio.wait_for(reader.readexactly(size), REFUSED_WAIT)
+
+    def _refusal(self, caller: Caller) -> HpcError | None:
+        """Why this caller is not served at all, if it is not. A head node that is not root can run tasks
+        only as its own user, so it serves that user (and root) alone, whatever its socket's mode or its
+        list of administrators say: another user's job would run as its owner, with the owner's files."""
+        me = os.geteuid()
+        if me not in (0, caller.uid) and caller.uid != 0:
+            owner = user_name(me)
+            return HpcError("PermissionDenied", f"This head node runs as {owner} and can run tasks only as "
+                            f"{owner}: it serves {owner} alone, not {caller.name}. A head node for every user of "
+                            "the machine runs as root ('make install' as root).")
+        if not caller.admin and self.connections[caller.uid] >= MAX_CONNECTIONS_PER_USER:
+            return HpcError("TooManyConnections", f"{caller.name} already has {MAX_CONNECTIONS_PER_USER} "
+                            "connections open to the head node; close some and try again.")
+        return None
 
     async def _converse(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _connection.set(reader)  # (this task's context: its requests' handlers see their own connection)

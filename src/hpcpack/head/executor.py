@@ -85,7 +85,10 @@ class Launchers:
                 if attempt == 2:
                     raise
                 launcher = None
-        self.warm()
+        # This task runs now: a spare that cannot be started must not fail it (the next task's start
+        # tries again and says why).
+        with contextlib.suppress(OSError, StartFailure):
+            self.warm()
         assert launcher is not None
         return launcher
 
@@ -115,6 +118,10 @@ def _instructions(spec: RunSpec, cgroup: Path | None) -> dict[str, Any]:
             "stdin": spec.stdin, "stdout": spec.stdout, "stderr": spec.stderr}
 
 
+class StartFailure(Exception):
+    """A task cannot be started; the message says why, for the task's error message."""
+
+
 def _spawn_launcher() -> subprocess.Popen[bytes]:
     """launch.py: root-owned code by absolute path, an empty environment, its own session; stop signals
     stay blocked until it has its handlers (it unblocks them), so an early cancel cannot kill it."""
@@ -123,6 +130,11 @@ def _spawn_launcher() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER)], env={}, stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
                                 start_new_session=True, close_fds=True)
+    except FileNotFoundError:
+        raise StartFailure(f"the head node's own files are gone ({sys.executable} or {LAUNCHER} no longer "
+                           "exists: it was moved or uninstalled while it ran). Stop it ('hpc-headnode --stop', "
+                           f"or kill {os.getpid()}); the next command starts the current one, and running jobs "
+                           "carry on.") from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
@@ -214,6 +226,22 @@ def _read_private(path: Path, size: int) -> bytes:
         return os.read(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
     except OSError:
         return b""
+    finally:
+        os.close(fd)
+
+
+def wrapper_running(path: Path) -> bool:
+    """Whether the wrapper that writes this exit file still lives: it holds a lock on the file until it
+    ends (launch.py, _hold). Needed where the wrapper is not the head node's child (after a restart)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.lockf(fd, os.F_TEST, 0)  # raises when another process holds a lock on the file
+        return False
+    except OSError as e:
+        return e.errno in (errno.EACCES, errno.EAGAIN)
     finally:
         os.close(fd)
 

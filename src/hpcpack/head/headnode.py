@@ -23,7 +23,8 @@ from ..model import jobspec
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from .allocation import Allocation
-from .core import CLEANUP_INTERVAL, ENDED_STATES, StartFailure, log
+from .core import CLEANUP_INTERVAL, ENDED_STATES, log
+from .executor import StartFailure
 
 __all__ = ["HeadNode", "StartFailure"]
 

@@ -57,6 +57,7 @@ def main() -> int:
         spec = marshal.load(f)
     os.unlink(spec_path)
     exit_fd = _private_file(spec["exit_path"], os.O_TRUNC)
+    _hold(exit_fd)
     os.write(exit_fd, b" " * _EXIT_ROOM)  # room for the exit code now, so a full disk later cannot lose it
     output = _private_file(spec["output_path"], os.O_APPEND)
     # What the task prints (unless it redirects it) comes through a pipe, and only its first
@@ -89,6 +90,17 @@ def _record(fd: int, text: str) -> None:
         os.pwrite(fd, f"{text}\n".encode(errors="replace").ljust(_EXIT_ROOM), 0)
     except OSError:
         pass  # nothing more can be done here; the head node takes the wrapper's own status
+
+
+def _hold(fd: int) -> None:
+    """Locks the exit file for as long as the wrapper lives (the kernel drops the lock when it ends, even
+    by SIGKILL). A head node that restarted is no longer the wrapper's parent and finds a task by its
+    processes; between the program's end and its exit code being written none is left, and the lock
+    tells that head node the end is still being recorded (executor.wrapper_running)."""
+    try:  # noqa: SIM105 (contextlib would cost an import per task)
+        os.lockf(fd, os.F_TLOCK, 0)
+    except OSError:
+        pass  # a file system without locks: the head node goes by the task's processes alone
 
 
 def _read_line(fd: int) -> str:

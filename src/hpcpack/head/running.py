@@ -17,9 +17,9 @@ from .cancels import Cancels
 from .core import (
     TASK_FAILURE,
     Leftover,
-    StartFailure,
     log,
 )
+from .executor import StartFailure
 
 
 class Running(Cancels):

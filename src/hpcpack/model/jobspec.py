@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import HpcError, invalid_argument
-from .objects import TASK_TYPES, Job, Task
+from .objects import PARAMETRIC_SWEEP, TASK_TYPES, Job, Task
 from .params import (
     INT32_MAX,
     MAX_COMMAND,
@@ -393,11 +393,11 @@ def _task_type(spec: dict[str, Any]) -> str:
     wanted = str(spec.get("Type") or "").strip()
     parametric = _bool(spec.get("Parametric") or False, "Parametric")
     if not wanted:
-        return "ParametricSweep" if parametric else "Basic"
+        return PARAMETRIC_SWEEP if parametric else "Basic"
     match = next((t for t in TASK_TYPES if t.lower() == wanted.lower()), None)
     if match is None:
         raise invalid_argument(f"Type '{wanted}' is not a task type; use one of {', '.join(TASK_TYPES)}.", "Type")
-    if parametric and match != "ParametricSweep":
+    if parametric and match != PARAMETRIC_SWEEP:
         raise invalid_argument(f"-Parametric cannot be used with a {match} task.", "Type")
     return match
 

@@ -16,6 +16,7 @@ import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from ..errors import HpcError
+from .objects import PARAMETRIC_SWEEP
 
 NAMESPACE = "http://schemas.microsoft.com/HPCS2008R2/scheduler/"
 MAX_FILE = 16 * 1024 * 1024
@@ -199,8 +200,8 @@ def _tasks(root: Element, path: str) -> list[dict[str, Any]]:
         low = attributes.get(f"Min{plural}")
         if low:
             spec[f"Num{plural}"] = f"{low}-{attributes.get(f'Max{plural}', low)}"
-        if attributes.get("Type") == "ParametricSweep" or attributes.get("IsParametric") == "true":
-            spec.update(Type="ParametricSweep", Start=_int(task, "StartValue", 1, path),
+        if attributes.get("Type") == PARAMETRIC_SWEEP or attributes.get("IsParametric") == "true":
+            spec.update(Type=PARAMETRIC_SWEEP, Start=_int(task, "StartValue", 1, path),
                         End=_int(task, "EndValue", 1, path), Increment=_int(task, "IncrementValue", 1, path))
         environment = _environment(task)
         if environment:

@@ -12,9 +12,10 @@ from typing import Any
 from .params import priority_name
 from .states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState, job_transition, task_transition
 
-TASK_TYPES = ("Basic", "ParametricSweep", "NodePrep", "NodeRelease", "Service")
+PARAMETRIC_SWEEP = "ParametricSweep"
+TASK_TYPES = ("Basic", PARAMETRIC_SWEEP, "NodePrep", "NodeRelease", "Service")
 NODE_TASK_TYPES = ("NodePrep", "NodeRelease")
-_RUN_AS_INSTANCES = frozenset({"ParametricSweep", *NODE_TASK_TYPES})  # tasks whose instances run, not they
+_RUN_AS_INSTANCES = frozenset({PARAMETRIC_SWEEP, *NODE_TASK_TYPES})  # tasks whose instances run, not they
 
 
 def now() -> float:
@@ -136,7 +137,7 @@ class Task:
 
     @property
     def parametric(self) -> bool:
-        return self.type == "ParametricSweep"
+        return self.type == PARAMETRIC_SWEEP
 
     @property
     def is_node_task(self) -> bool:
@@ -426,7 +427,7 @@ class Job:
         """HPC Pack's job counters (ISchedulerJobCounters): a sweep counts as its subtasks."""
         units = self._work_units() if units is None else units
         shown = [u.state for u in units]
-        sweeps = [t for t in self.tasks if t.type == "ParametricSweep"]  # (only they have steps pending)
+        sweeps = [t for t in self.tasks if t.type == PARAMETRIC_SWEEP]  # (only they have steps pending)
         pending = sum(t.pending_steps for t in sweeps)
         canceled = sum(t.pending_steps for t in sweeps if t.rest_canceled)
         return {"TaskCount": len(units) + pending, "RunningTaskCount": shown.count(TaskState.Running),

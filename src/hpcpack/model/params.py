@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..errors import HpcError, invalid_argument
 
 PRIORITY_NAMES = {"lowest": 0, "belownormal": 1000, "normal": 2000, "abovenormal": 3000, "highest": 4000}
+_NAMES = "Lowest, BelowNormal, Normal, AboveNormal, Highest"
 _PRIORITY = re.compile(r"^\s*(?P<name>[A-Za-z]+)?\s*(?:(?P<sign>[+-])?\s*(?P<num>\d+))?\s*$")
 MAX_NAME = 80
 MAX_MESSAGE = 128
@@ -23,14 +24,15 @@ def parse_priority(text: str | int) -> int:
     """'Normal', 'AboveNormal+5', 'Highest-10', '2500' -> 0..4000."""
     match = _PRIORITY.match(str(text))
     if not match or not (match["name"] or match["num"]):
-        raise invalid_argument(f"Priority '{text}' is not valid: use 0-4000, a name (Lowest, BelowNormal, Normal, "
-                               "AboveNormal, Highest) or Name+N / Name-N.", "Priority")
+        raise invalid_argument(f"Priority '{text}' is not valid: use 0-4000, a name ({_NAMES}) or Name+N / "
+                               "Name-N.", "Priority")
     value = 0
     if match["name"]:
         try:
             value = PRIORITY_NAMES[match["name"].lower()]
         except KeyError:
-            raise invalid_argument(f"Priority name '{match['name']}' is unknown.", "Priority") from None
+            raise invalid_argument(f"Priority name '{match['name']}' is unknown: use {_NAMES}, or 0-4000.",
+                                   "Priority") from None
         if match["num"] and not match["sign"]:
             raise invalid_argument(f"Priority '{text}' is not valid: write Name+N or Name-N.", "Priority")
     if match["num"]:
