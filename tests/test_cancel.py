@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -335,6 +336,37 @@ def test_a_task_whose_end_is_not_recorded_yet_when_the_head_node_restarts_ends_a
     task = tasks(client, job_id)[f"{job_id}.1"]
     assert (task["ExitCode"], task["Output"].split()) == (0, ["done"])
     client.close()
+
+
+def test_a_wrapper_stopped_before_a_restart_is_found_and_a_forced_cancel_ends_its_task(
+        head: HeadNodeProcess, client: Client, tmp_path: Path) -> None:
+    # The task stops its own wrapper (it runs as the task's owner): after a restart only the lock on its
+    # exit file names that wrapper. Found by it, the task is neither taken for ended nor left for ever.
+    job_id = make_job(client, "kill -STOP $PPID; echo stopped")
+    exit_file = head.state_dir / "output" / str(job_id) / "1.0.0.rc"
+    wrapper = wait_until(lambda: (pid := executor.lock_holder(exit_file)) and process_state(pid) == "T" and pid)
+    try:
+        wait_until(lambda: not job_processes(head.state_dir, job_id))  # the program ended (a zombie)
+        client.close()
+        head.kill()
+        head.process = start_head_node(head.state_dir, user=head.user).process
+        client = head.client()
+        assert job(client, job_id)["State"] == "Running"
+        cancel(client, job_id, force=True)
+        assert wait_state(client, job_id, "Canceled")["State"] == "Canceled"
+        assert executor.lock_holder(exit_file) == 0  # the wrapper is gone
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(wrapper, signal.SIGKILL)
+    client.close()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat (R, S, T for stopped, Z...), "" for no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 @pytest.mark.parametrize("head", ["hpcalice"], indirect=True, ids=["user head node"])

@@ -6,6 +6,7 @@ A `Client` keeps one connection and is safe to share between threads (PowerShell
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -167,7 +168,9 @@ class Client:
 
 def _hello(sock: socket.socket) -> tuple[int, str]:
     """(protocol, version) of the head node; a head node from before "hello" is protocol 1."""
-    protocol.send(sock, {"op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION, "version": __version__}})
+    # A head node that refuses this caller says why at once and hangs up: its reason is waiting to be read.
+    with contextlib.suppress(BrokenPipeError):
+        protocol.send(sock, {"op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION, "version": __version__}})
     reply = protocol.receive(sock)
     error = reply.get("error") or {}
     if not reply.get("ok") and error.get("error_id") not in (None, "ProtocolError"):

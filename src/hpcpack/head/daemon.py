@@ -44,7 +44,6 @@ MAX_CONNECTIONS_PER_USER = 128  # open connections of one user (administrators: 
 REQUEST_TIMEOUT = 30.0  # seconds a request's frame may take to arrive once its header has
 MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them cannot exhaust descriptors)
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
-REFUSED_WAIT, REFUSED_REQUEST_MAX = 5.0, 4096  # how long and how much of a refused caller's request is read
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
 CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
@@ -222,9 +221,7 @@ class Daemon:
         caller is told it is in (its authentication's verdict) before the first request."""
         uid = caller.uid
         refusal = self._refusal(caller)
-        if refusal is not None:
-            if not remote:  # a remote caller reads the verdict first; a local one, a reply to its request
-                await self._first_request(reader)
+        if refusal is not None:  # said at once, and the connection closed: a refused caller holds nothing
             writer.write(protocol.encode(protocol.reply_error(refusal)))
             writer.close()
             return
@@ -235,15 +232,6 @@ class Daemon:
             await self._converse(caller, reader, writer)
         finally:
             self.connections[uid] -= 1
-
-    @staticmethod
-    async def _first_request(reader: asyncio.StreamReader) -> None:
-        """Reads (and drops) a refused caller's first request, a small one ("hello"), so that the refusal is
-        its reply: closing with the request unread would end the client's send with a broken pipe."""
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, TimeoutError, HpcError):
-            header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), REFUSED_WAIT)
-            size = protocol.frame_length(header, REFUSED_REQUEST_MAX)
-            await asyncio.wait_for(reader.readexactly(size), REFUSED_WAIT)
 
     def _refusal(self, caller: Caller) -> HpcError | None:
         """Why this caller is not served at all, if it is not. A head node that is not root can run tasks

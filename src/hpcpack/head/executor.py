@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import marshal
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -230,20 +232,25 @@ def _read_private(path: Path, size: int) -> bytes:
         os.close(fd)
 
 
-def wrapper_running(path: Path) -> bool:
-    """Whether the wrapper that writes this exit file still lives: it holds a lock on the file until it
-    ends (launch.py, _hold). Needed where the wrapper is not the head node's child (after a restart)."""
+def lock_holder(path: Path) -> int:
+    """The pid of the process that holds the lock on this exit file, 0 when none does: its task's wrapper,
+    which takes it before anything else and keeps it until it ends (launch.py, _hold). Only a wrapper can
+    open the file (in the head node's private folder), so the pid is proof of which process it is."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return False
+        return 0
     try:
-        os.lockf(fd, os.F_TEST, 0)  # raises when another process holds a lock on the file
-        return False
-    except OSError as e:
-        return e.errno in (errno.EACCES, errno.EAGAIN)
+        reply = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0))
+    except OSError:
+        return 0  # a file system without locks
     finally:
         os.close(fd)
+    kind, _, _, _, pid = _FLOCK.unpack(reply)
+    return pid if kind != fcntl.F_UNLCK and pid > 0 else 0
+
+
+_FLOCK = struct.Struct("@hhqqi4x")  # struct flock (Linux, 64-bit): type, whence, start, length, pid
 
 
 def read_result(path: Path) -> tuple[int | None, str]:

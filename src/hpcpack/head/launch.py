@@ -95,8 +95,8 @@ def _record(fd: int, text: str) -> None:
 def _hold(fd: int) -> None:
     """Locks the exit file for as long as the wrapper lives (the kernel drops the lock when it ends, even
     by SIGKILL). A head node that restarted is no longer the wrapper's parent and finds a task by its
-    processes; between the program's end and its exit code being written none is left, and the lock
-    tells that head node the end is still being recorded (executor.wrapper_running)."""
+    processes; between the program's end and its exit code being written none carries the task's marker,
+    and the lock names the wrapper to that head node (executor.lock_holder), to watch and to signal."""
     try:  # noqa: SIM105 (contextlib would cost an import per task)
         os.lockf(fd, os.F_TLOCK, 0)
     except OSError:

@@ -41,17 +41,20 @@ class Processes(Core):
         return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen and p.pid not in ours]
 
     def _unit_processes(self, job: Job, unit: Task) -> list[int]:
-        return self._token_processes(job, unit.token, unit.start_time, unit.pid)
+        # Its wrapper: our child, or (after a restart) the process that holds the lock on its exit file,
+        # which lives until it has recorded the task's end (launch.py, _hold).
+        wrapper = unit.pid if unit.pid in self.popen else executor.lock_holder(self._exit_path(unit))
+        return self._token_processes(job, unit.token, unit.start_time, wrapper)
 
     def _token_processes(self, job: Job, token: str, since: float | None, wrapper: int = 0) -> list[int]:
-        """A run's live processes: its cgroup, else its wrapper (while it is our unreaped child, its pid
-        cannot be anyone else's), those carrying its marker, and everything below them in the process
-        tree (the wrapper is a subreaper, so escapes stay below it)."""
+        """A run's live processes: its cgroup, else its `wrapper` (proven by the caller: our unreaped child,
+        or the holder of its exit file's lock; the wrapper may have started long before the task), those
+        carrying its marker, and everything below them in the process tree (the wrapper is a subreaper, so
+        escapes stay below it)."""
         found: set[int] = set(self.cgroups.pids(token))
         if token:
             owned = self._owned(job, since)
-            ours = wrapper if wrapper in self.popen else 0
-            roots = {p.pid for p in owned if p.task == token or (ours and p.pid == ours)}
+            roots = {p.pid for p in owned if p.task == token} | ({wrapper} if wrapper else set())
             found |= roots | (executor.descendants(owned, roots) & {p.pid for p in owned})
         return sorted(found)
 

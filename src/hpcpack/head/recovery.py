@@ -6,9 +6,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 
-from ..model.objects import Job, Task
+from ..model.objects import Job
 from ..model.states import JobState, TaskState
-from . import executor
 from .core import (
     log,
 )
@@ -33,7 +32,7 @@ class Recovery(Running):
         for unit in job.units():
             if unit.state not in (TaskState.Running, TaskState.Canceling):
                 continue
-            if self._still_running(job, unit):  # keep it, watch it
+            if self._unit_processes(job, unit):  # alive (its wrapper at least): keep it, watch it
                 self.adopted[unit.key] = (job, unit)
             else:
                 self._wrapper_exited(job, unit, -signal.SIGKILL)
@@ -48,12 +47,8 @@ class Recovery(Running):
         if stopping and job.cancel is not None and not job.cancel.graceful:
             self._signal_units(job, stopping, signal.SIGKILL if job.cancel.force else signal.SIGTERM)
 
-    def _still_running(self, job: Job, unit: Task) -> bool:
-        """Its processes live, or its wrapper does, still recording how the task ended."""
-        return bool(self._unit_processes(job, unit)) or executor.wrapper_running(self._exit_path(unit))
-
     def watch_adopted_units(self) -> None:
         for key, (job, unit) in list(self.adopted.items()):
-            if not self._still_running(job, unit):
+            if not self._unit_processes(job, unit):
                 del self.adopted[key]
                 self._wrapper_exited(job, unit, -signal.SIGKILL)
