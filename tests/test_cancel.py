@@ -26,6 +26,8 @@ from .conftest import (
 from .jobs import add_task, cancel, job, make_job, task_states, tasks, wait_state, wait_task_state
 
 TRAP_TERM = "trap 'echo cleaned > {out}; exit 3' TERM; echo ready > {ready}; while true; do sleep 0.05; done"
+# Tests of several users: on root's head node alone, the only one that serves more than its own user.
+SHARED = pytest.mark.parametrize("head", ["root"], indirect=True, ids=["root head node"])
 IGNORE_TERM = "trap '' TERM; echo ready > {ready}; while true; do sleep 0.05; done"
 FORKS = ("sh -c 'sleep 300 & sleep 300 & wait' & setsid sh -c 'sleep 300 & wait' & "
          "(sleep 300 &) ; echo ready > {ready}; wait")
@@ -386,7 +388,7 @@ def test_a_users_own_head_node_serves_that_user_alone_whatever_its_socket_allows
     check.close()
 
 
-@pytest.mark.parametrize("head", ["root"], indirect=True, ids=["root head node"])  # the only one shared
+@SHARED
 def test_another_users_cancel_is_refused_and_an_administrators_accepted(
         head: HeadNodeProcess, users: dict[str, object]) -> None:
     made = as_user("hpcalice", head, "j = c.call('new_job', spec={'Name': 'mine'}); print(j['Id'], j['Owner'])")
@@ -406,7 +408,7 @@ def test_another_users_cancel_is_refused_and_an_administrators_accepted(
     check.close()
 
 
-@pytest.mark.parametrize("head", ["root"], indirect=True, ids=["root head node"])  # the only one shared
+@SHARED
 def test_tasks_run_as_the_job_owner_with_hpc_environment(
         head: HeadNodeProcess, users: dict[str, object], tmp_path: Path) -> None:
     code = ("j = c.call('new_job', spec={'Name': 'env'}); "
@@ -510,7 +512,7 @@ def test_a_forced_cancel_reaches_an_escaped_double_fork(client: Client, tmp_path
     assert pids_running(b"/bin/sleep", b"3019") == []
 
 
-@pytest.mark.parametrize("head", ["root"], indirect=True, ids=["root head node"])  # the only one shared
+@SHARED
 def test_a_mixed_bulk_cancel_answers_each_job_and_cancels_only_what_the_caller_may(
         head: HeadNodeProcess, users: dict[str, object]) -> None:
     # In one request: another user's job (refused), an unknown id, the caller's running job and the

@@ -172,11 +172,11 @@ def _hello(sock: socket.socket) -> tuple[int, str]:
     with contextlib.suppress(BrokenPipeError):
         protocol.send(sock, {"op": "hello", "args": {"protocol": protocol.PROTOCOL_VERSION, "version": __version__}})
     reply = protocol.receive(sock)
-    error = reply.get("error") or {}
-    if not reply.get("ok") and error.get("error_id") not in (None, "ProtocolError"):
-        raise HpcError.from_wire(error)  # the head node refuses this caller (PermissionDenied, TooManyConnections)
-    if not reply.get("ok"):  # it does not know "hello": ask for its version the old way
-        protocol.send(sock, {"op": "ping", "args": {}})
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        if error.get("error_id") not in (None, "ProtocolError"):
+            raise HpcError.from_wire(error)  # it refuses this caller (PermissionDenied, TooManyConnections)
+        protocol.send(sock, {"op": "ping", "args": {}})  # it does not know "hello": its version the old way
         reply = protocol.receive(sock)
     result = reply.get("result") or {}
     return int(result.get("protocol", 1)), str(result.get("version", ""))

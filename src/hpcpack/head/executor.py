@@ -232,6 +232,9 @@ def _read_private(path: Path, size: int) -> bytes:
         os.close(fd)
 
 
+_FLOCK = struct.Struct("@hhqqi4x")  # struct flock (Linux, 64-bit): type, whence, start, length, pid
+
+
 def lock_holder(path: Path) -> int:
     """The pid of the process that holds the lock on this exit file, 0 when none does: its task's wrapper,
     which takes it before anything else and keeps it until it ends (launch.py, _hold). Only a wrapper can
@@ -248,9 +251,6 @@ def lock_holder(path: Path) -> int:
         os.close(fd)
     kind, _, _, _, pid = _FLOCK.unpack(reply)
     return pid if kind != fcntl.F_UNLCK and pid > 0 else 0
-
-
-_FLOCK = struct.Struct("@hhqqi4x")  # struct flock (Linux, 64-bit): type, whence, start, length, pid
 
 
 def read_result(path: Path) -> tuple[int | None, str]:

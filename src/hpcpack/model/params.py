@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from ..errors import HpcError, invalid_argument
 
 PRIORITY_NAMES = {"lowest": 0, "belownormal": 1000, "normal": 2000, "abovenormal": 3000, "highest": 4000}
-_NAMES = "Lowest, BelowNormal, Normal, AboveNormal, Highest"
 _PRIORITY = re.compile(r"^\s*(?P<name>[A-Za-z]+)?\s*(?:(?P<sign>[+-])?\s*(?P<num>\d+))?\s*$")
 MAX_NAME = 80
 MAX_MESSAGE = 128
@@ -51,6 +50,9 @@ def priority_name(value: int) -> str:
         if number == value:
             return {"belownormal": "BelowNormal", "abovenormal": "AboveNormal"}.get(name, name.capitalize())
     return str(value)
+
+
+_NAMES = ", ".join(priority_name(v) for v in PRIORITY_NAMES.values())  # for errors: Lowest, ..., Highest
 
 
 @dataclass(frozen=True)
