@@ -4,6 +4,8 @@ to catch from outside and for time-driven rules (run-time limits, time to live).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +113,31 @@ def test_a_head_node_whose_own_files_are_gone_fails_the_next_start_saying_so_and
         "The task could not be started: the head node's own files are gone (/gone/venv/bin/python or ")
     assert first.tasks[0].state == TaskState.Running
     head.cancel_job(ROOT_CALLER, first.id, StopOptions(force=True))
+
+
+def test_after_a_restart_only_a_launcher_holding_its_exit_files_lock_is_taken_for_a_tasks_wrapper(
+        head: HeadNode) -> None:
+    # Helper 35: under a head node run by a user, that user's own task could lock another task's exit
+    # file; the head node then took it for that task's wrapper (kept the task Running, and killed the
+    # locker when the task was cancelled).
+    job = head.new_job(ROOT_CALLER, {})
+    [task] = head.add_task(ROOT_CALLER, job.id, {"CommandLine": "true"})
+    exit_file = head._exit_path(task)
+    exit_file.parent.mkdir(parents=True, exist_ok=True)
+    locker = subprocess.Popen([sys.executable, "-c", "import os, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY "
+                               "| os.O_CREAT); os.lockf(fd, os.F_LOCK, 0); print(flush=True); time.sleep(60)",
+                               str(exit_file)], stdout=subprocess.PIPE)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline()
+        assert executor.lock_holder(exit_file) == locker.pid
+        assert head._locking_wrapper(job, task) == 0
+    finally:
+        locker.kill()
+        locker.wait()
+    head.launchers.warm()
+    spare = head.launchers.pids().pop()
+    assert wait_until(lambda: executor.is_launcher(spare, os.geteuid()))  # (its command line, once exec'd)
+    assert not executor.is_launcher(spare, os.geteuid() + 1)
 
 
 def test_ended_jobs_are_forgotten_after_their_time_to_live_but_their_history_stays(head: HeadNode) -> None:

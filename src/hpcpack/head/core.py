@@ -39,6 +39,7 @@ _CANCEL_KINDS = {  # (force, graceful, finish) -> (history word, RequestCancel v
 }
 SURVIVOR_REPORT_AFTER = 2.0  # seconds after SIGKILL before survivors are reported as trouble
 SWEEP_INTERVAL = 0.1  # seconds between scans for what ended tasks left behind
+ADOPTED_POLL_INTERVAL = 0.1  # seconds between looks at tasks adopted after a restart (a /proc scan each)
 # Slurm lists a killed step until slurmstepd has seen its cgroup empty (about 3 s here): only later is
 # a step still listed reported as trouble.
 SLURM_STEPS_REPORT_AFTER = 30.0

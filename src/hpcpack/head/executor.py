@@ -253,6 +253,17 @@ def lock_holder(path: Path) -> int:
     return pid if kind != fcntl.F_UNLCK and pid > 0 else 0
 
 
+def is_launcher(pid: int, uid: int) -> bool:
+    """Whether `pid` runs launch.py as started by _spawn_launcher, as user `uid` (a wrapper after its drop)."""
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != uid:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:4] == [os.fsencode(a) for a in (sys.executable, "-I", "-S", str(LAUNCHER))]
+    except OSError:
+        return False
+
+
 def read_result(path: Path) -> tuple[int | None, str]:
     """What the launcher wrote: (exit code, "") or (None, why the task could not start);
     (None, "") when it wrote nothing (it was killed, or never ran)."""

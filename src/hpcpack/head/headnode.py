@@ -23,7 +23,7 @@ from ..model import jobspec
 from ..model.objects import Job, Task, now
 from ..model.states import JobState, TaskState
 from .allocation import Allocation
-from .core import CLEANUP_INTERVAL, ENDED_STATES, log
+from .core import ADOPTED_POLL_INTERVAL, CLEANUP_INTERVAL, ENDED_STATES, log
 from .executor import StartFailure
 
 __all__ = ["HeadNode", "StartFailure"]
@@ -298,7 +298,9 @@ class HeadNode(Allocation):
         deadlines += [u.start_time + u.runtime_limit for j in self.in_state(JobState.Running) for u in j.units()
                       if u.runtime_limit > 0 and u.start_time is not None and u.state == TaskState.Running]
         deadlines += [j.hold_until for j in self.in_state(JobState.Queued) if j.hold_until and j.hold_until > now()]
-        polling = bool(self.adopted)
+        if self.adopted:  # tasks found running after a restart are not our children: no SIGCHLD, so looked at
+            deadlines.append(now() + ADOPTED_POLL_INTERVAL)
+        polling = False
         if self.slurm is not None and any(j.slurm_job_id for j in self.in_state(JobState.Queued)):
             deadlines.append(self._next_slurm_poll)  # Slurm does not tell when it grants an allocation
         for job in self.in_state(JobState.Canceling, JobState.Finishing):

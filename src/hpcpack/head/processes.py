@@ -41,10 +41,15 @@ class Processes(Core):
         return [p for p in self.processes() if p.ppid == me and p.pid not in self.popen and p.pid not in ours]
 
     def _unit_processes(self, job: Job, unit: Task) -> list[int]:
-        # Its wrapper: our child, or (after a restart) the process that holds the lock on its exit file,
-        # which lives until it has recorded the task's end (launch.py, _hold).
-        wrapper = unit.pid if unit.pid in self.popen else executor.lock_holder(self._exit_path(unit))
+        wrapper = unit.pid if unit.pid in self.popen else self._locking_wrapper(job, unit)
         return self._token_processes(job, unit.token, unit.start_time, wrapper)
+
+    def _locking_wrapper(self, job: Job, unit: Task) -> int:
+        """After a restart, its wrapper (no longer our child): the launcher, run by the task's user, that
+        holds the lock on its exit file until it has recorded the task's end (launch.py, _hold). Under a
+        head node run by a user, that user's tasks could take the lock themselves: hence the two checks."""
+        pid = executor.lock_holder(self._exit_path(unit))
+        return pid if pid and executor.is_launcher(pid, self._task_uid(job)) else 0
 
     def _token_processes(self, job: Job, token: str, since: float | None, wrapper: int = 0) -> list[int]:
         """A run's live processes: its cgroup, else its `wrapper` (proven by the caller: our unreaped child,
