@@ -85,3 +85,37 @@ def test_a_query_for_some_fields_gets_exactly_those_and_an_unknown_name_is_refus
         with pytest.raises(HpcError) as refused:
             list(backend.query_jobs(query))
         assert refused.value.error_id == "InvalidArgument", query
+
+
+def test_a_close_while_the_next_chunk_is_being_made_lets_go_of_the_rest_once_it_is_made() -> None:
+    """The module asks for a listing's next chunk ahead and does not wait for it when its pipeline stops
+    (a head node that stopped answering would hold it for ever): a "Close" that comes while that "More"
+    runs is kept, and the rest is not put back when the chunk is made. Without, each such stop would keep
+    the rest of its listing (and the pages fetched for it) for as long as pwsh runs."""
+    import threading
+
+    from hpcpack.cmdlets import registry
+    making = threading.Event()
+    release = threading.Event()
+
+    def answer() -> Iterator[dict[str, object]]:  # the rest of a listing, after its first chunk
+        yield from ({"Id": i} for i in range(500))
+        making.set()
+        release.wait(10)  # the head node's next page, slow to come
+        yield from ({"Id": i} for i in range(500, 3000))
+
+    registry.CURSORS["c1"] = answer()
+    fetched: list[list[dict[str, object]]] = []
+    more = threading.Thread(target=lambda: fetched.append(registry.more(registry.Args({"Of": "c1"}))))
+    more.start()
+    assert making.wait(10)
+    assert registry.close(registry.Args({"Of": "c1"})) == []
+    release.set()
+    more.join(10)
+    assert len(fetched[0]) == registry.CHUNK + 1 and fetched[0][-1] == {"__type__": "More"}
+    assert "c1" not in registry.CURSORS and not registry.FETCHING and not registry.CLOSED
+    # A Close with no chunk being made leaves nothing behind either.
+    registry.CURSORS["c2"] = answer()
+    registry.close(registry.Args({"Of": "c2"}))
+    registry.close(registry.Args({"Of": "c3"}))
+    assert "c2" not in registry.CURSORS and not registry.CLOSED

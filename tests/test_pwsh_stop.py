@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +405,64 @@ def test_a_pipeline_that_stops_early_reads_no_more_of_a_long_listing(head: HeadN
     result, calls = traced(head, tmp_path, "(Get-HpcJob -State All).Id -join ','")
     assert ok(result).strip() == ",".join(map(str, ids))
     assert [c["command"] for c in calls] == ["Get-HpcJob", "More"]  # the first chunk, then the rest
+
+
+def test_a_listing_of_many_chunks_fetches_each_next_one_ahead_and_a_stop_does_not_wait_for_it(
+        head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
+    """From the second chunk on, the next chunk is asked for before the current one is written (CHUNK = 1000
+    records after a first of 100): a whole listing still has each job once, in order; a pipeline that stops
+    lets go of the rest ("Close") without waiting for the chunk asked for ahead, even from a head node that
+    never sends the page that chunk needs (helper 36: Select-Object -First 101 hung, and no stop ended it)."""
+    ids = [client.call("new_job", spec={"Name": "chunks"})["Id"] for _ in range(2300)]
+    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All).Id -join ','")
+    assert ok(result).strip() == ",".join(map(str, ids))
+    assert [c["command"] for c in calls] == ["Get-HpcJob", "More", "More", "More"]
+    (tmp_path / "trace.jsonl").unlink()
+    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All | Select-Object -First 1500).Id -join ','")
+    assert ok(result).strip() == ",".join(map(str, ids[:1500]))
+    # The fourth chunk was asked for ahead, while the third was written: before or after the Close.
+    assert [c["command"] for c in calls][:3] == ["Get-HpcJob", "More", "More"]
+    assert sorted(c["command"] for c in calls[3:]) == ["Close", "More"]
+    # Pages of 100, 200, 400, 800 make the first two chunks; the third needs the page of 1,600, held for ever.
+    with holding_proxy(head.socket, tmp_path / "proxy.sock", b'"limit":1600') as proxy:
+        result = run_pwsh("(Get-HpcJob -State All | Select-Object -First 101).Id -join ','",
+                          env={**head.env(), "CCP_SCHEDULER": f"unix:{proxy}"})
+    assert ok(result).strip() == ",".join(map(str, ids[:101]))
+
+
+@contextlib.contextmanager
+def holding_proxy(target: Path, path: Path, held: bytes) -> Iterator[Path]:
+    """A Unix socket at `path` that passes everything on to the head node at `target`, except that from the
+    first request that holds `held` on, it sends the head node nothing more: a head node that stopped
+    answering, for that request alone."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    stop = threading.Event()
+    opened: list[socket.socket] = []
+
+    def pump(source: socket.socket, sink: socket.socket, hold: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and (data := source.recv(1 << 20)):
+                if hold and held in data:
+                    stop.wait()
+                    return
+                sink.sendall(data)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                downstream, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(str(target))
+                opened.extend((downstream, upstream))
+                threading.Thread(target=pump, args=(downstream, upstream, True), daemon=True).start()
+                threading.Thread(target=pump, args=(upstream, downstream, False), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        for sock in (listener, *opened):
+            sock.close()

@@ -4,6 +4,7 @@ the real `job` and `task` commands and a real pwsh."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -78,3 +79,19 @@ def test_a_lone_surrogate_in_any_cmdlet_parameter_is_an_invalid_argument_naming_
         assert "lone UTF-16 surrogate" in message and "Python" not in message, line
     assert lines[-1] == "pair\U0001F600"  # a surrogate pair is text
     assert [j for j in jobs_and_tasks(client) if j[0]["Name"] != "pair\U0001F600"] == before  # nothing else changed
+
+
+def test_records_cross_to_powershell_as_json_that_keeps_their_values_and_has_no_lone_surrogate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module reads a call's records as UTF-8 JSON (shim.call_json): numbers keep their kind (an
+    integer is not a float), any iterable is an array, and text that is no Unicode (a lone surrogate, from
+    a backend that let one through) becomes U+FFFD instead of failing the whole answer in .NET's reader."""
+    from hpcpack import shim
+    from hpcpack.cmdlets import registry
+    record = {"__type__": "HpcJob", "Id": 2**40, "Runtime": 1.0, "Name": "a\ud800b \U0001F600", "Flag": True,
+              "Nodes": ("n1", "n2"), "Groups": {"g"}, "Extra": {"k": None}}
+    monkeypatch.setitem(registry.COMMANDS, "Test-Records", lambda args: [record])
+    text = shim.call_json("Test-Records", {})
+    text.decode("utf-8")  # strict: raises on an encoded surrogate (which json.loads would let through)
+    assert json.loads(text) == [{**record, "Name": "a\ufffdb \U0001F600", "Nodes": ["n1", "n2"], "Groups": ["g"]}]
+    assert b'"Runtime":1.0' in text and b'"Id":1099511627776' in text

@@ -5,6 +5,7 @@ using System.Collections;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using System.Threading.Tasks;
 
 namespace Microsoft.ComputeCluster.CCPPSH
 {
@@ -75,11 +76,13 @@ namespace Microsoft.ComputeCluster.CCPPSH
         /// <summary>How often a long call is asked how its wait is going (for Write-Progress).</summary>
         private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
-        /// <summary>Runs the backend call on a worker thread; meanwhile this (the pipeline) thread shows its progress.</summary>
-        private List<Dictionary<string, object>> CallShowingProgress(string command, Hashtable arguments)
+        /// <summary>Starts the backend call on a worker thread; its answer is read on the pipeline thread.</summary>
+        private static Task<byte[]> Start(string command, Hashtable arguments) =>
+            Task.Run(() => PythonBridge.CallJson(command, arguments));
+
+        /// <summary>Waits for a backend call; meanwhile this (the pipeline) thread shows its progress.</summary>
+        private byte[] ShowingProgress(Task<byte[]> work)
         {
-            System.Threading.Tasks.Task<List<Dictionary<string, object>>> work =
-                System.Threading.Tasks.Task.Run(() => PythonBridge.Call(command, arguments));
             ProgressRecord shown = null;
             try
             {
@@ -195,17 +198,21 @@ namespace Microsoft.ComputeCluster.CCPPSH
         /// <summary>Calls the backend; error records become non-terminating errors, the rest are returned.
         /// A failure of the call as a whole is a terminating error; with `items` (one batch of a bulk
         /// cmdlet), one of ItemLevel is one non-terminating error per item instead (ItemsNotDone).</summary>
-        protected List<Dictionary<string, object>> Call(string command, Hashtable arguments, IList<object> items = null)
+        protected List<Dictionary<string, object>> Call(string command, Hashtable arguments, IList<object> items = null) =>
+            ReadRecords(Await(Start(command, arguments), items));
+
+        /// <summary>Call's wait for a call already started: its answer as it came, or an empty one when it failed
+        /// as a whole at item level (its items' errors are written).</summary>
+        private byte[] Await(Task<byte[]> work, IList<object> items = null)
         {
-            List<Dictionary<string, object>> records;
             try
             {
-                records = CallShowingProgress(command, arguments);
+                return ShowingProgress(work);
             }
             catch (BackendException e) when (items != null && ItemLevel.Contains(e.ErrorId))
             {
                 ItemsNotDone(e, items);
-                return new List<Dictionary<string, object>>();
+                return NoRecords;
             }
             catch (BackendException e)
             {
@@ -217,8 +224,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 ThrowTerminatingError(new ErrorRecord(e, "PythonEnvironmentUnavailable", ErrorCategory.ResourceUnavailable, null));
                 throw;
             }
+        }
+
+        private static readonly byte[] NoRecords = System.Text.Encoding.ASCII.GetBytes("[]");
+
+        /// <summary>An answer's records; its error records are written as non-terminating errors instead.</summary>
+        private List<Dictionary<string, object>> ReadRecords(byte[] answer)
+        {
             var results = new List<Dictionary<string, object>>();
-            foreach (Dictionary<string, object> record in records)
+            foreach (Dictionary<string, object> record in Marshal.ToRecords(answer))
             {
                 if (Errors.IsError(record)) WriteError(Errors.ToRecord(record));
                 else results.Add(record);
@@ -244,33 +258,41 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
 
         /// <summary>Calls the backend and writes the objects it returns. A long answer comes in chunks
-        /// (a last record of type "More"), each fetched only once the one before is written, so that
-        /// `Get-HpcJob -State All | Select-Object -First 10` stops early and holds no more than a chunk.
+        /// (a last record of type "More"): the second is fetched once the first is written, so that
+        /// `Get-HpcJob -State All | Select-Object -First 10` stops early, costing the head node no more than
+        /// the first; from then on each next chunk is fetched while the one before is read and written (the
+        /// head node and Python make it on the other core meanwhile), so no more than two are held.
         /// With `items`, a failure of the first call is one error per item (Call).</summary>
         protected void Emit(string command, Hashtable arguments, IList<object> items = null)
         {
             bool more = false;
+            Task<byte[]> next = null;
             try
             {
-                List<Dictionary<string, object>> records = Call(command, arguments, items);
-                do
+                byte[] answer = Await(Start(command, arguments), items);
+                for (bool first = true; ; first = false)
                 {
-                    // Known before writing: a pipeline that stops mid-chunk must still let go of the rest.
-                    more = records.Count > 0 && Records.IsMore(records[records.Count - 1]);
-                    foreach (Dictionary<string, object> record in records)
+                    // Known before reading: a pipeline that stops mid-chunk must still let go of the rest.
+                    more = Records.EndsWithMore(answer);
+                    if (more && !first) next = Start("More", ChunkArguments());
+                    foreach (Dictionary<string, object> record in ReadRecords(answer))
                     {
                         if (!Records.IsMore(record)) WriteObject(Records.Build(record));
                     }
-                    if (more) records = Call("More", new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId });
+                    if (!more) break;
+                    answer = Await(next ?? Start("More", ChunkArguments()));
+                    next = null;
                 }
-                while (more);
             }
             finally
             {
-                // The pipeline stopped early (Select-Object -First) or failed: let go of the rest.
-                if (more) PythonBridge.Call("Close", new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId });
+                // The pipeline stopped early (Select-Object -First) or failed: let go of the rest, without
+                // waiting for a chunk being fetched (the backend drops it when it comes).
+                if (more) PythonBridge.Call("Close", ChunkArguments());
             }
         }
+
+        private Hashtable ChunkArguments() => new Hashtable { ["Of"] = _callId, ["__CallId__"] = _callId };
 
         /// <summary>Asks ShouldProcess for each planned item, then lets the backend act on the confirmed ones.</summary>
         protected void ConfirmThenEmit(string command, Hashtable arguments)

@@ -1,10 +1,11 @@
-// Plain data across the boundary: .NET arguments become Python builtins, Python records
-// become dictionaries of .NET values. Call only while holding the GIL.
+// Plain data across the boundary: .NET arguments become Python builtins, Python records (sent as
+// JSON) become dictionaries of .NET values. What touches a Python object runs only while holding the GIL.
 using System;
 using System.Collections;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Management.Automation;
+using System.Text.Json;
 using Python.Runtime;
 
 namespace Microsoft.ComputeCluster.CCPPSH
@@ -78,20 +79,69 @@ namespace Microsoft.ComputeCluster.CCPPSH
             using (PyObject builtins = Py.Import("builtins")) return builtins.GetAttr(name);
         }
 
-        public static List<Dictionary<string, object>> ToRecords(PyObject result)
+        /// <summary>A Python bytes object's contents.</summary>
+        public static byte[] Bytes(PyObject bytes)
         {
+            var data = new byte[bytes.Length()];
+            using (PyBuffer buffer = bytes.GetBuffer(PyBUF.SIMPLE)) buffer.Read(data, 0, data.Length, IntPtr.Zero);
+            return data;
+        }
+
+        /// <summary>The backend's records, a JSON array of objects (hpcpack.shim.call_json), as dictionaries of
+        /// .NET values: the same values ToClr gives (an integer is an Int32 when it fits, else an Int64).</summary>
+        public static List<Dictionary<string, object>> ToRecords(byte[] json)
+        {
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
             var records = new List<Dictionary<string, object>>();
-            using (PyIter iter = PyIter.GetIter(result))
+            reader.Read();
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
             {
-                while (iter.MoveNext())
-                {
-                    using (PyObject item = iter.Current)
-                    {
-                        records.Add((Dictionary<string, object>)ToClr(item));
-                    }
-                }
+                records.Add((Dictionary<string, object>)FromJson(ref reader));
             }
             return records;
+        }
+
+        /// <summary>A property name, as the same string each time it comes again: a listing repeats the same
+        /// 80 names thousands of times, and need not make a string of each.</summary>
+        private static string Key(ref Utf8JsonReader reader)
+        {
+            int hash = 17;
+            foreach (byte b in reader.ValueSpan) hash = hash * 31 + b;
+            int slot = (hash & 0x7FFFFFFF) % KeyCache.Length;
+            string known = KeyCache[slot];
+            if (known != null && !reader.ValueIsEscaped && reader.ValueTextEquals(known)) return known;
+            return KeyCache[slot] = reader.GetString();
+        }
+
+        [ThreadStatic] private static string[] _keyCache;
+        private static string[] KeyCache => _keyCache ?? (_keyCache = new string[1024]);
+
+        private static object FromJson(ref Utf8JsonReader reader)
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartObject:
+                    var dict = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
+                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                    {
+                        string key = Key(ref reader);
+                        reader.Read();
+                        dict[key] = FromJson(ref reader);
+                    }
+                    return dict;
+                case JsonTokenType.StartArray:
+                    var items = new List<object>();
+                    while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) items.Add(FromJson(ref reader));
+                    return items.ToArray();
+                case JsonTokenType.String: return reader.GetString();
+                case JsonTokenType.Number:
+                    if (reader.TryGetInt32(out int i)) return i;
+                    if (reader.TryGetInt64(out long l)) return l;
+                    return reader.GetDouble();
+                case JsonTokenType.True: return true;
+                case JsonTokenType.False: return false;
+                default: return null;
+            }
         }
 
         // Python's True and False are singletons: their handles tell a bool apart from an int (a subclass).
@@ -100,8 +150,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
 #pragma warning disable CS0612
         private static IntPtr _true, _false;
 
-        /// <summary>A Python value as a .NET one. Each value's type is asked with one check each (not by
-        /// its type's name): a listing converts tens of values for each of thousands of records.</summary>
+        /// <summary>A Python value as a .NET one (an error's target). Each value's type is asked with one
+        /// check each, not by its type's name.</summary>
         public static object ToClr(PyObject value)
         {
             if (value == null || value.IsNone()) return null;

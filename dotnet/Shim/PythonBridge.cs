@@ -49,19 +49,25 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private static Task _start;
         private static volatile bool _started;
 
-        /// <summary>Calls hpcpack.shim.call(command, arguments) and converts its list of records.</summary>
-        public static List<Dictionary<string, object>> Call(string command, IDictionary arguments)
+        /// <summary>Calls hpcpack.shim.call(command, arguments) and reads its list of records (sent as JSON).</summary>
+        public static List<Dictionary<string, object>> Call(string command, IDictionary arguments) =>
+            Marshal.ToRecords(CallJson(command, arguments));
+
+        /// <summary>The same call's records as they come, a JSON array (read with Marshal.ToRecords): read
+        /// without the GIL, so that Python may go on meanwhile (with a listing's next chunk).</summary>
+        public static byte[] CallJson(string command, IDictionary arguments)
         {
             EnsureStarted();
+            byte[] json;
             using (Py.GIL())
             {
                 try
                 {
                     using (PyObject entry = Py.Import(EntryModule))
                     using (PyObject pyArgs = Marshal.ToPython(arguments))
-                    using (PyObject result = entry.InvokeMethod("call", new PyString(command), pyArgs))
+                    using (PyObject result = entry.InvokeMethod("call_json", new PyString(command), pyArgs))
                     {
-                        return Marshal.ToRecords(result);
+                        json = Marshal.Bytes(result);
                     }
                 }
                 catch (PythonException e)
@@ -69,6 +75,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     throw Translate(e);
                 }
             }
+            return json;
         }
 
         /// <summary>Asks a running call to stop waiting (from PowerShell's stop thread).</summary>

@@ -1,4 +1,5 @@
-"""The one function the C# module calls: `call(command, arguments) -> records`.
+"""The function the C# module calls: `call(command, arguments) -> records`, which it receives as JSON
+(`call_json`).
 
 Each cmdlet family (a module of hpcpack.cmdlets) registers its commands when it is first imported, which
 is on the first call of one of them: a fresh pwsh imports only what the commands it runs need. A command
@@ -37,6 +38,26 @@ def call(command: str, arguments: Any) -> list[dict[str, Any]]:
         raise
     finally:
         registry.STOPPED.discard(args.call_id)
+
+
+def call_json(command: str, arguments: Any) -> bytes:
+    """`call`'s records as UTF-8 JSON text (an array of objects), as the module reads them: one value
+    across the boundary, read by .NET's JSON reader, instead of one pythonnet conversion per value (a
+    listing of 5,000 jobs holds 400,000 of them: Get-HpcJob of 5,000 jobs took 790 ms with conversions,
+    667 ms with JSON).
+    A lone surrogate, which is no Unicode text and which .NET's reader refuses, becomes U+FFFD."""
+    text = _JSON.encode(call(command, arguments))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
+# The standard library's encoder, not the head node's faster one (pydantic-core): importing that would
+# add 40 ms to every pwsh's first cmdlet. Any other iterable (a set) is an array, and NaN is refused:
+# JSON has none.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False,
+                         default=list)
 
 
 def _handler(command: str) -> registry.Handler | None:

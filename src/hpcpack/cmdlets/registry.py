@@ -17,6 +17,8 @@ Record = dict[str, Any]
 Handler = Callable[["Args"], list[Record] | Iterator[Record]]
 COMMANDS: dict[str, Handler] = {}
 CURSORS: dict[str, Iterator[Record]] = {}  # call id -> the rest of a long answer, fetched with "More"
+FETCHING: set[str] = set()  # calls whose next chunk is being made ("More" runs)
+CLOSED: set[str] = set()  # of those, calls let go of meanwhile ("Close"): their rest is not kept
 CHUNK = 1000  # records in one answer to PowerShell; the rest wait in CURSORS
 FIRST_CHUNK = 100  # the first answer: the pipeline sees its first objects soon (Select-Object -First stops early)
 STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
@@ -93,7 +95,8 @@ def chunk(call_id: str, records: list[Record] | Iterator[Record], size: int = FI
         return records
     out = list(islice(records, size))
     if len(out) == size:
-        CURSORS[call_id] = records
+        if call_id not in CLOSED:
+            CURSORS[call_id] = records
         out.append({"__type__": "More"})
     return out
 
@@ -102,14 +105,24 @@ def chunk(call_id: str, records: list[Record] | Iterator[Record], size: int = FI
 def more(args: Args) -> list[Record]:
     """The next chunk of call `Of`'s answer."""
     call_id = str(args.get("Of"))
-    rest = CURSORS.pop(call_id, None)
-    return chunk(call_id, rest, CHUNK) if rest is not None else []
+    FETCHING.add(call_id)  # before the cursor is taken: a Close from now on knows a chunk is being made
+    try:
+        rest = CURSORS.pop(call_id, None)
+        return chunk(call_id, rest, CHUNK) if rest is not None else []
+    finally:
+        FETCHING.discard(call_id)
+        CLOSED.discard(call_id)
 
 
 @command("Close")
 def close(args: Args) -> list[Record]:
-    """Call `Of`'s pipeline stopped early: its answer's rest is not wanted."""
-    CURSORS.pop(str(args.get("Of")), None)
+    """Call `Of`'s pipeline stopped early: its answer's rest is not wanted, and is let go of at once, or,
+    when its next chunk is being made (the module asks for it ahead), as soon as that is made: the
+    module does not wait for a chunk it will not write (behind a head node that stopped answering, it
+    would wait for ever)."""
+    call_id = str(args.get("Of"))
+    if CURSORS.pop(call_id, None) is None and call_id in FETCHING:
+        CLOSED.add(call_id)
     return []
 
 
