@@ -287,10 +287,25 @@ def test_a_user_builds_and_installs_for_themselves_then_uninstalls(machine: Mach
     pointer = (mine / "bin" / "python-env.txt").read_text()
     assert f"venv={home}/.local/share/hpcpack/venv" in pointer
     assert (home / ".local/bin/job").resolve() == home / ".local/share/hpcpack/venv/bin/job"
+    # A head node of their own, run from the environment the uninstall removes: it is stopped first (its
+    # next task would fail to start, its files gone), and the next command starts one again.
+    own = home / ".local/state/hpcpack"
+    started = machine.as_user("sh", "-c", f"setsid {home}/.local/bin/hpc-headnode --state-dir {own} "
+                                          "</dev/null >/dev/null 2>&1 &")
+    assert started.returncode == 0, started.stderr
+    wait_until(lambda: (own / "headnode.sock").exists(), 15)
+    assert own_head_nodes(machine.user)
     removed = machine.as_user("make", "uninstall", cwd=str(checkout))
     assert removed.returncode == 0, removed.stderr
+    assert not own_head_nodes(machine.user), removed.stderr
     assert not mine.exists() and not (home / ".local/bin/job").exists() and not (home / ".local/share/hpcpack").exists()
     assert MODULE_DIR.exists()  # the machine's install is untouched
+
+
+def own_head_nodes(user: str) -> list[str]:
+    """The pids of the head nodes `user` runs."""
+    found = subprocess.run(["pgrep", "-u", user, "-f", "hpc-headnode --state-dir"], capture_output=True, text=True)
+    return found.stdout.split()
 
 
 @needs_root
