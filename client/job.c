@@ -55,6 +55,7 @@ static char **words;             /* our argv, for the hand-over */
 static int sock = -1;
 static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static bool changed;             /* a change was sent: from here on, never hand over */
+static const char *change_op;    /* which (for the message when its reply is lost) */
 
 /* -- the hand-over ------------------------------------------------------------------------------- */
 
@@ -84,7 +85,9 @@ static _Noreturn void fail(const char *why)
 {
     if (!changed)
         hand_over();
-    fprintf(stderr, "job: Lost the connection to the head node: %s.\n", why);
+    fprintf(stderr, "job: Lost the connection to the head node: %s. The request (%s) was sent before the connection "
+            "was lost, and the head node may have applied it: once it is back, look at the job (job view) before you "
+            "send it again.\n", why, change_op);
     exit(1);
 }
 
@@ -289,6 +292,7 @@ static cJSON *call(const char *op, cJSON *args, bool change)
             sprintf(id + 2 * i, "%02x", random[i]);
         cJSON_AddStringToObject(request, "request_id", id);
         changed = true;
+        change_op = op;
     }
     cJSON *reply = exchange(request);
     if (!reply && changed) {  /* a restarted head node: once more (a change with the same request id) */

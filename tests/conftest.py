@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -323,3 +326,53 @@ def slurm_engine_config(cluster: SlurmCluster) -> str:
     """headnode.yaml of a head node whose execution engine is `cluster`."""
     return (f"engine: slurm\nslurm_conf: {cluster.slurm_conf}\nsocket_mode: \"0666\"\n"
             "administrators: [hpcadmin]\n")
+
+
+@contextlib.contextmanager
+def interrupting_proxy(target: Path, path: Path, trigger: bytes, drop: bool = False) -> Iterator[Path]:
+    """A Unix socket at `path` that passes everything on between its clients and the head node at `target`,
+    until a request that holds `trigger`: that one is held for ever (a head node that stopped answering),
+    or, with `drop`, passed on and its reply not (a head node killed once it has applied it): the proxy then
+    hangs up and takes no connection any more."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    stop, triggered = threading.Event(), threading.Event()
+    opened: list[socket.socket] = []
+
+    def close() -> None:
+        path.unlink(missing_ok=True)  # no connection any more
+        for sock in (listener, *opened):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # (a close alone ends no wait in accept or recv on it)
+            sock.close()
+
+    def pump(source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and (data := source.recv(1 << 20)):
+                if requests and trigger in data:
+                    triggered.set()
+                    if not drop:
+                        stop.wait()
+                        return
+                elif not requests and triggered.is_set():  # the reply to the dropped request
+                    close()
+                    return
+                sink.sendall(data)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                downstream, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(str(target))
+                opened.extend((downstream, upstream))
+                threading.Thread(target=pump, args=(downstream, upstream, True), daemon=True).start()
+                threading.Thread(target=pump, args=(upstream, downstream, False), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        close()

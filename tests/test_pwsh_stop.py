@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hpcpack.backends.client import Client
 from hpcpack.head.requests import BATCH
 
-from .conftest import ME, MODULE, HeadNodeProcess, PwshResult, run_pwsh
+from .conftest import ME, MODULE, HeadNodeProcess, PwshResult, interrupting_proxy, run_pwsh
 from .jobs import job, make_job, wait_state
 
 Pwsh = Callable[..., PwshResult]
@@ -424,45 +421,7 @@ def test_a_listing_of_many_chunks_fetches_each_next_one_ahead_and_a_stop_does_no
     assert [c["command"] for c in calls][:3] == ["Get-HpcJob", "More", "More"]
     assert sorted(c["command"] for c in calls[3:]) == ["Close", "More"]
     # Pages of 100, 200, 400, 800 make the first two chunks; the third needs the page of 1,600, held for ever.
-    with holding_proxy(head.socket, tmp_path / "proxy.sock", b'"limit":1600') as proxy:
+    with interrupting_proxy(head.socket, tmp_path / "proxy.sock", b'"limit":1600') as proxy:
         result = run_pwsh("(Get-HpcJob -State All | Select-Object -First 101).Id -join ','",
                           env={**head.env(), "CCP_SCHEDULER": f"unix:{proxy}"})
     assert ok(result).strip() == ",".join(map(str, ids[:101]))
-
-
-@contextlib.contextmanager
-def holding_proxy(target: Path, path: Path, held: bytes) -> Iterator[Path]:
-    """A Unix socket at `path` that passes everything on to the head node at `target`, except that from the
-    first request that holds `held` on, it sends the head node nothing more: a head node that stopped
-    answering, for that request alone."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen()
-    stop = threading.Event()
-    opened: list[socket.socket] = []
-
-    def pump(source: socket.socket, sink: socket.socket, hold: bool) -> None:
-        with contextlib.suppress(OSError):
-            while not stop.is_set() and (data := source.recv(1 << 20)):
-                if hold and held in data:
-                    stop.wait()
-                    return
-                sink.sendall(data)
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                downstream, _ = listener.accept()
-                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                upstream.connect(str(target))
-                opened.extend((downstream, upstream))
-                threading.Thread(target=pump, args=(downstream, upstream, True), daemon=True).start()
-                threading.Thread(target=pump, args=(upstream, downstream, False), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield path
-    finally:
-        stop.set()
-        for sock in (listener, *opened):
-            sock.close()

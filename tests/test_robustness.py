@@ -30,6 +30,7 @@ from .conftest import (
     HeadNodeProcess,
     as_user,
     fill_disk,
+    interrupting_proxy,
     needs_root,
     pids_running,
     start_head_node,
@@ -736,3 +737,28 @@ def test_a_job_cannot_be_its_own_parent_nor_wait_in_a_cycle_of_parents(head: Hea
     client.call("add_task", job_id=first, spec={"CommandLine": "true"})
     client.call("submit_jobs", ids=[second, first])
     assert ended(client, second)["State"] == "Finished"
+
+
+def test_a_change_whose_reply_is_lost_with_the_head_node_says_it_may_have_been_applied(
+        head: HeadNodeProcess, client: Client, tmp_path: Path) -> None:
+    """The head node applies a change and dies before its reply (kill -9 mid-request): the client (Python's,
+    then the compiled `job`) cannot send it again, and says that the change may have been applied and how to
+    know, instead of a bare "Cannot connect" that invites a second submit. A question lost so says nothing
+    of the kind."""
+    job_id = client.call("new_job", spec={"Name": "before"})["Id"]
+    with (interrupting_proxy(head.socket, tmp_path / "p1.sock", b'"op":"set_job"', drop=True) as proxy,
+          pytest.raises(HpcError) as lost):
+        Client(f"unix:{proxy}").call("set_job", id=job_id, spec={"Name": "after"})
+    assert lost.value.error_id == "CannotConnectWithScheduler"
+    assert "(set_job) was sent before the connection was lost" in lost.value.message, lost.value.message
+    assert "may have applied it" in lost.value.message
+    assert client.call("get_jobs", ids=[job_id])[0]["Name"] == "after"  # it had
+    with (interrupting_proxy(head.socket, tmp_path / "p2.sock", b'"op":"get_jobs"', drop=True) as proxy,
+          pytest.raises(HpcError) as asked):
+        Client(f"unix:{proxy}").call("get_jobs", ids=[job_id])
+    assert asked.value.error_id == "CannotConnectWithScheduler" and "applied" not in asked.value.message
+    with interrupting_proxy(head.socket, tmp_path / "p3.sock", b'"op":"cancel_jobs"', drop=True) as proxy:
+        compiled = subprocess.run([str(ROOT / "build" / "bin" / "job"), "cancel", str(job_id)], capture_output=True,
+                                  text=True, env={**head.env(), "CCP_SCHEDULER": f"unix:{proxy}"}, timeout=60)
+    assert compiled.returncode == 1 and "(cancel_jobs) was sent before the connection was lost" in compiled.stderr
+    assert client.call("get_jobs", ids=[job_id])[0]["State"] == "Canceled"  # it had

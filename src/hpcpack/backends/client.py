@@ -96,17 +96,22 @@ class Client:
     def _exchange(self, request: dict[str, Any]) -> dict[str, Any]:
         # One resend on a dropped connection (a restarted head node), with the same request id, so a
         # change already applied is not applied twice; never a second send after a reply.
+        sent = False
         for attempt in (1, 2):
-            sock = self._sock or self._connect()
+            try:
+                sock = self._sock or self._connect()
+            except HpcError as e:
+                raise _maybe_applied(e, request) if sent else e from None
             try:
                 protocol.send(sock, request)
+                sent = True
                 return protocol.receive(sock)
             except (ConnectionError, OSError) as e:
                 sock.close()
                 self._sock = None
                 if attempt == 2:
-                    raise HpcError("CannotConnectWithScheduler",
-                                   f"Lost the connection to the head node: {e}.") from None
+                    raise _maybe_applied(HpcError("CannotConnectWithScheduler",
+                                                  f"Lost the connection to the head node: {e}."), request) from None
         raise AssertionError("unreachable")
 
     def _connect(self) -> socket.socket:
@@ -164,6 +169,17 @@ class Client:
                 if process.poll() is not None:  # a head node that is stopping still held the lock: again
                     process = start_local_head_node(endpoint)
                 time.sleep(0.02)
+
+
+def _maybe_applied(error: HpcError, request: dict[str, Any]) -> HpcError:
+    """`error`, which ended a change sent whole before its reply was lost (the head node stopped or was
+    killed meanwhile): it may have been applied, and the user is told so, and how to know, rather than
+    left to send it again (as a new request, it would be applied twice: a second job, a second task)."""
+    if "request_id" not in request:
+        return error  # a question: nothing was changed
+    return HpcError(error.error_id, f"{error.message} The request ({request['op']}) was sent before the connection "
+                    "was lost, and the head node may have applied it: once it is back, look at the job (job view, "
+                    "Get-HpcJob) before you send it again.", error.target)
 
 
 def _hello(sock: socket.socket) -> tuple[int, str]:
