@@ -298,6 +298,7 @@ def test_a_user_builds_and_installs_for_themselves_then_uninstalls(machine: Mach
     removed = machine.as_user("make", "uninstall", cwd=str(checkout))
     assert removed.returncode == 0, removed.stderr
     assert not own_head_nodes(machine.user), removed.stderr
+    shutil.rmtree(own)  # what this test made (the machine fixture's user is shared by the tests after it)
     assert not mine.exists() and not (home / ".local/bin/job").exists() and not (home / ".local/share/hpcpack").exists()
     assert MODULE_DIR.exists()  # the machine's install is untouched
 
