@@ -88,7 +88,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         }
 
         /// <summary>The backend's records, a JSON array of objects (hpcpack.shim.call_json), as dictionaries of
-        /// .NET values: the same values ToClr gives (an integer is an Int32 when it fits, else an Int64).</summary>
+        /// .NET values (an integer is an Int32 when it fits, else an Int64).</summary>
         public static List<Dictionary<string, object>> ToRecords(byte[] json)
         {
             var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
@@ -99,6 +99,14 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 records.Add((Dictionary<string, object>)FromJson(ref reader));
             }
             return records;
+        }
+
+        /// <summary>One JSON value (hpcpack.shim.to_json: an error's target) as a .NET one, as in ToRecords.</summary>
+        public static object FromJson(byte[] json)
+        {
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
+            reader.Read();
+            return FromJson(ref reader);
         }
 
         /// <summary>A property name, as the same string each time it comes again: a listing repeats the same
@@ -142,69 +150,6 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 case JsonTokenType.False: return false;
                 default: return null;
             }
-        }
-
-        // Python's True and False are singletons: their handles tell a bool apart from an int (a subclass).
-        // PyObject.Handle is marked obsolete in pythonnet 3 (it warns of lifetimes); comparing addresses of
-        // two immortal singletons is the one safe use, and the cheapest check there is.
-#pragma warning disable CS0612
-        private static IntPtr _true, _false;
-
-        /// <summary>A Python value as a .NET one (an error's target). Each value's type is asked with one
-        /// check each, not by its type's name.</summary>
-        public static object ToClr(PyObject value)
-        {
-            if (value == null || value.IsNone()) return null;
-            if (_true == IntPtr.Zero) CacheBooleans();
-            IntPtr handle = value.Handle;
-            if (handle == _true) return true;
-            if (handle == _false) return false;
-            if (PyString.IsStringType(value)) return value.As<string>();
-            if (PyInt.IsIntType(value))
-            {
-                long l = value.As<long>();
-                return l >= int.MinValue && l <= int.MaxValue ? (object)(int)l : l;
-            }
-            if (PyFloat.IsFloatType(value)) return value.As<double>();
-            return PyDict.IsDictType(value) ? ToDictionary(value) : ToArray(value);
-        }
-
-        private static void CacheBooleans()
-        {
-            using (PyObject t = Builtin("True")) _true = t.Handle;
-            using (PyObject f = Builtin("False")) _false = f.Handle;
-        }
-#pragma warning restore CS0612
-
-        private static Dictionary<string, object> ToDictionary(PyObject value)
-        {
-            var dict = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
-            using (var pyDict = new PyDict(value))
-            using (PyIterable keys = pyDict.Keys())
-            {
-                foreach (PyObject key in keys)
-                {
-                    using (key)
-                    using (PyObject v = pyDict[key])
-                    {
-                        dict[key.ToString()] = ToClr(v);
-                    }
-                }
-            }
-            return dict;
-        }
-
-        private static object[] ToArray(PyObject value)
-        {
-            var items = new List<object>();
-            using (PyIter iter = PyIter.GetIter(value))
-            {
-                while (iter.MoveNext())
-                {
-                    using (PyObject item = iter.Current) items.Add(ToClr(item));
-                }
-            }
-            return items.ToArray();
         }
     }
 }

@@ -101,7 +101,12 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 object target = null;
                 if (value != null && value.HasAttr("target"))
                 {
-                    using (PyObject t = value.GetAttr("target")) target = Marshal.ToClr(t);
+                    using (PyObject t = value.GetAttr("target"))
+                    using (PyObject entry = Py.Import(EntryModule))
+                    using (PyObject json = entry.InvokeMethod("to_json", t))
+                    {
+                        target = Marshal.FromJson(Marshal.Bytes(json));
+                    }
                 }
                 return new BackendException(errorId, category, e.Message, target, traceback);
             }

@@ -44,9 +44,14 @@ def call_json(command: str, arguments: Any) -> bytes:
     """`call`'s records as UTF-8 JSON text (an array of objects), as the module reads them: one value
     across the boundary, read by .NET's JSON reader, instead of one pythonnet conversion per value (a
     listing of 5,000 jobs holds 400,000 of them: Get-HpcJob of 5,000 jobs took 790 ms with conversions,
-    667 ms with JSON).
-    A lone surrogate, which is no Unicode text and which .NET's reader refuses, becomes U+FFFD."""
-    text = _JSON.encode(call(command, arguments))
+    667 ms with JSON)."""
+    return to_json(call(command, arguments))
+
+
+def to_json(value: Any) -> bytes:
+    """Any value as UTF-8 JSON text, as the module reads it (records, an error's target). A lone surrogate,
+    which is no Unicode text and which .NET's reader refuses, becomes U+FFFD."""
+    text = _JSON.encode(value)
     try:
         return text.encode()
     except UnicodeEncodeError:
