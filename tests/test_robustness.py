@@ -11,10 +11,12 @@ import re
 import shutil
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -469,6 +471,45 @@ def test_a_listing_asks_for_a_small_page_first_and_larger_ones_as_it_is_read(cli
     assert [(r["after"], r["limit"]) for r in sent] == [(None, FIRST_PAGE)]
     assert [j["Id"] for j in listing] == ids[10:]
     assert [(r["after"], r["limit"]) for r in sent] == [(None, FIRST_PAGE), (ids[FIRST_PAGE - 1], 2 * FIRST_PAGE)]
+
+
+def _resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def test_the_memory_of_large_frames_goes_back_to_the_system_once_the_head_node_is_idle(
+        head: HeadNodeProcess, client: Client) -> None:
+    """Large replies are made in memory the head node keeps while it is busy (fresh pages for each cost a
+    third of a listing's time), and large requests cut off mid-body leave theirs in a cycle of asyncio's
+    objects: both go back once no request has come for a while."""
+    for i in range(40):
+        client.call("new_job", spec={"Name": f"big{i}", "JobEnv": [f"V{n}={'x' * 50_000}" for n in range(4)]})
+    pid = head.process.pid
+
+    def gives_back(load: Callable[[], None]) -> None:
+        time.sleep(1.5)  # idle: what came before is given back
+        before = _resident_mb(pid)
+        load()
+        grown = _resident_mb(pid) - before
+        assert grown > 6, grown  # (else this shows nothing)
+        assert wait_until(lambda: _resident_mb(pid) - before < grown / 2, 10), (before, grown, _resident_mb(pid))
+
+    def listings() -> None:
+        for _ in range(3):
+            assert len(client.call("get_jobs", state="All")) == 40  # 8 MB each
+
+    def cut_off_requests() -> None:
+        for _ in range(3):
+            with contextlib.ExitStack() as stack:
+                for _ in range(2):
+                    sock = stack.enter_context(socket.socket(socket.AF_UNIX))
+                    sock.connect(str(head.socket))
+                    sock.sendall(struct.pack("!I", protocol.MAX_REQUEST) + b" " * (protocol.MAX_REQUEST - 1))
+                assert answers(head)  # (the bodies have arrived)
+
+    gives_back(listings)
+    gives_back(cut_off_requests)
 
 
 @pytest.mark.parametrize(("spec", "field"), [

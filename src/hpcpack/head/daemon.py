@@ -33,7 +33,7 @@ from ..model.states import JobState
 from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
-from .limits import FailureLog, Unread, return_freed_memory
+from .limits import LARGE_FRAME, FailureLog, Unread, collect_cycles_less_often, return_freed_memory
 from .requests import Requests
 from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
@@ -65,6 +65,7 @@ class Daemon:
         self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
         self.failures = FailureLog()
         self.unread = Unread()
+        self.untrimmed = False  # a large frame was read or written since the heap was last trimmed
 
     def poke(self) -> None:
         self.wake.set()
@@ -74,10 +75,13 @@ class Daemon:
         self.last_activity = time.monotonic()
 
     def _idle_wait(self) -> float:
-        """Seconds the loop may sleep: until its next step's work, or until the checkpoint is due."""
+        """Seconds the loop may sleep: until its next step's work, or until the checkpoint or the heap's
+        trim is due."""
         wait = self.head.next_wakeup()
         if self.head.store.unchecked:
             wait = min(wait, max(0.0, self._checkpoint_due() - time.monotonic()))
+        if self.untrimmed:
+            wait = min(wait, max(0.0, self.last_activity + CHECKPOINT_IDLE - time.monotonic()))
         return wait
 
     def _checkpoint_due(self) -> float:
@@ -94,6 +98,19 @@ class Daemon:
             except sqlite3.Error as e:
                 log.warning("the database could not be checkpointed (%s); trying again later", e)
             self.last_checkpoint = time.monotonic()
+
+    def _freed(self, size: int) -> None:
+        """A frame of `size` bytes, read or written, is let go of: a large one is given back once idle."""
+        if size > LARGE_FRAME:
+            self.untrimmed = True
+            self.poke()  # (the loop may be asleep for longer than that)
+
+    def _trim_when_idle(self) -> None:
+        """Memory that large frames took goes back to the system once no request has come for a while
+        (not after each: the next large reply would take fresh pages again)."""
+        if self.untrimmed and time.monotonic() >= self.last_activity + CHECKPOINT_IDLE:
+            return_freed_memory()
+            self.untrimmed = False
 
     async def until_ended(self, caller: Caller, ids: list[int], timeout: float) -> dict[str, Any]:
         """Resolves when every job is in a final state, or at the deadline (never waits forever), or
@@ -158,6 +175,7 @@ class Daemon:
                     await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
                 self.wake.clear()
                 self._checkpoint_when_idle()
+                self._trim_when_idle()
             for server in servers:
                 server.close()
             await self._hang_up()
@@ -252,6 +270,7 @@ class Daemon:
         _connection.set(reader)  # (this task's context: its requests' handlers see their own connection)
         try:
             while True:
+                size = 0
                 try:
                     header = await reader.readexactly(protocol.HEADER.size)
                     # A request is small and arrives at once: a half-sent one must not hold memory.
@@ -259,16 +278,22 @@ class Daemon:
                     with self.unread.reserve(caller, size):
                         body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                    self._freed(size)
                     return
-                writer.write(protocol.encode(await self._answer(caller, body), jsontext.dumps))
+                header, reply = protocol.frame(await self._answer(caller, body), jsontext.dumps)
+                writer.write(header)  # (apart, not with writelines: Python 3.11's joins them, a copy of the reply)
+                writer.write(reply)
                 # A client that does not read its reply must not keep it in memory for ever.
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+                self._freed(max(size, len(reply)))
         except HpcError as e:  # a malformed frame: say why, then hang up
             writer.write(protocol.encode(protocol.reply_error(e)))
         except (ConnectionError, TimeoutError):
             return  # the client left or stopped reading mid-reply: nothing to tell it (finally closes)
         finally:
-            writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
+            unsent = writer.transport.get_write_buffer_size()
+            self._freed(unsent)
+            writer.transport.abort() if unsent else writer.close()
 
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
         self.touch()
@@ -318,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print(f"hpc-headnode: a head node already runs for {state_dir}", file=sys.stderr)
         return 3
-    return_freed_memory()
+    collect_cycles_less_often()
     from .executor import become_subreaper
     become_subreaper()
     raise_open_file_limit()
