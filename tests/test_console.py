@@ -104,11 +104,11 @@ def test_stop_hpcjob_shows_which_jobs_and_the_grace_period_left(pwsh: Pwsh, clie
 
 
 def test_bulk_stop_says_how_far_it_is(pwsh: Pwsh, client: Client) -> None:
-    ids = [client.call("new_job", spec={})["Id"] for _ in range(300)]
+    ids = [client.call("new_job", spec={})["Id"] for _ in range(1050)]
     records, errors = progress_of(pwsh, f"Stop-HpcJob -Id ({ids[0]}..{ids[-1]})")
     assert "ERROR" not in errors
     batches = [(r["Status"], r["Percent"]) for r in records if r["Id"] == 0 and r["Type"] == "Processing"]
-    assert batches == [("Stopping jobs 1-256 of 300", 0), ("Stopping jobs 257-300 of 300", 85)]
+    assert batches == [("Stopping jobs 1-1000 of 1050", 0), ("Stopping jobs 1001-1050 of 1050", 95)]
     assert all(s == "Canceled" for s in client.call("wait_jobs", ids=ids, timeout=5).values())
 
 

@@ -212,7 +212,8 @@ def fail_writes(head: HeadNodeProcess, *ids: int) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error (a test)'); END")
 
 
-STOP_BATCH = 4000  # Stop-HpcJob's requests after its first (StopBatchSize in dotnet/Shim/JobCommands.cs)
+FIRST_STOP_BATCH = 1000  # Stop-HpcJob's first request (FirstStopBatchSize in dotnet/Shim/JobCommands.cs)
+STOP_BATCH = 4000  # its requests after the first (StopBatchSize)
 
 
 def errors_by_job(lines: list[str]) -> dict[int, str]:
@@ -231,11 +232,13 @@ ERRORS = ("$errs | ForEach-Object { '{0} {1} {2}' -f $_.FullyQualifiedErrorId.Sp
 
 def test_a_bulk_stop_whose_later_requests_fail_names_each_job_it_did_not_stop_and_goes_on(
         head: HeadNodeProcess, pwsh: Pwsh, client: Client) -> None:
-    """Piped jobs go in requests of 256, then STOP_BATCH, which the head node commits 500 at a time. The
-    second request's second commit fails (its first is saved) and the third request fails as a whole: every
-    job is Canceled or named by exactly one non-terminating error, and nothing is a terminating error."""
-    ids = [client.call("new_job", spec={})["Id"] for _ in range(256 + STOP_BATCH + 50)]
-    fail_writes(head, ids[256 + BATCH + 5], ids[256 + STOP_BATCH + 5])
+    """Piped jobs go in requests of FIRST_STOP_BATCH, then STOP_BATCH, which the head node commits 500 at a
+    time. The second request's second commit fails (its first is saved) and the third request fails as a
+    whole: every job is Canceled or named by exactly one non-terminating error, and nothing is a terminating
+    error."""
+    first = FIRST_STOP_BATCH
+    ids = [client.call("new_job", spec={})["Id"] for _ in range(first + STOP_BATCH + 50)]
+    fail_writes(head, ids[first + BATCH + 5], ids[first + STOP_BATCH + 5])
     script = ("try {\n"
               "  Get-HpcJob -State Configuring | Stop-HpcJob -Confirm:$false -ErrorAction SilentlyContinue "
               "-ErrorVariable errs\n  'ok=' + $?\n"
@@ -243,9 +246,9 @@ def test_a_bulk_stop_whose_later_requests_fail_names_each_job_it_did_not_stop_an
     lines = ok(pwsh(script)).splitlines()
     assert lines[0] == "ok=False", lines[:3]
     errors = errors_by_job(lines[1:])
-    assert errors == {i: "StorageFailure" for i in ids[256 + BATCH:]}
+    assert errors == {i: "StorageFailure" for i in ids[first + BATCH:]}
     states = {j["Id"]: j["State"] for j in client.call("get_jobs", ids=ids)}
-    assert {i for i, state in states.items() if state == "Canceled"} == set(ids[:256 + BATCH])
+    assert {i for i, state in states.items() if state == "Canceled"} == set(ids[:first + BATCH])
 
 
 def test_a_bulk_submit_whose_second_request_fails_names_each_job_of_it(head: HeadNodeProcess, pwsh: Pwsh,

@@ -17,13 +17,15 @@ namespace Microsoft.ComputeCluster.CCPPSH
         private readonly List<HpcJob> _piped = new List<HpcJob>(); // piped in, not planned yet
         private int _stopped;
 
-        // Jobs in one request: the first batch is small, so that a bulk stop soon shows how far it is; the
-        // others are large, as each request costs a round trip, a wait and a pass of the head node's loop
-        // over its queue (it still commits them 500 at a time and serves others in between). 4,000 queued
-        // jobs take about 300 ms: progress still moves several times a second.
+        // Jobs in one request, as each costs a round trip, a wait and a pass of the head node's loop over its
+        // queue (it still commits them 500 at a time and serves others in between). The first is smaller, so
+        // that a bulk stop soon shows how far it is, yet holds a common bulk stop whole (500 jobs in one
+        // request took 15 ms less than in two); 4,000 queued jobs take about 300 ms: progress still moves
+        // several times a second.
+        private const int FirstStopBatchSize = 1000;
         private const int StopBatchSize = 4000;
 
-        private int NextBatchSize => _stopped == 0 ? BatchSize : StopBatchSize;
+        private int NextBatchSize => _stopped == 0 ? FirstStopBatchSize : StopBatchSize;
 
         [Parameter(ParameterSetName = "id", Mandatory = true, Position = 1)]
         [ArgumentCompleter(typeof(StoppableJobIdCompleter))]
