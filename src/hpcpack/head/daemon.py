@@ -33,7 +33,7 @@ from ..model.states import JobState
 from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
-from .limits import LARGE_FRAME, FailureLog, Unread, collect_cycles_less_often, return_freed_memory
+from .limits import LARGE_FRAME, FailureLog, Unread, return_freed_memory
 from .requests import Requests
 from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
@@ -46,6 +46,7 @@ MAX_UNAUTHENTICATED = 64  # TCP connections still opening (a flood of them canno
 WRITE_TIMEOUT = 60.0  # seconds a reply may wait for its client to read it
 HANGUP_CHECK = 1.0  # seconds between looks at whether a waiting client is still there
 CHECKPOINT_IDLE = 0.5  # seconds without requests before the WAL is checkpointed (Store.checkpoint)
+TRIM_LATEST = 5.0  # seconds after a large frame by which the heap is trimmed, idle or not (Daemon._trim_due)
 _connection: contextvars.ContextVar[asyncio.StreamReader] = contextvars.ContextVar("connection")
 
 
@@ -65,7 +66,7 @@ class Daemon:
         self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
         self.failures = FailureLog()
         self.unread = Unread()
-        self.untrimmed = False  # a large frame was read or written since the heap was last trimmed
+        self.untrimmed: float | None = None  # when a large frame was first let go of since the last trim
 
     def poke(self) -> None:
         self.wake.set()
@@ -80,9 +81,15 @@ class Daemon:
         wait = self.head.next_wakeup()
         if self.head.store.unchecked:
             wait = min(wait, max(0.0, self._checkpoint_due() - time.monotonic()))
-        if self.untrimmed:
-            wait = min(wait, max(0.0, self.last_activity + CHECKPOINT_IDLE - time.monotonic()))
+        if self.untrimmed is not None:
+            wait = min(wait, max(0.0, self._trim_due() - time.monotonic()))
         return wait
+
+    def _trim_due(self) -> float:
+        """CHECKPOINT_IDLE after the last request, and at the latest TRIM_LATEST after the first large frame (a
+        head node that is never idle, pinged without end, still gives back what a flood took)."""
+        assert self.untrimmed is not None
+        return min(self.last_activity + CHECKPOINT_IDLE, self.untrimmed + TRIM_LATEST)
 
     def _checkpoint_due(self) -> float:
         """CHECKPOINT_IDLE after the last request, and after the last checkpoint (steps that write at
@@ -101,16 +108,16 @@ class Daemon:
 
     def _freed(self, size: int) -> None:
         """A frame of `size` bytes, read or written, is let go of: a large one is given back once idle."""
-        if size > LARGE_FRAME:
-            self.untrimmed = True
+        if size > LARGE_FRAME and self.untrimmed is None:
+            self.untrimmed = time.monotonic()
             self.poke()  # (the loop may be asleep for longer than that)
 
     def _trim_when_idle(self) -> None:
         """Memory that large frames took goes back to the system once no request has come for a while
         (not after each: the next large reply would take fresh pages again)."""
-        if self.untrimmed and time.monotonic() >= self.last_activity + CHECKPOINT_IDLE:
+        if self.untrimmed is not None and time.monotonic() >= self._trim_due():
             return_freed_memory()
-            self.untrimmed = False
+            self.untrimmed = None
 
     async def until_ended(self, caller: Caller, ids: list[int], timeout: float) -> dict[str, Any]:
         """Resolves when every job is in a final state, or at the deadline (never waits forever), or
@@ -277,11 +284,13 @@ class Daemon:
                     size = protocol.frame_length(header, protocol.MAX_REQUEST)
                     with self.unread.reserve(caller, size):
                         body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
-                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as e:
+                    _let_go(e)
                     self._freed(size)
                     return
-                header, reply = protocol.frame(await self._answer(caller, body), jsontext.dumps)
-                writer.write(header)  # (apart, not with writelines: Python 3.11's joins them, a copy of the reply)
+                reply_header, reply = protocol.frame(await self._answer(caller, body), jsontext.dumps)
+                # Apart, not with writelines: Python 3.11's joins them, one more copy of the reply.
+                writer.write(reply_header)
                 writer.write(reply)
                 # A client that does not read its reply must not keep it in memory for ever.
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
@@ -317,6 +326,16 @@ class Daemon:
             self.poke()
 
 
+def _let_go(cut_off: BaseException) -> None:
+    """What came of a request cut off mid-body is let go of now: asyncio keeps it in the exception (and in the
+    frames of its traceback), which a cycle holds (future, exception, traceback, frame, future) until a
+    collection of the generation it reached; a flood of cut-off 4 MB requests from one user, with pings to
+    keep the head node busy, grew it by 120 MB a second."""
+    cut_off.__traceback__ = None
+    if isinstance(cut_off, asyncio.IncompleteReadError):
+        cut_off.partial = b""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpc-headnode", description="Run the HPC head node.")
     parser.add_argument("--state-dir", type=Path, default=None, help="state folder (default: HPCPACK_HOME, "
@@ -343,7 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print(f"hpc-headnode: a head node already runs for {state_dir}", file=sys.stderr)
         return 3
-    collect_cycles_less_often()
     from .executor import become_subreaper
     become_subreaper()
     raise_open_file_limit()

@@ -21,7 +21,6 @@ MAX_UNREAD_PER_USER = 2 * protocol.MAX_REQUEST  # bytes of a user's requests sti
 MAX_UNREAD = 16 * protocol.MAX_REQUEST  # the same, for all users together
 FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
 LARGE_FRAME = 256 * 1024  # bytes of a frame after which the heap is trimmed once idle (return_freed_memory)
-YOUNG_OBJECTS = 50_000  # objects allocated between two collections of the youngest generation (gc)
 
 
 class Unread:
@@ -79,12 +78,11 @@ class FailureLog:
 
 def return_freed_memory() -> None:
     """Frees what only cycles hold, then gives back to the system what the heap holds freed (glibc's
-    malloc_trim): called once the head node is idle after large frames (LARGE_FRAME).
+    malloc_trim): called after large frames (LARGE_FRAME), once the head node is idle (daemon.TRIM_LATEST).
 
-    Cycles: a request cut off mid-body leaves its partial body in asyncio's exception, which a cycle holds
-    (future, exception, traceback, frame, future): two half-sent 4 MB requests kept 8 MB each time, until
-    the next collection, which an idle head node may never reach. Only the young generations are collected
-    (what came since the last collections: a few ms); the whole heap took 35-60 ms with 5,000 active jobs.
+    Cycles: a large buffer that a cycle holds waits for a collection of the generation it reached, which an
+    idle head node may never make (daemon._let_go frees the one known: a request cut off mid-body). Only
+    the young generations are collected (a few ms); the whole heap took 35-60 ms with 5,000 active jobs.
 
     The heap: glibc serves a large buffer from the heap once one of that size was freed, and a heap keeps
     what is freed: after a flood of half-sent 4 MB requests closed, the head node stayed at 1.2 GB. Mapping
@@ -94,13 +92,3 @@ def return_freed_memory() -> None:
     gc.collect(1)
     with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator has rules of its own
         ctypes.CDLL(None).malloc_trim(0)
-
-
-def collect_cycles_less_often() -> None:
-    """Python's cycle collector looks at the youngest objects every 700 allocations, and moves those that
-    live on to older generations it walks again, up to the whole heap (every active job). A reply is
-    thousands of records that live until they are sent: a page of 5,000 jobs took 187 ms to build with
-    the default, 101 ms with a collection every 10,000 allocations, 94 ms with none (measured in-process,
-    5,000 queued jobs). The head node makes few cycles (exceptions, asyncio's tasks): collecting them
-    every YOUNG_OBJECTS allocations keeps at most that many objects waiting."""
-    gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])

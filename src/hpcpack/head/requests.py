@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..acyclic import no_cycle_collection
 from ..errors import HpcError, invalid_argument, storage_failure
 from ..identity import Caller
 from ..model.objects import Job, Task, now
@@ -96,7 +97,7 @@ class Requests(ClusterRequests):
             if key is not None:
                 self._keep_reply(key, result)
             return result
-        with self.head.batch():
+        with self.head.batch(), no_cycle_collection():  # (a listing builds thousands of records: acyclic)
             result = handler(caller, params)
             if key is not None:
                 self.head.store.record_reply(key, now(), _compact(result))
