@@ -107,14 +107,14 @@ class Daemon:
             self.last_checkpoint = time.monotonic()
 
     def _freed(self, size: int) -> None:
-        """A frame of `size` bytes, read or written, is let go of: a large one is given back once idle."""
+        """A frame of `size` bytes, read or written, is let go of: a large one is given back soon (_trim_due)."""
         if size > LARGE_FRAME and self.untrimmed is None:
             self.untrimmed = time.monotonic()
             self.poke()  # (the loop may be asleep for longer than that)
 
-    def _trim_when_idle(self) -> None:
-        """Memory that large frames took goes back to the system once no request has come for a while
-        (not after each: the next large reply would take fresh pages again)."""
+    def _trim_when_due(self) -> None:
+        """Memory that large frames took goes back to the system once no request has come for a while, or
+        TRIM_LATEST after the first (not after each: the next large reply would take fresh pages again)."""
         if self.untrimmed is not None and time.monotonic() >= self._trim_due():
             return_freed_memory()
             self.untrimmed = None
@@ -182,7 +182,7 @@ class Daemon:
                     await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
                 self.wake.clear()
                 self._checkpoint_when_idle()
-                self._trim_when_idle()
+                self._trim_when_due()
             for server in servers:
                 server.close()
             await self._hang_up()

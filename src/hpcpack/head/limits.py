@@ -20,7 +20,7 @@ SMALL_REQUEST = 64 * 1024  # bytes of a request that Unread does not count (all 
 MAX_UNREAD_PER_USER = 2 * protocol.MAX_REQUEST  # bytes of a user's requests still arriving (Unread)
 MAX_UNREAD = 16 * protocol.MAX_REQUEST  # the same, for all users together
 FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
-LARGE_FRAME = 256 * 1024  # bytes of a frame after which the heap is trimmed once idle (return_freed_memory)
+LARGE_FRAME = 256 * 1024  # bytes of a frame after which the heap is trimmed soon after (return_freed_memory)
 
 
 class Unread:
@@ -78,7 +78,8 @@ class FailureLog:
 
 def return_freed_memory() -> None:
     """Frees what only cycles hold, then gives back to the system what the heap holds freed (glibc's
-    malloc_trim): called after large frames (LARGE_FRAME), once the head node is idle (daemon.TRIM_LATEST).
+    malloc_trim): called after large frames (LARGE_FRAME), once the head node is idle or a few seconds later
+    (daemon.Daemon._trim_due).
 
     Cycles: a large buffer that a cycle holds waits for a collection of the generation it reached, which an
     idle head node may never make (daemon._let_go frees the one known: a request cut off mid-body). Only
