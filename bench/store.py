@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import resident_mb  # noqa: E402
+
 from hpcpack.backends.client import Client  # noqa: E402
 from hpcpack.head.store import Store  # noqa: E402
 from hpcpack.model.objects import Job  # noqa: E402
@@ -65,13 +67,6 @@ def _stop(state: Path, process: subprocess.Popen[bytes] | None = None) -> int:
     if process is not None:
         process.wait(60)
     return rc
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _ms(client: Client, op: str, repeats: int, **args: Any) -> float:
@@ -146,7 +141,7 @@ def measure(size: int, repeats: int) -> dict[str, float]:
             "get_running_ms": _ms(client, "get_jobs", repeats, state="Running"),
             "get_id_ms": _ms(client, "get_jobs", repeats, ids=[old]),
             "get_id_running_ms": _ms(client, "get_jobs", repeats, ids=[running]),
-            "rss_mb": round(_rss_mb(process.pid), 1),
+            "rss_mb": round(resident_mb(process.pid), 1),
         }
         client.close()
         env = {**os.environ, "HPCPACK_HOME": str(state), "CCP_SCHEDULER": ""}

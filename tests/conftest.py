@@ -36,6 +36,14 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs as a
                                                          "users or the machine-wide install (run 'sudo make test')")
 
 
+def resident_mb(pid: int) -> float:
+    """The process's resident memory (VmRSS), in MB; 0 for one that has none (ended)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     """Polls until `predicate()` is truthy; fails the test at the deadline (no fixed sleeps)."""
     deadline = time.monotonic() + timeout

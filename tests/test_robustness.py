@@ -35,6 +35,7 @@ from .conftest import (
     interrupting_proxy,
     needs_root,
     pids_running,
+    resident_mb,
     start_head_node,
     user_command,
     wait_until,
@@ -473,11 +474,6 @@ def test_a_listing_asks_for_a_small_page_first_and_larger_ones_as_it_is_read(cli
     assert [(r["after"], r["limit"]) for r in sent] == [(None, FIRST_PAGE), (ids[FIRST_PAGE - 1], 2 * FIRST_PAGE)]
 
 
-def _resident_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
 def test_the_memory_of_large_frames_goes_back_to_the_system_within_seconds_even_while_busy(
         head: HeadNodeProcess, client: Client) -> None:
     """Large replies are made in memory the head node keeps while it is busy (fresh pages for each cost a
@@ -490,11 +486,11 @@ def test_the_memory_of_large_frames_goes_back_to_the_system_within_seconds_even_
 
     def gives_back(load: Callable[[], None]) -> None:
         time.sleep(1.5)  # idle: what came before is given back
-        before = _resident_mb(pid)
+        before = resident_mb(pid)
         load()
-        grown = _resident_mb(pid) - before
+        grown = resident_mb(pid) - before
         assert grown > 6, grown  # (else this shows nothing)
-        assert wait_until(lambda: client.call("ping") and _resident_mb(pid) - before < grown / 2, 15, 0.1)
+        assert wait_until(lambda: client.call("ping") and resident_mb(pid) - before < grown / 2, 15, 0.1)
 
     def listings() -> None:
         for _ in range(3):

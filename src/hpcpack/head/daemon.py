@@ -82,14 +82,13 @@ class Daemon:
         if self.head.store.unchecked:
             wait = min(wait, max(0.0, self._checkpoint_due() - time.monotonic()))
         if self.untrimmed is not None:
-            wait = min(wait, max(0.0, self._trim_due() - time.monotonic()))
+            wait = min(wait, max(0.0, self._trim_due(self.untrimmed) - time.monotonic()))
         return wait
 
-    def _trim_due(self) -> float:
-        """CHECKPOINT_IDLE after the last request, and at the latest TRIM_LATEST after the first large frame (a
-        head node that is never idle, pinged without end, still gives back what a flood took)."""
-        assert self.untrimmed is not None
-        return min(self.last_activity + CHECKPOINT_IDLE, self.untrimmed + TRIM_LATEST)
+    def _trim_due(self, since: float) -> float:
+        """CHECKPOINT_IDLE after the last request, and at the latest TRIM_LATEST after the first large frame
+        (`since`): a head node that is never idle, pinged without end, still gives back what a flood took."""
+        return min(self.last_activity + CHECKPOINT_IDLE, since + TRIM_LATEST)
 
     def _checkpoint_due(self) -> float:
         """CHECKPOINT_IDLE after the last request, and after the last checkpoint (steps that write at
@@ -115,7 +114,7 @@ class Daemon:
     def _trim_when_due(self) -> None:
         """Memory that large frames took goes back to the system once no request has come for a while, or
         TRIM_LATEST after the first (not after each: the next large reply would take fresh pages again)."""
-        if self.untrimmed is not None and time.monotonic() >= self._trim_due():
+        if self.untrimmed is not None and time.monotonic() >= self._trim_due(self.untrimmed):
             return_freed_memory()
             self.untrimmed = None
 
