@@ -323,3 +323,37 @@ def test_the_embedded_head_node_starts_on_first_use_and_jobs_outlive_the_session
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not job_processes(home))
         Cgroups(head_id(home)).close()  # the head node stopped while its task ran: its cgroup stayed
+
+
+def test_a_listed_job_has_every_property_as_its_refresh_reads_it(head: HeadNodeProcess, client: Client) -> None:
+    """Get-HpcJob's listing reads each job straight from the head node's JSON text into its object
+    (RecordReader); Refresh() reads records first (Records.Fill). Both must give every property the same
+    value, of the same type, times as local ones (here, in New York)."""
+    parent = client.call("new_job", spec={"Name": "parent"})["Id"]
+    script = f"""
+$j = New-HpcJob -Name rich -Project p -JobEnv 'A=1','B=two' -NumCores 2-4 -Priority AboveNormal `
+    -HoldUntil ([datetime]'2099-01-01') -RequestedNodes NODE2 -ParentJobIds {parent}
+$null = $j | Add-HpcTask -CommandLine 'true'
+$null = $j | Submit-HpcJob
+$listed = Get-HpcJob -State All | Where-Object Id -eq $j.Id
+$read = [Microsoft.ComputeCluster.CCPPSH.HpcJob]::new(); $read.Id = $j.Id; $read.Scheduler = $listed.Scheduler
+$read.Refresh()
+function Shown($v) {{
+    if ($null -eq $v) {{ return 'null' }}
+    $v.GetType().FullName + $(if ($v -is [datetime]) {{ $v.Kind }}) + '=' + ($v | ConvertTo-Json -Compress -Depth 3)
+}}
+foreach ($p in $listed.PSObject.Properties) {{ 'prop|' + $p.Name + '|' + (Shown $p.Value) + '|' + (Shown $read.($p.Name)) }}
+"""
+    out = ok(run_pwsh(script, env={**head.env(), "TZ": "America/New_York"}))
+    shown = {name: (listed, read) for name, listed, read in
+             (line.split("|", 3)[1:] for line in out.splitlines() if line.startswith("prop|"))}
+    assert len(shown) >= 60
+    assert {name for name, (listed, read) in shown.items() if listed != read} == set()
+    assert shown["HoldUntil"][0] == 'System.DateTimeLocal="2099-01-01T00:00:00-05:00"'  # as given, local
+    environment = shown["EnvironmentVariables"][0]
+    assert environment.startswith("System.Collections.Hashtable=") and len(environment) == 48  # (in any order)
+    assert '"A":"1"' in environment and '"B":"two"' in environment
+    assert shown["State"][0].startswith("Microsoft.Hpc.Scheduler.Properties.JobState=16")  # Queued (held)
+    assert shown["ParentJobIds"][0] == f"System.Int32[]={parent}"
+    assert shown["RequestedNodes"][0] == 'System.String[]="NODE2"'
+    assert shown["Priority"][0] == 'System.String="AboveNormal"' and shown["MaxCores"][0] == "System.Int32=4"

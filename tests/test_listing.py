@@ -3,12 +3,13 @@ builds only those, and they must be exactly what the whole record says, whatever
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hpcpack.backends.contract import JobQuery
+from hpcpack.backends.contract import JobPage, JobQuery
 from hpcpack.backends.headnode import HeadNodeBackend
 from hpcpack.cli.show import LIST_FIELDS
 from hpcpack.config import Node
@@ -119,3 +120,56 @@ def test_a_close_while_the_next_chunk_is_being_made_lets_go_of_the_rest_once_it_
     registry.close(registry.Args({"Of": "c2"}))
     registry.close(registry.Args({"Of": "c3"}))
     assert "c2" not in registry.CURSORS and not registry.CLOSED
+
+
+def test_a_page_comes_as_the_head_node_wrote_it_with_its_count_and_last_id(backend: HeadNodeBackend) -> None:
+    """The PowerShell module passes a listing's pages on unread (Client.job_page): the head node says how many
+    jobs a page holds and the last one's id (where the next page starts), and writes each job's Scheduler as
+    this client names the head node, as a record it reads would have it."""
+    ids = [backend.new_job({"Name": f"p{i}"})["Id"] for i in range(5)]
+    client = backend.client
+    page = client.job_page(state="All", after=ids[0], limit=3)
+    assert (page.count, page.last, page.jobs) == (3, ids[3], None)  # its text only, not read
+    assert page.json is not None and page.json.startswith(b'[{"__type__":"HpcJob","Id":')
+    assert page.records() == client.call("get_jobs", state="All", after=ids[0], limit=3)
+    assert {job["Scheduler"] for job in page.records()} == {client.address} != {""}
+    last = client.job_page(state="All", after=ids[3], limit=3)
+    assert (last.count, last.last, [j["Id"] for j in last.records()]) == (1, ids[4], ids[4:])
+    empty = client.job_page(state="All", after=ids[4], limit=3)
+    assert (empty.count, empty.last, empty.records()) == (0, None, [])
+    assert [j["Id"] for j in backend.query_jobs(JobQuery(state="All"))] == ids
+
+
+def test_a_page_with_escaped_text_is_read_and_the_module_gets_it_as_unicode() -> None:
+    """The head node escapes text it cannot write as UTF-8 (a lone surrogate): such a page is read, not passed
+    on, and the module's encoder writes the surrogate as U+FFFD; pages and records join into one array."""
+    from hpcpack import shim
+    from hpcpack.backends.client import _counted
+    from hpcpack.cmdlets import registry
+    escaped = bytearray(b'{"ok":true,"result":{"count":1,"last":7,"jobs":[{"Id":7,"Name":"a\\udc80"}]}}')
+    plain = bytearray(b'{"ok":true,"result":{"count":2,"last":9,"jobs":[{"Id":8},{"Id":9}]}}')
+    assert _counted(escaped) is None
+    assert _counted(bytearray(b'{"ok":false,"error":{"error_id":"PermissionDenied"}}')) is None
+    assert _counted(plain) == JobPage(count=2, last=9, json=b'[{"Id":8},{"Id":9}]')
+    answer = [{"Id": 1}, JobPage(count=2, last=9, json=b'[{"Id":8},{"Id":9}]'), JobPage(count=0, last=None, json=b"[]"),
+              JobPage(count=1, last=7, jobs=[{"Id": 7, "Name": "a\udc80"}]), {"__type__": "More"}]
+    registry.COMMANDS["Test-Pages"] = lambda args: answer
+    try:
+        text = shim.call_json("Test-Pages", {})
+    finally:
+        del registry.COMMANDS["Test-Pages"]
+    text.decode("utf-8")  # strict
+    assert json.loads(text) == [{"Id": 1}, {"Id": 8}, {"Id": 9}, {"Id": 7, "Name": "a\ufffd"}, {"__type__": "More"}]
+    assert text.endswith(b'{"__type__":"More"}]')  # as the module looks for it (Records.EndsWithMore)
+
+
+def test_a_head_node_whose_pages_do_not_move_on_does_not_keep_a_listing_going() -> None:
+    """A page's last id must be past the one before: a head node (a remote one, maybe hostile) that answers
+    every page with the same full page ends the listing instead of holding its client for ever."""
+    class SamePage:
+        def job_page(self, **args: object) -> JobPage:
+            limit = int(str(args["limit"]))
+            return JobPage(count=limit, last=5, jobs=[{"Id": 5}] * limit)
+
+    pages = list(HeadNodeBackend(SamePage()).query_job_pages(JobQuery(state="All")))  # type: ignore[arg-type]
+    assert [page.count for page in pages] == [100, 200]

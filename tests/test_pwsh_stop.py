@@ -409,17 +409,18 @@ def test_a_pipeline_that_stops_early_reads_no_more_of_a_long_listing(head: HeadN
 
 def test_a_listing_of_many_chunks_fetches_each_next_one_ahead_and_a_stop_does_not_wait_for_it(
         head: HeadNodeProcess, tmp_path: Path, client: Client) -> None:
-    """From the second chunk on, the next chunk is asked for before the current one is written (CHUNK = 1000
-    records after a first of 100): a whole listing still has each job once, in order; a pipeline that stops
-    lets go of the rest ("Close") without waiting for the chunk asked for ahead, even from a head node that
-    never sends the page that chunk needs (helper 36: Select-Object -First 101 hung, and no stop ended it)."""
-    ids = [client.call("new_job", spec={"Name": "chunks"})["Id"] for _ in range(2300)]
+    """From the second chunk on, the next chunk is asked for before the current one is written (a chunk is
+    whole pages of at least CHUNK = 1000 jobs after a first of 100: 100, then 1,400 in pages of 200, 400 and
+    800, then 1,600): a whole listing still has each job once, in order; a pipeline that stops lets go of the
+    rest ("Close") without waiting for the chunk asked for ahead, even from a head node that never sends the
+    page that chunk needs (helper 36: Select-Object -First 101 hung, and no stop ended it)."""
+    ids = [client.call("new_job", spec={"Name": "chunks"})["Id"] for _ in range(3300)]
     result, calls = traced(head, tmp_path, "(Get-HpcJob -State All).Id -join ','")
     assert ok(result).strip() == ",".join(map(str, ids))
     assert [c["command"] for c in calls] == ["Get-HpcJob", "More", "More", "More"]
     (tmp_path / "trace.jsonl").unlink()
-    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All | Select-Object -First 1500).Id -join ','")
-    assert ok(result).strip() == ",".join(map(str, ids[:1500]))
+    result, calls = traced(head, tmp_path, "(Get-HpcJob -State All | Select-Object -First 3000).Id -join ','")
+    assert ok(result).strip() == ",".join(map(str, ids[:3000]))
     # The fourth chunk was asked for ahead, while the third was written: before or after the Close.
     assert [c["command"] for c in calls][:3] == ["Get-HpcJob", "More", "More"]
     assert sorted(c["command"] for c in calls[3:]) == ["Close", "More"]

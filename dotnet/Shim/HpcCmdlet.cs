@@ -275,9 +275,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     // Known before reading: a pipeline that stops mid-chunk must still let go of the rest.
                     more = Records.EndsWithMore(answer);
                     if (more && !first) next = Start("More", ChunkArguments());
-                    foreach (Dictionary<string, object> record in ReadRecords(answer))
+                    foreach (object item in ReadObjects(answer))
                     {
-                        if (!Records.IsMore(record)) WriteObject(Records.Build(record));
+                        if (item is not Dictionary<string, object> record) WriteObject(item);
+                        else if (Errors.IsError(record)) WriteError(Errors.ToRecord(record));
+                        else if (!Records.IsMore(record)) WriteObject(Records.Build(record));
                     }
                     if (!more) break;
                     answer = Await(next ?? Start("More", ChunkArguments()));
@@ -289,6 +291,23 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 // The pipeline stopped early (Select-Object -First) or failed: let go of the rest, without
                 // waiting for a chunk being fetched (the backend drops it when it comes).
                 if (more) PythonBridge.Call("Close", ChunkArguments());
+            }
+        }
+
+        /// <summary>An answer's objects (RecordReader). One the module cannot read (a head node that sent what
+        /// is no JSON, or a value no property takes) ends the cmdlet with an error that says so.</summary>
+        private List<object> ReadObjects(byte[] answer)
+        {
+            try
+            {
+                return RecordReader.Read(answer);
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException || e is InvalidOperationException || e is FormatException
+                                      || e is InvalidCastException || e is OverflowException || e is ArgumentException)
+            {
+                ThrowTerminatingError(new ErrorRecord(new HpcException($"The head node's answer cannot be read: {e.Message}", e),
+                    "InvalidBackendAnswer", ErrorCategory.InvalidData, null));
+                throw; // not reached
             }
         }
 

@@ -111,7 +111,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         /// <summary>A property name, as the same string each time it comes again: a listing repeats the same
         /// 80 names thousands of times, and need not make a string of each.</summary>
-        private static string Key(ref Utf8JsonReader reader)
+        internal static string Key(ref Utf8JsonReader reader)
         {
             int hash = 17;
             foreach (byte b in reader.ValueSpan) hash = hash * 31 + b;
@@ -124,19 +124,24 @@ namespace Microsoft.ComputeCluster.CCPPSH
         [ThreadStatic] private static string[] _keyCache;
         private static string[] KeyCache => _keyCache ?? (_keyCache = new string[1024]);
 
-        private static object FromJson(ref Utf8JsonReader reader)
+        /// <summary>An object's properties from the reader's position to its end, into `dict`.</summary>
+        internal static Dictionary<string, object> ReadProperties(ref Utf8JsonReader reader, Dictionary<string, object> dict)
+        {
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                string key = Key(ref reader);
+                reader.Read();
+                dict[key] = FromJson(ref reader);
+            }
+            return dict;
+        }
+
+        internal static object FromJson(ref Utf8JsonReader reader)
         {
             switch (reader.TokenType)
             {
                 case JsonTokenType.StartObject:
-                    var dict = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
-                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                    {
-                        string key = Key(ref reader);
-                        reader.Read();
-                        dict[key] = FromJson(ref reader);
-                    }
-                    return dict;
+                    return ReadProperties(ref reader, new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase));
                 case JsonTokenType.StartArray:
                     var items = new List<object>();
                     while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) items.Add(FromJson(ref reader));

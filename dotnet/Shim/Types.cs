@@ -66,13 +66,16 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public static bool EndsWithMore(byte[] json) =>
             json.Length >= MoreAtEnd.Length && json.AsSpan(json.Length - MoreAtEnd.Length).SequenceEqual(MoreAtEnd);
 
+        /// <summary>The class a record's "__type__" names; null when it names none (a plan, the "More" marker).</summary>
+        public static Type TypeOf(string typeName) =>
+            typeName == null ? null : Types.TryGetValue(typeName, out Type type) ? type
+                : typeof(Records).Assembly.GetType("Microsoft.ComputeCluster.CCPPSH." + typeName);
+
         public static object Build(Dictionary<string, object> record)
         {
-            if (!record.TryGetValue("__type__", out object typeName) || !(Types.TryGetValue((string)typeName, out Type type)
-                || (type = typeof(Records).Assembly.GetType("Microsoft.ComputeCluster.CCPPSH." + typeName)) != null))
-            {
-                throw new InvalidOperationException($"The backend returned a record of unknown type '{typeName}'.");
-            }
+            record.TryGetValue("__type__", out object typeName);
+            Type type = TypeOf(typeName as string)
+                ?? throw new InvalidOperationException($"The backend returned a record of unknown type '{typeName}'.");
             object target = Activator.CreateInstance(type);
             Fill(target, record);
             return target;
@@ -80,25 +83,24 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         public static void Fill(object target, Dictionary<string, object> record)
         {
-            Dictionary<string, PropertyInfo> properties = Writable(target.GetType());
+            Dictionary<string, Slot> slots = Slots(target.GetType());
             foreach (KeyValuePair<string, object> field in record)
             {
-                if (!properties.TryGetValue(field.Key, out PropertyInfo property)) continue;
-                property.SetValue(target, Convert(field.Value, property.PropertyType));
+                if (slots.TryGetValue(field.Key, out Slot slot)) slot.Set(target, field.Value);
             }
         }
 
-        private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, Dictionary<string, PropertyInfo>> WritableCache =
-            new System.Collections.Concurrent.ConcurrentDictionary<Type, Dictionary<string, PropertyInfo>>();
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, Dictionary<string, Slot>> SlotCache =
+            new System.Collections.Concurrent.ConcurrentDictionary<Type, Dictionary<string, Slot>>();
 
         /// <summary>A type's public settable properties by name, any case; looked up once per type (a search by
         /// name that ignores case walks all of them: for a listing of 5,000 jobs, 80 walks of 80 each).</summary>
-        private static Dictionary<string, PropertyInfo> Writable(Type type) => WritableCache.GetOrAdd(type, t =>
+        public static Dictionary<string, Slot> Slots(Type type) => SlotCache.GetOrAdd(type, t =>
         {
-            var byName = new Dictionary<string, PropertyInfo>(StringComparer.OrdinalIgnoreCase);
+            var byName = new Dictionary<string, Slot>(StringComparer.OrdinalIgnoreCase);
             foreach (PropertyInfo p in t.GetProperties(BindingFlags.Public | BindingFlags.Instance))
             {
-                if (p.CanWrite && p.GetIndexParameters().Length == 0 && !byName.ContainsKey(p.Name)) byName[p.Name] = p; // the most derived first
+                if (p.CanWrite && p.GetIndexParameters().Length == 0 && !byName.ContainsKey(p.Name)) byName[p.Name] = new Slot(p); // the most derived first
             }
             return byName;
         });
@@ -121,7 +123,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
             return array;
         }
 
-        private static object Convert(object value, Type type)
+        /// <summary>A record's value (as Marshal.FromJson reads it) as a property of type `type` takes it.</summary>
+        public static object Convert(object value, Type type)
         {
             Type underlying = Nullable.GetUnderlyingType(type) ?? type;
             if (value == null) return type.IsValueType && underlying == type ? Activator.CreateInstance(type) : null;

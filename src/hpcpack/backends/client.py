@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sys
 import threading
@@ -18,6 +19,7 @@ from .. import __version__
 from ..config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
 from ..errors import HpcError
 from ..wire import protocol, transport
+from .contract import JobPage
 
 if TYPE_CHECKING:
     import subprocess
@@ -55,28 +57,46 @@ class Client:
             pages = [self.call(op, **{**args, "ids": ids[i:i + protocol.MAX_IDS]})
                      for i in range(0, len(ids), protocol.MAX_IDS)]
             return _join(pages)
+        body, endpoint = self._send(op, args)
+        result = _result(protocol.decode(body))
+        _stamp(result, endpoint.name)
+        return result
+
+    def job_page(self, **args: Any) -> JobPage:
+        """One page of get_jobs (its filters, `after` and `limit`), with its jobs' JSON text cut out of the
+        reply unread: the head node writes each job's Scheduler as this client names it."""
+        name = self._endpoint().name
+        body, endpoint = self._send("get_jobs", {**args, "counted": True, "scheduler": name})
+        page = _counted(body)
+        if page is None or endpoint.name != name:  # another shape (text the head node escaped), another head node
+            result = _result(protocol.decode(body))
+            _stamp(result["jobs"], endpoint.name)
+            page = JobPage(count=int(result["count"]), last=result["last"], jobs=result["jobs"])
+        return page
+
+    def _send(self, op: str, args: dict[str, Any]) -> tuple[bytearray, Endpoint]:
+        """One request; the reply's body, and the head node that sent it."""
         request: dict[str, Any] = {"op": op, "args": args}
         if op not in protocol.READ_ONLY:
             request["request_id"] = os.urandom(16).hex()  # so that a resend after a lost reply applies once
         with self._lock:
-            reply = self._exchange(request)
-        if not reply.get("ok"):
-            raise HpcError.from_wire(reply.get("error") or {"error_id": "ProtocolError", "message": "bad reply"})
-        result = reply.get("result")
-        if self.endpoint is not None:
-            _stamp(result, self.endpoint.name)
-        return result
+            body = self._exchange(request)
+            assert self.endpoint is not None
+            return body, self.endpoint
 
-    @property
-    def address(self) -> str:
+    def _endpoint(self) -> Endpoint:
         """The head node this client reaches (connecting first if it has not yet)."""
         with self._lock:
             if self._sock is None:
                 self._connect()
             assert self.endpoint is not None
-            if self.endpoint.address is not None:
-                return self.endpoint.describe()
-            return f"unix:{self.endpoint.socket_path}"
+            return self.endpoint
+
+    @property
+    def address(self) -> str:
+        """The head node this client reaches, as a -Scheduler value (connecting first if it has not yet)."""
+        endpoint = self._endpoint()
+        return endpoint.describe() if endpoint.address is not None else f"unix:{endpoint.socket_path}"
 
     def _all_pages(self, args: dict[str, Any]) -> list[Any]:
         """get_jobs in pages of protocol.MAX_IDS, so that no reply outgrows a frame however many jobs."""
@@ -93,7 +113,7 @@ class Client:
                 self._sock.close()
                 self._sock = None
 
-    def _exchange(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _exchange(self, request: dict[str, Any]) -> bytearray:
         # One resend on a dropped connection (a restarted head node), with the same request id, so a
         # change already applied is not applied twice; never a second send after a reply.
         sent = False
@@ -105,7 +125,7 @@ class Client:
             try:
                 protocol.send(sock, request)
                 sent = True
-                return protocol.receive(sock)
+                return protocol.receive_body(sock)
             except (ConnectionError, OSError) as e:
                 sock.close()
                 self._sock = None
@@ -210,6 +230,28 @@ def _stop(sock: socket.socket) -> None:
         pass
     finally:
         sock.close()
+
+
+def _result(reply: dict[str, Any]) -> Any:
+    if not reply.get("ok"):
+        raise HpcError.from_wire(reply.get("error") or {"error_id": "ProtocolError", "message": "bad reply"})
+    return reply.get("result")
+
+
+# A counted page as the head node writes it (head.jsontext: compact, keys in the order given, "jobs" last).
+_COUNTED = re.compile(rb'\{"ok":true,"result":\{"count":(\d+),"last":(\d+|null),"jobs":\[')
+
+
+def _counted(body: bytearray) -> JobPage | None:
+    """A counted page with its jobs' text cut out, unread; None for any other reply (a refusal), and for
+    one with an escaped surrogate (the head node escapes text it cannot write as UTF-8): text passed on
+    unread must be Unicode, and a lone surrogate is not (read, the module's encoder replaces it)."""
+    match = _COUNTED.match(body)
+    if match is None or not body.endswith(b"]}}") or b"\\ud" in body:
+        return None
+    last = match[2]
+    return JobPage(count=int(match[1]), last=None if last == b"null" else int(last),
+                   json=bytes(memoryview(body)[match.end() - 1:-2]))
 
 
 def _stamp(result: Any, scheduler: str) -> None:

@@ -12,17 +12,19 @@ them, plus "__type__" and "Scheduler"). Verbs on many jobs answer per item, in t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..acyclic import no_cycle_collection
 from ..errors import HpcError
 from ..model.stop import StopOptions
 
 Record = dict[str, Any]
 Spec = dict[str, Any]  # job or task properties by their PowerShell parameter names
-__all__ = ["Backend", "Item", "JobQuery", "NamedItem", "NodeQuery", "Progress", "Record", "Spec", "StopOptions",
-           "TaskKey", "TaskQuery"]
+__all__ = ["Backend", "Item", "JobPage", "JobQuery", "NamedItem", "NodeQuery", "Progress", "Record", "Spec",
+           "StopOptions", "TaskKey", "TaskQuery"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,26 @@ class JobQuery:
 
     def to_wire(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a listing: `count` jobs and the last one's id (the next page starts after it). The jobs
+    are either the JSON text the head node sent (`json`: UTF-8, an array of records), for a client that
+    passes them on unread (the PowerShell module), or records already read (`jobs`)."""
+
+    count: int
+    last: int | None
+    json: bytes | None = None
+    jobs: list[Record] | None = None
+
+    def records(self) -> list[Record]:
+        if self.jobs is not None:
+            return self.jobs
+        assert self.json is not None
+        with no_cycle_collection():  # (records form no cycles: acyclic)
+            records: list[Record] = json.loads(self.json)
+        return records
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,10 @@ class Backend(Protocol):
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
         """The jobs that match, by id, fetched in pages as the caller consumes them (any number)."""
+        ...
+
+    def query_job_pages(self, query: JobQuery) -> Iterator[JobPage]:
+        """The same jobs as query_jobs, page by page, each as the head node sent it."""
         ...
 
     def get_tasks(self, query: TaskQuery) -> list[Record]:

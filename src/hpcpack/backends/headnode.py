@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from ..errors import HpcError
 from ..wire import protocol
 from .client import Client, for_scheduler
-from .contract import Item, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
+from .contract import Item, JobPage, JobQuery, NamedItem, NodeQuery, Record, Spec, StopOptions, TaskKey, TaskQuery
 
 FIRST_PAGE = 100  # jobs in the first page of a listing (query_jobs)
 T = TypeVar("T")
@@ -85,21 +85,26 @@ class HeadNodeBackend:
         return [next(answers) if 1 <= i <= protocol.MAX_ID else _no_such_job(i) for i in ids]
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
+        for page in self.query_job_pages(query):
+            yield from page.records()
+
+    def query_job_pages(self, query: JobQuery) -> Iterator[JobPage]:
         """Pages that no reply outgrows a frame with, asked for as the consumer goes on: the first is small,
         so that `Select-Object -First 10` costs the head node FIRST_PAGE records, and each next one twice
         as large, up to protocol.MAX_IDS, so that a long listing costs few requests. From the second page
         on, the next one is asked for before this one is handed on: the head node makes it (in its own
         process) while the consumer works through this one."""
-        def page(after: int | None, limit: int) -> list[Record]:
-            return list(self.client.call("get_jobs", **query.to_wire(), after=after, limit=limit))
+        def page(after: int | None, limit: int) -> JobPage:
+            return self.client.job_page(**query.to_wire(), after=after, limit=limit)
 
-        limit, jobs = FIRST_PAGE, page(None, FIRST_PAGE)
-        while len(jobs) == limit:
-            after, limit = jobs[-1]["Id"], min(2 * limit, protocol.MAX_IDS)
+        after, limit, jobs = None, FIRST_PAGE, page(None, FIRST_PAGE)
+        # (A page's last id must move on: a head node that says otherwise does not keep this client paging.)
+        while jobs.count == limit and jobs.last is not None and (after is None or jobs.last > after):
+            after, limit = jobs.last, min(2 * limit, protocol.MAX_IDS)
             ahead = None if limit == 2 * FIRST_PAGE else _started(functools.partial(page, after, limit))
-            yield from jobs
+            yield jobs
             jobs = ahead() if ahead else page(after, limit)
-        yield from jobs
+        yield jobs
 
     def get_tasks(self, query: TaskQuery) -> list[Record]:
         return list(self.client.call("get_tasks", **query.to_wire()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from ..backends.contract import JobQuery, StopOptions, TaskQuery
 from ..backends.stopping import stop_jobs
 from ..errors import HpcError
 from ..model.properties import JOB_NAMES, TASK_NAMES
-from .registry import Args, Record, command, each, job_target, per_item, plan, plans, waiting
+from .registry import Answer, Args, Record, command, each, job_target, per_item, plan, plans, waiting
 
 # Parameters New-HpcJob and Set-HpcJob, and Add-HpcTask, pass on: declared once (model.properties).
 JOB_PROPERTIES = JOB_NAMES
@@ -105,8 +105,9 @@ def submit_job(args: Args) -> list[Record]:
 
 
 @command("Get-HpcJob")
-def get_job(args: Args) -> list[Record] | Iterator[Record]:
-    """Jobs by -Id (an error per missing id), or those that match, streamed page by page."""
+def get_job(args: Args) -> Answer:
+    """Jobs by -Id (an error per missing id), or those that match, streamed page by page as the head node
+    sent them (the module reads them; Python need not)."""
     backend = args.backend()
     if args.has("Id"):
         return per_item(backend.lookup_jobs(args.ints("Id")))
@@ -115,7 +116,7 @@ def get_job(args: Args) -> list[Record] | Iterator[Record]:
                      begin=args.get("BeginSubmitDate"), end=args.get("EndSubmitDate"), nodes=args.get("NodeName"))
     if query.begin or query.end or query.name or query.project or query.template or query.nodes:
         query = replace(query, state=query.state or "All")  # a filter other than owner looks at every state
-    return backend.query_jobs(query)
+    return backend.query_job_pages(query)
 
 
 @command("Set-HpcJob:plan")

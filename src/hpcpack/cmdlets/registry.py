@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
 from typing import Any
 
 from ..backends import stopping
-from ..backends.contract import Backend, Item, Progress
+from ..backends.contract import Backend, Item, JobPage, Progress
 from ..backends.headnode import backend_for
 from ..backends.stopping import Report, Stopped
 from ..errors import ErrorRecord, HpcError
 
 Record = dict[str, Any]
-Handler = Callable[["Args"], list[Record] | Iterator[Record]]
+Element = Record | JobPage  # of an answer: a record, or a page of jobs as the head node sent them (a listing)
+Answer = Sequence[Element] | Iterator[Element]  # an iterator is handed out in chunks
+Handler = Callable[["Args"], Answer]
 COMMANDS: dict[str, Handler] = {}
-CURSORS: dict[str, Iterator[Record]] = {}  # call id -> the rest of a long answer, fetched with "More"
+CURSORS: dict[str, Iterator[Element]] = {}  # call id -> the rest of a long answer, fetched with "More"
 FETCHING: set[str] = set()  # calls whose next chunk is being made ("More" runs)
 CLOSED: set[str] = set()  # of those, calls let go of meanwhile ("Close"): their rest is not kept
 CHUNK = 1000  # records in one answer to PowerShell; the rest wait in CURSORS
@@ -88,21 +89,29 @@ def progress(args: Args) -> list[Record]:
     return [record] if record else []
 
 
-def chunk(call_id: str, records: list[Record] | Iterator[Record], size: int = FIRST_CHUNK) -> list[Record]:
-    """A list as it is; an iterator's next `size` records, then a "More" marker if it has more (the
-    module writes them and asks for "More": the rest is only read if the pipeline wants it)."""
-    if isinstance(records, list):
-        return records
-    out = list(islice(records, size))
-    if len(out) == size:
-        if call_id not in CLOSED:
-            CURSORS[call_id] = records
-        out.append({"__type__": "More"})
+def chunk(call_id: str, records: Answer, size: int = FIRST_CHUNK) -> list[Element]:
+    """A list as it is; an iterator's next `size` records (a page counts as its jobs: the chunk ends
+    with the page that makes it up), then a "More" marker if it has more (the module writes them and
+    asks for "More": the rest is only read if the pipeline wants it)."""
+    if not isinstance(records, Iterator):
+        return list(records)
+    out: list[Element] = []
+    count = 0
+    for item in records:
+        out.append(item)
+        count += item.count if isinstance(item, JobPage) else 1
+        if count >= size:
+            break
+    else:
+        return out
+    if call_id not in CLOSED:
+        CURSORS[call_id] = records
+    out.append({"__type__": "More"})
     return out
 
 
 @command("More")
-def more(args: Args) -> list[Record]:
+def more(args: Args) -> list[Element]:
     """The next chunk of call `Of`'s answer."""
     call_id = str(args.get("Of"))
     FETCHING.add(call_id)  # before the cursor is taken: a Close from now on knows a chunk is being made

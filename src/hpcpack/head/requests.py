@@ -10,8 +10,11 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Callable
+from bisect import bisect_right
 from dataclasses import replace
 from functools import partial
+from itertools import islice
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -71,6 +74,9 @@ def _request_key(caller: Caller, op: str, request_id: Any) -> str | None:
 def _stop_options(params: ops.CancelJobs | ops.CancelTask) -> StopOptions:
     return StopOptions.from_parameters(params.force, getattr(params, "graceful", False), params.state,
                                        params.message)
+
+
+_job_id = attrgetter("id")
 
 
 class Requests(ClusterRequests):
@@ -229,8 +235,9 @@ class Requests(ClusterRequests):
             results.append({"id": job_id, "job": record, "action": action})
         return results
 
-    def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]]:
-        """The jobs that match, by id; a page of them with `after` and `limit` (the client pages)."""
+    def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]] | dict[str, Any]:
+        """The jobs that match, by id; a page of them with `after` and `limit` (the client pages), `counted`
+        as {"count", "last", "jobs"}."""
         try:
             Job.check_fields(params.fields or ())
         except KeyError as e:
@@ -240,15 +247,24 @@ class Requests(ClusterRequests):
             jobs = [j for j in jobs if params.after is None or j.id > params.after]
         else:
             jobs = self._select_jobs(caller, params)
-        return [j.to_record(self.head.name, not self.head.may_read(caller, j), params.fields)
-                for j in jobs[:params.limit]]
+        jobs = jobs[:params.limit]
+        scheduler = self.head.name if params.scheduler is None else params.scheduler
+        records = [j.to_record(scheduler, not self.head.may_read(caller, j), params.fields) for j in jobs]
+        if not params.counted:
+            return records
+        # "jobs" last: the client cuts them out of the reply unread (Client.job_page).
+        return {"count": len(jobs), "last": jobs[-1].id if jobs else None, "jobs": records}
 
     def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
         """A page of the jobs that match: active ones from memory (the head node indexes them by state),
         ended ones paged and filtered in SQL, without their tasks, so a page costs a page."""
         query = self._job_query(caller, params)
-        active = [job for job in self.head.in_state(*(JobState(s) for s in query.states))
-                  if job.state not in ENDED_STATES and job.id > query.after and self._matches(job, query)]
+        # Active jobs by id, from the first after `after`, until a page of them matches: a page costs a
+        # sort of the active jobs (C), not a test of each (a listing of 5,000 in pages tested 24,000).
+        candidates = sorted(self.head.in_state(*(JobState(s) for s in query.states if s not in ENDED_STATES)),
+                            key=_job_id)
+        rest = candidates[bisect_right(candidates, query.after, key=_job_id):]
+        active = list(islice((job for job in rest if self._matches(job, query)), query.limit))
         ended = self.head.store.list_jobs(replace(query, states=tuple(
             int(s) for s in ENDED_STATES if int(s) in query.states)))
         recent = {j.id: j for j in self.head.in_state(*ENDED_STATES)}  # memory may hold a newer copy

@@ -436,8 +436,8 @@ class Job:
 
     def _unit_counts(self) -> dict[str, int]:
         """MinCores/MaxCores, MinSockets/MaxSockets, MinNodes/MaxNodes: set for the job's unit type."""
-        counts = {f"{bound}{unit}": 0 for bound in ("Min", "Max") for unit in ("Cores", "Sockets", "Nodes")}
-        plural = {"Core": "Cores", "Socket": "Sockets", "Node": "Nodes"}[self.unit_type]
+        counts = dict(_NO_UNITS)
+        low_name, high_name = _UNIT_BOUNDS[self.unit_type]
         low, high = self.min_units, self.max_units
         if low is None and high is None and len(self.shown_units) == 2:
             low, high = self.shown_units
@@ -447,7 +447,7 @@ class Job:
             low = low if low is not None else max([t.min_cores for t in work], default=1)
             high = high if high is not None else max(low, sum(t.max_cores * max(1, t.steps if t.parametric else 1)
                                                                 for t in work) or 1)
-        counts[f"Min{plural}"], counts[f"Max{plural}"] = low or 0, high or 0
+        counts[low_name], counts[high_name] = low or 0, high or 0
         return counts
 
     def _derived_progress(self, units: list[Task], counts: dict[str, int]) -> int:
@@ -457,6 +457,10 @@ class Job:
         done = counts["FinishedTaskCount"] + counts["FailedTaskCount"] + counts["CanceledTaskCount"]
         return done * 100 // counts["TaskCount"]
 
+
+# Each unit type's bounds, as _unit_counts names them (made once: a listing names them for every job).
+_UNIT_BOUNDS = {unit: (f"Min{unit}s", f"Max{unit}s") for unit in ("Core", "Socket", "Node")}
+_NO_UNITS = {name: 0 for bound in ("Min", "Max") for name in (f"{bound}Cores", f"{bound}Sockets", f"{bound}Nodes")}
 
 # The job properties a listing may ask for alone (Job._listing): the counters, computed together once, and
 # the others with how each is had.

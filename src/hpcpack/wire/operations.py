@@ -143,6 +143,10 @@ class GetJobs(Request):
     after: Annotated[StrictInt, Field(ge=0, le=MAX_ID)] | None = None  # a page: jobs with a greater id...
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)] | None = None  # ...at most this many
     fields: Annotated[list[Text], Field(max_length=256)] | None = None  # only these properties of each
+    # The page as {"count", "last" (id), "jobs"}, each job's Scheduler as the caller names this head node: a
+    # client that passes the jobs on to PowerShell unread still knows where the next page starts.
+    counted: StrictBool = False
+    scheduler: Text | None = None
 
 
 class TaskAddress(Request):

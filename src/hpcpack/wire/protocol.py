@@ -71,7 +71,12 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def receive(sock: socket.socket) -> dict[str, Any]:
-    return decode(_read_exactly(sock, frame_length(_read_exactly(sock, HEADER.size))))
+    return decode(receive_body(sock))
+
+
+def receive_body(sock: socket.socket) -> bytearray:
+    """The next frame's body, not decoded."""
+    return _read_exactly(sock, frame_length(_read_exactly(sock, HEADER.size)))
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytearray:
