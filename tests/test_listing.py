@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
 from hpcpack.model.objects import _COUNTERS, _LISTED, Job
 from hpcpack.model.states import JobState
+from hpcpack.wire import protocol
 
 from .conftest import HeadNodeProcess, in_process_head_node, wait_until
 
@@ -147,10 +149,11 @@ def test_a_page_with_escaped_text_is_read_and_the_module_gets_it_as_unicode() ->
     from hpcpack.backends.client import _counted
     from hpcpack.cmdlets import registry
     escaped = bytearray(b'{"ok":true,"result":{"count":1,"last":7,"jobs":[{"Id":7,"Name":"a\\udc80"}]}}')
-    plain = bytearray(b'{"ok":true,"result":{"count":2,"last":9,"jobs":[{"Id":8},{"Id":9}]}}')
+    plain = bytearray(b'{"ok":true,"result":{"count":2,"last":9,"jobs":[{"__type__":"HpcJob","Id":8},'
+                      b'{"__type__":"HpcJob","Id":9}]}}')
     assert _counted(escaped) is None
     assert _counted(bytearray(b'{"ok":false,"error":{"error_id":"PermissionDenied"}}')) is None
-    assert _counted(plain) == JobPage(count=2, last=9, json=b'[{"Id":8},{"Id":9}]')
+    assert _counted(plain) == JobPage(count=2, last=9, json=plain[47:-2])
     answer = [{"Id": 1}, JobPage(count=2, last=9, json=b'[{"Id":8},{"Id":9}]'), JobPage(count=0, last=None, json=b"[]"),
               JobPage(count=1, last=7, jobs=[{"Id": 7, "Name": "a\udc80"}]), {"__type__": "More"}]
     registry.COMMANDS["Test-Pages"] = lambda args: answer
@@ -173,3 +176,69 @@ def test_a_head_node_whose_pages_do_not_move_on_does_not_keep_a_listing_going() 
 
     pages = list(HeadNodeBackend(SamePage()).query_job_pages(JobQuery(state="All")))  # type: ignore[arg-type]
     assert [page.count for page in pages] == [100, 200]
+
+
+def test_the_name_a_page_is_stamped_with_is_short_printable_text(backend: HeadNodeBackend) -> None:
+    """Helper 38: a 64 KB name of control characters, which JSON writes six times as long, written into each
+    of 10,000 jobs made a reply of 1.2 GB, and the head node served no one else for 20 s. The name is refused
+    unless it is at most MAX_SCHEDULER_NAME printable ASCII characters."""
+    backend.new_job({"Name": "stamped"})
+    client = backend.client
+    for name in ("\x01", "x" * (protocol.MAX_SCHEDULER_NAME + 1), "é"):
+        with pytest.raises(HpcError) as refused:
+            client.call("get_jobs", state="All", counted=True, scheduler=name, limit=10)
+        assert refused.value.error_id == "InvalidArgument", name
+    longest = "x" * protocol.MAX_SCHEDULER_NAME
+    assert client.call("get_jobs", state="All", counted=True, scheduler=longest, limit=10)["jobs"][0]["Scheduler"] \
+        == longest
+
+
+def test_a_client_that_names_its_head_node_otherwise_reads_the_page_and_stamps_it(head: HeadNodeProcess,
+                                                                                  tmp_path: Path) -> None:
+    """A head node reached by a name the head node may not write (not ASCII: a folder named "é") gets no name
+    to stamp: the client reads the page and stamps each job itself, as it did before pages went unread."""
+    from hpcpack.backends.client import Client
+    (tmp_path / "é").symlink_to(head.socket.parent)
+    client = Client(f"unix:{tmp_path / 'é' / head.socket.name}")
+    try:
+        job_id = client.call("new_job", spec={"Name": "far"})["Id"]
+        page = client.job_page(state="All", limit=10)
+        assert page.json is None and [j["Id"] for j in page.records()] == [job_id]
+        assert page.records()[0]["Scheduler"] == client.endpoint.name != head.socket  # type: ignore[union-attr]
+        assert "é" in page.records()[0]["Scheduler"]
+    finally:
+        client.close()
+
+
+def test_text_that_only_looks_like_an_escape_keeps_a_page_unread(backend: HeadNodeBackend) -> None:
+    """Helper 38: a backslash before "ud" in any job (a Windows path, C:\\udata) sent every page through
+    Python again; only a real escaped surrogate does now."""
+    job_id = backend.new_job({"Name": "C:\\udata", "Project": "\\\\ud800 lit \\uD800"})["Id"]
+    page = backend.client.job_page(state="All", limit=10)
+    assert page.json is not None and b"C:\\\\udata" in page.json
+    [job] = page.records()
+    assert (job["Id"], job["Name"], job["Project"]) == (job_id, "C:\\udata", "\\\\ud800 lit \\uD800")
+
+
+@pytest.mark.parametrize("jobs, why", [
+    (b'[{"__type__":"HpcJob","Id":5}]', "the count says two"),
+    (b'[{"__type__":"HpcJob","Id":1},{"__type__":"HpcJob","Id":50}]', "the last is 50, not 5"),
+    (b'[{"__type__":"HpcJob","Id":1},{"__type__":"HpcJob","Id":5,"EnvironmentVariables":{"__type__":"HpcJob","Id":5}}]',
+     "a job's text holds what looks like a job"),
+])
+def test_a_page_that_is_not_what_it_says_is_read_not_passed_on(jobs: bytes, why: str) -> None:
+    from hpcpack.backends.client import _counted
+    body = bytearray(b'{"ok":true,"result":{"count":2,"last":5,"jobs":' + jobs + b"}}")
+    assert _counted(body) is None, why
+    assert _counted(bytearray(b'{"ok":true,"result":{"count":0,"last":3,"jobs":[]}}')) is None
+    assert _counted(bytearray(b'{"ok":true,"result":{"count":0,"last":null,"jobs":[]}}')) == JobPage(0, None, b"[]")
+
+
+def test_a_head_node_that_pages_past_the_last_id_a_job_can_have_ends_the_listing() -> None:
+    class Endless:  # full pages, each far past the one before, past the largest id a job can have
+        def job_page(self, **args: object) -> JobPage:
+            limit, after = int(str(args["limit"])), int(str(args["after"] or 0))
+            return JobPage(count=limit, last=after + 2**30, jobs=[{}] * limit)
+
+    pages = islice(HeadNodeBackend(Endless()).query_job_pages(JobQuery(state="All")), 10)  # type: ignore[arg-type]
+    assert [page.last for page in pages] == [2**30, 2**31]

@@ -277,9 +277,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
                     if (more && !first) next = Start("More", ChunkArguments());
                     foreach (object item in ReadObjects(answer))
                     {
-                        if (item is not Dictionary<string, object> record) WriteObject(item);
-                        else if (Errors.IsError(record)) WriteError(Errors.ToRecord(record));
-                        else if (!Records.IsMore(record)) WriteObject(Records.Build(record));
+                        if (item is ErrorRecord error) WriteError(error);
+                        else WriteObject(item);
                     }
                     if (!more) break;
                     answer = Await(next ?? Start("More", ChunkArguments()));
@@ -294,16 +293,23 @@ namespace Microsoft.ComputeCluster.CCPPSH
             }
         }
 
-        /// <summary>An answer's objects (RecordReader). One the module cannot read (a head node that sent what
-        /// is no JSON, or a value no property takes) ends the cmdlet with an error that says so.</summary>
+        /// <summary>An answer's objects (RecordReader), its error records as ErrorRecords, without the "More"
+        /// marker. An answer the module cannot read (a head node that sent what is no JSON, a record of no known
+        /// type, a value no property takes) ends the cmdlet with one error that says so.</summary>
         private List<object> ReadObjects(byte[] answer)
         {
             try
             {
-                return RecordReader.Read(answer);
+                var objects = new List<object>();
+                foreach (object item in RecordReader.Read(answer))
+                {
+                    if (item is not Dictionary<string, object> record) objects.Add(item);
+                    else if (Errors.IsError(record)) objects.Add(Errors.ToRecord(record));
+                    else if (!Records.IsMore(record)) objects.Add(Records.Build(record));
+                }
+                return objects;
             }
-            catch (Exception e) when (e is System.Text.Json.JsonException || e is InvalidOperationException || e is FormatException
-                                      || e is InvalidCastException || e is OverflowException || e is ArgumentException)
+            catch (Exception e) when (e is not PipelineStoppedException && e is not OutOfMemoryException)
             {
                 ThrowTerminatingError(new ErrorRecord(new HpcException($"The head node's answer cannot be read: {e.Message}", e),
                     "InvalidBackendAnswer", ErrorCategory.InvalidData, null));

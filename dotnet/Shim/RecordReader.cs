@@ -53,9 +53,13 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public static List<object> Read(byte[] json)
         {
             var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartArray)
+            {
+                throw new InvalidOperationException("The answer is not an array of records.");
+            }
             var items = new List<object>();
-            reader.Read();
             while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) items.Add(Record(ref reader));
+            if (reader.Read()) throw new InvalidOperationException("The answer goes on after its array of records.");
             return items;
         }
 

@@ -53,6 +53,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
             ["HpcJobEvent"] = typeof(HpcJobEvent),
             ["HpcJobTemplate"] = typeof(HpcJobTemplate),
             ["HpcVariable"] = typeof(HpcVariable),
+            ["HpcNode"] = typeof(HpcNode),
+            ["HpcGroup"] = typeof(HpcGroup),
+            ["HpcNodeHistory"] = typeof(HpcNodeHistory),
+            ["ClusterOverview"] = typeof(ClusterOverview),
         };
 
         /// <summary>The marker that more records follow (fetched with the "More" command).</summary>
@@ -66,10 +70,10 @@ namespace Microsoft.ComputeCluster.CCPPSH
         public static bool EndsWithMore(byte[] json) =>
             json.Length >= MoreAtEnd.Length && json.AsSpan(json.Length - MoreAtEnd.Length).SequenceEqual(MoreAtEnd);
 
-        /// <summary>The class a record's "__type__" names; null when it names none (a plan, the "More" marker).</summary>
+        /// <summary>The record class a record's "__type__" names; null when it names none (a plan, the "More"
+        /// marker), or names a class that is no record (a backend names only these).</summary>
         public static Type TypeOf(string typeName) =>
-            typeName == null ? null : Types.TryGetValue(typeName, out Type type) ? type
-                : typeof(Records).Assembly.GetType("Microsoft.ComputeCluster.CCPPSH." + typeName);
+            typeName != null && Types.TryGetValue(typeName, out Type type) ? type : null;
 
         public static object Build(Dictionary<string, object> record)
         {

@@ -64,14 +64,20 @@ class Client:
 
     def job_page(self, **args: Any) -> JobPage:
         """One page of get_jobs (its filters, `after` and `limit`), with its jobs' JSON text cut out of the
-        reply unread: the head node writes each job's Scheduler as this client names it."""
+        reply unread: the head node writes each job's Scheduler as this client names it. A page that is not
+        as expected is read, and its records are stamped here."""
         name = self._endpoint().name
-        body, endpoint = self._send("get_jobs", {**args, "counted": True, "scheduler": name})
-        page = _counted(body)
-        if page is None or endpoint.name != name:  # another shape (text the head node escaped), another head node
+        stamped = len(name) <= protocol.MAX_SCHEDULER_NAME and re.match(protocol.SCHEDULER_NAME, name) is not None
+        body, endpoint = self._send("get_jobs", {**args, "counted": True, **({"scheduler": name} if stamped else {})})
+        page = _counted(body) if stamped and endpoint.name == name else None  # (another head node: read it)
+        if page is None:
             result = _result(protocol.decode(body))
-            _stamp(result["jobs"], endpoint.name)
-            page = JobPage(count=int(result["count"]), last=result["last"], jobs=result["jobs"])
+            jobs = result.get("jobs") if isinstance(result, dict) else None
+            if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+                raise HpcError("ProtocolError", "The head node sent a page of jobs that is not a list of jobs.")
+            _stamp(jobs, endpoint.name)
+            last = result.get("last")
+            page = JobPage(count=len(jobs), last=last if isinstance(last, int) else None, jobs=jobs)
         return page
 
     def _send(self, op: str, args: dict[str, Any]) -> tuple[bytearray, Endpoint]:
@@ -238,20 +244,31 @@ def _result(reply: dict[str, Any]) -> Any:
     return reply.get("result")
 
 
-# A counted page as the head node writes it (head.jsontext: compact, keys in the order given, "jobs" last).
+# A counted page as the head node writes it (head.jsontext: compact, keys in the order given, "jobs" last), and
+# how each of its jobs begins (HpcJob.to_record: "Id" first).
 _COUNTED = re.compile(rb'\{"ok":true,"result":\{"count":(\d+),"last":(\d+|null),"jobs":\[')
+_JOB = b'{"__type__":"HpcJob","Id":'
+# \uD800 to \uDFFF after an even number of backslashes (an odd one is the text "\\u...", not an escape).
+_ESCAPED_SURROGATE = re.compile(rb'(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]')
 
 
 def _counted(body: bytearray) -> JobPage | None:
-    """A counted page with its jobs' text cut out, unread; None for any other reply (a refusal), and for
-    one with an escaped surrogate (the head node escapes text it cannot write as UTF-8): text passed on
-    unread must be Unicode, and a lone surrogate is not (read, the module's encoder replaces it)."""
+    """A counted page with its jobs' text cut out, unread. None for any other reply (a refusal); for a page
+    with an escaped surrogate (the head node escapes text it cannot write as UTF-8: text passed on unread
+    must be Unicode, and a lone surrogate is not; read, the module's encoder replaces it); and for one
+    that is not what it says (its count of jobs, its last one's id): read, its records say it."""
     match = _COUNTED.match(body)
-    if match is None or not body.endswith(b"]}}") or b"\\ud" in body:
+    if match is None or not body.endswith(b"]}}"):
         return None
-    last = match[2]
-    return JobPage(count=int(match[1]), last=None if last == b"null" else int(last),
-                   json=bytes(memoryview(body)[match.end() - 1:-2]))
+    if (b"\\ud" in body or b"\\uD" in body) and _ESCAPED_SURROGATE.search(body):
+        return None
+    count, last = int(match[1]), None if match[2] == b"null" else int(match[2])
+    jobs = bytes(memoryview(body)[match.end() - 1:-2])
+    if jobs.count(_JOB) != count or (last is None) != (count == 0):
+        return None
+    if last is not None and not jobs.startswith((b"%d," % last, b"%d}" % last), jobs.rfind(_JOB) + len(_JOB)):
+        return None
+    return JobPage(count=count, last=last, json=jobs)
 
 
 def _stamp(result: Any, scheduler: str) -> None:

@@ -98,8 +98,7 @@ class HeadNodeBackend:
             return self.client.job_page(**query.to_wire(), after=after, limit=limit)
 
         after, limit, jobs = None, FIRST_PAGE, page(None, FIRST_PAGE)
-        # (A page's last id must move on: a head node that says otherwise does not keep this client paging.)
-        while jobs.count == limit and jobs.last is not None and (after is None or jobs.last > after):
+        while jobs.count == limit and _moves_on(jobs.last, after):
             after, limit = jobs.last, min(2 * limit, protocol.MAX_IDS)
             ahead = None if limit == 2 * FIRST_PAGE else _started(functools.partial(page, after, limit))
             yield jobs
@@ -197,6 +196,12 @@ class HeadNodeBackend:
 
     def set_environment(self, values: dict[str, str | None]) -> dict[str, str]:
         return dict(self.client.call("set_environment", values=values))
+
+
+def _moves_on(last: int | None, after: int | None) -> bool:
+    """Whether a next page can follow one whose last job is `last` (after `after`): a head node whose pages
+    do not move on (a broken or hostile one) does not keep its client paging."""
+    return last is not None and (after is None or last > after) and last < protocol.MAX_ID
 
 
 def _started(work: Callable[[], T]) -> Callable[[], T]:

@@ -20,7 +20,7 @@ COMMANDS: dict[str, Handler] = {}
 CURSORS: dict[str, Iterator[Element]] = {}  # call id -> the rest of a long answer, fetched with "More"
 FETCHING: set[str] = set()  # calls whose next chunk is being made ("More" runs)
 CLOSED: set[str] = set()  # of those, calls let go of meanwhile ("Close"): their rest is not kept
-CHUNK = 1000  # records in one answer to PowerShell; the rest wait in CURSORS
+CHUNK = 1000  # records in one answer to PowerShell (or whole pages of at least as many); the rest wait in CURSORS
 FIRST_CHUNK = 100  # the first answer: the pipeline sees its first objects soon (Select-Object -First stops early)
 STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
 

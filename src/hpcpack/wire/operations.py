@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 
 from ..errors import HpcError
 from ..model.params import MAX_TIME
-from .protocol import MAX_ID, MAX_IDS
+from .protocol import MAX_ID, MAX_IDS, MAX_SCHEDULER_NAME, SCHEDULER_NAME
 
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification
@@ -38,6 +38,9 @@ def _clean_text(value: str) -> str:
 _PROBLEMS = {"string_unicode": "must be valid Unicode text (it holds a lone surrogate)"}
 
 Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT), AfterValidator(_clean_text)]
+# A head node's name as a client reached it (unix:/path, host:port): written into every job of a page, so
+# short and printable ASCII (nothing JSON must escape six times over): a reply is not a request times 10,000.
+SchedulerName = Annotated[str, Field(strict=True, max_length=MAX_SCHEDULER_NAME, pattern=SCHEDULER_NAME)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 SubId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 Ids = Annotated[list[Id], Field(max_length=MAX_IDS)]
@@ -146,7 +149,7 @@ class GetJobs(Request):
     # The page as {"count", "last" (id), "jobs"}, each job's Scheduler as the caller names this head node: a
     # client that passes the jobs on to PowerShell unread still knows where the next page starts.
     counted: StrictBool = False
-    scheduler: Text | None = None
+    scheduler: SchedulerName | None = None
 
 
 class TaskAddress(Request):

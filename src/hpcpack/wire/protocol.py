@@ -22,6 +22,9 @@ MAX_REQUEST = 4 * 1024 * 1024  # a request (the head node reads no more)
 PROTOCOL_VERSION = 2  # 2: typed requests, "hello" on connect, request ids
 MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 MAX_ID = 2**31 - 1  # the largest job, task or node ID: HPC Pack's IDs are Int32
+# A name get_jobs may stamp each job of a page with (operations.GetJobs.scheduler): short printable ASCII.
+MAX_SCHEDULER_NAME = 256
+SCHEDULER_NAME = r"^[ -~]*$"
 # Operations that change nothing: a client may send them again after a lost connection. The others
 # carry a request id, and the head node applies a request id once.
 READ_ONLY = frozenset({"hello", "ping", "wait_jobs", "cancel_time_limit", "lookup_jobs", "plan_cancel", "get_jobs",

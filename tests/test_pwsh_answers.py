@@ -1,0 +1,87 @@
+"""What the module does with a head node's answer it cannot read: a listing's pages reach it as the head
+node wrote them, unread by Python, so a broken or hostile head node (another machine's, outside our
+control: here a socket that answers as one) must end the cmdlet with one clear error, not show wrong objects
+or fail with .NET's own exceptions (helper 38)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpcpack import __version__
+from hpcpack.wire import protocol
+
+from .conftest import run_pwsh
+
+JOB = b'{"__type__":"HpcJob","Id":1,"Name":"one"}'
+
+
+@contextlib.contextmanager
+def head_node_answering(path: Path, page: bytes) -> Iterator[str]:
+    """A Unix socket that greets as a head node of this version does and answers every other request with
+    `page`, a reply's body exactly as given. Yields the -Scheduler value that reaches it."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def converse(sock: socket.socket) -> None:
+        with sock, contextlib.suppress(OSError, ConnectionError):
+            while True:
+                request = protocol.receive(sock)
+                if request["op"] == "hello":
+                    protocol.send(sock, protocol.reply_ok({"protocol": protocol.PROTOCOL_VERSION,
+                                                           "version": __version__}))
+                else:
+                    sock.sendall(protocol.HEADER.pack(len(page)) + page)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=converse, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"unix:{path}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+def page(jobs: bytes, count: int = 1, last: int = 1) -> bytes:
+    return b'{"ok":true,"result":{"count":%d,"last":%d,"jobs":%s}}' % (count, last, jobs)
+
+
+@pytest.mark.parametrize("answer, why", [
+    (page(b"[" + JOB + b"]garbage]"), "text after the page's jobs"),
+    (page(b'[{"__type__":"HpcJob","Id":1,"Name":one}]'), "no JSON"),
+    (page(b'[{"__type__":"HpcJob","Id":"one"}]'), "a value its property cannot take"),
+    (page(b'[{"__type__":"PythonBridge","Id":1}]'), "a class of the module that is no record"),
+    (page(b'[{"__type__":"GetHpcJobCommand","Id":1}]'), "a cmdlet"),
+    (page(b'[' + JOB + b',{"__error__":{"error_id":5}}]', count=2), "an error record that is none"),
+])
+def test_an_answer_the_module_cannot_read_ends_the_cmdlet_with_one_clear_error(tmp_path: Path, answer: bytes,
+                                                                               why: str) -> None:
+    with head_node_answering(tmp_path / "fake.sock", answer) as scheduler:
+        result = run_pwsh("try { Get-HpcJob -State All | ForEach-Object { 'job|' + $_.GetType().Name + '|' + $_.Id } }"
+                          " catch { 'error|' + $_.FullyQualifiedErrorId + '|' + $_.CategoryInfo.Category }",
+                          env={**os.environ, "CCP_SCHEDULER": scheduler}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("error|")] == [
+        "error|InvalidBackendAnswer,Microsoft.ComputeCluster.CCPPSH.GetHpcJobCommand|InvalidData"], (why, lines)
+    assert [line for line in lines if line.startswith("job|")] in ([], ["job|HpcJob|1"]), why  # nothing else
+
+
+def test_a_page_the_module_can_read_is_shown_as_it_came(tmp_path: Path) -> None:
+    """The fake head node above, answering a good page: so the errors there are the answers', not its own."""
+    with head_node_answering(tmp_path / "fake.sock", page(b"[" + JOB + b"]")) as scheduler:
+        result = run_pwsh("Get-HpcJob -State All | ForEach-Object { 'job|' + $_.Id + '|' + $_.Name + '|' + $_.Scheduler }",
+                          env={**os.environ, "CCP_SCHEDULER": scheduler}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("job|")] == ["job|1|one|"]
