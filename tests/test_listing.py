@@ -132,7 +132,7 @@ def test_a_page_comes_as_the_head_node_wrote_it_with_its_count_and_last_id(backe
     client = backend.client
     page = client.job_page(state="All", after=ids[0], limit=3)
     assert (page.count, page.last, page.jobs) == (3, ids[3], None)  # its text only, not read
-    assert page.json is not None and page.json.startswith(b'[{"__type__":"HpcJob","Id":')
+    assert page.json is not None and bytes(page.json).startswith(b'[{"__type__":"HpcJob","Id":')
     assert page.records() == client.call("get_jobs", state="All", after=ids[0], limit=3)
     assert {job["Scheduler"] for job in page.records()} == {client.address} != {""}
     last = client.job_page(state="All", after=ids[3], limit=3)
@@ -146,12 +146,15 @@ def test_a_page_with_escaped_text_is_read_and_the_module_gets_it_as_unicode() ->
     """The head node escapes text it cannot write as UTF-8 (a lone surrogate): such a page is read, not passed
     on, and the module's encoder writes the surrogate as U+FFFD; pages and records join into one array."""
     from hpcpack import shim
-    from hpcpack.backends.client import _counted
+    from hpcpack.backends.client import _counted, _escapes_surrogate
     from hpcpack.cmdlets import registry
     escaped = bytearray(b'{"ok":true,"result":{"count":1,"last":7,"jobs":[{"Id":7,"Name":"a\\udc80"}]}}')
     plain = bytearray(b'{"ok":true,"result":{"count":2,"last":9,"jobs":[{"__type__":"HpcJob","Id":8},'
                       b'{"__type__":"HpcJob","Id":9}]}}')
     assert _counted(escaped) is None
+    # An escape is a "u" after an odd run of backslashes; after an even one, the backslashes are text.
+    assert [_escapes_surrogate(bytearray(text)) for text in (b'"\\\\\\uDC80"', b'"\\\\ud800"', b'"\\ud7ff"',
+                                                               b'"x\\u"', b'"\\ud"')] == [True, False, False, False, False]
     assert _counted(bytearray(b'{"ok":false,"error":{"error_id":"PermissionDenied"}}')) is None
     assert _counted(plain) == JobPage(count=2, last=9, json=plain[47:-2])
     answer = [{"Id": 1}, JobPage(count=2, last=9, json=b'[{"Id":8},{"Id":9}]'), JobPage(count=0, last=None, json=b"[]"),
@@ -215,7 +218,7 @@ def test_text_that_only_looks_like_an_escape_keeps_a_page_unread(backend: HeadNo
     Python again; only a real escaped surrogate does now."""
     job_id = backend.new_job({"Name": "C:\\udata", "Project": "\\\\ud800 lit \\uD800"})["Id"]
     page = backend.client.job_page(state="All", limit=10)
-    assert page.json is not None and b"C:\\\\udata" in page.json
+    assert page.json is not None and b"C:\\\\udata" in bytes(page.json)
     [job] = page.records()
     assert (job["Id"], job["Name"], job["Project"]) == (job_id, "C:\\udata", "\\\\ud800 lit \\uD800")
 

@@ -60,7 +60,7 @@ def _elements(answer: list[registry.Element]) -> Iterator[memoryview]:
         yield from (memoryview(text)[1:-1] for text in texts if len(text) > 2)  # (not an empty array)
 
 
-def _page_text(page: Any) -> bytes:
+def _page_text(page: Any) -> bytes | memoryview:
     return page.json if page.json is not None else to_json(page.records())
 
 

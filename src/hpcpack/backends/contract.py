@@ -105,7 +105,7 @@ class JobPage:
 
     count: int
     last: int | None
-    json: bytes | None = None
+    json: bytes | memoryview | None = None
     jobs: list[Record] | None = None
 
     def records(self) -> list[Record]:
@@ -113,7 +113,7 @@ class JobPage:
             return self.jobs
         assert self.json is not None
         with no_cycle_collection():  # (records form no cycles: acyclic)
-            records: list[Record] = json.loads(self.json)
+            records: list[Record] = json.loads(bytes(self.json))
         return records
 
 
