@@ -171,14 +171,18 @@ def test_a_page_with_escaped_text_is_read_and_the_module_gets_it_as_unicode() ->
 
 def test_a_head_node_whose_pages_do_not_move_on_does_not_keep_a_listing_going() -> None:
     """A page's last id must be past the one before: a head node (a remote one, maybe hostile) that answers
-    every page with the same full page ends the listing instead of holding its client for ever."""
+    every page with the same full page ends the listing with an error, instead of holding its client for ever
+    or (helper 39) repeating its jobs."""
     class SamePage:
         def job_page(self, **args: object) -> JobPage:
             limit = int(str(args["limit"]))
             return JobPage(count=limit, last=5, jobs=[{"Id": 5}] * limit)
 
-    pages = list(HeadNodeBackend(SamePage()).query_job_pages(JobQuery(state="All")))  # type: ignore[arg-type]
-    assert [page.count for page in pages] == [100, 200]
+    pages = HeadNodeBackend(SamePage()).query_job_pages(JobQuery(state="All"))  # type: ignore[arg-type]
+    assert next(pages).count == 100
+    with pytest.raises(HpcError) as refused:
+        next(pages)
+    assert refused.value.error_id == "ProtocolError" and "does not follow job 5" in refused.value.message
 
 
 def test_the_name_a_page_is_stamped_with_is_short_printable_text(backend: HeadNodeBackend) -> None:
@@ -244,4 +248,7 @@ def test_a_head_node_that_pages_past_the_last_id_a_job_can_have_ends_the_listing
             return JobPage(count=limit, last=after + 2**30, jobs=[{}] * limit)
 
     pages = islice(HeadNodeBackend(Endless()).query_job_pages(JobQuery(state="All")), 10)  # type: ignore[arg-type]
-    assert [page.last for page in pages] == [2**30, 2**31]
+    assert next(pages).last == 2**30
+    with pytest.raises(HpcError) as refused:
+        next(pages)  # a last of 2**31: past the largest id a job can have
+    assert refused.value.error_id == "ProtocolError"

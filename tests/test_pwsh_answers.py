@@ -17,15 +17,15 @@ import pytest
 from hpcpack import __version__
 from hpcpack.wire import protocol
 
-from .conftest import run_pwsh
+from .conftest import MODULE, run_pwsh
 
 JOB = b'{"__type__":"HpcJob","Id":1,"Name":"one"}'
 
 
 @contextlib.contextmanager
-def head_node_answering(path: Path, page: bytes) -> Iterator[str]:
+def head_node_answering(path: Path, page: bytes | None) -> Iterator[str]:
     """A Unix socket that greets as a head node of this version does and answers every other request with
-    `page`, a reply's body exactly as given. Yields the -Scheduler value that reaches it."""
+    `page`, a reply's body exactly as given (None: never). Yields the -Scheduler value that reaches it."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen()
@@ -37,7 +37,7 @@ def head_node_answering(path: Path, page: bytes) -> Iterator[str]:
                 if request["op"] == "hello":
                     protocol.send(sock, protocol.reply_ok({"protocol": protocol.PROTOCOL_VERSION,
                                                            "version": __version__}))
-                else:
+                elif page is not None:
                     sock.sendall(protocol.HEADER.pack(len(page)) + page)
 
     def serve() -> None:
@@ -85,3 +85,30 @@ def test_a_page_the_module_can_read_is_shown_as_it_came(tmp_path: Path) -> None:
                           env={**os.environ, "CCP_SCHEDULER": scheduler}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stdout.splitlines() if line.startswith("job|")] == ["job|1|one|"]
+
+
+def test_a_head_node_that_sends_the_same_page_again_ends_the_listing_without_repeating_it(tmp_path: Path) -> None:
+    """Helper 39: a head node answering every page with the same full page of 100 jobs made a listing of
+    200 objects, each job twice, and no error."""
+    jobs = b"[" + b",".join(b'{"__type__":"HpcJob","Id":%d,"Name":"j"}' % i for i in range(1, 101)) + b"]"
+    with head_node_answering(tmp_path / "fake.sock", page(jobs, count=100, last=100)) as scheduler:
+        result = run_pwsh("try { Get-HpcJob -State All | ForEach-Object { 'job|' + $_.Id } }"
+                          " catch { 'error|' + $_.FullyQualifiedErrorId }",
+                          env={**os.environ, "CCP_SCHEDULER": scheduler}, timeout=60)
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("job|")] == [f"job|{i}" for i in range(1, 101)]
+    assert [line.split(",")[0] for line in lines if line.startswith("error|")] == ["error|ProtocolError"]
+
+
+def test_a_stop_does_not_wait_for_a_head_node_that_stopped_answering(tmp_path: Path) -> None:
+    """Helper 39: PowerShell.Stop() (Ctrl+C) never returned while a cmdlet waited for a head node that had
+    stopped answering. The backend gets StopGrace to end its waits and say so; then the cmdlet stops without it."""
+    script = ("$ps = [powershell]::Create(); [void]$ps.AddScript(\"Import-Module '$module'; Get-HpcJob -State All\"); "
+              "$run = $ps.BeginInvoke(); $deadline = [DateTime]::Now.AddSeconds(20); "
+              "while ($ps.InvocationStateInfo.State -eq 'NotStarted' -and [DateTime]::Now -lt $deadline) { Start-Sleep -Milliseconds 50 }; "
+              "Start-Sleep -Seconds 2; $ps.Stop(); 'state|' + $ps.InvocationStateInfo.State")
+    with head_node_answering(tmp_path / "fake.sock", None) as scheduler:
+        result = run_pwsh(f"$module = '{MODULE}'; " + script, env={**os.environ, "CCP_SCHEDULER": scheduler},
+                          import_module=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "state|Stopped" in result.stdout.splitlines()

@@ -57,6 +57,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
         /// and the user is told which jobs or tasks it is still ending.</summary>
         protected override void StopProcessing()
         {
+            _stopAsked.Start();
             PythonBridge.Stop(_callId);
             Dictionary<string, object> waiting = _waiting;
             if (waiting == null) return;
@@ -76,6 +77,13 @@ namespace Microsoft.ComputeCluster.CCPPSH
         /// <summary>How often a long call is asked how its wait is going (for Write-Progress).</summary>
         private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
+        /// <summary>How long a stop waits for the backend call to end (it ends its waits at once and says what the
+        /// head node still does); after that, the cmdlet stops without it: a head node that stopped answering
+        /// must not hold the user's pipeline (helper 39: PowerShell.Stop() never returned).</summary>
+        private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(2);
+
+        private readonly System.Diagnostics.Stopwatch _stopAsked = new System.Diagnostics.Stopwatch();
+
         /// <summary>Starts the backend call on a worker thread; its answer is read on the pipeline thread.</summary>
         private static Task<byte[]> Start(string command, Hashtable arguments) =>
             Task.Run(() => PythonBridge.CallJson(command, arguments));
@@ -88,6 +96,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             {
                 while (!work.Wait(ProgressInterval))
                 {
+                    if (_stopAsked.Elapsed > StopGrace) throw new PipelineStoppedException();
                     Dictionary<string, object> report = AskProgress();
                     if (report == null) continue;
                     _waiting = report;

@@ -97,12 +97,12 @@ class HeadNodeBackend:
         def page(after: int | None, limit: int) -> JobPage:
             return self.client.job_page(**query.to_wire(), after=after, limit=limit)
 
-        after, limit, jobs = None, FIRST_PAGE, page(None, FIRST_PAGE)
-        while jobs.count == limit and _moves_on(jobs.last, after):
+        after, limit, jobs = None, FIRST_PAGE, _following(page(None, FIRST_PAGE), None)
+        while jobs.count == limit and jobs.last is not None and jobs.last < protocol.MAX_ID:
             after, limit = jobs.last, min(2 * limit, protocol.MAX_IDS)
             ahead = None if limit == 2 * FIRST_PAGE else _started(functools.partial(page, after, limit))
             yield jobs
-            jobs = ahead() if ahead else page(after, limit)
+            jobs = _following(ahead() if ahead else page(after, limit), after)
         yield jobs
 
     def get_tasks(self, query: TaskQuery) -> list[Record]:
@@ -198,10 +198,14 @@ class HeadNodeBackend:
         return dict(self.client.call("set_environment", values=values))
 
 
-def _moves_on(last: int | None, after: int | None) -> bool:
-    """Whether a next page can follow one whose last job is `last` (after `after`): a head node whose pages
-    do not move on (a broken or hostile one) does not keep its client paging."""
-    return last is not None and (after is None or last > after) and last < protocol.MAX_ID
+def _following(page: JobPage, after: int | None) -> JobPage:
+    """`page`, if it follows the jobs up to `after`: a head node whose pages do not (a broken or hostile one)
+    ends the listing with an error, instead of repeating jobs or keeping its client paging for ever."""
+    last = page.last
+    if page.count and (last is None or (after is not None and last <= after) or last > protocol.MAX_ID):
+        raise HpcError("ProtocolError", f"The head node sent a page of {page.count} jobs ending with job {last}, "
+                       f"which does not follow job {after}.", after)
+    return page
 
 
 def _started(work: Callable[[], T]) -> Callable[[], T]:
