@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from hpcpack.backends import headnode
+from hpcpack.backends.client import Client
 from hpcpack.backends.contract import Backend
 from hpcpack.backends.headnode import HeadNodeBackend
 from hpcpack.head.requests import Requests
@@ -41,7 +42,10 @@ def test_the_head_node_backend_keeps_the_whole_contract_and_reaches_every_operat
         ours, declared = getattr(HeadNodeBackend, verb), getattr(Backend, verb)
         if not isinstance(declared, property):
             assert inspect.signature(ours) == inspect.signature(declared), verb
-    sent = set(re.findall(r'(?:\.call|\._per_job)\("(\w+)"', inspect.getsource(headnode)))
+    # (A listing's pages are sent by the client's job_page, which query_job_pages calls.)
+    assert "self.client.job_page(" in inspect.getsource(HeadNodeBackend.query_job_pages)
+    source = inspect.getsource(headnode) + inspect.getsource(Client.job_page)
+    sent = set(re.findall(r'(?:\.call|\._per_job|\._send)\("(\w+)"', source))
     assert sent == set(operations.OPERATIONS) - {"hello", "shutdown"}
 
 
