@@ -89,17 +89,8 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
         /// <summary>The backend's records, a JSON array of objects (hpcpack.shim.call_json), as dictionaries of
         /// .NET values (an integer is an Int32 when it fits, else an Int64).</summary>
-        public static List<Dictionary<string, object>> ToRecords(byte[] json)
-        {
-            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
-            var records = new List<Dictionary<string, object>>();
-            reader.Read();
-            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            {
-                records.Add((Dictionary<string, object>)FromJson(ref reader));
-            }
-            return records;
-        }
+        public static List<Dictionary<string, object>> ToRecords(byte[] json) =>
+            RecordReader.Read(json, typed: false).ConvertAll(record => (Dictionary<string, object>)record);
 
         /// <summary>One JSON value (hpcpack.shim.to_json: an error's target) as a .NET one, as in ToRecords.</summary>
         public static object FromJson(byte[] json)

@@ -46,11 +46,11 @@ namespace Microsoft.ComputeCluster.CCPPSH
 
     internal static class RecordReader
     {
-        /// <summary>An answer, a JSON array of records (hpcpack.shim.call_json), as objects: a record whose first
-        /// property is a "__type__" that names a class (Records.TypeOf) is an object of that class, filled as
-        /// Records.Fill fills one; any other (an error, a plan, the "More" marker) is a dictionary, as
-        /// Marshal.ToRecords reads it.</summary>
-        public static List<object> Read(byte[] json)
+        /// <summary>An answer, a JSON array of records (hpcpack.shim.call_json), as objects: when `typed`, a record
+        /// whose first property is a "__type__" that names a class (Records.TypeOf) is an object of that class,
+        /// filled as Records.Fill fills one; any other (an error, a plan, the "More" marker) is a dictionary of
+        /// .NET values (Marshal.FromJson).</summary>
+        public static List<object> Read(byte[] json, bool typed = true)
         {
             var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 1000 });
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartArray)
@@ -58,12 +58,12 @@ namespace Microsoft.ComputeCluster.CCPPSH
                 throw new InvalidOperationException("The answer is not an array of records.");
             }
             var items = new List<object>();
-            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) items.Add(Record(ref reader));
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) items.Add(Record(ref reader, typed));
             if (reader.Read()) throw new InvalidOperationException("The answer goes on after its array of records.");
             return items;
         }
 
-        private static object Record(ref Utf8JsonReader reader)
+        private static object Record(ref Utf8JsonReader reader, bool typed)
         {
             if (reader.TokenType != JsonTokenType.StartObject)
             {
@@ -74,7 +74,7 @@ namespace Microsoft.ComputeCluster.CCPPSH
             string key = Marshal.Key(ref reader);
             reader.Read();
             object value = Marshal.FromJson(ref reader);
-            Type type = key == "__type__" ? Records.TypeOf(value as string) : null;
+            Type type = typed && key == "__type__" ? Records.TypeOf(value as string) : null;
             if (type == null)
             {
                 dict[key] = value;

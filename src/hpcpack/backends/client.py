@@ -67,7 +67,7 @@ class Client:
         reply unread: the head node writes each job's Scheduler as this client names it. A page that is not
         as expected is read, and its records are stamped here."""
         name = self._endpoint().name
-        stamped = len(name) <= protocol.MAX_SCHEDULER_NAME and re.match(protocol.SCHEDULER_NAME, name) is not None
+        stamped = len(name) <= protocol.MAX_SCHEDULER_NAME and _SCHEDULER_NAME.match(name) is not None
         body, endpoint = self._send("get_jobs", {**args, "counted": True, **({"scheduler": name} if stamped else {})})
         page = _counted(body) if stamped and endpoint.name == name else None  # (another head node: read it)
         if page is None:
@@ -248,6 +248,7 @@ def _result(reply: dict[str, Any]) -> Any:
 # how each of its jobs begins (HpcJob.to_record: "Id" first).
 _COUNTED = re.compile(rb'\{"ok":true,"result":\{"count":(\d+),"last":(\d+|null),"jobs":\[')
 _JOB = b'{"__type__":"HpcJob","Id":'
+_SCHEDULER_NAME = re.compile(protocol.SCHEDULER_NAME)
 _SURROGATE_HEX = frozenset(b"89abcdefABCDEF")  # the third digit of \uD800 to \uDFFF
 
 

@@ -12,14 +12,13 @@ them, plus "__type__" and "Scheduler"). Verbs on many jobs answer per item, in t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..acyclic import no_cycle_collection
 from ..errors import HpcError
 from ..model.stop import StopOptions
+from ..wire import protocol
 
 Record = dict[str, Any]
 Spec = dict[str, Any]  # job or task properties by their PowerShell parameter names
@@ -112,8 +111,7 @@ class JobPage:
         if self.jobs is not None:
             return self.jobs
         assert self.json is not None
-        with no_cycle_collection():  # (records form no cycles: acyclic)
-            records: list[Record] = json.loads(bytes(self.json))
+        records: list[Record] = protocol.loads(self.json)
         return records
 
 

@@ -52,14 +52,20 @@ def frame(message: dict[str, Any], dumps: Callable[[dict[str, Any]], bytes] = _d
 
 
 def decode(body: bytes | bytearray) -> dict[str, Any]:
-    try:
-        with no_cycle_collection():  # (its objects form no cycles: acyclic)
-            message = json.loads(body)
-    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
-        raise HpcError("ProtocolError", f"malformed message: {e!r}") from None
+    message = loads(body)
     if not isinstance(message, dict):
         raise HpcError("ProtocolError", "a message must be a JSON object")
     return message
+
+
+def loads(text: bytes | bytearray | memoryview) -> Any:
+    """JSON text from the wire (a message, or a page of jobs cut out of one) as Python values; ProtocolError
+    when it is not JSON."""
+    try:
+        with no_cycle_collection():  # (its objects form no cycles: acyclic)
+            return json.loads(bytes(text) if isinstance(text, memoryview) else text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        raise HpcError("ProtocolError", f"malformed message: {e!r}") from None
 
 
 def frame_length(header: bytes | bytearray, limit: int = MAX_FRAME) -> int:
