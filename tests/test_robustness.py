@@ -25,6 +25,7 @@ import pytest
 from hpcpack import __version__
 from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
+from hpcpack.head.limits import MAX_UNSENT_PER_USER
 from hpcpack.wire import protocol
 
 from .conftest import (
@@ -161,6 +162,61 @@ def test_half_sent_large_requests_hold_a_bounded_share_of_memory(head: HeadNodeP
         listed = alice.stdout.read().strip()
         assert alice.wait(60) == 0
     assert json.loads(refused) == ["TooMuchUnread"] * 6 and user == "hpcalice" and listed == "InvalidJobId"
+
+
+def test_replies_nobody_reads_hold_a_bounded_share_of_memory(head: HeadNodeProcess, client: Client,
+                                                             users: dict[str, Any]) -> None:
+    """Alice asks for an 8 MB listing on each of 40 connections and reads none: the head node keeps replies up
+    to her share (MAX_UNSENT_PER_USER), refuses the rest after a short wait with a reason and nothing done,
+    serves everyone else meanwhile, and gives the memory back once her connections close. It kept every
+    reply before (40 x 8 MB: 590 MB more), and kept that memory after they closed."""
+    code = (
+        "import select, socket\n"
+        "from hpcpack.wire import protocol\n"
+        "for i in range(40):\n"
+        "    c.call('new_job', spec={'Name': f'big{i}', 'JobEnv': [f'V{n}={\"x\" * 50_000}' for n in range(4)]})\n"
+        "print(len(c.call('get_jobs', state='All')), flush=True); sys.stdin.readline()\n"
+        "socks = []\n"
+        "for _ in range(40):\n"
+        "    s = socket.socket(socket.AF_UNIX); s.connect(c.endpoints[0].socket_path.as_posix()); socks.append(s)\n"
+        "    s.sendall(protocol.encode({'op': 'get_jobs', 'args': {'state': 'All'}}))\n"
+        "import time\n"
+        "for _ in range(100):\n"  # answered until her share is full; then refused, after the listings are settled
+        "    try: c.call('ping'); time.sleep(0.1)\n"
+        "    except HpcError as e: print(e.error_id, flush=True); break\n"
+        "else: print('all answered', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "sizes = []\n"
+        "for s in socks:\n"
+        "    s.settimeout(30); f = s.makefile('rb')\n"
+        "    body = f.read(protocol.frame_length(f.read(protocol.HEADER.size)))\n"
+        "    reply = protocol.decode(body)\n"
+        "    sizes.append(len(body) if reply['ok'] else reply['error']['error_id'])\n"
+        "    f.close(); s.close()\n"
+        "print(json.dumps(sizes)); print(c.call('ping')['user'], flush=True)\n")
+    pid = head.process.pid
+    with subprocess.Popen(user_command("hpcalice", head, code), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True, cwd="/tmp") as alice:
+        assert alice.stdin is not None and alice.stdout is not None
+        assert alice.stdout.readline().strip() == "40"
+        time.sleep(1.5)  # idle: what the listing took is given back
+        before = resident_mb(pid)
+        alice.stdin.write("\n")
+        alice.stdin.flush()
+        refused = alice.stdout.readline().strip()
+        grown = resident_mb(pid) - before
+        assert client.call("ping")["user"] == "root"  # everyone else is served meanwhile
+        alice.stdin.write("\n")
+        alice.stdin.close()
+        sizes, user = json.loads(alice.stdout.readline()), alice.stdout.readline().strip()
+        assert alice.wait(60) == 0
+    assert refused == "TooMuchUnsent" and user == "hpcalice"
+    read = [size for size in sizes if size != "TooMuchUnsent"]
+    assert len(read) + sizes.count("TooMuchUnsent") == 40 and len(set(read)) == 1
+    # Answered until her unread replies reached her share, and no further:
+    assert (len(read) - 1) * read[0] < MAX_UNSENT_PER_USER <= len(read) * read[0]
+    assert grown < 3 * MAX_UNSENT_PER_USER / 2**20, grown  # (each held reply and the transport's copy of it)
+    assert wait_until(lambda: client.call("ping") and resident_mb(pid) - before < 16, 15, 0.1)
 
 
 def test_id_lists_are_bounded_and_the_client_pages_long_ones(head: HeadNodeProcess, client: Client) -> None:
@@ -476,10 +532,11 @@ def test_a_listing_asks_for_a_small_page_first_and_larger_ones_as_it_is_read(cli
 
 def test_the_memory_of_large_frames_goes_back_to_the_system_within_seconds_even_while_busy(
         head: HeadNodeProcess, client: Client) -> None:
-    """Large replies are made in memory the head node keeps while it is busy (fresh pages for each cost a
-    third of a listing's time), and large requests cut off mid-body left theirs in a cycle of asyncio's
-    objects: both go back within seconds, though a client keeps the head node busy meanwhile (it pings
-    without pause while the test waits)."""
+    """Large requests cut off mid-body left theirs in a cycle of asyncio's objects: it goes back within
+    seconds, though a client keeps the head node busy meanwhile (it pings without pause while the test
+    waits). Large replies are let go of once read: a connection kept its last one (and its last request)
+    in memory while it stayed idle, so the test's client, idle after its listings, held 8 MB until its
+    next request; now what they took goes back while only other connections keep the head node busy."""
     for i in range(40):
         client.call("new_job", spec={"Name": f"big{i}", "JobEnv": [f"V{n}={'x' * 50_000}" for n in range(4)]})
     pid = head.process.pid
@@ -505,8 +562,11 @@ def test_the_memory_of_large_frames_goes_back_to_the_system_within_seconds_even_
                     sock.sendall(struct.pack("!I", protocol.MAX_REQUEST) + b" " * (protocol.MAX_REQUEST - 1))
                 assert answers(head)  # (the bodies have arrived)
 
-    gives_back(listings)
     gives_back(cut_off_requests)
+    time.sleep(1.5)
+    before = resident_mb(pid)
+    listings()
+    assert wait_until(lambda: answers(head) and resident_mb(pid) - before < 6, 15, 0.1)
 
 
 @pytest.mark.parametrize(("spec", "field"), [

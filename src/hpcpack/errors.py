@@ -32,6 +32,7 @@ _KINDS: dict[str, tuple[str, int]] = {
     "InternalError": ("NotSpecified", 0x8004020F),
     "TooManyConnections": ("LimitsExceeded", 0x800402CF),
     "TooMuchUnread": ("LimitsExceeded", 0x800402CF),
+    "TooMuchUnsent": ("LimitsExceeded", 0x800402CF),
     "VersionMismatch": ("InvalidOperation", 0x800402CF),
     "AuthenticationFailed": ("SecurityError", 0x8004020B),
     "JobHasNoTasks": ("InvalidOperation", 0x8004020F),

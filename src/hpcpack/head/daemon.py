@@ -33,7 +33,7 @@ from ..model.states import JobState
 from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
-from .limits import LARGE_FRAME, FailureLog, Unread, return_freed_memory
+from .limits import LARGE_FRAME, FailureLog, Unread, Unsent, return_freed_memory
 from .requests import Requests
 from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
@@ -66,6 +66,7 @@ class Daemon:
         self.conversations: set[asyncio.Task[Any]] = set()  # every open connection's handler
         self.failures = FailureLog()
         self.unread = Unread()
+        self.unsent = Unsent()
         self.untrimmed: float | None = None  # when a large frame was first let go of since the last trim
 
     def poke(self) -> None:
@@ -275,33 +276,50 @@ class Daemon:
     async def _converse(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _connection.set(reader)  # (this task's context: its requests' handlers see their own connection)
         try:
-            while True:
-                size = 0
-                try:
-                    header = await reader.readexactly(protocol.HEADER.size)
-                    # A request is small and arrives at once: a half-sent one must not hold memory.
-                    size = protocol.frame_length(header, protocol.MAX_REQUEST)
-                    with self.unread.reserve(caller, size):
-                        body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
-                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as e:
-                    _let_go(e)
-                    self._freed(size)
-                    return
-                reply_header, reply = protocol.frame(await self._answer(caller, body), jsontext.dumps)
-                # Apart, not with writelines: Python 3.11's joins them, one more copy of the reply.
-                writer.write(reply_header)
-                writer.write(reply)
-                # A client that does not read its reply must not keep it in memory for ever.
-                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-                self._freed(max(size, len(reply)))
+            while await self._exchange(caller, reader, writer):
+                pass
         except HpcError as e:  # a malformed frame: say why, then hang up
             writer.write(protocol.encode(protocol.reply_error(e)))
         except (ConnectionError, TimeoutError):
             return  # the client left or stopped reading mid-reply: nothing to tell it (finally closes)
         finally:
-            unsent = writer.transport.get_write_buffer_size()
-            self._freed(unsent)
-            writer.transport.abort() if unsent else writer.close()
+            writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
+
+    async def _exchange(self, caller: Caller, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """One request and its reply; False once the client has gone. Neither outlives it: a connection kept
+        its last request and reply (up to 4 MB and 64 MB) in memory while it stayed idle."""
+        size = 0
+        try:
+            header = await reader.readexactly(protocol.HEADER.size)
+            # A request is small and arrives at once: a half-sent one must not hold memory.
+            size = protocol.frame_length(header, protocol.MAX_REQUEST)
+            with self.unread.reserve(caller, size):
+                body = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
+                refusal = await self.unsent.room(caller)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as e:
+            _let_go(e)
+            self._freed(size)
+            return False
+        await self._reply(caller, writer, protocol.frame(
+            protocol.reply_error(refusal) if refusal else await self._answer(caller, body), jsontext.dumps))
+        self._freed(size)
+        return True
+
+    async def _reply(self, caller: Caller, writer: asyncio.StreamWriter, frame: tuple[bytes, bytes]) -> None:
+        """Writes a reply and waits until its client has read it: a client that does not read must not keep
+        it in memory for ever (WRITE_TIMEOUT), nor keep more of it than its share (Unsent)."""
+        header, reply = frame
+        size = len(reply)
+        del frame
+        try:
+            with self.unsent.hold(caller, size):
+                # Apart, not with writelines: Python 3.11's joins them, one more copy of the reply.
+                writer.write(header)
+                writer.write(reply)
+                del reply  # what the socket did not take is in the transport's own buffer now
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        finally:
+            self._freed(size)  # read or given up, it is let go of
 
     async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
         self.touch()

@@ -1,8 +1,10 @@
 """What one client may hold of the head node's memory and log, whoever it is: the bytes of requests still
-arriving, the tracebacks of requests that fail, and freed buffers given back to the system."""
+arriving, of replies not yet read, the tracebacks of requests that fail, and freed buffers given back to the
+system."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -19,31 +21,22 @@ log = logging.getLogger("hpcpack.head.headnode")
 SMALL_REQUEST = 64 * 1024  # bytes of a request that Unread does not count (all but bulk ones)
 MAX_UNREAD_PER_USER = 2 * protocol.MAX_REQUEST  # bytes of a user's requests still arriving (Unread)
 MAX_UNREAD = 16 * protocol.MAX_REQUEST  # the same, for all users together
+MAX_UNSENT_PER_USER = protocol.MAX_FRAME  # bytes of a user's replies not yet read, past which they wait (Unsent)
+MAX_UNSENT = 4 * protocol.MAX_FRAME  # the same, for all users together
+UNSENT_WAIT = 5.0  # seconds a request waits for room for its reply before it is refused (Unsent)
 FAILURES_LOGGED = 5  # tracebacks of failed requests logged a minute (FailureLog)
 LARGE_FRAME = 256 * 1024  # bytes of a frame after which the heap is trimmed soon after (return_freed_memory)
 
 
-class Unread:
-    """Bytes of the requests whose header has come and whose body is still arriving, by user and in all. A
-    body is held in memory as it arrives, for up to the daemon's REQUEST_TIMEOUT: without a bound, a user's
-    connections announcing MAX_REQUEST each and never sending the last byte held 128 x 4 MB. A frame that
-    would take a user (an administrator too: each has their own share) past MAX_UNREAD_PER_USER, or everyone
-    past MAX_UNREAD, is refused and its connection closed, before any of its body is read."""
+class Shares:
+    """Bytes held of the head node's memory, by user and in all."""
 
     def __init__(self) -> None:
         self.by_user: Counter[int] = Counter()
         self.total = 0
 
     @contextlib.contextmanager
-    def reserve(self, caller: Caller, size: int) -> Iterator[None]:
-        if size <= SMALL_REQUEST:  # no more than asyncio buffers for any connection anyway
-            yield
-            return
-        if self.by_user[caller.uid] + size > MAX_UNREAD_PER_USER or self.total + size > MAX_UNREAD:
-            raise HpcError("TooMuchUnread", f"{caller.name}'s requests still arriving at the head node (on other "
-                           f"connections) hold {self.by_user[caller.uid]:,} bytes, and this one announces {size:,}: "
-                           f"more than the head node holds ({MAX_UNREAD_PER_USER:,} bytes a user, {MAX_UNREAD:,} "
-                           "in all). Nothing was done; send it again once they have arrived.")
+    def held(self, caller: Caller, size: int) -> Iterator[None]:
         self.by_user[caller.uid] += size
         self.total += size
         try:
@@ -53,6 +46,69 @@ class Unread:
             self.total -= size
             if not self.by_user[caller.uid]:
                 del self.by_user[caller.uid]
+
+
+class Unread(Shares):
+    """Bytes of the requests whose header has come and that are not answered yet: still arriving, or waiting
+    for room for their reply (Unsent), by user and in all. A body is held in memory as it arrives, for up to
+    the daemon's REQUEST_TIMEOUT: without a bound, a user's connections announcing MAX_REQUEST each and never
+    sending the last byte held 128 x 4 MB. A frame that would take a user (an administrator too: each has
+    their own share) past MAX_UNREAD_PER_USER, or everyone past MAX_UNREAD, is refused and its connection
+    closed, before any of its body is read."""
+
+    @contextlib.contextmanager
+    def reserve(self, caller: Caller, size: int) -> Iterator[None]:
+        if size <= SMALL_REQUEST:  # no more than asyncio buffers for any connection anyway
+            yield
+            return
+        if self.by_user[caller.uid] + size > MAX_UNREAD_PER_USER or self.total + size > MAX_UNREAD:
+            raise HpcError("TooMuchUnread", f"{caller.name}'s requests still arriving at the head node, or waiting "
+                           f"for earlier replies to be read (on other connections), hold {self.by_user[caller.uid]:,} "
+                           f"bytes, and this one announces {size:,}: more than the head node holds "
+                           f"({MAX_UNREAD_PER_USER:,} bytes a user, {MAX_UNREAD:,} in all). Nothing was done; send "
+                           "it again once they are answered.")
+        with self.held(caller, size):
+            yield
+
+
+class Unsent(Shares):
+    """Bytes of the replies written to connections whose clients have not read them yet, by user and in all.
+    The head node keeps such a reply in memory until it is read, or for up to the daemon's WRITE_TIMEOUT:
+    without a bound, 40 connections of one user that asked for 8 MB listings and never read them grew it
+    by 590 MB. A request of a user whose unread replies reach MAX_UNSENT_PER_USER (an administrator too:
+    each has their own share), or of anyone while all of them reach MAX_UNSENT, waits up to UNSENT_WAIT
+    for them to be read (a client reading several large replies at once reads them within that), and is
+    then refused, with nothing done. Its body is held meanwhile (Unread counts it). A user with nothing
+    unread is always answered, however large the reply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freed = asyncio.Event()
+
+    async def room(self, caller: Caller) -> HpcError | None:
+        """None once `caller` may be answered; else, after UNSENT_WAIT, why not."""
+        deadline = time.monotonic() + UNSENT_WAIT
+        while self.by_user[caller.uid] >= MAX_UNSENT_PER_USER or self.total >= MAX_UNSENT:
+            if time.monotonic() >= deadline:
+                unread, everyone = self.by_user[caller.uid], self.total
+                return HpcError("TooMuchUnsent", f"Replies that {caller.name} has not read (on other connections) "
+                                f"hold {unread:,} bytes of the head node's memory ({everyone:,} for all users); it "
+                                f"keeps at most {MAX_UNSENT_PER_USER:,} a user and {MAX_UNSENT:,} in all. Nothing was "
+                                "done: send it again once they are read, or once the programs that asked for them "
+                                "have ended.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), deadline - time.monotonic())
+        return None
+
+    @contextlib.contextmanager
+    def hold(self, caller: Caller, size: int) -> Iterator[None]:
+        """`size` bytes of a reply to `caller`, until its client has read them (or the block ends otherwise)."""
+        try:
+            with self.held(caller, size):
+                yield
+        finally:
+            self._freed.set()  # every waiter looks again; later ones wait for the next release
+            self._freed = asyncio.Event()
 
 
 class FailureLog:
