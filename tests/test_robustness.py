@@ -219,6 +219,60 @@ def test_replies_nobody_reads_hold_a_bounded_share_of_memory(head: HeadNodeProce
     assert wait_until(lambda: client.call("ping") and resident_mb(pid) - before < 16, 15, 0.1)
 
 
+def test_bulk_changes_past_a_users_share_of_unread_replies_are_refused_with_nothing_done(
+        head: HeadNodeProcess, users: dict[str, Any]) -> None:
+    """Alice's 48 connections each submit a job of 2 MB and read nothing. A bulk change lets other requests
+    in between its batches and its reply is counted once written, so all passed the check for room before
+    any reply was counted, and every reply was kept (helper 40: 100 of 3.6 MB, 360 MB). Her bulk changes
+    now take turns, each begun only with room for its reply: her share is kept and no more; the others are
+    refused with their jobs left as they were."""
+    code = (
+        "import select, socket\n"
+        "from hpcpack.wire import protocol\n"
+        "ids = [c.call('new_job', spec={'Name': f'b{i}', 'RunUntilCanceled': True,\n"
+        "                               'JobEnv': [f'V{n}=' + 'x' * 50_000 for n in range(40)]})['Id'] for i in range(48)]\n"
+        "socks = []\n"
+        "for job_id in ids:\n"
+        "    s = socket.socket(socket.AF_UNIX); s.connect(c.endpoints[0].socket_path.as_posix()); socks.append(s)\n"
+        "    s.sendall(protocol.encode({'op': 'submit_jobs', 'args': {'ids': [job_id]}}))\n"
+        "waiting = list(socks)\n"
+        "for _ in range(1200):\n"  # every reply has begun to come before any is read
+        "    waiting = [s for s in waiting if s not in select.select(waiting, [], [], 0.1)[0]]\n"
+        "    if not waiting: break\n"
+        "sizes = []\n"
+        "for s in socks:\n"
+        "    f = s.makefile('rb'); body = f.read(protocol.frame_length(f.read(protocol.HEADER.size)))\n"
+        "    reply = protocol.decode(body)\n"
+        "    sizes.append(len(body) if reply['ok'] else reply['error']['error_id'])\n"
+        "    f.close(); s.close()\n"
+        "print(json.dumps([sizes, [job['State'] for job in c.call('get_jobs', ids=ids, fields=['State'])]]))\n")
+    alice = as_user("hpcalice", head, code)
+    assert alice.returncode == 0, alice.stderr
+    sizes, states = json.loads(alice.stdout)
+    read = [size for size in sizes if size != "TooMuchUnsent"]
+    assert len(read) + sizes.count("TooMuchUnsent") == 48
+    assert sum(read) - max(read) < MAX_UNSENT_PER_USER <= sum(read)  # her share, reached and no further
+    assert [state == "Configuring" for state in states] == [size == "TooMuchUnsent" for size in sizes]
+
+
+def test_a_reply_past_the_limit_of_a_message_is_refused_before_it_is_written(head: HeadNodeProcess,
+                                                                             client: Client) -> None:
+    """One job of 200 KB asked for 10,000 times: its reply, 2 GB, was written whole before its size was
+    found too large, and took 4 GB and 45 s of the head node, everyone waiting (helper 40). Now it is
+    refused once it passes the limit."""
+    job_id = client.call("new_job", spec={"Name": "big", "JobEnv": [f"V{n}={'x' * 1000}" for n in range(200)]})["Id"]
+    status = Path(f"/proc/{head.process.pid}/status")
+    Path(f"/proc/{head.process.pid}/clear_refs").write_text("5")  # its peak (VmHWM) starts again from here
+
+    def peak_mb() -> float:
+        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
+    before = peak_mb()
+    reply = raw(head, {"op": "get_jobs", "args": {"ids": [job_id] * protocol.MAX_IDS}})
+    assert not reply["ok"] and reply["error"]["error_id"] == "ProtocolError", reply
+    assert peak_mb() - before < 8 * protocol.MAX_FRAME / 2**20
+    assert client.call("get_jobs", ids=[job_id])[0]["Id"] == job_id
+
+
 def test_id_lists_are_bounded_and_the_client_pages_long_ones(head: HeadNodeProcess, client: Client) -> None:
     reply = raw(head, {"op": "lookup_jobs", "args": {"ids": list(range(1, protocol.MAX_IDS + 2))}})
     assert not reply["ok"] and reply["error"]["error_id"] == "InvalidArgument" and "ids" in reply["error"]["message"]

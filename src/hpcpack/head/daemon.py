@@ -301,7 +301,7 @@ class Daemon:
             self._freed(size)
             return False
         await self._reply(caller, writer, protocol.frame(
-            protocol.reply_error(refusal) if refusal else await self._answer(caller, body), jsontext.dumps))
+            protocol.reply_error(refusal) if refusal else await self._answer(caller, body), jsontext.reply))
         self._freed(size)
         return True
 

@@ -146,6 +146,11 @@ class Requests(ClusterRequests):
                        answer: Callable[[Job], dict[str, Any]]) -> list[dict[str, Any]]:
         """Runs `batch` on the ids a batch at a time (one transaction each), yielding between batches: per
         job, {"id", **answer(job)} or its error."""
+        async with self.daemon.unsent.turn(caller):
+            return await self._batches(ids, batch, answer)
+
+    async def _batches(self, ids: list[int], batch: Callable[[list[int]], list[Job | HpcError]],
+                       answer: Callable[[Job], dict[str, Any]]) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
