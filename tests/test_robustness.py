@@ -25,7 +25,7 @@ import pytest
 from hpcpack import __version__
 from hpcpack.backends.client import Client
 from hpcpack.errors import HpcError
-from hpcpack.head.limits import MAX_UNSENT_PER_USER
+from hpcpack.head.limits import MAX_UNSENT, MAX_UNSENT_PER_USER
 from hpcpack.wire import protocol
 
 from .conftest import (
@@ -255,11 +255,12 @@ def test_bulk_changes_past_a_users_share_of_unread_replies_are_refused_with_noth
     assert [state == "Configuring" for state in states] == [size == "TooMuchUnsent" for size in sizes]
 
 
+@pytest.mark.parametrize("counted", [False, True])
 def test_a_reply_past_the_limit_of_a_message_is_refused_before_it_is_written(head: HeadNodeProcess,
-                                                                             client: Client) -> None:
-    """One job of 200 KB asked for 10,000 times: its reply, 2 GB, was written whole before its size was
-    found too large, and took 4 GB and 45 s of the head node, everyone waiting (helper 40). Now it is
-    refused once it passes the limit."""
+                                                                             client: Client, counted: bool) -> None:
+    """One job of 200 KB asked for 10,000 times, as a list and as a page: its reply, 2 GB, was written whole
+    before its size was found too large, and took 4 GB and 23-45 s of the head node, everyone waiting
+    (helpers 40 and 41). Now it is refused once it passes the limit."""
     job_id = client.call("new_job", spec={"Name": "big", "JobEnv": [f"V{n}={'x' * 1000}" for n in range(200)]})["Id"]
     status = Path(f"/proc/{head.process.pid}/status")
     Path(f"/proc/{head.process.pid}/clear_refs").write_text("5")  # its peak (VmHWM) starts again from here
@@ -267,10 +268,52 @@ def test_a_reply_past_the_limit_of_a_message_is_refused_before_it_is_written(hea
     def peak_mb() -> float:
         return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
     before = peak_mb()
-    reply = raw(head, {"op": "get_jobs", "args": {"ids": [job_id] * protocol.MAX_IDS}})
+    reply = raw(head, {"op": "get_jobs", "args": {"ids": [job_id] * protocol.MAX_IDS, "counted": counted}})
     assert not reply["ok"] and reply["error"]["error_id"] == "ProtocolError", reply
     assert peak_mb() - before < 8 * protocol.MAX_FRAME / 2**20
     assert client.call("get_jobs", ids=[job_id])[0]["Id"] == job_id
+
+
+def test_a_change_whose_reply_is_past_the_limit_of_a_message_says_what_it_changed(head: HeadNodeProcess,
+                                                                                  client: Client) -> None:
+    """360 jobs of 200 KB submitted at once: their records pass the limit of a message. The jobs were
+    submitted, and the client was told ProtocolError (helper 41). Now it gets what a resend gets: each
+    job's id, or its error, without its record."""
+    ids = [client.call("new_job", spec={"Name": f"s{i}", "RunUntilCanceled": True,
+                                        "JobEnv": [f"V{n}={'x' * 50_000}" for n in range(4)]})["Id"] for i in range(360)]
+    reply = raw(head, {"op": "submit_jobs", "args": {"ids": ids}})
+    assert reply["ok"], reply
+    assert [item["id"] for item in reply["result"]] == ids and not any("job" in item for item in reply["result"])
+    assert "Configuring" not in {job["State"] for job in client.call("get_jobs", ids=ids, fields=["State"])}
+
+
+def test_users_who_fill_everyones_share_of_unread_replies_do_not_hold_up_the_others(head: HeadNodeProcess,
+                                                                                   client: Client,
+                                                                                   users: dict[str, Any]) -> None:
+    """Three users each ask for two 64 MB replies and read none: together they pass MAX_UNSENT, and root,
+    with nothing unread, waited 30 s and was refused (helper 41). A user with nothing unread is answered."""
+    code = (
+        "import socket\n"
+        "from hpcpack.wire import protocol\n"
+        "job_id = c.call('new_job', spec={'Name': 'big', 'JobEnv': [f'V{n}=' + 'x' * 50_000 for n in range(4)]})['Id']\n"
+        "socks = [socket.socket(socket.AF_UNIX) for _ in range(2)]\n"
+        "for s in socks:\n"
+        "    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096); s.connect(c.endpoints[0].socket_path.as_posix())\n"
+        "    s.sendall(protocol.encode({'op': 'get_jobs', 'args': {'ids': [job_id] * 320}}))\n"
+        "print('sent', flush=True); sys.stdin.readline()\n")
+    pid = head.process.pid
+    before = resident_mb(pid)
+    with contextlib.ExitStack() as stack:
+        hogs = [stack.enter_context(subprocess.Popen(user_command(user, head, code), stdin=subprocess.PIPE,
+                                                     stdout=subprocess.PIPE, text=True, cwd="/tmp"))
+                for user in ("hpcalice", "hpcbob", "hpcadmin")]
+        assert [hog.stdout.readline().strip() for hog in hogs if hog.stdout] == ["sent"] * 3
+        assert wait_until(lambda: resident_mb(pid) - before > MAX_UNSENT / 2**20, 60, 0.1)
+        assert raw(head, {"op": "ping", "args": {}}, timeout=10)["ok"]  # (root waited 30 s, then was refused)
+        for hog in hogs:
+            assert hog.stdin is not None
+            hog.stdin.close()
+            assert hog.wait(60) == 0
 
 
 def test_id_lists_are_bounded_and_the_client_pages_long_ones(head: HeadNodeProcess, client: Client) -> None:

@@ -34,7 +34,7 @@ from ..wire import protocol, transport
 from . import jsontext
 from .headnode import HeadNode
 from .limits import LARGE_FRAME, FailureLog, Unread, Unsent, return_freed_memory
-from .requests import Requests
+from .requests import Requests, compact
 from .service import acquire_lock, raise_open_file_limit, secure_state_dir, stop_head_node
 from .waits import Waiter
 
@@ -300,8 +300,8 @@ class Daemon:
             _let_go(e)
             self._freed(size)
             return False
-        await self._reply(caller, writer, protocol.frame(
-            protocol.reply_error(refusal) if refusal else await self._answer(caller, body), jsontext.reply))
+        await self._reply(caller, writer, protocol.frame(protocol.reply_error(refusal), jsontext.reply) if refusal
+                          else await self._answer(caller, body))
         self._freed(size)
         return True
 
@@ -321,23 +321,38 @@ class Daemon:
         finally:
             self._freed(size)  # read or given up, it is let go of
 
-    async def _answer(self, caller: Caller, body: bytes) -> dict[str, Any]:
+    async def _answer(self, caller: Caller, body: bytes) -> tuple[bytes, bytes]:
+        """The request's reply, framed. One past the limit of a message is refused (ProtocolError), but a
+        change's is cut to what a resend gets (requests.compact: each job's id and state or error, not its
+        record): the change was made, and its client was told it had failed (360 jobs of 200 KB submitted
+        at once)."""
+        op, message = await self._answered(caller, body)
+        try:
+            return protocol.frame(message, jsontext.reply)
+        except HpcError as e:
+            if message["ok"] and op not in protocol.READ_ONLY:
+                return protocol.frame(protocol.reply_ok(compact(message["result"])), jsontext.reply)
+            return protocol.frame(protocol.reply_error(e), jsontext.reply)
+
+    async def _answered(self, caller: Caller, body: bytes) -> tuple[Any, dict[str, Any]]:
+        """The request's operation (None when it could not be read) and its reply."""
         self.touch()
+        op = None
         try:
             message = protocol.decode(body)
-            result = await self.requests.handle(caller, message.get("op"), message.get("args"),
-                                                message.get("request_id"))
-            return protocol.reply_ok(result)
+            op = message.get("op")
+            result = await self.requests.handle(caller, op, message.get("args"), message.get("request_id"))
+            return op, protocol.reply_ok(result)
         # (Whatever the error, the request's transaction was rolled back, and with it what it changed in
         # memory: Core.forget_uncommitted.)
         except HpcError as e:
-            return protocol.reply_error(e)
+            return op, protocol.reply_error(e)
         except sqlite3.Error as e:  # disk full, I/O error: the change was rolled back, and nothing was signalled
             log.error("a request could not be committed: %s", e)
-            return protocol.reply_error(storage_failure(e))
+            return op, protocol.reply_error(storage_failure(e))
         except Exception as e:  # a bug must not take the head node down with it
             self.failures.log(e)
-            return protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
+            return op, protocol.reply_error(HpcError("InternalError", f"The head node failed: {e!r}"))
         finally:
             self.touch()
             self.poke()

@@ -76,9 +76,10 @@ class Unsent(Shares):
     The head node keeps such a reply in memory until it is read, or for up to the daemon's WRITE_TIMEOUT:
     without a bound, 40 connections of one user that asked for 8 MB listings and never read them grew it
     by 590 MB. A request of a user whose unread replies reach MAX_UNSENT_PER_USER (an administrator too:
-    each has their own share), or of anyone while all of them reach MAX_UNSENT, waits up to UNSENT_WAIT
-    for them to be read, and is then refused, with nothing done. Its body is held meanwhile (Unread counts
-    it). A user with nothing unread is always answered, however large the reply. The wait is long enough for
+    each has their own share), or of anyone with replies unread while all of them reach MAX_UNSENT, waits
+    up to UNSENT_WAIT for them to be read, and is then refused, with nothing done. Its body is held meanwhile
+    (Unread counts it). A user with nothing unread is always answered, however large the reply (so each user
+    holds at most a share and one reply more). The wait is long enough for
     clients that read large replies at once: 8 processes of one user each listing 62 MB at a time waited up
     to 13.5 s (the head node writes one reply after another), and 5 s refused 3 of their 24 listings."""
 
@@ -109,7 +110,10 @@ class Unsent(Shares):
             yield
 
     def _full(self, caller: Caller) -> bool:
-        return self.by_user[caller.uid] >= MAX_UNSENT_PER_USER or self.total >= MAX_UNSENT
+        """Past the caller's share, or past everyone's while the caller has some unread: three users each
+        holding their share and one more reply filled MAX_UNSENT, and root was refused with nothing unread."""
+        mine = self.by_user[caller.uid]
+        return mine >= MAX_UNSENT_PER_USER or (mine > 0 and self.total >= MAX_UNSENT)
 
     def _refusal(self, caller: Caller) -> HpcError:
         return HpcError("TooMuchUnsent", f"Replies that {caller.name} has not read (on other connections) hold "

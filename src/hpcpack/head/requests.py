@@ -40,7 +40,7 @@ BATCH = 500
 REPLY_MESSAGE_KEPT = 120  # characters of each error message a bulk reply keeps for a resend
 
 
-def _compact(result: Any) -> Any:
+def compact(result: Any) -> Any:
     """A bulk reply as kept for a resend: each job's id and error id with the start of its message, not
     its whole record nor the full message (a resend of a 10,000-job request must not store megabytes)."""
     if isinstance(result, list):
@@ -106,14 +106,14 @@ class Requests(ClusterRequests):
         with self.head.batch(), no_cycle_collection():  # (a listing builds thousands of records: acyclic)
             result = handler(caller, params)
             if key is not None:
-                self.head.store.record_reply(key, now(), _compact(result))
+                self.head.store.record_reply(key, now(), compact(result))
         return result
 
     def _keep_reply(self, key: str, result: Any) -> None:
         """Keeps the reply of a request whose changes are already committed: if it cannot be kept (a full
         disk), the caller still gets it, rather than an error saying that nothing was changed."""
         try:
-            self.head.store.record_reply(key, now(), _compact(result))
+            self.head.store.record_reply(key, now(), compact(result))
         except sqlite3.Error as e:
             log.error("the reply to a request could not be kept for a resend: %s", e)
 
@@ -145,7 +145,7 @@ class Requests(ClusterRequests):
     async def _per_job(self, caller: Caller, ids: list[int], batch: Callable[[list[int]], list[Job | HpcError]],
                        answer: Callable[[Job], dict[str, Any]]) -> list[dict[str, Any]]:
         """Runs `batch` on the ids a batch at a time (one transaction each), yielding between batches: per
-        job, {"id", **answer(job)} or its error."""
+        job, {"id", **answer(job)} or its error. One bulk change of the caller's at a time (Unsent.turn)."""
         async with self.daemon.unsent.turn(caller):
             return await self._batches(ids, batch, answer)
 
