@@ -42,14 +42,14 @@ class _Writer:
     """JSON text a piece at a time, refused once past `limit` bytes in all."""
 
     def __init__(self, limit: int) -> None:
-        self.left = limit
+        self.limit = self.left = limit
 
     def whole(self, value: Any) -> bytes:
         text = dumps(value)
         self.left -= len(text) + 1
         if self.left < 0:
-            raise HpcError("ProtocolError", f"a reply of more than {protocol.MAX_FRAME} bytes exceeds the limit "
-                           "of a message: ask for fewer at a time")
+            raise HpcError("ProtocolError", f"a reply of more than {self.limit} bytes exceeds the limit of a "
+                           "message: ask for fewer at a time")
         return text
 
     def listed(self, value: Any) -> bytes:
