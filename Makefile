@@ -61,17 +61,18 @@ $(VENV)/.installed: pyproject.toml | prerequisites
 # missing and run as root), which hands what it does not do to the Python one, job-py, beside it. Without
 # a compiler or cJSON, build/bin/job is a link to job-py: the same command, only slower to start.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+PROTOCOL := $(shell sed -n 's/^PROTOCOL_VERSION = \([0-9]*\).*/\1/p' src/hpcpack/wire/protocol.py)
 CJSON := /usr/include/cjson/cJSON.h
 NO_CJSON := echo >&2 "make: warning: no C compiler ($(CC)) or cJSON (apt-get install libcjson-dev): 'job' is the Python job-py, slower to start"
 
-build/bin/job: client/job.c pyproject.toml
+build/bin/job: client/job.c pyproject.toml src/hpcpack/wire/protocol.py
 	@mkdir -p build/bin && rm -f $@
 	@{ [ -f $(CJSON) ] && command -v $(CC) >/dev/null; } || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	  apt-get install -y -qq gcc libcjson-dev >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq gcc libcjson-dev; } >/dev/null 2>&1 || true
 	@if command -v $(CC) >/dev/null && [ -f $(CJSON) ]; then \
 	  echo "$(CC) client/job.c -o $@"; \
-	  $(CC) -O2 -Wall -Wextra -std=c11 -DHPCPACK_VERSION='"$(VERSION)"' -DJOB_PY='"$(abspath $(VENV))/bin/job-py"' \
+	  $(CC) -O2 -Wall -Wextra -std=c11 -DHPCPACK_VERSION='"$(VERSION)"' -DPROTOCOL_VERSION=$(PROTOCOL) -DJOB_PY='"$(abspath $(VENV))/bin/job-py"' \
 	    client/job.c -lcjson -o $@; \
 	else $(NO_CJSON); ln -s job-py $@; fi
 
@@ -118,8 +119,9 @@ module/bin/python-env.txt: $(VENV)/.installed src/hpcpack/pythonenv.py
 	mkdir -p module/bin
 	$(PY) -m hpcpack.pythonenv pointer > $@.tmp && mv $@.tmp $@
 
+# (touched: the compiler leaves a file that would not change as it was, and make would run it every time)
 module/en-US/CCPPSH.dll-Help.xml: $(HELP_SOURCES) $(VENV)/.installed
-	$(PY) -m hpcpack.helpc.build help module
+	$(PY) -m hpcpack.helpc.build help module && touch $@
 
 help: module/en-US/CCPPSH.dll-Help.xml
 

@@ -43,7 +43,9 @@
 #define JOB_PY "/opt/hpcpack/venv/bin/job-py"
 #endif
 
-#define PROTOCOL_VERSION 2
+#ifndef PROTOCOL_VERSION
+#error "build with -DPROTOCOL_VERSION=n (the Makefile reads it from wire/protocol.py)"
+#endif
 #define MAX_IDS 10000            /* protocol.MAX_IDS: get_jobs pages */
 #define MAX_FRAME (64u << 20)    /* protocol.MAX_FRAME */
 #define MAX_MESSAGE 128          /* model/stop.py: a cancel message */
@@ -623,9 +625,11 @@ static int view(void)
     cJSON_AddNumberToObject(query, "job_id", (double)id);
     cJSON_AddTrueToObject(query, "expand");
     cJSON_AddFalseToObject(query, "full");
-    cJSON *tasks = call("get_tasks", query, false);
-    if (!cJSON_IsArray(tasks))
-        hand_over();
+    cJSON_AddTrueToObject(query, "counted");
+    cJSON *page = call("get_tasks", query, false);
+    cJSON *tasks = cJSON_GetObjectItemCaseSensitive(page, "tasks");
+    if (!cJSON_IsArray(tasks) || !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(page, "more")))
+        hand_over();  /* tasks past one page (protocol.PAGE_BYTES): job-py reads them page by page */
     Buf out = {0};
     put_view(&out, job, tasks);
     return flush(&out, stdout);
@@ -782,18 +786,22 @@ static int list(void)
         cJSON_AddItemToObject(args, "after", after < 0 ? cJSON_CreateNull() : cJSON_CreateNumber((double)after));
         cJSON_AddNumberToObject(args, "limit", MAX_IDS);
         cJSON_AddItemToObject(args, "fields", cJSON_CreateStringArray(LIST_FIELDS, NLIST_FIELDS));
+        cJSON_AddTrueToObject(args, "counted");
         cJSON *page = call("get_jobs", args, false), *job;
-        if (!cJSON_IsArray(page))
+        cJSON *jobs = cJSON_GetObjectItemCaseSensitive(page, "jobs");
+        const cJSON *more = cJSON_GetObjectItemCaseSensitive(page, "more");
+        if (!cJSON_IsArray(jobs) || !cJSON_IsBool(more))
             hand_over();
-        cJSON_ArrayForEach(job, page) {
+        cJSON_ArrayForEach(job, jobs) {
             put_job_row(&out, job, sizes);
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "Id");
             long long next = cJSON_IsNumber(id) && whole(id->valuedouble) ? (long long)id->valuedouble : -1;
             after = after == -2 || next <= after ? -2 : next;  /* ids that do not go up: no next page */
         }
-        int count = cJSON_GetArraySize(page);
+        /* a page ends early where its text fills protocol.PAGE_BYTES, and says so ("more") */
+        bool full = cJSON_GetArraySize(jobs) == MAX_IDS || cJSON_IsTrue(more);
         cJSON_Delete(page);
-        if (count < MAX_IDS)
+        if (!full)
             break;
         if (after < 0)
             hand_over();

@@ -322,7 +322,8 @@ def test_a_task_whose_end_is_not_recorded_yet_when_the_head_node_restarts_ends_a
     wait_until(ready.exists)
     marked = set(job_processes(head.state_dir, job_id))
     parents = {p.pid: p.ppid for p in executor.snapshot()}
-    [wrapper] = {parents[pid] for pid in marked if parents[pid] not in marked}
+    # (a `sleep` of the loop may have ended between the two looks)
+    [wrapper] = {parents[pid] for pid in marked if pid in parents and parents[pid] not in marked}
     os.kill(wrapper, signal.SIGSTOP)
     try:
         go.touch()

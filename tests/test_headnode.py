@@ -200,8 +200,13 @@ def test_ended_jobs_leave_memory_but_not_the_store(head: HeadNode, tmp_path: Pat
     head._next_eviction = 0.0
     head.evict_ended_jobs()
     assert job.id not in head.jobs
-    listed = head.store.list_jobs(JobQuery(states=(int(JobState.Finished),), limit=10))
-    assert [j.name for j in listed] == ["done"]
+    listed, cut = head.store.list_jobs(JobQuery(states=(int(JobState.Finished),), limit=10))
+    assert [j.name for j in listed] == ["done"] and not cut
+    # A question about it (a lookup, a listing by id) reads it without its tasks and does not keep it: a user
+    # asking about many ended jobs must not fill memory (helper 42).
+    looked_up = head.read_job(job.id)
+    assert (looked_up.name, looked_up.tasks, job.id in head.jobs) == ("done", [], False)
+    assert looked_up.to_record("x")["FinishedTaskCount"] == 1
     assert head.job(job.id).state == JobState.Finished and job.id in head.jobs  # read back on demand
     again = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
     try:

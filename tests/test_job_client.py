@@ -225,6 +225,7 @@ def fake_head_node(path: Path, replies: list[Any]) -> Any:
     import threading
 
     from hpcpack import __version__ as version
+    from hpcpack.wire.protocol import PROTOCOL_VERSION
 
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
@@ -233,7 +234,7 @@ def fake_head_node(path: Path, replies: list[Any]) -> Any:
     def serve() -> None:
         connection, _ = server.accept()
         with connection:
-            for reply in ({"protocol": 2, "version": version}, *replies):
+            for reply in ({"protocol": PROTOCOL_VERSION, "version": version}, *replies):
                 header = connection.recv(4, socket.MSG_WAITALL)
                 if len(header) < 4:  # the client is gone
                     return
@@ -272,3 +273,17 @@ def test_a_jobs_text_in_an_error_reaches_the_terminal_escaped(tmp_path: Path) ->
     assert done.stderr == "job: Job 7 ended Failed, not Canceled: ended\\x1b]0;PWN\\x07\\r\\nFAKE\\x9b2J done\n"
     from hpcpack.cli.show import _visible
     assert done.stderr == f"job: Job 7 ended Failed, not Canceled: {_visible(hostile)}\n"
+
+
+def test_jobs_and_tasks_past_a_page_print_what_python_prints(head: HeadNodeProcess, client: Client) -> None:
+    """Replies are cut where their text fills protocol.PAGE_BYTES: `job view` of a job whose tasks pass it
+    said that the reply exceeded the limit of a message (helper 42), and so would `job list` of such jobs."""
+    wide = client.call("new_job", spec={"Name": "wide"})["Id"]
+    for n in range(200):  # 200 command lines that JSON writes six times as long: 72 MB of text
+        client.call("add_task", job_id=wide, spec={"CommandLine": "echo " + "\x01" * 60_000, "Name": f"t{n}"})
+    big = [client.call("new_job", spec={"Name": f"big{i}", "JobEnv": [f"V{n}={'x' * 50_000}" for n in range(60)]})["Id"]
+           for i in range(20)]  # 60 MB of environments, 70 MB with their records
+    code, out, err = same(head, "view", str(wide))
+    assert code == 0 and "200 (200 Configuring)" in out, (out, err)
+    code, out, err = same(head, "list", "/all")
+    assert code == 0 and all(f"big{i}" in out for i in range(20)) and str(big[-1]) in out, err

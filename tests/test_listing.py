@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcpack.backends.contract import JobPage, JobQuery
+from hpcpack.backends.client import Client
+from hpcpack.backends.contract import JobPage, JobQuery, TaskQuery
 from hpcpack.backends.headnode import HeadNodeBackend
 from hpcpack.cli.show import LIST_FIELDS
 from hpcpack.config import Node
@@ -18,10 +19,11 @@ from hpcpack.errors import HpcError
 from hpcpack.head.headnode import HeadNode
 from hpcpack.identity import Caller
 from hpcpack.model.objects import _COUNTERS, _LISTED, Job
+from hpcpack.model.params import MAX_JOB_PROPERTY_BYTES
 from hpcpack.model.states import JobState
 from hpcpack.wire import protocol
 
-from .conftest import HeadNodeProcess, in_process_head_node, wait_until
+from .conftest import HeadNodeProcess, in_process_head_node, run_pwsh, start_head_node, wait_until
 
 ROOT = Caller(uid=0, gid=0, name="root", admin=True)
 ASKED = (*LIST_FIELDS, *sorted(_LISTED), *sorted(_COUNTERS))
@@ -252,3 +254,116 @@ def test_a_head_node_that_pages_past_the_last_id_a_job_can_have_ends_the_listing
     with pytest.raises(HpcError) as refused:
         next(pages)  # a last of 2**31: past the largest id a job can have
     assert refused.value.error_id == "ProtocolError"
+
+
+def test_jobs_too_large_for_one_message_come_in_pages_cut_by_their_size(head: HeadNodeProcess) -> None:
+    """Pages were counted in jobs alone: 24 jobs with 3 MB environments, listed or asked for by id, made
+    replies of 72 MB, past the limit of a message, and Get-HpcJob ended in ProtocolError. A page now ends
+    where its text fills protocol.PAGE_BYTES and says that more follow; lookup_jobs answers its first ids
+    and its client asks for the rest: ended jobs read from the store and active ones alike."""
+    value = "x" * 50_000
+    client = head.client()
+    ids = [client.call("new_job", spec={"Name": f"big{i}", "JobEnv": [f"V{n}={value}" for n in range(60)]})["Id"]
+           for i in range(24)]
+    client.call("cancel_jobs", ids=ids[::2])
+    client.close()
+    head.stop()
+    head.process = start_head_node(head.state_dir).process  # the ended ones are now read from the store
+    backend = HeadNodeBackend(head.client())
+    try:
+        page = backend.client.job_page(state="All", after=None, limit=100)
+        assert page.more and 1 < page.count < 24 and page.last == ids[page.count - 1]
+        assert page.json is not None and protocol.PAGE_BYTES <= len(page.json) < protocol.PAGE_BYTES + 3_200_000
+        listed = list(backend.query_jobs(JobQuery(state="All")))
+        assert [job["Id"] for job in listed] == ids
+        assert [job["State"] for job in listed] == ["Canceled", "Configuring"] * 12
+        assert all(job["EnvironmentVariables"]["V59"] == value for job in listed)
+        found = backend.lookup_jobs([*ids[:12], 999_999, *ids[12:]])
+        assert [item.id for item in found] == [*ids[:12], 999_999, *ids[12:]]
+        assert [item.record["Name"] if item.record else item.error and item.error.error_id for item in found] == [
+            *(f"big{i}" for i in range(12)), "InvalidJobId", *(f"big{i}" for i in range(12, 24))]
+    finally:
+        backend.close()
+    script = (f"$all = @(Get-HpcJob -State All); $some = @({','.join(map(str, ids))} | ForEach-Object {{ Get-HpcJob -Id $_ }});"
+              "'{0}|{1}|{2}' -f $all.Count, $some.Count, $some[-1].EnvironmentVariables['V59'].Length")
+    result = run_pwsh(script, env=head.env())
+    assert result.returncode == 0 and result.stdout.split() == [f"24|24|{len(value)}"], result.stderr
+
+
+def test_a_jobs_own_properties_cannot_grow_past_what_a_listing_can_hold(client: Client) -> None:
+    """Each Set-HpcJob -JobEnv could add up to a request's worth (4 MB) to a job, without end, until no page
+    could hold it. A job's own properties now hold at most MAX_JOB_PROPERTY_BYTES; a change past it is
+    refused whole."""
+    value = "x" * 50_000
+    job_id = client.call("new_job", spec={"Name": "big", "JobEnv": [f"V{n}={value}" for n in range(60)]})["Id"]
+    with pytest.raises(HpcError) as refused:
+        client.call("set_job", id=job_id, spec={"Name": "bigger", "JobEnv": [f"W{n}={value}" for n in range(40)]})
+    assert refused.value.error_id == "ArgumentOutOfRange" and f"{MAX_JOB_PROPERTY_BYTES:,}" in refused.value.message
+    [job] = client.call("get_jobs", ids=[job_id])
+    assert job["Name"] == "big" and sorted(job["EnvironmentVariables"]) == sorted(f"V{n}" for n in range(60))
+    client.call("set_job", id=job_id, spec={"JobEnv": [f"W{n}={value}" for n in range(18)]})  # 3.9 MB: still a job
+
+
+def test_a_jobs_tasks_too_large_for_one_message_come_in_pages_cut_by_their_size(head: HeadNodeProcess) -> None:
+    """A job's tasks came in one reply: 200 tasks whose command lines JSON writes six times as long (control
+    characters) made one of 72 MB, and Get-HpcTask ended in ProtocolError. Tasks now come in pages that end
+    where their text fills protocol.PAGE_BYTES."""
+    command = "echo " + "\x01" * 60_000
+    client = head.client()
+    try:
+        job_id = client.call("new_job", spec={"Name": "wide"})["Id"]
+        for n in range(200):
+            client.call("add_task", job_id=job_id, spec={"CommandLine": command, "Name": f"t{n}"})
+        page = client.call("get_tasks", job_id=job_id, counted=True)
+        assert page["more"] and 1 < page["count"] == len(page["tasks"]) < 200
+        assert page["last"] == [page["count"], 0]
+        rest = client.call("get_tasks", job_id=job_id, counted=True, after=page["last"])
+        assert rest["tasks"][0]["TaskId"] == page["count"] + 1
+        tasks = HeadNodeBackend(client).get_tasks(TaskQuery(job_id))
+        assert [task["Name"] for task in tasks] == [f"t{n}" for n in range(200)]
+        assert all(task["CommandLine"] == command for task in tasks)
+    finally:
+        client.close()
+    result = run_pwsh(f"@(Get-HpcTask -JobId {job_id}).Count", env=head.env())
+    assert result.returncode == 0 and result.stdout.split() == ["200"], result.stderr
+
+
+def test_a_task_page_out_of_order_ends_the_listing() -> None:
+    """A hostile head node answered every page of tasks with one 200 KB task and a `last` one further on: the
+    client paged for ever and grew without end (helper 42). A page's tasks must follow `after`, in order, up
+    to `last`; `more` needs a task."""
+    from hpcpack.backends.client import _task_page_end
+
+    def tasks(*keys: tuple[int, int]) -> list[dict[str, object]]:
+        return [{"TaskId": t, "SubTaskId": s} for t, s in keys]
+    assert _task_page_end(tasks((1, 0), (2, 0)), None, [2, 0], True) == [2, 0]
+    assert _task_page_end(tasks((3, 1), (3, 2)), [2, 0], [3, 2], False) is None
+    for page, after, last, more in [
+            (tasks(), [2, 0], [2, 0], True),  # more, and nothing
+            (tasks((2, 0)), [2, 0], [2, 0], True),  # not after `after`
+            (tasks((4, 0), (3, 0)), None, [4, 0], True),  # out of order
+            (tasks((3, 0)), None, [2, 0], True),  # not ending with its `last`
+            (tasks((3, 0)), None, [3, "a"], True),  # a `last` that is no task's
+            ([{"TaskId": 3}], None, [3, 0], True)]:  # a task without its subtask id
+        with pytest.raises(HpcError) as refused:
+            _task_page_end(page, after, last, more)
+        assert refused.value.error_id == "ProtocolError", (page, after, last)
+
+
+def test_a_chunk_for_powershell_ends_with_a_page_cut_by_its_size() -> None:
+    """`Select-Object -First 1` over jobs of 3.5 MB took the first 100 of them, 22 s and 866 MB in pwsh
+    (helper 42): a chunk counted jobs alone. A page cut by its size ends the chunk."""
+    from hpcpack.cmdlets import registry
+    pages = iter([JobPage(count=4, last=4, jobs=[{}] * 4, more=True), JobPage(count=4, last=8, jobs=[{}] * 4)])
+    first = registry.chunk("call", pages)
+    assert [type(item).__name__ for item in first] == ["JobPage", "dict"] and first[-1] == {"__type__": "More"}
+    registry.CURSORS.pop("call")
+
+
+def test_a_listing_by_ids_is_not_paged_by_after(client: Client) -> None:
+    """`after` pages a listing by its filters; with ids in any order it repeated some and left out others
+    (helper 42), so it is refused."""
+    ids = [client.call("new_job", spec={})["Id"] for _ in range(3)]
+    with pytest.raises(HpcError) as refused:
+        client.call("get_jobs", ids=ids[::-1], after=ids[0], counted=True)
+    assert (refused.value.error_id, refused.value.target) == ("InvalidArgument", "after")

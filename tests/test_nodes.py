@@ -218,3 +218,29 @@ def test_cluster_overview_and_properties(ps: Callable[..., PwshResult]) -> None:
 def test_scheduler_uniform_takes_one_group() -> None:
     demand = scheduler.Demand(1, 0, 1.0, 3, 3, node_sets=(("A",), ("B", "C")))
     assert scheduler.plan({"A": 2, "B": 2, "C": 2}, set(), [demand]) == {1: {"B": 2, "C": 1}}
+
+
+
+def test_nodes_piped_from_another_head_node_are_changed_there(state_dir: Path, tmp_path: Path) -> None:
+    """Node and group records did not say which head node they came from: nodes piped from Get-HpcNode
+    -Scheduler to Set-HpcNodeState were set on the default head node, another cluster."""
+    default, other = start_head_node(state_dir, CLUSTER), start_head_node(tmp_path / "other", CLUSTER)
+    try:
+        script = (f"$other = 'unix:{other.socket}'\n"
+                  "Get-HpcNode -Scheduler $other -Name NODE1 | Set-HpcNodeState -State Offline -Force\n"
+                  "$null = New-HpcGroup -Scheduler $other -Name Moved\n"
+                  "Get-HpcNode -Scheduler $other -Name NODE2 | Add-HpcGroup -Name Moved\n"
+                  "'from|' + (Get-HpcNode -Scheduler $other -Name NODE1).Scheduler + '|' + "
+                  "(Get-HpcGroup -Scheduler $other -Name Moved).Scheduler\n"
+                  "'here|' + (Get-HpcNode -Name NODE1).NodeState + '|' + (Get-HpcNode -Name NODE2).Groups.Count\n"
+                  "'there|' + (Get-HpcNode -Scheduler $other -Name NODE1).NodeState + '|' + "
+                  "((Get-HpcNode -Scheduler $other -Name NODE2).Groups -join ',')\n")
+        result = run_pwsh("$ErrorActionPreference = 'Stop'\n" + script, env=default.env())
+        assert result.returncode == 0, result.stderr
+        found = dict(line.split("|", 1) for line in result.stdout.splitlines() if "|" in line)
+        assert found["from"] == f"unix:{other.socket}|unix:{other.socket}"
+        assert found["there"].split("|")[0] == "Offline" and "Moved" in found["there"].split("|")[1].split(",")
+        assert found["here"].split("|")[0] == "Online"
+    finally:
+        default.stop()
+        other.stop()

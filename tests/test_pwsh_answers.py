@@ -9,8 +9,9 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,25 +21,33 @@ from hpcpack.wire import protocol
 from .conftest import MODULE, run_pwsh
 
 JOB = b'{"__type__":"HpcJob","Id":1,"Name":"one"}'
+Answers = Callable[[int, dict[str, Any]], "bytes | None"]
 
 
 @contextlib.contextmanager
-def head_node_answering(path: Path, page: bytes | None) -> Iterator[str]:
+def head_node_answering(path: Path, page: bytes | None | Answers, silent: int = 0) -> Iterator[str]:
     """A Unix socket that greets as a head node of this version does and answers every other request with
-    `page`, a reply's body exactly as given (None: never). Yields the -Scheduler value that reaches it."""
+    `page`, a reply's body exactly as given (None: never; on the first `silent` connections: never), or as
+    `page(connection, request)` gives it (connections count from 1). Yields the -Scheduler value that
+    reaches it."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen()
+    accepted = [0]
 
     def converse(sock: socket.socket) -> None:
+        accepted[0] += 1
+        connection = accepted[0]
         with sock, contextlib.suppress(OSError, ConnectionError):
             while True:
                 request = protocol.receive(sock)
                 if request["op"] == "hello":
                     protocol.send(sock, protocol.reply_ok({"protocol": protocol.PROTOCOL_VERSION,
                                                            "version": __version__}))
-                elif page is not None:
-                    sock.sendall(protocol.HEADER.pack(len(page)) + page)
+                    continue
+                answer = page(connection, request) if callable(page) else page if connection > silent else None
+                if answer is not None:
+                    sock.sendall(protocol.HEADER.pack(len(answer)) + answer)
 
     def serve() -> None:
         with contextlib.suppress(OSError):
@@ -106,9 +115,36 @@ def test_a_stop_does_not_wait_for_a_head_node_that_stopped_answering(tmp_path: P
     script = ("$ps = [powershell]::Create(); [void]$ps.AddScript(\"Import-Module '$module'; Get-HpcJob -State All\"); "
               "$run = $ps.BeginInvoke(); $deadline = [DateTime]::Now.AddSeconds(20); "
               "while ($ps.InvocationStateInfo.State -eq 'NotStarted' -and [DateTime]::Now -lt $deadline) { Start-Sleep -Milliseconds 50 }; "
-              "Start-Sleep -Seconds 2; $ps.Stop(); 'state|' + $ps.InvocationStateInfo.State")
-    with head_node_answering(tmp_path / "fake.sock", None) as scheduler:
+              "Start-Sleep -Seconds 2; $ps.Stop(); 'state|' + $ps.InvocationStateInfo.State; "
+              # The stopped call still waited on the session's connection, and held it: every later cmdlet of
+              # the session for that head node waited behind it, for ever. It is now shut, and they go on.
+              "$next = [powershell]::Create(); [void]$next.AddScript(\"Import-Module '$module'; Get-HpcJob -State All\"); "
+              "$run = $next.BeginInvoke(); "
+              "if ($run.AsyncWaitHandle.WaitOne(20000)) { 'next|' + @($next.EndInvoke($run)).Count } else { 'next|stuck' }")
+    with head_node_answering(tmp_path / "fake.sock", page(b"[" + JOB + b"]"), silent=1) as scheduler:
         result = run_pwsh(f"$module = '{MODULE}'; " + script, env={**os.environ, "CCP_SCHEDULER": scheduler},
                           import_module=False, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "state|Stopped" in result.stdout.splitlines()
+    assert "state|Stopped" in result.stdout.splitlines() and "next|1" in result.stdout.splitlines(), result.stdout
+
+
+def test_a_listing_let_go_of_early_does_not_hold_the_session_behind_a_head_node_that_stopped_answering(
+        tmp_path: Path) -> None:
+    """`Select-Object -First 150` lets go of a listing while its next chunk is being fetched, ahead, from a
+    head node that never answers that page. The module does not wait for it, but its request kept the
+    session's connection, and the next cmdlet for that head node waited behind it for ever. The request is
+    let go of too, and that cmdlet goes on."""
+    def answer(connection: int, request: dict[str, Any]) -> bytes | None:
+        after, limit = request["args"].get("after") or 0, request["args"]["limit"]
+        if after >= 1500:  # the fifth page: never on the first connection, empty (the end) on the others
+            return None if connection == 1 else b'{"ok":true,"result":{"count":0,"last":null,"jobs":[]}}'
+        jobs = b",".join(JOB.replace(b'"Id":1', b'"Id":%d' % i) for i in range(after + 1, after + limit + 1))
+        return page(b"[" + jobs + b"]", count=limit, last=after + limit)
+    script = ("@(Get-HpcJob -State All | Select-Object -First 150).Count; "
+              "$next = [powershell]::Create(); [void]$next.AddScript(\"Import-Module '$module'; Get-HpcJob -State All\"); "
+              "$run = $next.BeginInvoke(); "
+              "if ($run.AsyncWaitHandle.WaitOne(20000)) { 'next|' + @($next.EndInvoke($run)).Count } else { 'next|stuck' }")
+    with head_node_answering(tmp_path / "fake.sock", answer) as scheduler:
+        result = run_pwsh(f"$module = '{MODULE}'; " + script, env={**os.environ, "CCP_SCHEDULER": scheduler}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["150", "next|1500"], result.stdout

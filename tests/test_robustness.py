@@ -260,7 +260,8 @@ def test_a_reply_past_the_limit_of_a_message_is_refused_before_it_is_written(hea
                                                                              client: Client, counted: bool) -> None:
     """One job of 200 KB asked for 10,000 times, as a list and as a page: its reply, 2 GB, was written whole
     before its size was found too large, and took 4 GB and 23-45 s of the head node, everyone waiting
-    (helpers 40 and 41). Now it is refused once it passes the limit."""
+    (helpers 40 and 41). Now the list is refused once it passes the limit, and the page ends where its
+    text fills a page (protocol.PAGE_BYTES), saying that more follow."""
     job_id = client.call("new_job", spec={"Name": "big", "JobEnv": [f"V{n}={'x' * 1000}" for n in range(200)]})["Id"]
     status = Path(f"/proc/{head.process.pid}/status")
     Path(f"/proc/{head.process.pid}/clear_refs").write_text("5")  # its peak (VmHWM) starts again from here
@@ -269,7 +270,13 @@ def test_a_reply_past_the_limit_of_a_message_is_refused_before_it_is_written(hea
         return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
     before = peak_mb()
     reply = raw(head, {"op": "get_jobs", "args": {"ids": [job_id] * protocol.MAX_IDS, "counted": counted}})
-    assert not reply["ok"] and reply["error"]["error_id"] == "ProtocolError", reply
+    if counted:
+        page = reply["result"]
+        assert (page["count"], page["last"], page["more"]) == (len(page["jobs"]), job_id, True), reply["ok"]
+        size = len(json.dumps(page["jobs"][0], separators=(",", ":")))
+        assert protocol.PAGE_BYTES <= size * page["count"] < protocol.PAGE_BYTES + size
+    else:
+        assert not reply["ok"] and reply["error"]["error_id"] == "ProtocolError", reply
     assert peak_mb() - before < 8 * protocol.MAX_FRAME / 2**20
     assert client.call("get_jobs", ids=[job_id])[0]["Id"] == job_id
 

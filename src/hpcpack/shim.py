@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from itertools import groupby
 from typing import Any
 
+from .backends import client
 from .backends.contract import JobPage
 from .cmdlets import registry
 from .errors import ErrorRecord, HpcError
@@ -33,6 +34,7 @@ def call(command: str, arguments: Any) -> list[registry.Element]:
         raise HpcError("InvalidOperation", f"The HPC backend has no command '{command}'.")
     args = registry.Args(dict(arguments))
     _trace(command, args)
+    working = client.CALL.set(args.call_id)
     try:
         return registry.chunk(args.call_id, handler(args))
     except HpcError as e:
@@ -41,6 +43,7 @@ def call(command: str, arguments: Any) -> list[registry.Element]:
         raise
     finally:
         registry.STOPPED.discard(args.call_id)
+        client.CALL.reset(working)
 
 
 def call_json(command: str, arguments: Any) -> bytes:
@@ -91,8 +94,10 @@ def _handler(command: str) -> registry.Handler | None:
 
 
 def stop(call_id: str) -> None:
-    """PowerShell's StopProcessing (Ctrl+C, PowerShell.Stop()): the call's waits end at once."""
+    """PowerShell's StopProcessing (Ctrl+C, PowerShell.Stop()): the call's waits end at once, and a reply
+    it still waits for after registry.LET_GO_AFTER is no longer waited for."""
     registry.STOPPED.add(call_id)
+    registry.let_go_later(call_id)
 
 
 def _trace(command: str, args: registry.Args) -> None:

@@ -7,6 +7,8 @@ A `Client` keeps one connection and is safe to share between threads (PowerShell
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import itertools
 import os
 import re
 import socket
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..config import SOCKET_NAME, SYSTEM_STATE_DIR, Endpoint, resolve
 from ..errors import HpcError
+from ..model.params import MAX_JOB_UNITS
 from ..wire import protocol, transport
 from .contract import JobPage
 
@@ -27,6 +30,20 @@ if TYPE_CHECKING:
 START_TIMEOUT = 15.0
 _clients: dict[tuple[str, ...], Client] = {}
 _clients_lock = threading.Lock()
+
+
+# The cmdlet call that requests are made for on this thread (the shim sets it): a call that PowerShell no
+# longer waits for has its requests abandoned (Client.abandon).
+CALL: contextvars.ContextVar[str | None] = contextvars.ContextVar("hpcpack_call", default=None)
+
+
+def abandon(call: str) -> None:
+    """Shuts the connection on which a request of cmdlet call `call` waits for its reply, whichever shared
+    client it is: PowerShell stopped waiting for it (see Client.abandon)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+    for client in clients:
+        client.abandon(call)
 
 
 def for_scheduler(scheduler: list[str] | str | None) -> Client:
@@ -46,6 +63,9 @@ class Client:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self.endpoint: Endpoint | None = None
+        self._holding = threading.Lock()  # over the two below
+        self._holder: str | None = None  # the call whose request the connection carries now (CALL)
+        self._abandoned = False  # ...and whether PowerShell stopped waiting for it
 
     def call(self, op: str, **args: Any) -> Any:
         """Sends one operation and returns its result; raises HpcError. A list of more than
@@ -53,10 +73,21 @@ class Client:
         ids = args.get("ids")
         if op == "get_jobs" and ids is None and "limit" not in args:
             return self._all_pages(args)
+        if op == "get_tasks" and "counted" not in args:
+            return self._all_task_pages(args)
         if isinstance(ids, list) and len(ids) > protocol.MAX_IDS:
             pages = [self.call(op, **{**args, "ids": ids[i:i + protocol.MAX_IDS]})
                      for i in range(0, len(ids), protocol.MAX_IDS)]
             return _join(pages)
+        result = self._once(op, args)
+        while op == "lookup_jobs" and isinstance(ids, list) and isinstance(result, list) and 0 < len(result) < len(ids):
+            rest = self._once(op, {**args, "ids": ids[len(result):]})  # answered up to protocol.PAGE_BYTES
+            if not isinstance(rest, list) or not rest:
+                break
+            result += rest
+        return result
+
+    def _once(self, op: str, args: dict[str, Any]) -> Any:
         body, endpoint = self._send(op, args)
         result = _result(protocol.decode(body))
         _stamp(result, endpoint.name)
@@ -77,7 +108,8 @@ class Client:
                 raise HpcError("ProtocolError", "The head node sent a page of jobs that is not a list of jobs.")
             _stamp(jobs, endpoint.name)
             last = result.get("last")
-            page = JobPage(count=len(jobs), last=last if isinstance(last, int) else None, jobs=jobs)
+            page = JobPage(count=len(jobs), last=last if isinstance(last, int) else None, jobs=jobs,
+                           more=result.get("more") is True)
         return page
 
     def _send(self, op: str, args: dict[str, Any]) -> tuple[bytearray, Endpoint]:
@@ -86,9 +118,27 @@ class Client:
         if op not in protocol.READ_ONLY:
             request["request_id"] = os.urandom(16).hex()  # so that a resend after a lost reply applies once
         with self._lock:
-            body = self._exchange(request)
+            with self._holding:
+                self._holder = CALL.get()
+            try:
+                body = self._exchange(request)
+            finally:
+                with self._holding:
+                    self._holder, self._abandoned = None, False
             assert self.endpoint is not None
             return body, self.endpoint
+
+    def abandon(self, call: str) -> None:
+        """If a request of cmdlet call `call` waits on this connection for its reply, shuts the connection:
+        the wait ends, with OperationStopped rather than a resend, and the next request opens another. A
+        cmdlet stopped while it waited for a head node that no longer answered kept the connection, and every
+        later cmdlet of the session for that head node waited behind it for ever."""
+        with self._holding:  # (not the request's reply and the next request's send in between)
+            sock = self._sock
+            if self._holder == call and sock is not None:
+                self._abandoned = True
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _endpoint(self) -> Endpoint:
         """The head node this client reaches (connecting first if it has not yet)."""
@@ -105,13 +155,32 @@ class Client:
         return endpoint.describe() if endpoint.address is not None else f"unix:{endpoint.socket_path}"
 
     def _all_pages(self, args: dict[str, Any]) -> list[Any]:
-        """get_jobs in pages of protocol.MAX_IDS, so that no reply outgrows a frame however many jobs."""
+        """get_jobs in pages of up to protocol.MAX_IDS, so that no reply outgrows a frame however many jobs."""
         jobs: list[Any] = []
+        page = self.job_page(**args, after=None, limit=protocol.MAX_IDS).following(None)
+        jobs += page.records()
+        while page.full(protocol.MAX_IDS):
+            page = self.job_page(**args, after=page.last, limit=protocol.MAX_IDS).following(page.last)
+            jobs += page.records()
+        return jobs
+
+    def _all_task_pages(self, args: dict[str, Any]) -> list[Any]:
+        """get_tasks in pages, each cut by the head node where its text fills protocol.PAGE_BYTES: one job's
+        tasks may hold more text than a message."""
+        tasks: list[Any] = []
+        after: list[int] | None = None
         while True:
-            page = self.call("get_jobs", **args, after=jobs[-1]["Id"] if jobs else None, limit=protocol.MAX_IDS)
-            jobs += page
-            if len(page) < protocol.MAX_IDS:
-                return jobs
+            page = self.call("get_tasks", **args, counted=True, after=after)
+            found = page.get("tasks") if isinstance(page, dict) else None
+            if not isinstance(found, list):
+                raise HpcError("ProtocolError", "The head node sent a page of tasks that is not a list of tasks.")
+            last = _task_page_end(found, after, page.get("last"), page.get("more") is True)
+            tasks += found
+            if len(tasks) > MAX_JOB_UNITS:  # (a head node that never ends the listing)
+                raise HpcError("ProtocolError", f"The head node sent more than {MAX_JOB_UNITS:,} tasks of one job.")
+            if last is None:
+                return tasks
+            after = last
 
     def close(self) -> None:
         with self._lock:
@@ -135,6 +204,10 @@ class Client:
             except (ConnectionError, OSError) as e:
                 sock.close()
                 self._sock = None
+                if self._abandoned:
+                    stopped = HpcError("OperationStopped", "The cmdlet was stopped while it waited for the head node's "
+                                       "reply; the connection was closed.")
+                    raise _maybe_applied(stopped, request) from None
                 if attempt == 2:
                     raise _maybe_applied(HpcError("CannotConnectWithScheduler",
                                                   f"Lost the connection to the head node: {e}."), request) from None
@@ -246,7 +319,7 @@ def _result(reply: dict[str, Any]) -> Any:
 
 # A counted page as the head node writes it (head.jsontext: compact, keys in the order given, "jobs" last), and
 # how each of its jobs begins (HpcJob.to_record: "Id" first).
-_COUNTED = re.compile(rb'\{"ok":true,"result":\{"count":(\d+),"last":(\d+|null),"jobs":\[')
+_COUNTED = re.compile(rb'\{"ok":true,"result":\{"count":(\d+),"last":(\d+|null),(?:"more":(true|false),)?"jobs":\[')
 _JOB = b'{"__type__":"HpcJob","Id":'
 _SCHEDULER_NAME = re.compile(protocol.SCHEDULER_NAME)
 _SURROGATE_HEX = frozenset(b"89abcdefABCDEF")  # the third digit of \uD800 to \uDFFF
@@ -269,7 +342,8 @@ def _counted(body: bytearray) -> JobPage | None:
     last_job = body.rfind(_JOB, start, end) + len(_JOB)
     if last is not None and not body.startswith((b"%d," % last, b"%d}" % last), last_job):
         return None
-    return JobPage(count=count, last=last, json=memoryview(body)[start:end])
+    return JobPage(count=count, last=last, json=memoryview(body)[start:end], more=match[3] == b"true")
+
 
 
 def _escapes_surrogate(text: bytearray) -> bool:
@@ -288,15 +362,39 @@ def _escapes_surrogate(text: bytearray) -> bool:
     return False
 
 
+def _task_page_end(tasks: list[Any], after: list[int] | None, last: Any, more: bool) -> list[int] | None:
+    """Where the next page of tasks begins ([task id, subtask id]), or None after the last page. ProtocolError
+    for a page whose tasks are not in order after `after` and up to `last`: a broken or hostile head node
+    must not keep its client paging, nor hand it a task twice."""
+    keys: list[Any] = ([after] if after else []) + [[task.get("TaskId"), task.get("SubTaskId")]
+                                                     if isinstance(task, dict) else None for task in tasks]
+    if (more and (not tasks or last != keys[-1])) or not all(_task_key(key) for key in keys) or any(
+            a >= b for a, b in itertools.pairwise(keys)):
+        raise HpcError("ProtocolError", f"The head node sent a page of tasks after {after} that is not in order "
+                       f"(ending with {last}).")
+    return last if more else None
+
+
+def _task_key(key: Any) -> bool:
+    return isinstance(key, list) and len(key) == 2 and all(type(n) is int for n in key)
+
+
 def _stamp(result: Any, scheduler: str) -> None:
-    """Jobs and tasks remember the head node they came from as this client reached it, so that their
-    methods, and cmdlets they are piped to, act on that head node."""
+    """Jobs, tasks, nodes and node groups remember the head node they came from as this client reached it,
+    so that their methods, and cmdlets they are piped to, act on that head node (a node piped from
+    Get-HpcNode -Scheduler to Set-HpcNodeState was set on the default head node)."""
+    if isinstance(result, dict) and isinstance(result.get("tasks"), list):  # a page of tasks
+        result = result["tasks"]
     items = result if isinstance(result, list) else [result]
     for item in items:
         if isinstance(item, dict):
-            record = item.get("job") if "job" in item else item
-            if isinstance(record, dict) and record.get("__type__") in ("HpcJob", "HpcTask"):
+            record = next((item[key] for key in _ITEM_RECORDS if key in item), item)  # or a verb's answer
+            if isinstance(record, dict) and record.get("__type__") in _STAMPED:
                 record["Scheduler"] = scheduler
+
+
+_ITEM_RECORDS = ("job", "node", "group")  # where a verb's answer for one item keeps its record
+_STAMPED = frozenset({"HpcJob", "HpcTask", "HpcNode", "HpcGroup"})
 
 
 def _join(pages: list[Any]) -> Any:

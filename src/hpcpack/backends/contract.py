@@ -98,14 +98,33 @@ class JobQuery:
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of a listing: `count` jobs and the last one's id (the next page starts after it). The jobs
-    are either the JSON text the head node sent (`json`: UTF-8, an array of records), for a client that
-    passes them on unread (the PowerShell module), or records already read (`jobs`)."""
+    """One page of a listing: `count` jobs and the last one's id (the next page starts after it); `more`
+    when the page was cut short by its size (wire.protocol.PAGE_BYTES), so that jobs after it may still
+    match although it holds fewer than were asked for. The jobs are either the JSON text the head node
+    sent (`json`: UTF-8, an array of records), for a client that passes them on unread (the PowerShell
+    module), or records already read (`jobs`)."""
 
     count: int
     last: int | None
     json: bytes | memoryview | None = None
     jobs: list[Record] | None = None
+    more: bool = False
+
+    def following(self, after: int | None) -> JobPage:
+        """This page, if it follows the jobs up to `after`: a head node whose pages do not (a broken or hostile
+        one) ends the listing with ProtocolError, instead of repeating jobs or keeping its client paging for
+        ever."""
+        last = self.last
+        if self.count and (last is None or (after is not None and last <= after) or last > protocol.MAX_ID):
+            raise HpcError("ProtocolError", f"The head node sent a page of {self.count} jobs ending with job "
+                           f"{last}, which does not follow job {after}.", after)
+        if self.more and not self.count:
+            raise HpcError("ProtocolError", "The head node sent an empty page of jobs that says more follow.", after)
+        return self
+
+    def full(self, limit: int) -> bool:
+        """Whether a page asked for with `limit` may have jobs after it."""
+        return (self.count == limit or self.more) and self.last is not None and self.last < protocol.MAX_ID
 
     def records(self) -> list[Record]:
         if self.jobs is not None:

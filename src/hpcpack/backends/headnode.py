@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -81,7 +82,11 @@ class HeadNodeBackend:
         """`operation` on the jobs `ids`, one answer each in their order; an ID no job can have (Stop-HpcJob
         -Id 0) is answered here as the head node answers one it does not know, and the others still act."""
         valid = [i for i in ids if 1 <= i <= protocol.MAX_ID]
-        answers = iter(_items(self.client.call(operation, ids=valid, **params)) if valid else [])
+        items = _items(self.client.call(operation, ids=valid, **params)) if valid else []
+        if [item.id for item in items] != valid:
+            raise HpcError("ProtocolError", f"The head node's answer to {operation} is not one per job asked for, "
+                           "in their order.")
+        answers = iter(items)
         return [next(answers) if 1 <= i <= protocol.MAX_ID else _no_such_job(i) for i in ids]
 
     def query_jobs(self, query: JobQuery) -> Iterator[Record]:
@@ -97,12 +102,12 @@ class HeadNodeBackend:
         def page(after: int | None, limit: int) -> JobPage:
             return self.client.job_page(**query.to_wire(), after=after, limit=limit)
 
-        after, limit, jobs = None, FIRST_PAGE, _following(page(None, FIRST_PAGE), None)
-        while jobs.count == limit and jobs.last is not None and jobs.last < protocol.MAX_ID:
+        limit, jobs = FIRST_PAGE, page(None, FIRST_PAGE).following(None)
+        while jobs.full(limit):
             after, limit = jobs.last, min(2 * limit, protocol.MAX_IDS)
             ahead = None if limit == 2 * FIRST_PAGE else _started(functools.partial(page, after, limit))
             yield jobs
-            jobs = _following(ahead() if ahead else page(after, limit), after)
+            jobs = (ahead() if ahead else page(after, limit)).following(after)
         yield jobs
 
     def get_tasks(self, query: TaskQuery) -> list[Record]:
@@ -198,24 +203,16 @@ class HeadNodeBackend:
         return dict(self.client.call("set_environment", values=values))
 
 
-def _following(page: JobPage, after: int | None) -> JobPage:
-    """`page`, if it follows the jobs up to `after`: a head node whose pages do not (a broken or hostile one)
-    ends the listing with an error, instead of repeating jobs or keeping its client paging for ever."""
-    last = page.last
-    if page.count and (last is None or (after is not None and last <= after) or last > protocol.MAX_ID):
-        raise HpcError("ProtocolError", f"The head node sent a page of {page.count} jobs ending with job {last}, "
-                       f"which does not follow job {after}.", after)
-    return page
-
-
 def _started(work: Callable[[], T]) -> Callable[[], T]:
-    """`work` started on a thread of its own; the function returned waits for its result or raises its
-    error. (Not concurrent.futures: its import costs every pwsh's first cmdlet 7 ms.)"""
+    """`work` started on a thread of its own, in this one's context (the call its requests are made for:
+    client.CALL); the function returned waits for its result or raises its error. (Not concurrent.futures:
+    its import costs every pwsh's first cmdlet 7 ms.)"""
     outcome: list[tuple[bool, Any]] = []
+    context = contextvars.copy_context()
 
     def run() -> None:
         try:
-            outcome.append((True, work()))
+            outcome.append((True, context.run(work)))
         except BaseException as e:  # handed to the caller, whatever it is
             outcome.append((False, e))
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..backends import stopping
+from ..backends import client, stopping
 from ..backends.contract import Backend, Item, JobPage, Progress
 from ..backends.headnode import backend_for
 from ..backends.stopping import Report, Stopped
@@ -23,6 +24,9 @@ CLOSED: set[str] = set()  # of those, calls let go of meanwhile ("Close"): their
 CHUNK = 1000  # records in one answer to PowerShell (or whole pages of at least as many); the rest wait in CURSORS
 FIRST_CHUNK = 100  # the first answer: the pipeline sees its first objects soon (Select-Object -First stops early)
 STOPPED: set[str] = set()  # ids of calls whose cmdlet PowerShell asked to stop
+# Seconds a call that PowerShell stopped, or whose rest it let go of, may still wait for a head node before
+# its connection is shut (the module waits StopGrace, 2 s, for a stopped call, and not at all for a "More").
+LET_GO_AFTER = 3.0
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -100,7 +104,7 @@ def chunk(call_id: str, records: Answer, size: int = FIRST_CHUNK) -> list[Elemen
     for item in records:
         out.append(item)
         count += item.count if isinstance(item, JobPage) else 1
-        if count >= size:
+        if count >= size or (isinstance(item, JobPage) and item.more):  # (a page cut by its size is enough)
             break
     else:
         return out
@@ -115,12 +119,14 @@ def more(args: Args) -> list[Element]:
     """The next chunk of call `Of`'s answer."""
     call_id = str(args.get("Of"))
     FETCHING.add(call_id)  # before the cursor is taken: a Close from now on knows a chunk is being made
+    working = client.CALL.set(call_id)  # its requests are the call's (a Close lets go of them)
     try:
         rest = CURSORS.pop(call_id, None)
         return chunk(call_id, rest, CHUNK) if rest is not None else []
     finally:
         FETCHING.discard(call_id)
         CLOSED.discard(call_id)
+        client.CALL.reset(working)
 
 
 @command("Close")
@@ -132,7 +138,16 @@ def close(args: Args) -> list[Record]:
     call_id = str(args.get("Of"))
     if CURSORS.pop(call_id, None) is None and call_id in FETCHING:
         CLOSED.add(call_id)
+    let_go_later(call_id)  # (its next page may be asked for ahead, on a thread of its own: query_job_pages)
     return []
+
+
+def let_go_later(call_id: str) -> None:
+    """After LET_GO_AFTER, shuts the connection that call `call_id` still waits on, if it does (see
+    client.abandon): PowerShell no longer waits for it."""
+    timer = threading.Timer(LET_GO_AFTER, client.abandon, [call_id])
+    timer.daemon = True
+    timer.start()
 
 
 @contextmanager

@@ -197,8 +197,20 @@ class Core:
         self.touched.add(job_id)
         job = self.find(job_id)
         if job is None:
-            raise HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
+            raise self._no_such_job(job_id)
         return job
+
+    def read_job(self, job_id: int) -> Job:
+        """The job for a question about it: from memory, or read from the store without its tasks (its record
+        has their counters) and without keeping it, so that questions about many ended jobs do not fill
+        memory (each lookup kept a job and all its tasks for EVICT_AFTER); InvalidJobId if none."""
+        job = self.jobs.get(job_id) or (self.store.stored_job(job_id) if 0 < job_id < 2**63 else None)
+        if job is None:
+            raise self._no_such_job(job_id)
+        return job
+
+    def _no_such_job(self, job_id: int) -> HpcError:
+        return HpcError("InvalidJobId", f"Job {job_id} does not exist on the head node {self.name}.", job_id)
 
     def find(self, job_id: int) -> Job | None:
         """The job from memory, or read from the store (an ended job is kept in memory only a while)."""

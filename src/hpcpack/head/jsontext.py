@@ -6,7 +6,7 @@ surrogate) goes through the standard library's encoder, which escapes it: the sa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic_core
@@ -23,6 +23,24 @@ def dumps(value: Any) -> bytes:
         return pydantic_core.to_json(value)
     except pydantic_core.PydanticSerializationError:
         return _ENCODER.encode(value).encode()
+
+
+class Encoded(bytes):
+    """A value already written as JSON text (a record of a page, written once to measure it): `reply`
+    writes it as it is."""
+
+
+def fill(values: Iterable[Any], size: int) -> list[Encoded]:
+    """The first of `values` (made as they are asked for), each written as JSON text, up to the one whose
+    text passes `size` bytes in all: at least one, at most `size` and one value."""
+    page: list[Encoded] = []
+    written = 0
+    for value in values:
+        page.append(Encoded(dumps(value)))
+        written += len(page[-1])
+        if written >= size:
+            break
+    return page
 
 
 def reply(message: dict[str, Any], limit: int = protocol.MAX_FRAME) -> bytes:
@@ -45,7 +63,7 @@ class _Writer:
         self.limit = self.left = limit
 
     def whole(self, value: Any) -> bytes:
-        text = dumps(value)
+        text = value if isinstance(value, Encoded) else dumps(value)
         self.left -= len(text) + 1
         if self.left < 0:
             raise HpcError("ProtocolError", f"a reply of more than {self.limit} bytes exceeds the limit of a "

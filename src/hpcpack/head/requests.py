@@ -10,7 +10,7 @@ import asyncio
 import os
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from itertools import islice
@@ -26,6 +26,7 @@ from ..model.states import JobState, TaskState, parse_flags
 from ..model.stop import StopOptions
 from ..wire import operations as ops
 from ..wire import protocol
+from . import jsontext
 from .cluster_requests import ClusterRequests, moment
 from .core import ENDED_STATES, log
 from .headnode import HeadNode
@@ -38,6 +39,8 @@ BATCH = 500
 
 
 REPLY_MESSAGE_KEPT = 120  # characters of each error message a bulk reply keeps for a resend
+
+
 
 
 def compact(result: Any) -> Any:
@@ -212,15 +215,17 @@ class Requests(ClusterRequests):
         """How long a cancel may take: the grace period, the node-release timeout, and a margin."""
         return float(self.head.property("TaskCancelGracePeriod") + self.head.property("NodeReleaseTaskTimeout") + 30)
 
-    def op_lookup_jobs(self, caller: Caller, params: ops.JobIds) -> list[dict[str, Any]]:
-        """Per id: the job, or why it cannot be had (unlike get_jobs, which fails on the first bad id)."""
-        results: list[dict[str, Any]] = []
-        for job_id in params.ids:
-            try:
-                results.append({"id": job_id, "job": self._record(self.head.job(job_id), caller)})
-            except HpcError as e:
-                results.append({"id": job_id, "error": e.to_wire()})
-        return results
+    def op_lookup_jobs(self, caller: Caller, params: ops.JobIds) -> list[jsontext.Encoded]:
+        """Per id: the job, or why it cannot be had (unlike get_jobs, which fails on the first bad id); for
+        the first ids whose answers fill a page (protocol.PAGE_BYTES), at least one: the client asks again
+        for the others."""
+        return jsontext.fill((self._looked_up(caller, job_id) for job_id in params.ids), protocol.PAGE_BYTES)
+
+    def _looked_up(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        try:
+            return {"id": job_id, "job": self._record(self.head.read_job(job_id), caller)}
+        except HpcError as e:
+            return {"id": job_id, "error": e.to_wire()}
 
     def op_plan_cancel(self, caller: Caller, params: ops.CancelJobs) -> list[dict[str, Any]]:
         """What a cancel would do to each job, in words, for -WhatIf and -Confirm; each job's record is
@@ -240,29 +245,47 @@ class Requests(ClusterRequests):
             results.append({"id": job_id, "job": record, "action": action})
         return results
 
-    def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[dict[str, Any]] | dict[str, Any]:
-        """The jobs that match, by id; a page of them with `after` and `limit` (the client pages), `counted`
-        as {"count", "last", "jobs"}."""
+    def op_get_jobs(self, caller: Caller, params: ops.GetJobs) -> list[jsontext.Encoded] | dict[str, Any]:
+        """The jobs that match, or those of `ids` (all of them, or InvalidJobId); a page of them with `after`
+        and `limit` (the client pages), `counted` as {"count", "last", "more", "jobs"}. A counted page ends
+        where its text fills protocol.PAGE_BYTES, and "more" says that jobs after "last" may still match
+        although it holds fewer than `limit`; a reply not counted that would pass the limit of a message
+        is refused (ProtocolError) once its text, or the stored text of the jobs read for it, passes it."""
         try:
             Job.check_fields(params.fields or ())
         except KeyError as e:
             raise invalid_argument(f"{e} is not a property of HpcJob.", "fields") from None
-        if params.ids is not None:
-            jobs = [self.head.job(job_id) for job_id in params.ids]
-            jobs = [j for j in jobs if params.after is None or j.id > params.after]
+        if params.ids is not None and params.after is not None:
+            raise invalid_argument("`after` pages a listing by its filters; with ids, ask for those not answered.",
+                                   "after")
+        size = protocol.PAGE_BYTES if params.counted else protocol.MAX_FRAME
+        jobs: Iterator[Job]
+        if params.ids is not None:  # read as written, one at a time: ended ones are not kept in memory
+            jobs, cut = map(self.head.read_job, params.ids[:params.limit]), False
         else:
-            jobs = self._select_jobs(caller, params)
-        jobs = jobs[:params.limit]
+            selected, cut = self._select_jobs(caller, params, size)
+            jobs = iter(selected)
         scheduler = self.head.name if params.scheduler is None else params.scheduler
-        records = [j.to_record(scheduler, not self.head.may_read(caller, j), params.fields) for j in jobs]
-        if not params.counted:
-            return records
-        # "jobs" last: the client cuts them out of the reply unread (Client.job_page).
-        return {"count": len(jobs), "last": jobs[-1].id if jobs else None, "jobs": records}
+        shown: list[int] = []
 
-    def _select_jobs(self, caller: Caller, params: ops.GetJobs) -> list[Job]:
+        def records() -> Iterator[dict[str, Any]]:
+            for job in jobs:
+                shown.append(job.id)
+                yield job.to_record(scheduler, not self.head.may_read(caller, job), params.fields)
+        page = jsontext.fill(records(), size)
+        more = cut or next(jobs, None) is not None
+        if not params.counted:
+            if more:
+                raise HpcError("ProtocolError", f"The jobs asked for hold more than {size:,} bytes, the limit of a "
+                               "message: ask for them in counted pages, or for fewer at a time.")
+            return page
+        # "jobs" last: the client cuts them out of the reply unread (Client.job_page).
+        return {"count": len(page), "last": shown[-1] if shown else None, "more": more, "jobs": page}
+
+    def _select_jobs(self, caller: Caller, params: ops.GetJobs, size: int) -> tuple[list[Job], bool]:
         """A page of the jobs that match: active ones from memory (the head node indexes them by state),
-        ended ones paged and filtered in SQL, without their tasks, so a page costs a page."""
+        ended ones paged and filtered in SQL, without their tasks, until their stored text passes `size`,
+        so a page costs a page; and whether the ended ones were so cut short."""
         query = self._job_query(caller, params)
         # Active jobs by id, from the first after `after`, until a page of them matches: a page costs a
         # sort of the active jobs (C), not a test of each (a listing of 5,000 in pages tested 24,000).
@@ -270,11 +293,13 @@ class Requests(ClusterRequests):
                             key=_job_id)
         rest = candidates[bisect_right(candidates, query.after, key=_job_id):]
         active = list(islice((job for job in rest if self._matches(job, query)), query.limit))
-        ended = self.head.store.list_jobs(replace(query, states=tuple(
-            int(s) for s in ENDED_STATES if int(s) in query.states)))
+        ended, cut = self.head.store.list_jobs(replace(query, states=tuple(
+            int(s) for s in ENDED_STATES if int(s) in query.states)), size)
         recent = {j.id: j for j in self.head.in_state(*ENDED_STATES)}  # memory may hold a newer copy
         jobs = sorted(active + [recent.get(j.id, j) for j in ended], key=lambda j: j.id)
-        return jobs[:query.limit]
+        if cut:  # the page ends with the last ended job read: the next one may come before an active job
+            jobs = [job for job in jobs if job.id <= ended[-1].id]
+        return jobs[:query.limit], cut
 
     def _job_query(self, caller: Caller, params: ops.GetJobs) -> JobQuery:
         state, owner = params.state, params.owner
@@ -311,7 +336,7 @@ class Requests(ClusterRequests):
     def op_set_job(self, caller: Caller, params: ops.SetJob) -> dict[str, Any]:
         return self._record(self.head.set_job(caller, params.id, dict(params.spec)), caller)
 
-    def op_get_tasks(self, caller: Caller, params: ops.GetTasks) -> list[dict[str, Any]]:
+    def op_get_tasks(self, caller: Caller, params: ops.GetTasks) -> list[dict[str, Any]] | dict[str, Any]:
         job = self.head.job(params.job_id)
         if params.full:
             self.head.authorize_read(caller, job)
@@ -326,7 +351,15 @@ class Requests(ClusterRequests):
             # Without a task id, sweeps show as their subtasks (HPC Pack's rule), unless asked not to.
             units = [u for t in job.tasks
                      for u in (t.instances if params.expand and t.parametric and t.instances else [t])]
-        return [self._task_record(u, caller) for u in units if int(u.shown_state) & mask]
+        shown = [u for u in units if int(u.shown_state) & mask]
+        if not params.counted:
+            return [self._task_record(u, caller) for u in shown]
+        after = tuple(params.after or (0, 0))
+        rest = sorted((u for u in shown if (u.task_id, u.sub_id) > after), key=attrgetter("task_id", "sub_id"))
+        page = jsontext.fill((self._task_record(u, caller) for u in rest), protocol.PAGE_BYTES)
+        last = rest[len(page) - 1] if page else None
+        return {"count": len(page), "last": [last.task_id, last.sub_id] if last else None,
+                "more": len(page) < len(rest), "tasks": page}
 
     def op_set_task(self, caller: Caller, params: ops.SetTask) -> dict[str, Any]:
         return self._task_record(self.head.set_task(caller, params.job_id, params.task_id, dict(params.spec)), caller)

@@ -329,13 +329,28 @@ class Store:
                 tasks[(task.job_id, task.task_id)].instances.append(task)
         return list(jobs.values())
 
-    def list_jobs(self, query: JobQuery) -> list[Job]:
+    def list_jobs(self, query: JobQuery, size: int | None = None) -> tuple[list[Job], bool]:
         """A page of stored jobs in the query's states, filtered and paged in SQL (the state index, the
         primary key), without their tasks: their records use the counters stored with ended jobs. A job
-        stored before those counters existed is read with its tasks."""
+        stored before those counters existed is read with its tasks. With `size` (bytes), the page ends with
+        the job whose stored text passes it; and whether it so ended before `query.limit` jobs."""
         where, values = query.sql()
         rows = self.db.execute(f"SELECT data FROM jobs WHERE {where} ORDER BY id LIMIT ?", [*values, query.limit])
-        jobs = [Job.from_row(json.loads(data)) for (data,) in rows]
+        jobs: list[Job] = []
+        read = 0
+        for (data,) in rows:
+            if size is not None and read >= size:
+                return self._with_counters(jobs), True
+            read += len(data)
+            jobs.append(Job.from_row(json.loads(data)))
+        return self._with_counters(jobs), False
+
+    def stored_job(self, job_id: int) -> Job | None:
+        """One stored job, without its tasks as list_jobs reads it; None if there is none."""
+        row = self.db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._with_counters([Job.from_row(json.loads(row[0]))])[0] if row else None
+
+    def _with_counters(self, jobs: list[Job]) -> list[Job]:
         return [job if job.summary else next(iter(self.load_jobs(job.id)), job) for job in jobs]
 
     def job_states(self, ids: list[int]) -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from .params import (
     INT32_MAX,
     MAX_COMMAND,
     MAX_JOB_BYTES,
+    MAX_JOB_PROPERTY_BYTES,
     MAX_JOB_UNITS,
     MAX_NAME,
     MAX_TIME,
@@ -112,6 +114,16 @@ def apply_job_properties(job: Job, spec: dict[str, Any]) -> None:
         requested = parse_range(spec[name], name)
         job.unit_type, job.min_units, job.max_units = unit, requested.min, requested.max
         job.shown_units = []
+    _check_property_bytes(job)
+
+
+def _check_property_bytes(job: Job) -> None:
+    """ArgumentOutOfRange when the job's own properties, as stored, would pass MAX_JOB_PROPERTY_BYTES."""
+    size = len(json.dumps(job.to_row(), ensure_ascii=False).encode(errors="surrogatepass"))
+    if size > MAX_JOB_PROPERTY_BYTES:
+        raise HpcError("ArgumentOutOfRange", f"A job's properties (its environment, node lists, custom properties) "
+                       f"may hold {MAX_JOB_PROPERTY_BYTES:,} bytes of text on this head node; these would hold "
+                       f"{size:,}.", "JobEnv")
 
 
 def _set_progress(job: Job, value: Any) -> None:

@@ -139,6 +139,10 @@ MAX_SWEEP_STEPS = 1_000_000  # HPC Pack's limit; steps are created as they come 
 SWEEP_WINDOW = 1_000  # a sweep's steps that exist at once beyond those that ended
 MAX_JOB_UNITS = 50_000  # tasks and existing steps of one job: one request cannot hold the head node long
 MAX_JOB_BYTES = 32 * 1024 * 1024  # the text (commands, paths, environment) of a job's tasks and existing steps
+# The text of a job's own properties (its environment most of all): what one request may carry
+# (wire.protocol.MAX_REQUEST), so that any job fits in a page of a listing (wire.protocol.PAGE_BYTES). Before,
+# Set-HpcJob -JobEnv could grow a job without end, a few megabytes a request, until no listing could hold it.
+MAX_JOB_PROPERTY_BYTES = 4 * 1024 * 1024
 WINDOW_BYTES = 1024 * 1024  # the text of a sweep's steps that exist at once: a large command means fewer
 MAX_COMMAND = 64 * 1024  # characters in a command line, also after a sweep's `*` become numbers
 

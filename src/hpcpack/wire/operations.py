@@ -175,6 +175,10 @@ class GetTasks(Request):
     state: States | None = None
     expand: StrictBool = True
     full: StrictBool = False  # the whole task, or PermissionDenied (Export-HpcJob): never a blanked copy
+    # A page, as {"count", "last", "more", "tasks"}: the tasks after `after` (task id, subtask id), up to the one
+    # whose text fills protocol.PAGE_BYTES (a job may hold 50,000 tasks and 32 MB of their text).
+    counted: StrictBool = False
+    after: Annotated[list[SubId], Field(min_length=2, max_length=2)] | None = None
 
 
 class CancelTask(TaskAddress):

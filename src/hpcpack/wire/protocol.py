@@ -19,7 +19,11 @@ from ..errors import HpcError
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # a reply
 MAX_REQUEST = 4 * 1024 * 1024  # a request (the head node reads no more)
-PROTOCOL_VERSION = 2  # 2: typed requests, "hello" on connect, request ids
+PROTOCOL_VERSION = 3  # 2: typed requests, "hello" on connect, request ids; 3: listings cut by size
+# A listing's reply ends with the record that passes this many bytes of text, and says so: a page of jobs
+# has "more", and lookup_jobs answers only its first ids (at least one); the client asks for the rest.
+# Counted in jobs alone, a page of jobs with large environments outgrew a message (MAX_FRAME).
+PAGE_BYTES = 16 * 1024 * 1024
 MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 MAX_ID = 2**31 - 1  # the largest job, task or node ID: HPC Pack's IDs are Int32
 # A name get_jobs may stamp each job of a page with (operations.GetJobs.scheduler): short printable ASCII.
