@@ -207,6 +207,12 @@ def test_ended_jobs_leave_memory_but_not_the_store(head: HeadNode, tmp_path: Pat
     looked_up = head.read_job(job.id)
     assert (looked_up.name, looked_up.tasks, job.id in head.jobs) == ("done", [], False)
     assert looked_up.to_record("x")["FinishedTaskCount"] == 1
+    with pytest.raises(HpcError) as refused:  # nor does a cancel, or its plan, that it refuses (helper 44)
+        head.cancel_job(ROOT_CALLER, job.id, StopOptions())
+    assert refused.value.error_id == "InvalidCancelJobState" and job.id not in head.jobs
+    with pytest.raises(HpcError):
+        head.describe_cancel(ROOT_CALLER, head.read_job(job.id), StopOptions())
+    assert job.id not in head.jobs
     assert head.job(job.id).state == JobState.Finished and job.id in head.jobs  # read back on demand
     again = HeadNode(tmp_path, HeadNodeConfig(nodes=[Node("N1", 2)]))
     try:

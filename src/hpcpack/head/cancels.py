@@ -56,7 +56,9 @@ class Cancels(Processes):
 
     def _cancel_job(self, caller: Caller, job_id: int, options: StopOptions, rows: Rows | None = None) -> Job:
         force, graceful, finish, message = options.force, options.graceful, options.finish, options.message
-        job = self.job(job_id)
+        # One not in memory has ended: refused below, read without its tasks and not kept (a bulk cancel of
+        # 10,000 ended jobs loaded each with all its tasks and held them, for any user).
+        job = self.job(job_id) if job_id in self.jobs else self.read_job(job_id)
         self.authorize(caller, job)
         kind, request = _CANCEL_KINDS[(force, graceful, finish)]
         if job.state == JobState.Canceling and job.cancel is not None:

@@ -235,7 +235,7 @@ class Requests(ClusterRequests):
         results: list[dict[str, Any]] = []
         for job_id in params.ids:
             try:
-                job = self.head.job(job_id)
+                job = self.head.read_job(job_id)  # (an ended one, refused, is not loaded with its tasks)
                 action = self.head.describe_cancel(caller, job, options)
             except HpcError as e:
                 results.append({"id": job_id, "error": e.to_wire()})
