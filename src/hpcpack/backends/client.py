@@ -345,7 +345,6 @@ def _counted(body: bytearray) -> JobPage | None:
     return JobPage(count=count, last=last, json=memoryview(body)[start:end], more=match[3] == b"true")
 
 
-
 def _escapes_surrogate(text: bytearray) -> bool:
     """Whether JSON text holds an escaped surrogate (\\uD800 to \\uDFFF): a "u" after an odd run of backslashes
     (an even one is that many backslashes of text). Looks only at backslashes, found by memchr: a page of

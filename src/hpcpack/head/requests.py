@@ -41,8 +41,6 @@ BATCH = 500
 REPLY_MESSAGE_KEPT = 120  # characters of each error message a bulk reply keeps for a resend
 
 
-
-
 def compact(result: Any) -> Any:
     """A bulk reply as kept for a resend: each job's id and error id with the start of its message, not
     its whole record nor the full message (a resend of a 10,000-job request must not store megabytes)."""
