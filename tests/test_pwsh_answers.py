@@ -25,11 +25,10 @@ Answers = Callable[[int, dict[str, Any]], "bytes | None"]
 
 
 @contextlib.contextmanager
-def head_node_answering(path: Path, page: bytes | None | Answers, silent: int = 0) -> Iterator[str]:
+def head_node_answering(path: Path, page: bytes | None | Answers) -> Iterator[str]:
     """A Unix socket that greets as a head node of this version does and answers every other request with
-    `page`, a reply's body exactly as given (None: never; on the first `silent` connections: never), or as
-    `page(connection, request)` gives it (connections count from 1). Yields the -Scheduler value that
-    reaches it."""
+    `page`, a reply's body exactly as given (None: never), or as `page(connection, request)` gives it
+    (connections count from 1). Yields the -Scheduler value that reaches it."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen()
@@ -45,7 +44,7 @@ def head_node_answering(path: Path, page: bytes | None | Answers, silent: int = 
                     protocol.send(sock, protocol.reply_ok({"protocol": protocol.PROTOCOL_VERSION,
                                                            "version": __version__}))
                     continue
-                answer = page(connection, request) if callable(page) else page if connection > silent else None
+                answer = page(connection, request) if callable(page) else page
                 if answer is not None:
                     sock.sendall(protocol.HEADER.pack(len(answer)) + answer)
 
@@ -121,7 +120,8 @@ def test_a_stop_does_not_wait_for_a_head_node_that_stopped_answering(tmp_path: P
               "$next = [powershell]::Create(); [void]$next.AddScript(\"Import-Module '$module'; Get-HpcJob -State All\"); "
               "$run = $next.BeginInvoke(); "
               "if ($run.AsyncWaitHandle.WaitOne(20000)) { 'next|' + @($next.EndInvoke($run)).Count } else { 'next|stuck' }")
-    with head_node_answering(tmp_path / "fake.sock", page(b"[" + JOB + b"]"), silent=1) as scheduler:
+    listing = page(b"[" + JOB + b"]")
+    with head_node_answering(tmp_path / "fake.sock", lambda n, _: None if n == 1 else listing) as scheduler:
         result = run_pwsh(f"$module = '{MODULE}'; " + script, env={**os.environ, "CCP_SCHEDULER": scheduler},
                           import_module=False, timeout=60)
     assert result.returncode == 0, result.stderr
