@@ -24,7 +24,7 @@ import pytest
 
 from hpcpack import __version__
 from hpcpack.backends.client import Client
-from hpcpack.errors import HpcError
+from hpcpack.errors import MAX_SENT, HpcError
 from hpcpack.head.limits import MAX_UNSENT, MAX_UNSENT_PER_USER
 from hpcpack.wire import protocol
 
@@ -964,3 +964,19 @@ def test_a_change_whose_reply_is_lost_with_the_head_node_says_it_may_have_been_a
                                   text=True, env={**head.env(), "CCP_SCHEDULER": f"unix:{proxy}"}, timeout=60)
     assert compiled.returncode == 1 and "(cancel_jobs) was sent before the connection was lost" in compiled.stderr
     assert client.call("get_jobs", ids=[job_id])[0]["State"] == "Canceled"  # it had
+
+
+def test_an_error_does_not_repeat_a_huge_request(head: HeadNodeProcess) -> None:
+    """A 4 MB request of bad bytes was answered with a 20 MB error that repeated it (helper 45), and a bad
+    JobEnv item without "=" was repeated whole: an error carries at most errors.MAX_SENT characters of it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(head.socket))
+        body = b'{"op":"ping","args":{"x":"' + b"\xff" * (protocol.MAX_REQUEST - 40) + b'"}}'
+        sock.sendall(protocol.HEADER.pack(len(body)) + body)
+        header = sock.recv(protocol.HEADER.size, socket.MSG_WAITALL)
+        (size,) = protocol.HEADER.unpack(header)
+        reply = protocol.decode(sock.recv(size, socket.MSG_WAITALL))
+    assert reply["error"]["error_id"] == "ProtocolError" and size < 2 * MAX_SENT, size
+    reply = raw(head, {"op": "new_job", "args": {"spec": {"JobEnv": ["x" * 60_000]}}})  # no "="
+    assert reply["error"]["error_id"] == "InvalidArgument" and len(json.dumps(reply)) < 3 * MAX_SENT
+    assert answers(head)

@@ -43,6 +43,9 @@ _KINDS: dict[str, tuple[str, int]] = {
 }
 
 
+MAX_SENT = 4096  # characters of an error's message (and of its target) that a reply carries
+
+
 class HpcError(Exception):
     """A failure the user can act on. `error_id` is stable; PowerShell shows it in FullyQualifiedErrorId."""
 
@@ -54,7 +57,11 @@ class HpcError(Exception):
         self.category, self.code = _KINDS.get(error_id, ("NotSpecified", 0x8004020F))
 
     def to_wire(self) -> dict[str, Any]:
-        return {"error_id": self.error_id, "message": self.message, "target": self.target}
+        """As a reply carries it: its message and target cut to MAX_SENT characters, since they may repeat
+        what a request sent (a 4 MB JobEnv item without "=", a name of bad bytes), and an error of each
+        of 10,000 ids would repeat it 10,000 times."""
+        target = self.target[:MAX_SENT] if isinstance(self.target, str) else self.target
+        return {"error_id": self.error_id, "message": self.message[:MAX_SENT], "target": target}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> HpcError:

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 
 from ..errors import HpcError
 from ..model.params import MAX_TIME
-from .protocol import MAX_ID, MAX_IDS, MAX_SCHEDULER_NAME, SCHEDULER_NAME
+from .protocol import MAX_ECHO, MAX_ID, MAX_IDS, MAX_SCHEDULER_NAME, SCHEDULER_NAME
 
 MAX_TEXT = 64 * 1024      # characters in any one string
 MAX_SPEC_ITEMS = 256      # properties in one job or task specification
@@ -336,7 +336,7 @@ def parse(op: Any, args: Any) -> tuple[str, Request]:
     """(operation name, validated arguments); raises HpcError (ProtocolError, InvalidArgument)."""
     model = OPERATIONS.get(op) if isinstance(op, str) else None
     if model is None:
-        raise HpcError("ProtocolError", f"The head node does not know the operation {op!r}.")
+        raise HpcError("ProtocolError", f"The head node does not know the operation {repr(op)[:MAX_ECHO]}.")
     if args is None:
         args = {}
     if not isinstance(args, dict):

@@ -26,6 +26,7 @@ PROTOCOL_VERSION = 3  # 2: typed requests, "hello" on connect, request ids; 3: l
 PAGE_BYTES = 16 * 1024 * 1024
 MAX_IDS = 10_000  # job ids in one request; clients send longer lists in pages
 MAX_ID = 2**31 - 1  # the largest job, task or node ID: HPC Pack's IDs are Int32
+MAX_ECHO = 200  # characters of what a request sent that an error about it repeats
 # A name get_jobs may stamp each job of a page with (operations.GetJobs.scheduler): short printable ASCII.
 MAX_SCHEDULER_NAME = 256
 SCHEDULER_NAME = r"^[ -~]*$"
@@ -69,7 +70,9 @@ def loads(text: bytes | bytearray | memoryview) -> Any:
         with no_cycle_collection():  # (its objects form no cycles: acyclic)
             return json.loads(bytes(text) if isinstance(text, memoryview) else text)
     except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
-        raise HpcError("ProtocolError", f"malformed message: {e!r}") from None
+        # Its text, not its repr: a UnicodeDecodeError's repr holds the whole message, and a 4 MB request
+        # of bad bytes was answered with a 20 MB error.
+        raise HpcError("ProtocolError", f"malformed message: {type(e).__name__}: {str(e)[:MAX_ECHO]}") from None
 
 
 def frame_length(header: bytes | bytearray, limit: int = MAX_FRAME) -> int:
